@@ -1,0 +1,273 @@
+package shard
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+// Options configures [Assign]. The zero value assigns every target to one
+// member by its address.
+type Options struct {
+	// Replicas is the number of distinct members that scrape each target.
+	// Zero means 1. When it exceeds the number of members every member gets
+	// every target and [Assignment.Degraded] reports it.
+	Replicas int
+	// KeyLabel is the label whose value is hashed to place a target. Empty
+	// means __address__. With another label (instance, say), targets that
+	// share its value stay together. The value is looked up on the target,
+	// then on its group; a target without it falls back to its address.
+	KeyLabel model.LabelName
+}
+
+func (o Options) validate() error {
+	if o.Replicas < 0 {
+		return fmt.Errorf("shard: Options.Replicas %d: must be at least 1", o.Replicas)
+	}
+	if o.KeyLabel != "" && !o.KeyLabel.IsValid() {
+		return fmt.Errorf("shard: Options.KeyLabel %q: not a valid label name", o.KeyLabel)
+	}
+	return nil
+}
+
+// Assignment is the result of [Assign].
+type Assignment struct {
+	// Ring is the kind of ring that made the assignment.
+	Ring Kind
+	// Members are the ring's members, sorted by ID.
+	Members []Member
+	// RequestedReplicas is Options.Replicas (at least 1).
+	RequestedReplicas int
+	// Replicas is the replication actually achieved:
+	// min(RequestedReplicas, len(Members)).
+	Replicas int
+	// Targets is the number of input targets assigned.
+	Targets int
+	// Groups holds each member's target groups, keyed by member ID. Every
+	// member has an entry, empty (not nil) when it has no targets, so that a
+	// writer can write an empty file for it. Groups are sorted by source and
+	// labels, targets by key hash and address; the order is stable. Groups
+	// share their Labels maps and target label sets with the input: treat
+	// them as read-only.
+	Groups map[string][]*targetgroup.Group
+}
+
+// Degraded reports whether fewer replicas were placed than requested
+// because there are fewer members.
+func (a *Assignment) Degraded() bool { return a.Replicas < a.RequestedReplicas }
+
+// Count returns the number of targets assigned to member id.
+func (a *Assignment) Count(id string) int {
+	n := 0
+	for _, g := range a.Groups[id] {
+		n += len(g.Targets)
+	}
+	return n
+}
+
+// Key returns the value [Assign] hashes to place target t of a group with
+// labels groupLabels, under the given key label ("" means __address__).
+func Key(t, groupLabels model.LabelSet, keyLabel model.LabelName) string {
+	if keyLabel != "" && keyLabel != model.AddressLabel {
+		if v, ok := t[keyLabel]; ok && v != "" {
+			return string(v)
+		}
+		if v, ok := groupLabels[keyLabel]; ok && v != "" {
+			return string(v)
+		}
+	}
+	return string(t[model.AddressLabel])
+}
+
+// item is a target with its key hash, for sorting.
+type item struct {
+	hash uint64
+	t    model.LabelSet
+}
+
+// Assign places every target of groups on opts.Replicas distinct members of
+// r. Each target is placed on its own (a big group is spread over all
+// members) and keeps its group's labels and source, so the result written as
+// file_sd gives Prometheus the labels it would have had.
+//
+// The result depends only on the ring's members and the set of targets, not
+// on the order of groups or targets in the input. Groups with the same
+// source and labels are merged. A target without __address__ is an error
+// ([ErrNoAddress]), as is a ring without members ([ErrNoMembers]).
+func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if r == nil || len(r.Members()) == 0 {
+		return nil, ErrNoMembers
+	}
+	members := r.Members()
+	req := max(opts.Replicas, 1)
+	reps := min(req, len(members))
+	a := &Assignment{
+		Ring:              r.Kind(),
+		Members:           members,
+		RequestedReplicas: req,
+		Replicas:          reps,
+		Groups:            make(map[string][]*targetgroup.Group, len(members)),
+	}
+	for _, m := range members {
+		a.Groups[m.ID] = []*targetgroup.Group{}
+	}
+
+	byLabel := opts.KeyLabel != "" && opts.KeyLabel != model.AddressLabel
+	var (
+		items    []item
+		scratch  []item
+		counts32 = make([]int32, 0, 1<<16+1)
+		owners   []int32
+		dst      = make([]int, 0, reps)
+		counts   = make([]int, len(members))
+		outs     = make([]*targetgroup.Group, len(members))
+	)
+	for _, in := range mergeGroups(groups) {
+		items = items[:0]
+		for _, g := range in.parts {
+			for i, t := range g.Targets {
+				addr := t[model.AddressLabel]
+				if addr == "" {
+					return nil, fmt.Errorf("group %q target %d (%v): %w", g.Source, i, t, ErrNoAddress)
+				}
+				key := string(addr)
+				if byLabel {
+					key = Key(t, g.Labels, opts.KeyLabel)
+				}
+				items = append(items, item{Hash(key), t})
+			}
+		}
+		if len(items) == 0 {
+			continue
+		}
+		a.Targets += len(items)
+		items, scratch = sortItems(items, scratch, counts32[:0])
+
+		owners = owners[:0]
+		clear(counts)
+		for _, it := range items {
+			dst = r.Owners(it.hash, reps, dst[:0])
+			for _, m := range dst {
+				owners = append(owners, int32(m))
+				counts[m]++
+			}
+		}
+		for m, c := range counts {
+			outs[m] = nil
+			if c == 0 {
+				continue
+			}
+			outs[m] = &targetgroup.Group{Source: in.source, Labels: in.labels, Targets: make([]model.LabelSet, 0, c)}
+			a.Groups[members[m].ID] = append(a.Groups[members[m].ID], outs[m])
+		}
+		for i, m := range owners {
+			g := outs[m]
+			g.Targets = append(g.Targets, items[i/reps].t)
+		}
+	}
+	return a, nil
+}
+
+// compareItems orders targets by key hash, then address, then all labels, so
+// the order never depends on the input's.
+func compareItems(a, b item) int {
+	if a.hash != b.hash {
+		return cmp.Compare(a.hash, b.hash)
+	}
+	return tieBreak(a, b)
+}
+
+// tieBreak orders targets whose keys hash alike: the same key (targets
+// grouped by a label) or a 64-bit collision.
+func tieBreak(a, b item) int {
+	if c := strings.Compare(string(a.t[model.AddressLabel]), string(b.t[model.AddressLabel])); c != 0 {
+		return c
+	}
+	return strings.Compare(a.t.String(), b.t.String())
+}
+
+// sortItems sorts items by compareItems. Key hashes are uniform, so a
+// counting pass on their top bits leaves about one item per bucket and an
+// insertion pass finishes in linear time. It returns the sorted slice and
+// the spare buffer for reuse.
+func sortItems(items, scratch []item, counts []int32) (sorted, spare []item) {
+	n := len(items)
+	if n < 256 {
+		slices.SortFunc(items, compareItems)
+		return items, scratch
+	}
+	bits := uint(8)
+	for 1<<bits < n && bits < 16 {
+		bits++
+	}
+	shift := 64 - bits
+	counts = counts[:1<<bits+1]
+	clear(counts)
+	for _, it := range items {
+		counts[it.hash>>shift+1]++
+	}
+	for i := 1; i < len(counts); i++ {
+		counts[i] += counts[i-1]
+	}
+	scratch = slices.Grow(scratch[:0], n)[:n]
+	for _, it := range items {
+		b := it.hash >> shift
+		scratch[counts[b]] = it
+		counts[b]++
+	}
+	for i := 1; i < n; i++ {
+		for j := i; j > 0 && compareItems(scratch[j-1], scratch[j]) > 0; j-- {
+			scratch[j-1], scratch[j] = scratch[j], scratch[j-1]
+		}
+	}
+	return scratch, items
+}
+
+// merged is one output group: input groups with the same source and labels.
+type merged struct {
+	source string
+	labels model.LabelSet
+	key    string // labels as text, for ordering
+	parts  []*targetgroup.Group
+}
+
+// mergeGroups sorts groups by source and labels and merges equal ones.
+func mergeGroups(groups []*targetgroup.Group) []merged {
+	out := make([]merged, 0, len(groups))
+	for _, g := range groups {
+		if g == nil || len(g.Targets) == 0 {
+			continue
+		}
+		out = append(out, merged{source: g.Source, labels: g.Labels, parts: []*targetgroup.Group{g}})
+	}
+	// Labels are only compared as text when sources tie.
+	slices.SortFunc(out, func(a, b merged) int { return strings.Compare(a.source, b.source) })
+	for i := range out {
+		if (i > 0 && out[i-1].source == out[i].source) || (i+1 < len(out) && out[i+1].source == out[i].source) {
+			out[i].key = out[i].labels.String()
+		}
+	}
+	slices.SortStableFunc(out, func(a, b merged) int {
+		if c := strings.Compare(a.source, b.source); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	w := 0
+	for i := range out {
+		if w > 0 && out[w-1].source == out[i].source && out[w-1].key == out[i].key {
+			out[w-1].parts = append(out[w-1].parts, out[i].parts...)
+			continue
+		}
+		out[w] = out[i]
+		w++
+	}
+	return out[:w]
+}

@@ -1,0 +1,107 @@
+package shard
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+var benchPools = map[int][]*targetgroup.Group{}
+
+func benchPool(t int) []*targetgroup.Group {
+	if p, ok := benchPools[t]; ok {
+		return p
+	}
+	p := pool(rand.New(rand.NewPCG(42, uint64(t))), t, 1000)
+	benchPools[t] = p
+	return p
+}
+
+// BenchmarkAssign measures a full assignment with every ring. Besides ns/op
+// it reports ns/target, allocs/target, max/mean load, and moved/optimum: the
+// targets whose owner changed when one member leaves, over the optimum T/N
+// (1.0 is optimal movement).
+func BenchmarkAssign(b *testing.B) {
+	for _, k := range Kinds() {
+		for _, t := range []int{10_000, 100_000, 1_000_000} {
+			for _, n := range []int{3, 10, 100} {
+				b.Run(fmt.Sprintf("ring=%s/T=%d/N=%d", k, t, n), func(b *testing.B) {
+					gs := benchPool(t)
+					r := mustRing(b, k, members(n))
+					var ms0, ms1 runtime.MemStats
+					runtime.ReadMemStats(&ms0)
+					var a *Assignment
+					b.ResetTimer()
+					for b.Loop() {
+						a = mustAssign(b, r, gs, Options{})
+					}
+					b.StopTimer()
+					runtime.ReadMemStats(&ms1)
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(t), "ns/target")
+					b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N)/float64(t), "allocs/target")
+					hi, _ := loads(a)
+					b.ReportMetric(hi, "max/mean")
+					b.ReportMetric(movedOverOptimum(b, k, n, gs), "moved/optimum")
+				})
+			}
+		}
+	}
+}
+
+// movedOverOptimum removes one member and counts targets whose owner changed.
+func movedOverOptimum(b *testing.B, k Kind, n int, gs []*targetgroup.Group) float64 {
+	ms := members(n)
+	before, after := mustRing(b, k, ms), mustRing(b, k, ms[1:])
+	moved, total := 0, 0
+	var d1, d2 []int
+	for _, g := range gs {
+		for _, t := range g.Targets {
+			h := Hash(Key(t, g.Labels, ""))
+			d1 = before.Owners(h, 1, d1[:0])
+			d2 = after.Owners(h, 1, d2[:0])
+			if before.Members()[d1[0]].ID != after.Members()[d2[0]].ID {
+				moved++
+			}
+			total++
+		}
+	}
+	return float64(moved) / (float64(total) / float64(n))
+}
+
+// BenchmarkRingBuild measures building each ring.
+func BenchmarkRingBuild(b *testing.B) {
+	for _, k := range Kinds() {
+		for _, n := range []int{3, 10, 100} {
+			b.Run(fmt.Sprintf("ring=%s/N=%d", k, n), func(b *testing.B) {
+				ms := members(n)
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := New(k, ms); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkLookup measures one key lookup (R=1) on each ring.
+func BenchmarkLookup(b *testing.B) {
+	for _, k := range Kinds() {
+		for _, n := range []int{3, 10, 100} {
+			b.Run(fmt.Sprintf("ring=%s/N=%d", k, n), func(b *testing.B) {
+				r := mustRing(b, k, members(n))
+				dst := make([]int, 0, 1)
+				b.ReportAllocs()
+				var i uint64
+				for b.Loop() {
+					i++
+					dst = r.Owners(mix(i), 1, dst[:0])
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,33 @@
+// Package shard decides which collectors scrape which targets.
+//
+// It is pure computation: no I/O, no goroutines, no clocks. Given the healthy
+// collectors (as [Member] values) and the target pool (as Prometheus
+// [targetgroup.Group] values), [Assign] gives every target to R distinct
+// members, deterministically: the same members and targets, in any input
+// order, give the same result on every machine, so several promshard
+// processes agree without talking to each other.
+//
+// A [Ring] maps a 64-bit key hash to members. Rings are immutable values,
+// built once per member set and safe for concurrent lookups without locks.
+// Three implementations are provided:
+//
+//   - [NewRendezvous] (the default, [KindRendezvous]): highest-random-weight
+//     hashing on xxhash. Optimal movement (only the targets of a member that
+//     leaves move; a member that joins takes targets only for itself), load as
+//     even as random placement allows, no allocation per lookup, no build
+//     cost. A lookup costs one multiply-xorshift per unit of member weight.
+//   - [NewConsistent] ([KindConsistent]): a flat, sorted consistent-hash ring
+//     with virtual points and a prefix index. Lookups are O(1) on average and
+//     independent of the member count; build time and balance grow with the
+//     number of points.
+//   - [NewHashring] ([KindHashring]): consistent hashing on
+//     github.com/serialx/hashring, with enough points per member to balance
+//     (the library's default of one point per member leaves the busiest
+//     member with several times the mean). It allocates on every lookup.
+//
+// The package benchmarks (go test -bench . ./shard) compare them; the README
+// holds the numbers that chose the default.
+//
+// [Compare] reports what changed between two assignments (targets added,
+// removed and moved, per member) for logs and metrics.
+package shard

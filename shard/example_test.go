@@ -1,0 +1,63 @@
+package shard_test
+
+import (
+	"fmt"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/shard"
+)
+
+// A ring is built once per member set. Lookups are lock-free and, with the
+// default ring, do not allocate.
+func ExampleNew() {
+	ring, err := shard.New(shard.DefaultKind, []shard.Member{
+		{ID: "prom-a:9090"}, {ID: "prom-b:9090"}, {ID: "prom-c:9090"},
+	})
+	if err != nil {
+		panic(err)
+	}
+	// Where does one target go, with two replicas?
+	for _, m := range shard.Lookup(ring, "10.0.0.7:9100", 2) {
+		fmt.Println(m.ID)
+	}
+	// Output:
+	// prom-b:9090
+	// prom-a:9090
+}
+
+// Assign splits target groups between the members. Every member gets an
+// entry, so an empty one can still be written as an empty file.
+func ExampleAssign() {
+	ring, _ := shard.New(shard.DefaultKind, []shard.Member{{ID: "prom-a:9090"}, {ID: "prom-b:9090"}})
+	pool := []*targetgroup.Group{{
+		Source: "nodes",
+		Labels: model.LabelSet{"env": "prod"},
+		Targets: []model.LabelSet{
+			{model.AddressLabel: "10.0.0.1:9100"},
+			{model.AddressLabel: "10.0.0.2:9100"},
+			{model.AddressLabel: "10.0.0.3:9100"},
+			{model.AddressLabel: "10.0.0.4:9100"},
+		},
+	}}
+	a, err := shard.Assign(ring, pool, shard.Options{})
+	if err != nil {
+		panic(err)
+	}
+	for _, m := range a.Members {
+		for _, g := range a.Groups[m.ID] {
+			fmt.Println(m.ID, g.Labels, g.Targets)
+		}
+	}
+
+	// prom-b leaves: only its targets move.
+	ring2, _ := shard.New(shard.DefaultKind, []shard.Member{{ID: "prom-a:9090"}})
+	b, _ := shard.Assign(ring2, pool, shard.Options{})
+	d := shard.Compare(a, b)
+	fmt.Printf("moved %d, unchanged %d, prom-a gained %d\n", d.Moved, d.Unchanged, d.Members["prom-a:9090"].Gained)
+	// Output:
+	// prom-a:9090 {env="prod"} [{__address__="10.0.0.4:9100"}]
+	// prom-b:9090 {env="prod"} [{__address__="10.0.0.2:9100"} {__address__="10.0.0.1:9100"} {__address__="10.0.0.3:9100"}]
+	// moved 3, unchanged 1, prom-a gained 3
+}

@@ -1,0 +1,48 @@
+package shard
+
+import "github.com/cespare/xxhash/v2"
+
+// Ring maps a key hash to the members that own it. Implementations are
+// immutable and safe for concurrent use; build a new ring when the member
+// set changes.
+type Ring interface {
+	// Kind names the implementation.
+	Kind() Kind
+	// Members returns the ring's members sorted by ID. Callers must not
+	// modify the slice.
+	Members() []Member
+	// Owners appends to dst the indexes, into Members, of the
+	// min(n, len(Members)) distinct members that own key, most preferred
+	// first, and returns the extended slice. It does not allocate when dst
+	// has room.
+	Owners(key uint64, n int, dst []int) []int
+}
+
+// Hash is the key hash every ring is fed with: xxhash64 of the key's bytes,
+// the same on every machine.
+func Hash(key string) uint64 { return xxhash.Sum64String(key) }
+
+// Lookup returns the members that own key in r, most preferred first.
+func Lookup(r Ring, key string, replicas int) []Member {
+	if replicas < 1 {
+		replicas = 1
+	}
+	idx := r.Owners(Hash(key), replicas, nil)
+	ms := r.Members()
+	out := make([]Member, len(idx))
+	for i, j := range idx {
+		out[i] = ms[j]
+	}
+	return out
+}
+
+// mix is a 64-bit finalizer (splitmix64): a bijection with full avalanche,
+// cheap enough to run once per member per lookup.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
