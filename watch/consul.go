@@ -1,0 +1,344 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// HealthClient is the part of the Consul health API the watcher uses.
+// *api.Health satisfies it.
+type HealthClient interface {
+	ServiceMultipleTags(service string, tags []string, passingOnly bool, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error)
+}
+
+// Defaults of [ConsulOptions].
+const (
+	DefaultWaitTime    = 5 * time.Minute
+	DefaultMinInterval = 100 * time.Millisecond
+	DefaultBackoffMin  = 100 * time.Millisecond
+	DefaultBackoffMax  = 30 * time.Second
+	DefaultWeightMeta  = "weight"
+)
+
+// ConsulOptions configures a [ConsulWatcher]. Zero values get the documented
+// defaults.
+type ConsulOptions struct {
+	// Service is the Consul service name of the collectors. Required.
+	Service string
+	// Tags, when set, keeps only instances that have all of them.
+	Tags []string
+	// Datacenter to query; empty means the agent's own.
+	Datacenter string
+	// Token is an ACL token for the queries; empty means the client's.
+	Token string
+	// AllowStale lets any Consul server answer, not only the leader.
+	AllowStale bool
+	// WaitTime is how long one blocking query may wait for a change.
+	// Default [DefaultWaitTime]; Consul caps it at 10 minutes.
+	WaitTime time.Duration
+	// MinInterval is the least time between the starts of two queries, so a
+	// service whose index changes all the time cannot spin the loop.
+	// Default [DefaultMinInterval].
+	MinInterval time.Duration
+	// BackoffMin and BackoffMax bound the wait after a failed query. It
+	// doubles with every consecutive error, with up to 50% random jitter.
+	// Defaults [DefaultBackoffMin] and [DefaultBackoffMax].
+	BackoffMin, BackoffMax time.Duration
+	// Settle, when positive, collapses a burst of changes into one report:
+	// after the first change the watcher waits Settle for more, then reports
+	// the set as it is then.
+	Settle time.Duration
+	// WeightMeta is the service metadata key holding a member's weight.
+	// Default [DefaultWeightMeta]; "-" disables weights.
+	WeightMeta string
+	// Logger receives errors and changes; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the watcher's metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+func (o *ConsulOptions) setDefaults() error {
+	if o.Service == "" {
+		return errors.New("watch: ConsulOptions.Service is empty")
+	}
+	for name, d := range map[string]time.Duration{"WaitTime": o.WaitTime, "MinInterval": o.MinInterval,
+		"BackoffMin": o.BackoffMin, "BackoffMax": o.BackoffMax, "Settle": o.Settle} {
+		if d < 0 {
+			return fmt.Errorf("watch: ConsulOptions.%s %v: must not be negative", name, d)
+		}
+	}
+	o.WaitTime = cmpOr(o.WaitTime, DefaultWaitTime)
+	o.MinInterval = cmpOr(o.MinInterval, DefaultMinInterval)
+	o.BackoffMin = cmpOr(o.BackoffMin, DefaultBackoffMin)
+	o.BackoffMax = cmpOr(o.BackoffMax, DefaultBackoffMax)
+	if o.BackoffMax < o.BackoffMin {
+		return fmt.Errorf("watch: ConsulOptions.BackoffMax %v: less than BackoffMin %v", o.BackoffMax, o.BackoffMin)
+	}
+	if o.WeightMeta == "" {
+		o.WeightMeta = DefaultWeightMeta
+	}
+	if o.WeightMeta == "-" {
+		o.WeightMeta = ""
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// State is what a watcher knows about its own health.
+type State struct {
+	// LastSuccess is when Consul last answered a query.
+	LastSuccess time.Time
+	// LastError is the error of the last failed query, nil after a success.
+	LastError error
+	// ConsecutiveErrors counts failed queries since the last success.
+	ConsecutiveErrors int
+	// LastIndex is the Consul index the next query waits on.
+	LastIndex uint64
+	// Members is the last reported member set.
+	Members []Member
+}
+
+// ConsulWatcher follows the passing instances of a Consul service with
+// blocking queries. Create it with [NewConsulWatcher]; start it with Run.
+type ConsulWatcher struct {
+	client HealthClient
+	opts   ConsulOptions
+	m      *watchMetrics
+
+	mu    sync.Mutex
+	state State
+}
+
+var _ Source = (*ConsulWatcher)(nil)
+
+// NewConsulWatcher validates opts and registers the watcher's metrics. It
+// does no I/O and starts nothing.
+func NewConsulWatcher(client HealthClient, opts ConsulOptions) (*ConsulWatcher, error) {
+	if client == nil {
+		return nil, errors.New("watch: nil HealthClient")
+	}
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	m, err := newWatchMetrics(opts.Registerer, "consul", opts.Service)
+	if err != nil {
+		return nil, err
+	}
+	return &ConsulWatcher{client: client, opts: opts, m: m}, nil
+}
+
+// State returns a snapshot of the watcher's state.
+func (w *ConsulWatcher) State() State {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.state
+	s.Members = slices.Clone(s.Members)
+	return s
+}
+
+// Run queries Consul until ctx is done and sends the member set on out each
+// time it changes, starting with the first answer. Errors are logged,
+// counted and retried with backoff; the last reported set stands meanwhile.
+// Run returns nil when ctx is done.
+func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
+	var (
+		index     uint64
+		errs      int
+		reported  []Member
+		first     = true
+		pending   []Member
+		hasPend   bool
+		settleAt  time.Time
+		lastStart time.Time
+	)
+	for {
+		// Rate limit: never start queries closer than MinInterval.
+		if wait := w.opts.MinInterval - time.Since(lastStart); !lastStart.IsZero() && wait > 0 {
+			if !sleep(ctx, wait) {
+				return nil
+			}
+		}
+		waitTime := w.opts.WaitTime
+		if hasPend {
+			waitTime = max(time.Until(settleAt), time.Millisecond)
+		}
+		lastStart = time.Now()
+		entries, meta, err := w.query(ctx, index, waitTime)
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.m.queries.Inc()
+		w.m.duration.Observe(time.Since(lastStart).Seconds())
+		if err != nil {
+			errs++
+			w.m.errors.Inc()
+			d := backoff(w.opts.BackoffMin, w.opts.BackoffMax, errs)
+			w.opts.Logger.Warn("consul query failed; keeping the last member set",
+				"service", w.opts.Service, "consecutive_errors", errs, "retry_in", d, "err", err)
+			w.setState(func(s *State) { s.LastError, s.ConsecutiveErrors = err, errs })
+			if !sleep(ctx, d) {
+				return nil
+			}
+			continue
+		}
+		if errs > 0 {
+			w.opts.Logger.Info("consul query recovered", "service", w.opts.Service, "after_errors", errs)
+		}
+		errs = 0
+		index = nextIndex(index, meta.LastIndex)
+		if meta.LastIndex == 0 {
+			w.opts.Logger.Warn("consul returned index 0; backing off", "service", w.opts.Service)
+			if !sleep(ctx, w.opts.BackoffMin) {
+				return nil
+			}
+		}
+		now := time.Now()
+		w.m.lastSuccess.Set(float64(now.UnixNano()) / 1e9)
+		w.setState(func(s *State) { s.LastSuccess, s.LastError, s.ConsecutiveErrors, s.LastIndex = now, nil, 0, index })
+
+		set := w.members(entries)
+		if !first && w.opts.Settle > 0 {
+			if !hasPend {
+				if Equal(set, reported) {
+					continue // an index bump with the same healthy set
+				}
+				hasPend, settleAt = true, now.Add(w.opts.Settle)
+			}
+			pending = set
+			if now.Before(settleAt) {
+				continue
+			}
+			set, hasPend = pending, false
+		}
+		if !first && Equal(set, reported) {
+			continue
+		}
+		first = false
+		reported = set
+		w.m.changes.Inc()
+		w.m.members.Set(float64(len(set)))
+		w.setState(func(s *State) { s.Members = set })
+		w.opts.Logger.Info("member set changed", "service", w.opts.Service, "members", len(set), "index", index)
+		select {
+		case out <- slices.Clone(set):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (w *ConsulWatcher) setState(f func(*State)) {
+	w.mu.Lock()
+	f(&w.state)
+	w.mu.Unlock()
+}
+
+// query runs one blocking query. The request's context outlives the wait
+// plus the up to 1/16 jitter Consul adds, plus a margin for the answer.
+func (w *ConsulWatcher) query(ctx context.Context, index uint64, wait time.Duration) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+	rctx, cancel := context.WithTimeout(ctx, wait+wait/16+10*time.Second)
+	defer cancel()
+	q := &api.QueryOptions{
+		Datacenter: w.opts.Datacenter,
+		Token:      w.opts.Token,
+		AllowStale: w.opts.AllowStale,
+		WaitIndex:  index,
+		WaitTime:   wait,
+	}
+	entries, meta, err := w.client.ServiceMultipleTags(w.opts.Service, w.opts.Tags, true, q.WithContext(rctx))
+	if err != nil {
+		return nil, nil, fmt.Errorf("consul health query for service %q: %w", w.opts.Service, err)
+	}
+	if meta == nil {
+		return nil, nil, fmt.Errorf("consul health query for service %q: no query metadata", w.opts.Service)
+	}
+	return entries, meta, nil
+}
+
+// nextIndex applies Consul's rules to the index a query returned: an index
+// lower than the one waited on means the state was reset (a restarted or
+// new leader) and the next query must not block; an index of 0 is not sane
+// and is never sent back (it would return at once, forever): the next query
+// waits on 1, after a backoff.
+func nextIndex(prev, got uint64) uint64 {
+	if got == 0 {
+		return 1
+	}
+	if got < prev {
+		return 0
+	}
+	return got
+}
+
+// members turns the passing instances into a sorted member set.
+func (w *ConsulWatcher) members(entries []*api.ServiceEntry) []Member {
+	out := make([]Member, 0, len(entries))
+	for _, e := range entries {
+		if e == nil || e.Service == nil {
+			continue
+		}
+		s := e.Service
+		m := Member{ID: s.ID, Service: s.Service, Address: s.Address, Port: s.Port,
+			Tags: slices.Clone(s.Tags), Meta: s.Meta}
+		if m.ID == "" {
+			m.ID = s.Service
+		}
+		if e.Node != nil {
+			m.Node = e.Node.Node
+			if m.Address == "" {
+				m.Address = e.Node.Address
+			}
+		}
+		slices.Sort(m.Tags)
+		w8, ok := parseWeight(s.Meta, w.opts.WeightMeta)
+		if !ok {
+			w.opts.Logger.Warn("ignoring bad weight: want a positive integer", "service_id", m.ID,
+				"meta_key", w.opts.WeightMeta, "value", s.Meta[w.opts.WeightMeta])
+		}
+		m.Weight = w8
+		out = append(out, m)
+	}
+	return sortMembers(out)
+}
+
+// backoff returns the wait after n consecutive errors: min doubled n-1
+// times, capped at max, with up to 50% of it taken off at random so that
+// many watchers do not retry in step.
+func backoff(lo, hi time.Duration, n int) time.Duration {
+	d := lo
+	for i := 1; i < n && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	return d - time.Duration(rand.Int64N(int64(d)/2+1))
+}
+
+// sleep waits d or until ctx is done, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

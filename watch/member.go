@@ -1,0 +1,76 @@
+package watch
+
+import (
+	"context"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Member is one healthy collector.
+type Member struct {
+	// ID identifies the collector: its Consul service ID, or address:port
+	// for a static member. It is stable across restarts of the collector.
+	ID string
+	// Service is the Consul service name ("" for a static member).
+	Service string
+	// Address and Port are where the collector's Prometheus listens.
+	Address string
+	Port    int
+	// Node is the Consul node the instance is registered on.
+	Node string
+	// Tags and Meta are the instance's Consul tags and metadata.
+	Tags []string
+	Meta map[string]string
+	// Weight is the collector's relative share of targets, from its
+	// metadata (see ConsulOptions.WeightMeta); 0 means the default of 1.
+	Weight uint32
+}
+
+// HostPort returns the collector's address and port joined as host:port.
+func (m Member) HostPort() string { return net.JoinHostPort(m.Address, strconv.Itoa(m.Port)) }
+
+// Source reports the healthy member set. Run sends a full, sorted set on out
+// each time it changes (the first set included) and returns nil when ctx is
+// done. It never closes out.
+type Source interface {
+	Run(ctx context.Context, out chan<- []Member) error
+}
+
+// equalMember compares members field by field.
+func equalMember(a, b Member) bool {
+	return a.ID == b.ID && a.Service == b.Service && a.Address == b.Address && a.Port == b.Port &&
+		a.Node == b.Node && a.Weight == b.Weight && slices.Equal(a.Tags, b.Tags) && maps.Equal(a.Meta, b.Meta)
+}
+
+// Equal reports whether two member sets, as a Source sends them, are the
+// same.
+func Equal(a, b []Member) bool { return slices.EqualFunc(a, b, equalMember) }
+
+// sortMembers sorts by ID and drops later duplicates of an ID (the same
+// service ID on two nodes keeps the first node in name order).
+func sortMembers(ms []Member) []Member {
+	slices.SortStableFunc(ms, func(a, b Member) int {
+		if c := strings.Compare(a.ID, b.ID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Node, b.Node)
+	})
+	return slices.CompactFunc(ms, func(a, b Member) bool { return a.ID == b.ID })
+}
+
+// parseWeight reads a weight from metadata. ok is false for a value that is
+// present but not a positive integer.
+func parseWeight(meta map[string]string, key string) (w uint32, ok bool) {
+	v, present := meta[key]
+	if !present || key == "" {
+		return 0, true
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n == 0 {
+		return 0, false
+	}
+	return uint32(n), true
+}

@@ -1,0 +1,426 @@
+package watch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeConsul serves /v1/health/service/<name> like Consul: it answers at
+// once when the request's index differs from the current one, and blocks
+// (up to the wait) otherwise.
+type fakeConsul struct {
+	mu      sync.Mutex
+	index   uint64
+	entries []*api.ServiceEntry
+	fail    bool
+	changed chan struct{}
+	seen    []uint64 // index of every request
+}
+
+func newFakeConsul() *fakeConsul { return &fakeConsul{index: 10, changed: make(chan struct{})} }
+
+func (f *fakeConsul) set(index uint64, ids ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.index = index
+	f.entries = nil
+	for _, id := range ids {
+		f.entries = append(f.entries, &api.ServiceEntry{
+			Node:    &api.Node{Node: "n1", Address: "127.0.0.1"},
+			Service: &api.AgentService{ID: id, Service: "prom", Port: 9000 + int(id[0]-'a'), Meta: map[string]string{"weight": "2"}},
+		})
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *fakeConsul) setFail(v bool) {
+	f.mu.Lock()
+	f.fail = v
+	f.mu.Unlock()
+}
+
+func (f *fakeConsul) requests() []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]uint64(nil), f.seen...)
+}
+
+func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	idx, _ := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
+	wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
+	f.mu.Lock()
+	f.seen = append(f.seen, idx)
+	if f.fail {
+		f.mu.Unlock()
+		http.Error(w, "no leader", http.StatusInternalServerError)
+		return
+	}
+	ch, cur := f.changed, f.index
+	f.mu.Unlock()
+	if idx == cur && idx > 0 {
+		select {
+		case <-ch:
+		case <-time.After(wait):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w.Header().Set("X-Consul-Index", strconv.FormatUint(f.index, 10))
+	_ = json.NewEncoder(w).Encode(f.entries)
+}
+
+func startFake(t *testing.T) (*fakeConsul, HealthClient) {
+	f := newFakeConsul()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	c, err := NewConsulClient(&api.Config{Address: srv.URL}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, c.Health()
+}
+
+// run starts w and returns its reports and a stop function that waits for
+// Run to return.
+func run(t *testing.T, s Source) (<-chan []Member, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan []Member)
+	done := make(chan error)
+	go func() { done <- s.Run(ctx, out) }()
+	stop := func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Run did not return after cancel")
+		}
+	}
+	t.Cleanup(stop)
+	return out, stop
+}
+
+func next(t *testing.T, ch <-chan []Member, within time.Duration) []Member {
+	t.Helper()
+	select {
+	case ms := <-ch:
+		return ms
+	case <-time.After(within):
+		t.Fatalf("no member set within %v", within)
+		return nil
+	}
+}
+
+func noReport(t *testing.T, ch <-chan []Member, d time.Duration) {
+	t.Helper()
+	select {
+	case ms := <-ch:
+		t.Fatalf("unexpected report %v", ids(ms))
+	case <-time.After(d):
+	}
+}
+
+func ids(ms []Member) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.ID
+	}
+	return out
+}
+
+func wantIDs(t *testing.T, ms []Member, want ...string) {
+	t.Helper()
+	if fmt.Sprint(ids(ms)) != fmt.Sprint(want) {
+		t.Fatalf("members %v, want %v", ids(ms), want)
+	}
+}
+
+func fastOpts() ConsulOptions {
+	return ConsulOptions{Service: "prom", WaitTime: 2 * time.Second, MinInterval: time.Millisecond,
+		BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond}
+}
+
+func TestWatcherReportsOnlyChanges(t *testing.T) {
+	f, hc := startFake(t)
+	f.set(10, "b", "a")
+	reg := prometheus.NewPedanticRegistry()
+	o := fastOpts()
+	o.Registerer = reg
+	w, err := NewConsulWatcher(hc, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := run(t, w)
+	ms := next(t, ch, 2*time.Second)
+	wantIDs(t, ms, "a", "b")
+	if ms[0].Weight != 2 || ms[0].Node != "n1" || ms[0].Address != "127.0.0.1" || ms[1].Port != 9001 {
+		t.Fatalf("member fields not carried: %+v", ms)
+	}
+	// An index bump with the same set is not a change.
+	f.set(11, "a", "b")
+	noReport(t, ch, 200*time.Millisecond)
+	f.set(12, "a", "b", "c")
+	wantIDs(t, next(t, ch, 2*time.Second), "a", "b", "c")
+	if got := testutil.ToFloat64(w.m.changes); got != 2 {
+		t.Fatalf("changes_total %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(w.m.members); got != 3 {
+		t.Fatalf("members gauge %v, want 3", got)
+	}
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 6 {
+		t.Fatalf("gathered %d metrics (%v), want 6", n, err)
+	}
+	if s := w.State(); s.LastIndex != 12 || s.ConsecutiveErrors != 0 || len(s.Members) != 3 {
+		t.Fatalf("state %+v", s)
+	}
+}
+
+func TestWatcherIndexRules(t *testing.T) {
+	f, hc := startFake(t)
+	f.set(50, "a")
+	w, _ := NewConsulWatcher(hc, fastOpts())
+	ch, _ := run(t, w)
+	wantIDs(t, next(t, ch, 2*time.Second), "a")
+	// The index goes backwards (a restored snapshot, a new cluster): the
+	// watcher resets to 0 instead of blocking on 50 forever.
+	f.set(7, "a", "b")
+	wantIDs(t, next(t, ch, 2*time.Second), "a", "b")
+	// An index of 0 is never sent back as is.
+	f.set(0, "b")
+	wantIDs(t, next(t, ch, 2*time.Second), "b")
+	time.Sleep(50 * time.Millisecond)
+	reqs := f.requests()
+	sawReset := false
+	for i, idx := range reqs {
+		if i > 0 && idx == 0 {
+			sawReset = true
+		}
+	}
+	if !sawReset {
+		t.Fatalf("no index reset after the index went backwards; requests %v", reqs)
+	}
+	if last := reqs[len(reqs)-1]; last != 1 {
+		t.Fatalf("after an index of 0 the watcher sent %d, want 1 (requests %v)", last, reqs)
+	}
+	if nextIndex(50, 7) != 0 || nextIndex(0, 0) != 1 || nextIndex(5, 9) != 9 {
+		t.Fatal("nextIndex rules")
+	}
+}
+
+func TestWatcherKeepsLastSetOnErrors(t *testing.T) {
+	f, hc := startFake(t)
+	f.set(10, "a", "b")
+	w, _ := NewConsulWatcher(hc, fastOpts())
+	ch, _ := run(t, w)
+	wantIDs(t, next(t, ch, 2*time.Second), "a", "b")
+	f.setFail(true)
+	f.set(11, "a") // wake the blocked query
+	noReport(t, ch, 300*time.Millisecond)
+	s := w.State()
+	if s.ConsecutiveErrors < 2 || s.LastError == nil || len(s.Members) != 2 {
+		t.Fatalf("state during outage %+v", s)
+	}
+	f.setFail(false)
+	wantIDs(t, next(t, ch, 2*time.Second), "a")
+	if s := w.State(); s.ConsecutiveErrors != 0 || s.LastError != nil {
+		t.Fatalf("state after recovery %+v", s)
+	}
+}
+
+func TestWatcherSettleCollapsesBurst(t *testing.T) {
+	f, hc := startFake(t)
+	f.set(10, "a", "b", "c")
+	o := fastOpts()
+	o.Settle = 400 * time.Millisecond
+	w, _ := NewConsulWatcher(hc, o)
+	ch, _ := run(t, w)
+	wantIDs(t, next(t, ch, 2*time.Second), "a", "b", "c")
+	start := time.Now()
+	f.set(11, "b", "c")
+	time.Sleep(50 * time.Millisecond)
+	f.set(12, "a", "c")
+	time.Sleep(50 * time.Millisecond)
+	f.set(13, "a", "b", "c", "d")
+	wantIDs(t, next(t, ch, 3*time.Second), "a", "b", "c", "d")
+	if el := time.Since(start); el < o.Settle {
+		t.Fatalf("reported after %v, before the settle window %v", el, o.Settle)
+	}
+	noReport(t, ch, 600*time.Millisecond)
+}
+
+func TestBackoff(t *testing.T) {
+	lo, hi := 100*time.Millisecond, time.Second
+	for n := 1; n < 10; n++ {
+		want := min(lo<<(n-1), hi)
+		for range 50 {
+			d := backoff(lo, hi, n)
+			if d > want || d < want/2 {
+				t.Fatalf("backoff(%d) = %v, want in [%v, %v]", n, d, want/2, want)
+			}
+		}
+	}
+}
+
+func TestConsulOptionsErrors(t *testing.T) {
+	hc := (&api.Client{}).Health()
+	for _, tc := range []struct {
+		o    ConsulOptions
+		want string
+	}{
+		{ConsulOptions{}, "Service is empty"},
+		{ConsulOptions{Service: "p", WaitTime: -1}, "WaitTime -1ns"},
+		{ConsulOptions{Service: "p", BackoffMin: time.Second, BackoffMax: time.Millisecond}, "BackoffMax 1ms"},
+	} {
+		_, err := NewConsulWatcher(hc, tc.o)
+		if err == nil || !contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want it to mention %q", tc.o, err, tc.want)
+		}
+	}
+	if _, err := NewConsulWatcher(nil, ConsulOptions{Service: "p"}); err == nil {
+		t.Error("nil client accepted")
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := NewConsulWatcher(hc, ConsulOptions{Service: "p", Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewConsulWatcher(hc, ConsulOptions{Service: "q", Registerer: reg}); err != nil {
+		t.Fatalf("second service on one registry: %v", err)
+	}
+	if _, err := NewConsulWatcher(hc, ConsulOptions{Service: "p", Registerer: reg}); err == nil {
+		t.Fatal("same service registered twice without an error")
+	}
+}
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
+}
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestRegistrationValidate(t *testing.T) {
+	for _, tc := range []struct {
+		r    Registration
+		want string
+	}{
+		{Registration{}, "Service is empty"},
+		{Registration{Service: "p", Port: 9090}, "Address"},
+		{Registration{Service: "p", Address: "h", Port: 0}, "Port 0"},
+		{Registration{Service: "p", Address: "h", Port: 1, Check: Check{Type: "grpc"}}, `Type "grpc"`},
+		{Registration{Service: "p", Address: "h", Port: 1, Check: Check{Interval: -time.Second}}, "Interval -1s"},
+	} {
+		err := tc.r.Validate()
+		if err == nil || !contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want it to mention %q", tc.r, err, tc.want)
+		}
+	}
+	r := Registration{Service: "prom", Address: "10.0.0.1", Port: 9090, Weight: 3}
+	ar := r.agentRegistration()
+	if ar.ID != "prom-10.0.0.1-9090" || ar.Check.HTTP != "http://10.0.0.1:9090/-/healthy" || ar.Meta["weight"] != "3" ||
+		ar.Check.Interval != "5s" || ar.Check.CheckID != "service:prom-10.0.0.1-9090" {
+		t.Fatalf("registration %+v check %+v", ar, ar.Check)
+	}
+}
+
+func TestStaticProbes(t *testing.T) {
+	var mu sync.Mutex
+	down := map[string]bool{}
+	probe := func(_ context.Context, m Member) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if down[m.ID] {
+			return errors.New("down")
+		}
+		return nil
+	}
+	s, err := NewStatic(StaticOptions{Members: []Member{{Address: "127.0.0.1", Port: 2}, {Address: "127.0.0.1", Port: 1}},
+		Probe: probe, Interval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := run(t, s)
+	wantIDs(t, next(t, ch, time.Second), "127.0.0.1:1", "127.0.0.1:2")
+	mu.Lock()
+	down["127.0.0.1:1"] = true
+	mu.Unlock()
+	wantIDs(t, next(t, ch, time.Second), "127.0.0.1:2")
+	noReport(t, ch, 100*time.Millisecond)
+	mu.Lock()
+	down["127.0.0.1:1"] = false
+	mu.Unlock()
+	wantIDs(t, next(t, ch, time.Second), "127.0.0.1:1", "127.0.0.1:2")
+}
+
+func TestStaticErrors(t *testing.T) {
+	for _, tc := range []struct {
+		o    StaticOptions
+		want string
+	}{
+		{StaticOptions{}, "Members is empty"},
+		{StaticOptions{Members: []Member{{Address: "h"}}}, "Members[0]"},
+		{StaticOptions{Members: []Member{{ID: "a"}, {ID: "a"}}}, `duplicate ID "a"`},
+		{StaticOptions{Members: []Member{{ID: "a"}}, Probe: TCPProbe()}, "needs an address"},
+	} {
+		_, err := NewStatic(tc.o)
+		if err == nil || !contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want it to mention %q", tc.o, err, tc.want)
+		}
+	}
+}
+
+func TestHTTPAndTCPProbes(t *testing.T) {
+	healthy := true
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path != "/-/healthy" || !healthy {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	m := memberOf(t, srv.URL)
+	ctx := context.Background()
+	if err := HTTPProbe(nil, "")(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := TCPProbe()(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	healthy = false
+	mu.Unlock()
+	if err := HTTPProbe(nil, "")(ctx, m); err == nil || !contains(err.Error(), "503") {
+		t.Fatalf("unhealthy probe: %v", err)
+	}
+	srv.Close()
+	if err := TCPProbe()(ctx, m); err == nil {
+		t.Fatal("TCP probe of a closed port passed")
+	}
+}
