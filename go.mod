@@ -10,6 +10,7 @@ require (
 	github.com/prometheus/prometheus v0.316.0
 	github.com/serialx/hashring v0.0.0-20200727003509-22c0c7ab6b1b
 	go.uber.org/goleak v1.3.0
+	go.yaml.in/yaml/v2 v2.4.4
 )
 
 require (

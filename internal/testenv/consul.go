@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"fmt"
-	"io"
 	"os/exec"
 	"strings"
 	"sync"
@@ -58,12 +57,10 @@ func (c *Consul) Start() {
 	}
 	c.cmd = cmd
 	err := WaitFor(30*time.Second, 100*time.Millisecond, func() error {
-		resp, err := httpGet(context.Background(), "http://"+c.Addr+"/v1/status/leader")
+		_, b, err := HTTPGet(context.Background(), "http://"+c.Addr+"/v1/status/leader")
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
 		if s := strings.Trim(strings.TrimSpace(string(b)), `"`); s == "" {
 			return fmt.Errorf("no leader yet")
 		}

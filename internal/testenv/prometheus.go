@@ -4,10 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,17 +28,20 @@ type Prometheus struct {
 	// Config is the path of its configuration file.
 	Config string
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
+	extra []string
+	mu    sync.Mutex
+	cmd   *exec.Cmd
 }
 
 // StartPrometheus starts Prometheus with the given configuration (YAML) on
 // a free loopback port, with the lifecycle API enabled, waits until it is
 // ready, and stops it when the test ends. dir holds its config and data.
-func StartPrometheus(t testing.TB, dir, config string) *Prometheus {
+// extra flags go after the defaults (--no-web.enable-lifecycle turns the
+// lifecycle API off again).
+func StartPrometheus(t testing.TB, dir, config string, extra ...string) *Prometheus {
 	t.Helper()
 	bin := RequireBinary(t, "prometheus", "PROMSHARD_PROMETHEUS")
-	p := &Prometheus{t: t, bin: bin, dir: dir, Addr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), Config: filepath.Join(dir, "prometheus.yml")}
+	p := &Prometheus{t: t, bin: bin, dir: dir, Addr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), Config: filepath.Join(dir, "prometheus.yml"), extra: extra}
 	if err := os.WriteFile(p.Config, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -49,13 +58,17 @@ func (p *Prometheus) Start() {
 	if p.cmd != nil {
 		return
 	}
-	cmd := exec.Command(p.bin,
-		"--config.file="+p.Config,
-		"--web.listen-address="+p.Addr,
-		"--web.enable-lifecycle",
-		"--storage.tsdb.path="+filepath.Join(p.dir, "data"),
+	args := []string{
+		"--config.file=" + p.Config,
+		"--web.listen-address=" + p.Addr,
+		"--storage.tsdb.path=" + filepath.Join(p.dir, "data"),
 		"--log.level=warn",
-	)
+	}
+	if !slices.Contains(p.extra, "--no-web.enable-lifecycle") {
+		args = append(args, "--web.enable-lifecycle")
+	}
+	args = append(args, p.extra...)
+	cmd := exec.Command(p.bin, args...)
 	cmd.Stdout = logWriter{p.t, "prometheus " + p.Addr}
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
@@ -63,13 +76,12 @@ func (p *Prometheus) Start() {
 	}
 	p.cmd = cmd
 	err := WaitFor(30*time.Second, 100*time.Millisecond, func() error {
-		resp, err := httpGet(context.Background(), "http://"+p.Addr+"/-/ready")
+		code, _, err := HTTPGet(context.Background(), "http://"+p.Addr+"/-/ready")
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
+		if code != 200 {
+			return fmt.Errorf("status %d", code)
 		}
 		return nil
 	})
@@ -101,17 +113,16 @@ type Target struct {
 
 // Targets returns the active targets.
 func (p *Prometheus) Targets(ctx context.Context) ([]Target, error) {
-	resp, err := httpGet(ctx, "http://"+p.Addr+"/api/v1/targets?state=active")
+	_, b, err := HTTPGet(ctx, "http://"+p.Addr+"/api/v1/targets?state=active")
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
 	var body struct {
 		Data struct {
 			Active []Target `json:"activeTargets"`
 		} `json:"data"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+	if err := json.Unmarshal(b, &body); err != nil {
 		return nil, fmt.Errorf("decode /api/v1/targets: %w", err)
 	}
 	return body.Data.Active, nil
@@ -133,4 +144,63 @@ func (p *Prometheus) Instances(ctx context.Context, up bool) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// Metric reads one sample of a metric without labels from the text
+// exposition at http://addr/metrics (a Prometheus server's own metrics).
+func Metric(ctx context.Context, addr, name string) (float64, error) {
+	_, b, err := HTTPGet(ctx, "http://"+addr+"/metrics")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
+			return strconv.ParseFloat(f[1], 64)
+		}
+	}
+	return 0, fmt.Errorf("metric %s not found at %s", name, addr)
+}
+
+// ScrapeTargets starts n HTTP servers on loopback that serve a small
+// /metrics page, and returns their host:port addresses, sorted. They stop
+// when the test ends.
+func ScrapeTargets(t testing.TB, n int) []string {
+	t.Helper()
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+			_, _ = io.WriteString(w, "# TYPE promshard_test_up gauge\npromshard_test_up 1\n")
+		}), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+		out = append(out, l.Addr().String())
+	}
+	sort.Strings(out)
+	return out
+}
+
+// WaitInstances waits until the server's healthy targets are exactly want
+// (sorted addresses), and fails the test with what it saw otherwise.
+func (p *Prometheus) WaitInstances(timeout time.Duration, want []string) {
+	p.t.Helper()
+	var got []string
+	err := WaitFor(timeout, 100*time.Millisecond, func() error {
+		var err error
+		got, err = p.Instances(context.Background(), true)
+		if err != nil {
+			return err
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			return fmt.Errorf("scraping %v", got)
+		}
+		return nil
+	})
+	if err != nil {
+		p.t.Fatalf("prometheus %s: want %v up within %v: %v", p.Addr, want, timeout, err)
+	}
 }

@@ -9,6 +9,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -94,15 +95,22 @@ func WaitFor(timeout, interval time.Duration, cond func() error) error {
 	}
 }
 
-// httpGet fetches a URL on loopback with a short timeout.
-func httpGet(ctx context.Context, url string) (*http.Response, error) {
+// HTTPGet fetches a URL on loopback with a short timeout and returns the
+// status code and the body.
+func HTTPGet(ctx context.Context, url string) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	return http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
 }
 
 // logWriter sends a process's output to the test log, when -v is given.

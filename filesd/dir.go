@@ -1,0 +1,323 @@
+package filesd
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+// ErrBadMemberID means a collector ID cannot name a file inside the
+// directory: it is empty, "." or "..", holds a path separator or NUL, or
+// starts with a dot.
+var ErrBadMemberID = errors.New("filesd: collector ID cannot name a file in the directory")
+
+// DefaultTemplate names each collector's file.
+const DefaultTemplate = "{{.ID}}.json"
+
+// DirOptions configures a [Dir].
+type DirOptions struct {
+	// Dir is the directory the files go to. Required; it must exist.
+	Dir string
+	// Template names a collector's file: a text/template over a value with
+	// the field ID (the collector ID). Default [DefaultTemplate]. The name
+	// must end in .json, .yml or .yaml and must depend on the ID.
+	Template string
+	// Format overrides the format inferred from the file name.
+	Format Format
+	// Mode of the files; zero means [DefaultMode].
+	Mode fs.FileMode
+	// EmptyOnLeave writes [] for a collector that left instead of removing
+	// its file (for setups whose Prometheus logs a missing file as an
+	// error).
+	EmptyOnLeave bool
+	// Logger receives one line per file written or removed; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the writer's metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// Dir keeps one file_sd file per collector in a directory. Its methods are
+// safe for concurrent use; Sync calls are serialised.
+type Dir struct {
+	opts     DirOptions
+	tmpl     *template.Template
+	manifest string
+	m        *dirMetrics
+
+	mu sync.Mutex
+}
+
+// SyncResult says what [Dir.Sync] did, by collector ID, each list sorted.
+type SyncResult struct {
+	// Written lists collectors whose file changed.
+	Written []string
+	// Unchanged lists collectors whose file already held the content.
+	Unchanged []string
+	// Removed lists collectors whose file was removed (or emptied, with
+	// EmptyOnLeave) because they left.
+	Removed []string
+}
+
+// Changed returns the collectors whose Prometheus sees new content.
+func (r SyncResult) Changed() []string {
+	return slices.Sorted(slices.Values(append(slices.Clone(r.Written), r.Removed...)))
+}
+
+// NewDir validates opts and registers the writer's metrics. It reads
+// nothing and writes nothing.
+func NewDir(opts DirOptions) (*Dir, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("filesd: DirOptions.Dir is empty")
+	}
+	if opts.Template == "" {
+		opts.Template = DefaultTemplate
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	tmpl, err := template.New("file").Option("missingkey=error").Parse(opts.Template)
+	if err != nil {
+		return nil, fmt.Errorf("filesd: DirOptions.Template %q: %w", opts.Template, err)
+	}
+	d := &Dir{opts: opts, tmpl: tmpl,
+		manifest: filepath.Join(opts.Dir, fmt.Sprintf(".promshard-owned-%016x", xxhash.Sum64String(opts.Template)))}
+	a, err := d.render("a")
+	if err != nil {
+		return nil, err
+	}
+	b, err := d.render("b")
+	if err != nil {
+		return nil, err
+	}
+	if a == b {
+		return nil, fmt.Errorf("filesd: DirOptions.Template %q: the file name must depend on {{.ID}}", opts.Template)
+	}
+	if opts.Format == "" {
+		if _, err := FormatOf(a); err != nil {
+			return nil, fmt.Errorf("filesd: DirOptions.Template %q: %w", opts.Template, err)
+		}
+	} else if opts.Format != JSON && opts.Format != YAML {
+		return nil, fmt.Errorf("filesd: DirOptions.Format %q: want %q or %q", opts.Format, JSON, YAML)
+	}
+	if d.m, err = newDirMetrics(opts.Registerer, opts.Dir); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// CheckID reports whether id can name a file in the directory.
+func CheckID(id string) error {
+	if id == "" || id == "." || id == ".." || strings.HasPrefix(id, ".") || strings.ContainsAny(id, "/\\\x00") {
+		return fmt.Errorf("%w: %q", ErrBadMemberID, id)
+	}
+	return nil
+}
+
+// render returns the file name for a collector ID.
+func (d *Dir) render(id string) (string, error) {
+	if err := CheckID(id); err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	if err := d.tmpl.Execute(&b, struct{ ID string }{id}); err != nil {
+		return "", fmt.Errorf("filesd: DirOptions.Template %q for %q: %w", d.opts.Template, id, err)
+	}
+	name := b.String()
+	if !filepath.IsLocal(name) || strings.ContainsAny(name, "/\\") || strings.HasPrefix(name, ".") {
+		return "", fmt.Errorf("%w: %q gives file name %q", ErrBadMemberID, id, name)
+	}
+	return name, nil
+}
+
+// Path returns the path of a collector's file.
+func (d *Dir) Path(id string) (string, error) {
+	name, err := d.render(id)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(d.opts.Dir, name), nil
+}
+
+func (d *Dir) format(name string) Format {
+	if d.opts.Format != "" {
+		return d.opts.Format
+	}
+	f, _ := FormatOf(name)
+	return f
+}
+
+// Sync makes the directory hold exactly one file per collector in groups
+// (an empty list for a collector with no groups) and removes the files it
+// wrote earlier for collectors no longer in groups. Every file is rendered
+// and validated before any is written, so a bad label writes nothing. A
+// failure to write one file does not stop the others; the errors are joined.
+func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	start := time.Now()
+	var res SyncResult
+	type file struct{ id, name string }
+	files := make([]file, 0, len(groups))
+	content := make(map[string][]byte, len(groups))
+	for _, id := range slices.Sorted(maps.Keys(groups)) {
+		name, err := d.render(id)
+		if err != nil {
+			return res, err
+		}
+		b, err := Marshal(groups[id], d.format(name))
+		if err != nil {
+			return res, fmt.Errorf("filesd: collector %q: %w", id, err)
+		}
+		files = append(files, file{id, name})
+		content[name] = b
+	}
+	owned, err := d.readManifest()
+	if err != nil {
+		return res, err
+	}
+	// Record the new files as owned before writing them, so a crash in
+	// between never leaves a file that a later Sync would not clean up.
+	for _, f := range files {
+		owned[f.name] = f.id
+	}
+	if err := d.writeManifest(owned); err != nil {
+		return res, err
+	}
+	var errs []error
+	for _, f := range files {
+		changed, err := writeBytes(filepath.Join(d.opts.Dir, f.name), content[f.name], d.opts.Mode)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+			d.m.errors.Inc()
+		case changed:
+			res.Written = append(res.Written, f.id)
+			d.m.writes.Inc()
+			d.opts.Logger.Debug("wrote file_sd file", "collector", f.id, "file", f.name)
+		default:
+			res.Unchanged = append(res.Unchanged, f.id)
+			d.m.unchanged.Inc()
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(owned)) {
+		if _, ok := content[name]; ok {
+			continue
+		}
+		id, path := owned[name], filepath.Join(d.opts.Dir, name)
+		if d.opts.EmptyOnLeave {
+			changed, err := writeBytes(path, mustEmpty(d.format(name)), d.opts.Mode)
+			if err != nil {
+				errs = append(errs, err)
+				d.m.errors.Inc()
+				continue
+			}
+			if changed {
+				res.Removed = append(res.Removed, id)
+				d.m.removed.Inc()
+			}
+			continue
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("filesd: remove %s: %w", path, err))
+			d.m.errors.Inc()
+			continue
+		}
+		delete(owned, name)
+		res.Removed = append(res.Removed, id)
+		d.m.removed.Inc()
+		d.opts.Logger.Info("removed file_sd file of a collector that left", "collector", id, "file", name)
+	}
+	if len(res.Removed) > 0 && !d.opts.EmptyOnLeave {
+		if err := d.writeManifest(owned); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	slices.Sort(res.Removed)
+	d.m.duration.Observe(time.Since(start).Seconds())
+	return res, errors.Join(errs...)
+}
+
+func mustEmpty(f Format) []byte {
+	b, err := Marshal(nil, f)
+	if err != nil {
+		panic(err) // the empty list always encodes
+	}
+	return b
+}
+
+// readManifest returns the files this template wrote before: name → ID.
+func (d *Dir) readManifest() (map[string]string, error) {
+	owned := map[string]string{}
+	b, err := os.ReadFile(d.manifest)
+	if errors.Is(err, fs.ErrNotExist) {
+		return owned, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("filesd: read manifest: %w", err)
+	}
+	if err := json.Unmarshal(b, &owned); err != nil {
+		return nil, fmt.Errorf("filesd: manifest %s is corrupt (remove it to start over): %w", d.manifest, err)
+	}
+	for name := range owned {
+		// Never act on a name that would leave the directory.
+		if !filepath.IsLocal(name) || strings.ContainsAny(name, "/\\") {
+			delete(owned, name)
+		}
+	}
+	return owned, nil
+}
+
+func (d *Dir) writeManifest(owned map[string]string) error {
+	b, err := json.Marshal(owned)
+	if err != nil {
+		return fmt.Errorf("filesd: encode manifest: %w", err)
+	}
+	if _, err := writeBytes(d.manifest, b, 0o644); err != nil {
+		return err
+	}
+	return nil
+}
+
+type dirMetrics struct {
+	writes, unchanged, removed, errors prometheus.Counter
+	duration                           prometheus.Histogram
+}
+
+func newDirMetrics(reg prometheus.Registerer, dir string) (*dirMetrics, error) {
+	cl := prometheus.Labels{"dir": dir}
+	m := &dirMetrics{
+		writes: prometheus.NewCounter(prometheus.CounterOpts{Name: "promshard_filesd_writes_total",
+			Help: "Files written because their content changed.", ConstLabels: cl}),
+		unchanged: prometheus.NewCounter(prometheus.CounterOpts{Name: "promshard_filesd_unchanged_total",
+			Help: "Files left alone because their content was already right.", ConstLabels: cl}),
+		removed: prometheus.NewCounter(prometheus.CounterOpts{Name: "promshard_filesd_removed_total",
+			Help: "Files removed (or emptied) because their collector left.", ConstLabels: cl}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "promshard_filesd_errors_total",
+			Help: "Files that could not be written or removed.", ConstLabels: cl}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "promshard_filesd_sync_duration_seconds",
+			Help: "Duration of a directory sync.", ConstLabels: cl, Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.writes, m.unchanged, m.removed, m.errors, m.duration} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("filesd: register metrics for directory %q: %w", dir, err)
+			}
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,106 @@
+package filesd
+
+import (
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+// DefaultParam is the query parameter that names the collector.
+const DefaultParam = "collector"
+
+// Handler serves each collector's target groups in Prometheus' http_sd
+// format. A collector asks for its own with GET ...?collector=ID or with the
+// ID as the path left after the handler's prefix (mount it with
+// http.StripPrefix("/sd/", h) and ask for /sd/ID). Responses carry an ETag; a request with a
+// matching If-None-Match gets 304. An unknown collector gets 404.
+//
+// The zero Handler serves nothing (404 for everyone) until Set is called. It
+// is safe for concurrent use.
+type Handler struct {
+	// Param is the query parameter naming the collector; empty means
+	// [DefaultParam].
+	Param string
+
+	cur atomic.Pointer[map[string]served]
+}
+
+type served struct {
+	body []byte
+	etag string
+}
+
+// Set replaces what the handler serves. It validates every collector's
+// groups first; on error nothing changes.
+func (h *Handler) Set(groups map[string][]*targetgroup.Group) error {
+	next := make(map[string]served, len(groups))
+	for id, gs := range groups {
+		b, err := Marshal(gs, JSON)
+		if err != nil {
+			return fmt.Errorf("filesd: http_sd for collector %q: %w", id, err)
+		}
+		next[id] = served{body: b, etag: strconv.Quote(strconv.FormatUint(xxhash.Sum64(b), 16))}
+	}
+	h.cur.Store(&next)
+	return nil
+}
+
+// Collectors returns the IDs the handler serves, sorted.
+func (h *Handler) Collectors() []string {
+	cur := h.cur.Load()
+	if cur == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(*cur))
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	param := h.Param
+	if param == "" {
+		param = DefaultParam
+	}
+	id := r.URL.Query().Get(param)
+	if id == "" {
+		id = strings.Trim(r.URL.Path, "/")
+	}
+	if id == "" {
+		http.Error(w, fmt.Sprintf("name the collector: ?%s=ID or /ID", param), http.StatusBadRequest)
+		return
+	}
+	var (
+		s  served
+		ok bool
+	)
+	if cur := h.cur.Load(); cur != nil {
+		s, ok = (*cur)[id]
+	}
+	if !ok {
+		http.Error(w, fmt.Sprintf("unknown collector %q", id), http.StatusNotFound)
+		return
+	}
+	w.Header().Set("ETag", s.etag)
+	w.Header().Set("Cache-Control", "no-cache")
+	if match := r.Header.Get("If-None-Match"); match != "" && match == s.etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(s.body)))
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write(s.body)
+}
