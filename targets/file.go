@@ -1,0 +1,195 @@
+package targets
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"go.yaml.in/yaml/v2"
+)
+
+// DefaultFileInterval is how often a [File] checks its files for changes.
+const DefaultFileInterval = 5 * time.Second
+
+// FileOptions configures a [File] provider.
+type FileOptions struct {
+	// Files are paths or globs (path/filepath.Match syntax) of file_sd
+	// files: .json, .yml or .yaml, in Prometheus' file_sd format.
+	// Required.
+	Files []string
+	// Interval is how often Run checks the files for changes; zero means
+	// [DefaultFileInterval].
+	Interval time.Duration
+}
+
+// File reads targets from file_sd files, as Prometheus' file_sd_configs
+// does: each group's source is "path:index". A file that cannot be read or
+// parsed fails the whole fetch (the registry then keeps the last good
+// targets) and the error names the file.
+type File struct {
+	opts FileOptions
+
+	mu   sync.Mutex
+	read uint64 // fingerprint of what Targets last read; 0 before
+}
+
+var (
+	_ Provider = (*File)(nil)
+	_ Runner   = (*File)(nil)
+)
+
+// NewFile validates opts. It reads nothing.
+func NewFile(opts FileOptions) (*File, error) {
+	if len(opts.Files) == 0 {
+		return nil, errors.New("targets: FileOptions.Files is empty")
+	}
+	for i, pat := range opts.Files {
+		if _, err := filepath.Match(pat, ""); err != nil {
+			return nil, fmt.Errorf("targets: FileOptions.Files[%d] %q: %w", i, pat, err)
+		}
+		if !hasSDExt(pat) {
+			return nil, fmt.Errorf("targets: FileOptions.Files[%d] %q: must end in .json, .yml or .yaml", i, pat)
+		}
+	}
+	if opts.Interval < 0 {
+		return nil, fmt.Errorf("targets: FileOptions.Interval %v: must not be negative", opts.Interval)
+	}
+	if opts.Interval == 0 {
+		opts.Interval = DefaultFileInterval
+	}
+	return &File{opts: opts}, nil
+}
+
+func hasSDExt(p string) bool {
+	switch strings.ToLower(filepath.Ext(p)) {
+	case ".json", ".yml", ".yaml":
+		return true
+	}
+	return false
+}
+
+// paths expands the globs, sorted and deduplicated.
+func (f *File) paths() []string {
+	var out []string
+	for _, pat := range f.opts.Files {
+		ms, _ := filepath.Glob(pat) // patterns were checked in NewFile
+		out = append(out, ms...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Targets reads and parses every file.
+func (f *File) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
+	var out []*targetgroup.Group
+	h := xxhash.New()
+	for _, p := range f.paths() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		hashFile(h, p, b)
+		gs, err := ParseFileSD(b, strings.ToLower(filepath.Ext(p)) == ".json")
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", p, err)
+		}
+		for i, g := range gs {
+			if g == nil {
+				continue
+			}
+			g.Source = fmt.Sprintf("%s:%d", p, i)
+			out = append(out, g)
+		}
+	}
+	f.mu.Lock()
+	f.read = h.Sum64()
+	f.mu.Unlock()
+	return out, nil
+}
+
+func hashFile(h *xxhash.Digest, path string, content []byte) {
+	_, _ = h.WriteString(path)
+	_, _ = h.WriteString("\x00")
+	_, _ = h.Write(content)
+}
+
+// ParseFileSD parses file_sd content (JSON when isJSON, else YAML) as
+// Prometheus does.
+func ParseFileSD(b []byte, isJSON bool) ([]*targetgroup.Group, error) {
+	var gs []*targetgroup.Group
+	if isJSON {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&gs); err != nil {
+			return nil, fmt.Errorf("malformed JSON: %w", err)
+		}
+	} else if err := yaml.UnmarshalStrict(b, &gs); err != nil {
+		return nil, fmt.Errorf("malformed YAML: %w", err)
+	}
+	for i, g := range gs {
+		if g == nil {
+			continue
+		}
+		if g.Labels == nil {
+			g.Labels = model.LabelSet{}
+		}
+		for _, t := range g.Targets {
+			if t[model.AddressLabel] == "" {
+				return nil, fmt.Errorf("group %d: a target has an empty address", i)
+			}
+		}
+	}
+	return gs, nil
+}
+
+// Run checks the files every Interval and calls notify when their set or
+// content differs from what Targets last read (or, before any read, from
+// what was there when Run started).
+func (f *File) Run(ctx context.Context, notify func()) error {
+	f.mu.Lock()
+	last := f.read
+	f.mu.Unlock()
+	if last == 0 {
+		last = f.fingerprint()
+	}
+	t := time.NewTicker(f.opts.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if fp := f.fingerprint(); fp != last {
+			last = fp
+			notify()
+		}
+	}
+}
+
+// fingerprint hashes the file names and contents.
+func (f *File) fingerprint() uint64 {
+	h := xxhash.New()
+	for _, p := range f.paths() {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			b = []byte("\x00unreadable")
+		}
+		hashFile(h, p, b)
+	}
+	return h.Sum64()
+}

@@ -1,0 +1,104 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+// DefaultHTTPTimeout bounds one fetch of an [HTTP] provider.
+const DefaultHTTPTimeout = 30 * time.Second
+
+// maxHTTPBody caps the size of an http_sd answer.
+const maxHTTPBody = 256 << 20
+
+// HTTPOptions configures an [HTTP] provider.
+type HTTPOptions struct {
+	// URL of the endpoint. Required, http or https.
+	URL string
+	// Client sends the requests; nil means a client of its own.
+	Client *http.Client
+	// Timeout bounds one fetch; zero means [DefaultHTTPTimeout].
+	Timeout time.Duration
+	// Header is added to every request, e.g. Authorization.
+	Header http.Header
+}
+
+// HTTP fetches targets from an endpoint in Prometheus' http_sd format: a
+// 200 answer of type application/json holding a list of {targets, labels}.
+// Each group's source is "URL:index".
+type HTTP struct {
+	opts HTTPOptions
+}
+
+var _ Provider = (*HTTP)(nil)
+
+// NewHTTP validates opts. It does no I/O.
+func NewHTTP(opts HTTPOptions) (*HTTP, error) {
+	u, err := url.Parse(opts.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("targets: HTTPOptions.URL %q: want an http or https URL", opts.URL)
+	}
+	if opts.Timeout < 0 {
+		return nil, fmt.Errorf("targets: HTTPOptions.Timeout %v: must not be negative", opts.Timeout)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultHTTPTimeout
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{}
+	}
+	return &HTTP{opts: opts}, nil
+}
+
+// Targets fetches and parses the endpoint's answer.
+func (h *HTTP) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.opts.URL, nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range h.opts.Header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := h.opts.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", h.opts.URL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("GET %s: status %s: %s", h.opts.URL, resp.Status, strings.TrimSpace(string(b)))
+	}
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return nil, fmt.Errorf("GET %s: content type %q, want application/json", h.opts.URL, resp.Header.Get("Content-Type"))
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: read body: %w", h.opts.URL, err)
+	}
+	if len(b) > maxHTTPBody {
+		return nil, fmt.Errorf("GET %s: answer larger than %d bytes", h.opts.URL, maxHTTPBody)
+	}
+	gs, err := ParseFileSD(b, true)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", h.opts.URL, err)
+	}
+	for i, g := range gs {
+		if g != nil {
+			g.Source = fmt.Sprintf("%s:%d", h.opts.URL, i)
+		}
+	}
+	return gs, nil
+}

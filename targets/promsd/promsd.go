@@ -1,0 +1,155 @@
+package promsd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"go.yaml.in/yaml/v2"
+
+	"github.com/promshard/promshard/targets"
+)
+
+// ParseConfigs reads service discovery configs written as in a Prometheus
+// scrape job, e.g.
+//
+//	consul_sd_configs:
+//	  - server: 127.0.0.1:8500
+//	    services: [node-exporter]
+//
+// Unknown keys are errors. A mechanism whose package is not imported is an
+// unknown key.
+func ParseConfigs(b []byte) (discovery.Configs, error) {
+	var c discovery.Configs
+	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+		return nil, fmt.Errorf("promsd: service discovery configs: %w", err)
+	}
+	if len(c) == 0 {
+		return nil, errors.New("promsd: no service discovery config given")
+	}
+	return c, nil
+}
+
+// DefaultUpdateInterval is how often the discovery manager passes on
+// updates, as in Prometheus.
+const DefaultUpdateInterval = 5 * time.Second
+
+// Options configures a [Provider].
+type Options struct {
+	// UpdateInterval throttles updates from the discovery manager; zero
+	// means [DefaultUpdateInterval].
+	UpdateInterval time.Duration
+	// Logger receives the discovery mechanisms' logs; nil discards.
+	Logger *slog.Logger
+	// Registerer receives Prometheus' discovery metrics, labelled with the
+	// job; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// Provider runs Prometheus service discovery for one job. Start it with
+// Run (a targets.Registry does that); Targets waits for the first
+// discovery.
+type Provider struct {
+	job   string
+	cfgs  discovery.Configs
+	opts  Options
+	reg   prometheus.Registerer
+	sdm   *discovery.SDMetrics
+	ready chan struct{}
+	once  sync.Once
+
+	mu     sync.Mutex
+	groups []*targetgroup.Group
+}
+
+var (
+	_ targets.Provider = (*Provider)(nil)
+	_ targets.Runner   = (*Provider)(nil)
+)
+
+// New validates the configs and registers the discovery metrics. It starts
+// nothing.
+func New(job string, cfgs discovery.Configs, opts Options) (*Provider, error) {
+	if job == "" {
+		return nil, errors.New("promsd: empty job name")
+	}
+	if len(cfgs) == 0 {
+		return nil, fmt.Errorf("promsd: job %q: no service discovery config", job)
+	}
+	if opts.UpdateInterval < 0 {
+		return nil, fmt.Errorf("promsd: Options.UpdateInterval %v: must not be negative", opts.UpdateInterval)
+	}
+	if opts.UpdateInterval == 0 {
+		opts.UpdateInterval = DefaultUpdateInterval
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry() // metrics nobody gathers
+	}
+	reg = prometheus.WrapRegistererWith(prometheus.Labels{"promshard_job": job}, reg)
+	sdm, err := discovery.CreateAndRegisterSDMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("promsd: job %q: %w", job, err)
+	}
+	return &Provider{job: job, cfgs: cfgs, opts: opts, reg: reg, sdm: sdm, ready: make(chan struct{})}, nil
+}
+
+// Run runs the discovery until ctx is done, calling notify after every
+// update. It returns an error when the configs cannot be applied.
+func (p *Provider) Run(ctx context.Context, notify func()) error {
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m := discovery.NewManager(mctx, p.opts.Logger, p.reg, p.sdm,
+		discovery.Name("promshard"), discovery.Updatert(p.opts.UpdateInterval))
+	if m == nil {
+		return fmt.Errorf("promsd: job %q: the discovery manager could not be created (metrics already registered?)", p.job)
+	}
+	defer m.UnregisterMetrics()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = m.Run()
+	}()
+	defer func() { cancel(); <-done }()
+	if err := m.ApplyConfig(map[string]discovery.Configs{p.job: p.cfgs}); err != nil {
+		return fmt.Errorf("promsd: job %q: %w", p.job, err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case all := <-m.SyncCh():
+			gs := slices.DeleteFunc(slices.Clone(all[p.job]), func(g *targetgroup.Group) bool {
+				return g == nil || len(g.Targets) == 0
+			})
+			p.mu.Lock()
+			p.groups = gs
+			p.mu.Unlock()
+			p.once.Do(func() { close(p.ready) })
+			notify()
+		}
+	}
+}
+
+// Targets returns the groups of the last update. Before the first update
+// it waits for it, or for ctx.
+func (p *Provider) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
+	select {
+	case <-p.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("promsd: job %q: no discovery yet: %w", p.job, ctx.Err())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.groups), nil
+}

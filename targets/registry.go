@@ -1,0 +1,313 @@
+package targets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+// Errors of the registry, wrapped with the job.
+var (
+	// ErrUnknownJob means no provider is registered under a job name.
+	ErrUnknownJob = errors.New("targets: unknown job")
+	// ErrEmpty means a provider returned no targets after having returned
+	// some, and the job does not allow that ([JobOptions.AllowEmpty]).
+	ErrEmpty = errors.New("targets: provider returned no targets")
+)
+
+// DefaultTimeout bounds one fetch from a provider.
+const DefaultTimeout = 30 * time.Second
+
+// RegistryOptions configures a [Registry].
+type RegistryOptions struct {
+	// Timeout bounds one fetch; zero means [DefaultTimeout].
+	Timeout time.Duration
+	// Logger receives fetch errors and invalid groups; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the registry's metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// JobOptions configures one job of a [Registry].
+type JobOptions struct {
+	// AllowEmpty accepts an empty result after a non-empty one. By default
+	// that is taken for a failure of the source (an empty CMDB answer, a
+	// file truncated by hand) and the last good targets stay.
+	AllowEmpty bool
+}
+
+// Result is what [Registry.Targets] returns for a job.
+type Result struct {
+	// Groups are the valid groups of the last good fetch.
+	Groups []*targetgroup.Group
+	// Fetched is when Groups were fetched; zero when there never was a
+	// good fetch.
+	Fetched time.Time
+	// Stale is true when this fetch failed and Groups are from an earlier
+	// one.
+	Stale bool
+	// Invalid lists the groups of the last good fetch that were dropped.
+	Invalid []*GroupError
+}
+
+// Age returns how old the groups are at now.
+func (r Result) Age(now time.Time) time.Duration {
+	if r.Fetched.IsZero() {
+		return 0
+	}
+	return now.Sub(r.Fetched)
+}
+
+// Targets counts the targets of all groups.
+func (r Result) Targets() int {
+	n := 0
+	for _, g := range r.Groups {
+		n += len(g.Targets)
+	}
+	return n
+}
+
+type job struct {
+	name string
+	p    Provider
+	opts JobOptions
+
+	mu   sync.Mutex // serialises fetches of one job
+	last Result
+}
+
+// Registry maps job names to providers and keeps each job's last good
+// targets. It is safe for concurrent use.
+type Registry struct {
+	opts RegistryOptions
+	m    *regMetrics
+
+	mu   sync.RWMutex
+	jobs map[string]*job
+}
+
+// NewRegistry returns an empty registry and registers its metrics.
+func NewRegistry(opts RegistryOptions) (*Registry, error) {
+	if opts.Timeout < 0 {
+		return nil, fmt.Errorf("targets: RegistryOptions.Timeout %v: must not be negative", opts.Timeout)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newRegMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Registry{opts: opts, m: m, jobs: map[string]*job{}}, nil
+}
+
+// Register adds a provider under a job name.
+func (r *Registry) Register(name string, p Provider, opts JobOptions) error {
+	if name == "" {
+		return errors.New("targets: Register: empty job name")
+	}
+	if p == nil {
+		return fmt.Errorf("targets: Register job %q: nil provider", name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.jobs[name]; ok {
+		return fmt.Errorf("targets: Register job %q: already registered", name)
+	}
+	r.jobs[name] = &job{name: name, p: p, opts: opts}
+	return nil
+}
+
+// Jobs returns the registered job names, sorted.
+func (r *Registry) Jobs() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Sorted(maps.Keys(r.jobs))
+}
+
+func (r *Registry) job(name string) (*job, error) {
+	r.mu.RLock()
+	j, ok := r.jobs[name]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q (registered: %s)", ErrUnknownJob, name, strings.Join(r.Jobs(), ", "))
+	}
+	return j, nil
+}
+
+// Provider returns the provider registered under a job name.
+func (r *Registry) Provider(name string) (Provider, error) {
+	j, err := r.job(name)
+	if err != nil {
+		return nil, err
+	}
+	return j.p, nil
+}
+
+// Targets fetches a job's targets, validates them and returns the valid
+// groups. When the fetch fails (an error, the timeout, or an unexpected
+// empty answer) the error is returned together with the last good result,
+// marked Stale, if there was one: callers that keep going with it lose
+// nothing.
+func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
+	j, err := r.job(name)
+	if err != nil {
+		return Result{}, err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	start := time.Now()
+	fctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	groups, err := j.p.Targets(fctx)
+	cancel()
+	r.m.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	if err == nil && fctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		err = fmt.Errorf("timed out after %v", r.opts.Timeout)
+	}
+	var valid []*targetgroup.Group
+	var invalid []*GroupError
+	if err == nil {
+		valid, invalid = Validate(name, groups)
+		if (Result{Groups: valid}).Targets() == 0 && !j.opts.AllowEmpty && j.last.Targets() > 0 {
+			err = ErrEmpty
+			if len(invalid) > 0 {
+				err = fmt.Errorf("%w (%d groups invalid, first: %v)", ErrEmpty, len(invalid), invalid[0])
+			}
+		}
+	}
+	if err != nil {
+		r.m.errors.WithLabelValues(name).Inc()
+		r.m.stale.WithLabelValues(name).Set(1)
+		last := j.last
+		last.Stale = !last.Fetched.IsZero()
+		return last, fmt.Errorf("targets: job %q: %w", name, err)
+	}
+	for _, e := range invalid {
+		r.opts.Logger.Warn("dropping invalid target group", "job", e.Job, "source", e.Source, "reason", e.Reason)
+	}
+	j.last = Result{Groups: valid, Fetched: time.Now(), Invalid: invalid}
+	r.m.targets.WithLabelValues(name).Set(float64(j.last.Targets()))
+	r.m.invalid.WithLabelValues(name).Set(float64(len(invalid)))
+	r.m.lastSuccess.WithLabelValues(name).Set(float64(j.last.Fetched.UnixNano()) / 1e9)
+	r.m.stale.WithLabelValues(name).Set(0)
+	return j.last, nil
+}
+
+// Last returns a job's last good result without fetching.
+func (r *Registry) Last(name string) (Result, error) {
+	j, err := r.job(name)
+	if err != nil {
+		return Result{}, err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.last, nil
+}
+
+// Run runs every registered provider that is a [Runner] until ctx is done,
+// and sends a job's name on changed when its provider reports new targets.
+// Reports of one job are coalesced while the receiver is busy. Run returns
+// nil when ctx is done, or the first error a Runner returns before that.
+func (r *Registry) Run(ctx context.Context, changed chan<- string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		pending = map[string]bool{}
+		trigger = make(chan struct{}, 1)
+		errc    = make(chan error, 1)
+		wg      sync.WaitGroup
+	)
+	for _, name := range r.Jobs() {
+		j, _ := r.job(name)
+		run, ok := j.p.(Runner)
+		if !ok {
+			continue
+		}
+		notify := func() {
+			mu.Lock()
+			pending[name] = true
+			mu.Unlock()
+			select {
+			case trigger <- struct{}{}:
+			default:
+			}
+		}
+		wg.Go(func() {
+			if err := run.Run(ctx, notify); err != nil && ctx.Err() == nil {
+				select {
+				case errc <- fmt.Errorf("targets: job %q: %w", name, err):
+				default:
+				}
+				cancel()
+			}
+		})
+	}
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			select {
+			case err := <-errc:
+				return err
+			default:
+				return nil
+			}
+		case <-trigger:
+		}
+		mu.Lock()
+		names := slices.Sorted(maps.Keys(pending))
+		clear(pending)
+		mu.Unlock()
+		for _, n := range names {
+			select {
+			case changed <- n:
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+type regMetrics struct {
+	targets, invalid, lastSuccess, stale *prometheus.GaugeVec
+	errors                               *prometheus.CounterVec
+	duration                             *prometheus.HistogramVec
+}
+
+func newRegMetrics(reg prometheus.Registerer) (*regMetrics, error) {
+	l := []string{"job"}
+	m := &regMetrics{
+		targets: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_targets_targets",
+			Help: "Valid targets of the last good fetch, by job."}, l),
+		invalid: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_targets_invalid_groups",
+			Help: "Groups dropped as invalid in the last good fetch, by job."}, l),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_targets_last_success_timestamp_seconds",
+			Help: "Unix time of the last good fetch, by job."}, l),
+		stale: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_targets_stale",
+			Help: "1 when the last fetch failed and the job runs on its last good targets."}, l),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_targets_fetch_errors_total",
+			Help: "Failed fetches (errors, timeouts, unexpected empty answers), by job."}, l),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "promshard_targets_fetch_duration_seconds",
+			Help: "Duration of fetches, by job.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, l),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.targets, m.invalid, m.lastSuccess, m.stale, m.errors, m.duration} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("targets: register metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,370 @@
+package targets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func group(source string, addrs ...string) *targetgroup.Group {
+	g := &targetgroup.Group{Source: source, Labels: model.LabelSet{"job": "x"}}
+	for _, a := range addrs {
+		g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(a)})
+	}
+	return g
+}
+
+func newReg(t *testing.T, o RegistryOptions) (*Registry, *prometheus.Registry) {
+	reg := prometheus.NewPedanticRegistry()
+	o.Registerer = reg
+	r, err := NewRegistry(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, reg
+}
+
+func TestRegistryUnknownJobNamesTheOthers(t *testing.T) {
+	r, _ := newReg(t, RegistryOptions{})
+	r.Register("node", Static{group("a", "h:1")}, JobOptions{})
+	r.Register("mysql", Static{group("a", "h:1")}, JobOptions{})
+	_, err := r.Targets(context.Background(), "nginx")
+	if !errors.Is(err, ErrUnknownJob) || !strings.Contains(err.Error(), `"nginx" (registered: mysql, node)`) {
+		t.Fatalf("error %v", err)
+	}
+	if err := r.Register("node", Static{}, JobOptions{}); err == nil {
+		t.Fatal("a job registered twice")
+	}
+	if err := r.Register("", Static{}, JobOptions{}); err == nil {
+		t.Fatal("empty job name accepted")
+	}
+	if err := r.Register("x", nil, JobOptions{}); err == nil {
+		t.Fatal("nil provider accepted")
+	}
+}
+
+func TestRegistryKeepsLastGoodTargets(t *testing.T) {
+	var mode atomic.Value
+	mode.Store("ok")
+	p := Func(func(ctx context.Context) ([]*targetgroup.Group, error) {
+		switch mode.Load() {
+		case "error":
+			return nil, errors.New("cmdb: 502 bad gateway")
+		case "empty":
+			return nil, nil
+		case "slow":
+			<-ctx.Done()
+			return nil, ctx.Err()
+		case "invalid":
+			return []*targetgroup.Group{{Source: "bad", Targets: []model.LabelSet{{"instance": "x"}}}}, nil
+		}
+		return []*targetgroup.Group{group("a", "h1:1", "h2:1"), group("b", "h3:1")}, nil
+	})
+	r, reg := newReg(t, RegistryOptions{Timeout: 50 * time.Millisecond})
+	r.Register("node", p, JobOptions{})
+	ctx := context.Background()
+	res, err := r.Targets(ctx, "node")
+	if err != nil || res.Targets() != 3 || res.Stale || res.Fetched.IsZero() {
+		t.Fatalf("%+v %v", res, err)
+	}
+	good := res.Fetched
+	for _, m := range []string{"error", "empty", "slow", "invalid"} {
+		mode.Store(m)
+		res, err := r.Targets(ctx, "node")
+		if err == nil {
+			t.Fatalf("%s: no error", m)
+		}
+		if res.Targets() != 3 || !res.Stale || !res.Fetched.Equal(good) {
+			t.Fatalf("%s: last good targets lost: %+v", m, res)
+		}
+		if !strings.Contains(err.Error(), `job "node"`) {
+			t.Fatalf("%s: error does not name the job: %v", m, err)
+		}
+		if m == "empty" && !errors.Is(err, ErrEmpty) {
+			t.Fatalf("empty: %v", err)
+		}
+		if m == "slow" && !strings.Contains(err.Error(), "deadline") && !strings.Contains(err.Error(), "timed out") {
+			t.Fatalf("slow: %v", err)
+		}
+	}
+	if got := testutil.ToFloat64(r.m.errors.WithLabelValues("node")); got != 4 {
+		t.Fatalf("errors_total %v", got)
+	}
+	if got := testutil.ToFloat64(r.m.stale.WithLabelValues("node")); got != 1 {
+		t.Fatalf("stale %v", got)
+	}
+	mode.Store("ok")
+	if res, err := r.Targets(ctx, "node"); err != nil || res.Stale {
+		t.Fatalf("recovery: %+v %v", res, err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "promshard_targets_targets", "promshard_targets_stale"); err != nil || n != 2 {
+		t.Fatalf("gathered %d (%v)", n, err)
+	}
+	if r2, _ := r.Last("node"); r2.Targets() != 3 {
+		t.Fatalf("Last %+v", r2)
+	}
+}
+
+func TestRegistryAllowEmptyAndFirstEmpty(t *testing.T) {
+	var empty atomic.Bool
+	p := Func(func(context.Context) ([]*targetgroup.Group, error) {
+		if empty.Load() {
+			return nil, nil
+		}
+		return []*targetgroup.Group{group("a", "h:1")}, nil
+	})
+	r, _ := newReg(t, RegistryOptions{})
+	r.Register("scaled-to-zero", p, JobOptions{AllowEmpty: true})
+	r.Register("strict", p, JobOptions{})
+	r.Register("new", Static{}, JobOptions{})
+	ctx := context.Background()
+	r.Targets(ctx, "scaled-to-zero")
+	r.Targets(ctx, "strict")
+	empty.Store(true)
+	if res, err := r.Targets(ctx, "scaled-to-zero"); err != nil || res.Targets() != 0 {
+		t.Fatalf("AllowEmpty: %+v %v", res, err)
+	}
+	if _, err := r.Targets(ctx, "strict"); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("strict: %v", err)
+	}
+	// A job that never had targets may be empty.
+	if res, err := r.Targets(ctx, "new"); err != nil || res.Targets() != 0 {
+		t.Fatalf("first empty: %+v %v", res, err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	gs := []*targetgroup.Group{
+		group("ok", "h:1"),
+		nil,
+		{Source: "no-address", Targets: []model.LabelSet{{"instance": "x"}}},
+		{Source: "bad-name", Labels: model.LabelSet{"a-b": "x"}, Targets: []model.LabelSet{{model.AddressLabel: "h:2"}}},
+		{Source: "bad-target-label", Targets: []model.LabelSet{{model.AddressLabel: "h:3", "1x": "y"}}},
+		{Source: "bad-value", Labels: model.LabelSet{"a": "\xff"}, Targets: []model.LabelSet{{model.AddressLabel: "h:4"}}},
+		{Source: "empty"},
+	}
+	valid, invalid := Validate("node", gs)
+	if len(valid) != 1 || valid[0].Source != "ok" {
+		t.Fatalf("valid %v", valid)
+	}
+	want := []string{
+		`job "node" group "no-address": target 0`,
+		`job "node" group "bad-name": group label name "a-b" is not valid`,
+		`job "node" group "bad-target-label": target "h:3" label name "1x" is not valid`,
+		`job "node" group "bad-value": group label "a" value is not valid UTF-8`,
+	}
+	if len(invalid) != len(want) {
+		t.Fatalf("invalid %v", invalid)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(invalid[i].Error(), w) {
+			t.Errorf("invalid[%d] = %q, want prefix %q", i, invalid[i], w)
+		}
+	}
+	r, _ := newReg(t, RegistryOptions{})
+	r.Register("node", Static(gs), JobOptions{})
+	res, err := r.Targets(context.Background(), "node")
+	if err != nil || res.Targets() != 1 || len(res.Invalid) != 4 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if got := testutil.ToFloat64(r.m.invalid.WithLabelValues("node")); got != 4 {
+		t.Fatalf("invalid_groups %v", got)
+	}
+}
+
+type runner struct {
+	Static
+	kicks chan struct{}
+}
+
+func (r runner) Run(ctx context.Context, notify func()) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.kicks:
+			notify()
+		}
+	}
+}
+
+func TestRegistryRunCoalesces(t *testing.T) {
+	r, _ := newReg(t, RegistryOptions{})
+	a, b := runner{kicks: make(chan struct{})}, runner{kicks: make(chan struct{})}
+	r.Register("a", a, JobOptions{})
+	r.Register("b", b, JobOptions{})
+	r.Register("static", Static{}, JobOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	changed := make(chan string)
+	done := make(chan error)
+	go func() { done <- r.Run(ctx, changed) }()
+	a.kicks <- struct{}{}
+	if got := <-changed; got != "a" {
+		t.Fatalf("changed %q", got)
+	}
+	// While nobody reads, many kicks of one job become one report.
+	for range 5 {
+		b.kicks <- struct{}{}
+	}
+	a.kicks <- struct{}{}
+	got := map[string]int{}
+	timeout := time.After(2 * time.Second)
+	for len(got) < 2 {
+		select {
+		case j := <-changed:
+			got[j]++
+		case <-timeout:
+			t.Fatalf("got %v", got)
+		}
+	}
+	select {
+	case j := <-changed:
+		got[j]++
+	case <-time.After(100 * time.Millisecond):
+	}
+	if got["a"] != 1 || got["b"] > 2 {
+		t.Fatalf("reports %v: not coalesced", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFileProviderFollowsRewrites(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		tmp := filepath.Join(dir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.json", `[{"targets": ["h1:9100", "h2:9100"], "labels": {"env": "prod"}}]`)
+	write("b.yml", "- targets: [h3:9100]\n  labels: {env: dev}\n")
+	write("ignored.txt", "not a target file")
+	f, err := NewFile(FileOptions{Files: []string{filepath.Join(dir, "*.json"), filepath.Join(dir, "*.yml")}, Interval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	notified := make(chan struct{}, 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx, func() { notified <- struct{}{} })
+	}()
+	defer func() { cancel(); <-done }()
+	gs, err := f.Targets(ctx)
+	if err != nil || len(gs) != 2 || gs[0].Source != filepath.Join(dir, "a.json")+":0" || gs[1].Labels["env"] != "dev" {
+		t.Fatalf("%v %v", gs, err)
+	}
+	write("b.yml", "- targets: [h3:9100, h4:9100]\n")
+	select {
+	case <-notified:
+	case <-time.After(2 * time.Second):
+		t.Fatal("rewrite not noticed")
+	}
+	gs, _ = f.Targets(ctx)
+	if len(gs) != 2 || len(gs[1].Targets) != 2 {
+		t.Fatalf("after rewrite %v", gs)
+	}
+	write("b.yml", "- targets: [h3:9100\n")
+	if _, err := f.Targets(ctx); err == nil || !strings.Contains(err.Error(), "b.yml") {
+		t.Fatalf("broken file: %v", err)
+	}
+	write("b.yml", "- targets: [h3:9100]\n  lables: {}\n")
+	if _, err := f.Targets(ctx); err == nil {
+		t.Fatal("unknown field accepted")
+	}
+	for _, o := range []FileOptions{{}, {Files: []string{"[x.json"}}, {Files: []string{"x.txt"}}} {
+		if _, err := NewFile(o); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+func TestHTTPProvider(t *testing.T) {
+	var body, ctype atomic.Value
+	var status atomic.Int32
+	body.Store(`[{"targets": ["h1:9100"], "labels": {"dc": "a"}}, {"targets": ["h2:9100"]}]`)
+	ctype.Store("application/json; charset=utf-8")
+	status.Store(200)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer t0k" {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		if r.URL.Query().Get("slow") != "" {
+			select {
+			case <-time.After(5 * time.Second):
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Header().Set("Content-Type", ctype.Load().(string))
+		w.WriteHeader(int(status.Load()))
+		fmt.Fprint(w, body.Load())
+	}))
+	defer srv.Close()
+	h, err := NewHTTP(HTTPOptions{URL: srv.URL + "/sd", Header: http.Header{"Authorization": {"Bearer t0k"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	gs, err := h.Targets(ctx)
+	if err != nil || len(gs) != 2 || gs[0].Labels["dc"] != "a" || gs[1].Source != srv.URL+"/sd:1" {
+		t.Fatalf("%v %v", gs, err)
+	}
+	for _, tc := range []struct {
+		status int
+		ctype  string
+		body   string
+		want   string
+	}{
+		{500, "application/json", "boom", "status 500 Internal Server Error: boom"},
+		{200, "text/plain", "[]", `content type "text/plain"`},
+		{200, "application/json", `[{"targets": [`, "malformed JSON"},
+		{200, "application/json", `{"targets": []}`, "cannot unmarshal"},
+	} {
+		status.Store(int32(tc.status))
+		ctype.Store(tc.ctype)
+		body.Store(tc.body)
+		if _, err := h.Targets(ctx); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%d %s %q: %v, want %q", tc.status, tc.ctype, tc.body, err, tc.want)
+		}
+	}
+	noAuth, _ := NewHTTP(HTTPOptions{URL: srv.URL})
+	if _, err := noAuth.Targets(ctx); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("without auth: %v", err)
+	}
+	slow, _ := NewHTTP(HTTPOptions{URL: srv.URL + "?slow=1", Timeout: 50 * time.Millisecond, Header: http.Header{"Authorization": {"Bearer t0k"}}})
+	if _, err := slow.Targets(ctx); err == nil {
+		t.Fatal("timeout not enforced")
+	}
+	for _, u := range []string{"", "ftp://x", "http://"} {
+		if _, err := NewHTTP(HTTPOptions{URL: u}); err == nil || !strings.Contains(err.Error(), "URL") {
+			t.Errorf("URL %q: %v", u, err)
+		}
+	}
+}
