@@ -114,7 +114,6 @@ func TestFileSDConfigs(t *testing.T) {
 	}
 }
 
-
 func TestConsulSDConfigsWithRealAgent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
