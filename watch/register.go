@@ -139,7 +139,7 @@ func (r Registration) agentRegistration() *api.AgentServiceRegistration {
 	case CheckTTL:
 		chk.TTL = cmpOr(c.TTL, DefaultCheckTTL).String()
 	case CheckTCP:
-		chk.TCP = r.hostPort()
+		chk.TCP = r.HostPort()
 		chk.Interval, chk.Timeout = interval.String(), timeout.String()
 	default:
 		path := c.Path
@@ -150,7 +150,7 @@ func (r Registration) agentRegistration() *api.AgentServiceRegistration {
 		if scheme == "" {
 			scheme = "http"
 		}
-		chk.HTTP = (&url.URL{Scheme: scheme, Host: r.hostPort(), Path: path}).String()
+		chk.HTTP = (&url.URL{Scheme: scheme, Host: r.HostPort(), Path: path}).String()
 		chk.Method = "GET"
 		chk.TLSSkipVerify = c.TLSSkipVerify
 		chk.Interval, chk.Timeout = interval.String(), timeout.String()
@@ -161,7 +161,8 @@ func (r Registration) agentRegistration() *api.AgentServiceRegistration {
 	}
 }
 
-func (r Registration) hostPort() string {
+// HostPort returns the collector's address and port as host:port.
+func (r Registration) HostPort() string {
 	return Member{Address: r.Address, Port: r.Port}.HostPort()
 }
 

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const okJob = `
+jobs:
+  - name: node
+    collectors:
+      static: [{id: a, address: 127.0.0.1, port: 9091}, {id: b, address: 127.0.0.1, port: 9092}]
+    targets:
+      static: [{targets: [h1:9100, h2:9100, h3:9100]}]
+    output: {dir: OUT}
+`
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	body = strings.ReplaceAll(body, "OUT", filepath.Join(dir, "out"))
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// Config mistakes stop the binary at start with exit code 2 and a message
+// that names the field and the value.
+func TestConfigErrorsExit2(t *testing.T) {
+	for _, tc := range []struct{ name, body, want string }{
+		{"unknown field", okJob + "bogus: 1\n", "field bogus not found"},
+		{"unknown job field", strings.Replace(okJob, "    output:", "    outptu: {}\n    output:", 1), "field outptu not found"},
+		{"bad duration", okJob + "refresh_interval: 5x\n", `refresh_interval: "5x" is not a duration`},
+		{"missing provider", strings.Replace(okJob, "      static: [{targets: [h1:9100, h2:9100, h3:9100]}]\n", "      allow_empty: true\n", 1), "jobs[0] (node).targets: set exactly one provider"},
+		{"two providers", strings.Replace(okJob, "static: [{targets:", "file_sd: [x.json]\n      static: [{targets:", 1), "found 2"},
+		{"unknown ring", strings.Replace(okJob, "    targets:", "    ring: maglev\n    targets:", 1), `jobs[0] (node).ring: "maglev"`},
+		{"replicas", strings.Replace(okJob, "    targets:", "    replicas: -1\n    targets:", 1), "jobs[0] (node).replicas: -1"},
+		{"no collectors", strings.Replace(okJob, "      static: [{id: a, address: 127.0.0.1, port: 9091}, {id: b, address: 127.0.0.1, port: 9092}]\n", "      probe: http\n", 1), "set exactly one of consul_service"},
+		{"bad port", strings.Replace(okJob, "port: 9092", "port: 0", 1), "port 1-65535"},
+		{"bad reload", okJob[:len(okJob)-1] + "\n    reload: {method: ansible}\n", `reload.method: "ansible"`},
+		{"bad template", strings.Replace(okJob, "{dir: OUT}", "{dir: OUT, file: all.json}", 1), "must depend on {{.ID}}"},
+		{"no jobs", "listen: 127.0.0.1:1\n", "no job configured"},
+		{"bad prometheus_sd", strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "prometheus_sd: {foo_sd_configs: [{}]}", 1), "prometheus_sd"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runCmd("-config", writeConfig(t, tc.body), "-dry-run")
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want exit 2 mentioning %q", code, stderr, tc.want)
+			}
+		})
+	}
+	if code, _, stderr := runCmd("-config", "/nonexistent.yaml"); code != 2 || !strings.Contains(stderr, "nonexistent") {
+		t.Fatalf("missing file: %d %q", code, stderr)
+	}
+	if code, _, _ := runCmd(); code != 2 {
+		t.Fatalf("no -config: exit %d", code)
+	}
+	if code, _, _ := runCmd("-config", "x", "-nope"); code != 2 {
+		t.Fatalf("unknown flag: exit %d", code)
+	}
+}
+
+func TestOnceWritesAndDryRunDoesNot(t *testing.T) {
+	p := writeConfig(t, okJob)
+	out := filepath.Join(filepath.Dir(p), "out")
+	code, stdout, stderr := runCmd("-config", p, "-dry-run")
+	if code != 0 || !strings.Contains(stdout, "job node: 3 targets on 2 collectors") {
+		t.Fatalf("dry run: %d %q %q", code, stdout, stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatal("dry run created the output directory")
+	}
+	code, stdout, stderr = runCmd("-config", p, "-once")
+	if code != 0 {
+		t.Fatalf("once: %d %q %q", code, stdout, stderr)
+	}
+	total := 0
+	for _, id := range []string{"a", "b"} {
+		b, err := os.ReadFile(filepath.Join(out, id+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += strings.Count(string(b), ":9100")
+	}
+	if total != 3 {
+		t.Fatalf("%d targets written, want 3", total)
+	}
+	code, stdout, _ = runCmd("-version")
+	if code != 0 || !strings.HasPrefix(stdout, "prome-shard ") {
+		t.Fatalf("version: %d %q", code, stdout)
+	}
+}
+
+// The README's first command works as written.
+func TestDemoConfig(t *testing.T) {
+	cfg, err := filepath.Abs("demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	code, stdout, stderr := runCmd("-config", cfg, "-once")
+	if code != 0 || !strings.Contains(stdout, "job node: 12 targets on 3 collectors") {
+		t.Fatalf("demo: %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, id := range []string{"collector-a", "collector-b", "collector-c"} {
+		if _, err := os.Stat(filepath.Join("out", "demo", id+".json")); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The documented config.yaml parses (it points at hosts that do not exist
+// here, so it is only checked, not run).
+func TestDocumentedConfigParses(t *testing.T) {
+	b, err := os.ReadFile("config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Jobs) != 1 || len(c.Jobs[0].Targets.sd) != 1 || c.Jobs[0].Collectors.Check.check.Interval.String() != "5s" {
+		t.Fatalf("parsed %+v", c.Jobs[0])
+	}
+}
