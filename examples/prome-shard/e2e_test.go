@@ -1,0 +1,336 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/promshard/promshard/internal/testenv"
+	"github.com/promshard/promshard/watch"
+)
+
+// buildBinary builds prome-shard once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "prome-shard")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// proc is a running prome-shard.
+type proc struct {
+	cmd *exec.Cmd
+	log string
+}
+
+func startBinary(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), "prome-shard.log")
+	lf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, log: logPath}
+	t.Cleanup(func() {
+		p.stop(t)
+		lf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("prome-shard %v log:\n%s", args, b)
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and wants a clean exit.
+func (p *proc) stop(t *testing.T) {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("prome-shard exited with %v after SIGTERM, want 0", err)
+		}
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+		t.Error("prome-shard did not stop within 15s of SIGTERM")
+	}
+}
+
+type collector struct {
+	id   string
+	prom *testenv.Prometheus
+	up   bool
+}
+
+func hostPort(t *testing.T, addr string) (string, int) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(p)
+	return h, n
+}
+
+// scrapers maps each target to the collectors that scrape it (health up)
+// in a scrape pool, asking every running collector.
+func scrapers(cs []*collector, pool string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, c := range cs {
+		if !c.up {
+			continue
+		}
+		ts, err := c.prom.Targets(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		for _, tt := range ts {
+			if tt.ScrapePool == pool && tt.Health == "up" {
+				addr := tt.Discovered["__address__"]
+				out[addr] = append(out[addr], c.id)
+			}
+		}
+	}
+	for _, ids := range out {
+		slices.Sort(ids)
+	}
+	return out, nil
+}
+
+// waitScraped waits until every target is scraped by exactly n running
+// collectors (and, when want is given, by exactly the collectors in want)
+// and returns who scrapes what.
+func waitScraped(t *testing.T, cs []*collector, pool string, targets []string, n int, timeout time.Duration, want map[string]string) map[string]string {
+	t.Helper()
+	var flat map[string]string
+	err := testenv.WaitFor(timeout, 100*time.Millisecond, func() error {
+		got, err := scrapers(cs, pool)
+		if err != nil {
+			return err
+		}
+		flat = map[string]string{}
+		for a, ids := range got {
+			flat[a] = strings.Join(ids, ",")
+		}
+		for _, a := range targets {
+			if len(got[a]) != n {
+				return fmt.Errorf("target %s scraped by %v (want %d collectors); %d of %d targets seen", a, got[a], n, len(got), len(targets))
+			}
+		}
+		if want != nil {
+			for a, w := range want {
+				if flat[a] != w {
+					return fmt.Errorf("target %s scraped by %s, want %s", a, flat[a], w)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("pool %s: %v", pool, err)
+	}
+	return flat
+}
+
+func promConfig(dir string, id string) string {
+	return fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 500ms
+scrape_configs:
+  - job_name: r1
+    file_sd_configs: [{files: [%q]}]
+  - job_name: r2
+    file_sd_configs: [{files: [%q]}]
+`, filepath.Join(dir, "r1", id+".json"), filepath.Join(dir, "r2", id+".json"))
+}
+
+func binaryConfig(consulAddr, out string, cs []*collector, targets []string, register bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "refresh_interval: 1m\nconsul: {address: %q}\njobs:\n", consulAddr)
+	for _, job := range []struct {
+		name     string
+		replicas int
+	}{{"r1", 1}, {"r2", 2}} {
+		fmt.Fprintf(&b, "  - name: %s\n    replicas: %d\n    collectors:\n      consul_service: collectors\n", job.name, job.replicas)
+		if register && job.name == "r1" {
+			b.WriteString("      check: {interval: 1s, timeout: 1s}\n      register:\n")
+			for _, c := range cs {
+				h, p := hostPortString(c.prom.Addr)
+				fmt.Fprintf(&b, "        - {id: %s, address: %s, port: %s}\n", c.id, h, p)
+			}
+		}
+		fmt.Fprintf(&b, "    targets:\n      static: [{targets: [%s], labels: {team: e2e}}]\n", strings.Join(targets, ", "))
+		fmt.Fprintf(&b, "    output: {dir: %q}\n    reload: {method: none}\n", filepath.Join(out, job.name))
+	}
+	return b.String()
+}
+
+func hostPortString(addr string) (string, string) {
+	h, p, _ := net.SplitHostPort(addr)
+	return h, p
+}
+
+// assignment reads /api/v1/assignment of a running binary.
+func assignment(addr string) (map[string]map[string][]string, error) {
+	_, b, err := testenv.HTTPGet(context.Background(), "http://"+addr+"/api/v1/assignment")
+	if err != nil {
+		return nil, err
+	}
+	var out map[string]map[string][]string
+	return out, json.Unmarshal(b, &out)
+}
+
+// TestEndToEndFailover runs the whole loop for real: a Consul agent, three
+// Prometheus collectors registered with HTTP health checks, 60 targets, the
+// binary in central mode; then kills collectors, restarts them, and runs
+// the binary in self mode.
+func TestEndToEndFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	bin := buildBinary(t)
+	agent := testenv.StartConsul(t)
+	targets := testenv.ScrapeTargets(t, 60)
+	out := t.TempDir()
+	for _, j := range []string{"r1", "r2"} {
+		os.MkdirAll(filepath.Join(out, j), 0o755)
+	}
+	var cs []*collector
+	for i := 1; i <= 3; i++ {
+		id := fmt.Sprintf("collector-%d", i)
+		cs = append(cs, &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), promConfig(out, id))})
+	}
+	cfgPath := filepath.Join(t.TempDir(), "central.yaml")
+	os.WriteFile(cfgPath, []byte(binaryConfig(agent.Addr, out, cs, targets, true)), 0o644)
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	central := startBinary(t, bin, "-config", cfgPath, "-listen", listen)
+
+	// Every target on exactly one collector (R=1), and on exactly two (R=2).
+	before := waitScraped(t, cs, "r1", targets, 1, 60*time.Second, nil)
+	waitScraped(t, cs, "r2", targets, 2, 30*time.Second, nil)
+	counts := map[string]int{}
+	for _, id := range before {
+		counts[id]++
+	}
+	t.Logf("R=1 spread over 3 collectors: %v", counts)
+	if len(counts) != 3 {
+		t.Fatalf("targets on %d collectors, want 3: %v", len(counts), counts)
+	}
+
+	type timing struct{ reshard, scraped time.Duration }
+	var runs []timing
+	for round, victim := range []int{1, 0, 2} {
+		v := cs[victim]
+		v.prom.Kill()
+		v.up = false
+		killed := time.Now()
+		// Until the binary's assignment drops the victim: check + watch + reshard + write.
+		var reshard time.Duration
+		err := testenv.WaitFor(30*time.Second, 20*time.Millisecond, func() error {
+			a, err := assignment(listen)
+			if err != nil {
+				return err
+			}
+			if _, ok := a["r1"][v.id]; ok {
+				return fmt.Errorf("%s still assigned", v.id)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		reshard = time.Since(killed)
+		after := waitScraped(t, cs, "r1", targets, 1, 30*time.Second, nil)
+		scraped := time.Since(killed)
+		runs = append(runs, timing{reshard, scraped})
+		for a, was := range before {
+			if was != v.id && after[a] != was {
+				t.Errorf("round %d: target %s moved from %s to %s, though %s stayed", round, a, was, after[a], was)
+			}
+		}
+		// R=2 with two collectors left: every target on both.
+		waitScraped(t, cs, "r2", targets, 2, 30*time.Second, nil)
+
+		// It comes back: exactly the first assignment returns, so only
+		// targets moving onto it moved.
+		v.prom.Start()
+		v.up = true
+		waitScraped(t, cs, "r1", targets, 1, 60*time.Second, before)
+		t.Logf("round %d: killed %s: reshard after %v, every target scraped again after %v",
+			round, v.id, reshard.Round(10*time.Millisecond), scraped.Round(10*time.Millisecond))
+	}
+	slices.SortFunc(runs, func(a, b timing) int { return int(a.scraped - b.scraped) })
+	med := runs[len(runs)/2]
+	t.Logf("failover with 1s Consul checks and 1s scrapes, %d runs: kill -> every target scraped again: median %v (min %v, max %v); kill -> reshard written (check + watch + reshard): median-run %v",
+		len(runs), med.scraped.Round(10*time.Millisecond), runs[0].scraped.Round(10*time.Millisecond),
+		runs[len(runs)-1].scraped.Round(10*time.Millisecond), med.reshard.Round(10*time.Millisecond))
+
+	// Self mode: the collectors are registered by someone else, and three
+	// copies, one per collector, each write only their own file.
+	client, err := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	centralFiles := map[string][]byte{}
+	for _, c := range cs {
+		centralFiles[c.id], _ = os.ReadFile(filepath.Join(out, "r1", c.id+".json"))
+	}
+	central.stop(t) // deregisters the collectors it registered
+	for _, c := range cs {
+		h, p := hostPort(t, c.prom.Addr)
+		err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: "collectors", ID: c.id,
+			Address: h, Port: p, Check: watch.Check{Interval: time.Second, Timeout: time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(filepath.Join(out, "r1", c.id+".json"))
+	}
+	selfCfg := filepath.Join(t.TempDir(), "self.yaml")
+	os.WriteFile(selfCfg, []byte(binaryConfig(agent.Addr, out, cs, targets, false)), 0o644)
+	for _, c := range cs {
+		startBinary(t, bin, "-config", selfCfg, "-member", c.id)
+	}
+	// Each copy writes its own file once its collector's check passes; all
+	// three agree with central mode byte for byte.
+	err = testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
+		for _, c := range cs {
+			b, err := os.ReadFile(filepath.Join(out, "r1", c.id+".json"))
+			if err != nil {
+				return err
+			}
+			if string(b) != string(centralFiles[c.id]) {
+				return fmt.Errorf("%s: self mode wrote\n%s\ncentral mode wrote\n%s", c.id, b, centralFiles[c.id])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitScraped(t, cs, "r1", targets, 1, 60*time.Second, before)
+}
