@@ -20,8 +20,9 @@ vet:
 unit:
 	$(GO) test -race -short $(PKGS)
 
+# bench: every benchmark on one core; the README holds the numbers.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 $(PKGS)
+	$(GO) test -run '^$$' -bench . -cpu 1 -count 1 -timeout 60m $(PKGS)
 
 consul: $(CONSUL)
 

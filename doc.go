@@ -24,19 +24,20 @@
 //     targets changed.
 //
 // The loop that joins them lives in the user's main.go; examples/prome-shard
-// is the reference. In outline:
+// is the reference, and the package Example is one pass of it. In outline:
 //
-//	members := make(chan []watch.Member)
-//	go watcher.Run(ctx, members)               // Consul: healthy collectors
+//	go watcher.Run(ctx, members)                 // Consul: healthy collectors
+//	go registry.Run(ctx, changed)                // providers that watch by themselves
 //	for {
 //		select {
-//		case ms := <-members:                  // membership changed
-//			ring, _ = shard.New(shard.DefaultKind, toShardMembers(ms))
-//		case <-ticker.C:                       // or a provider signalled
+//		case ms = <-members:                 // membership changed
+//		case <-changed:                      // a provider has new targets
+//		case <-ticker.C:                     // and on a timer
 //		}
-//		groups, _ := provider.Targets(ctx)     // target pool
-//		a, _ := shard.Assign(ring, groups, shard.Options{Replicas: 1})
-//		res, _ := dir.Sync(a.Groups)           // one file per collector
-//		reload.FanOut(ctx, reloader, changed(res), 4)
+//		res, _ := registry.Targets(ctx, "node") // last good targets on error
+//		ring, _ := shard.New(shard.DefaultKind, toShard(ms))
+//		a, _ := shard.Assign(ring, res.Groups, shard.Options{Replicas: 1})
+//		sync, _ := dir.Sync(a.Groups)        // one file per collector, atomic
+//		pool.Reload(ctx, toReload(sync.Changed(), ms))
 //	}
 package promshard

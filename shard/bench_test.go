@@ -21,7 +21,8 @@ func benchPool(t int) []*targetgroup.Group {
 }
 
 // BenchmarkAssign measures a full assignment with every ring. Besides ns/op
-// it reports ns/target, allocs/target, max/mean load, and moved/optimum: the
+// it reports ns/target, allocs/target, max/mean and min/mean load, and
+// moved/optimum: the
 // targets whose owner changed when one member leaves, over the optimum T/N
 // (1.0 is optimal movement).
 func BenchmarkAssign(b *testing.B) {
@@ -42,8 +43,9 @@ func BenchmarkAssign(b *testing.B) {
 					runtime.ReadMemStats(&ms1)
 					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(t), "ns/target")
 					b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N)/float64(t), "allocs/target")
-					hi, _ := loads(a)
+					hi, lo := loads(a)
 					b.ReportMetric(hi, "max/mean")
+					b.ReportMetric(lo, "min/mean")
 					b.ReportMetric(movedOverOptimum(b, k, n, gs), "moved/optimum")
 				})
 			}
