@@ -59,7 +59,8 @@ type Dir struct {
 	manifest string
 	m        *dirMetrics
 
-	mu sync.Mutex
+	mu      sync.Mutex
+	cleaned bool // stale temp files removed
 }
 
 // SyncResult says what [Dir.Sync] did, by collector ID, each list sorted.
@@ -171,8 +172,7 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 	defer d.mu.Unlock()
 	start := time.Now()
 	var res SyncResult
-	type file struct{ id, name string }
-	files := make([]file, 0, len(groups))
+	files := make([]struct{ id, name string }, 0, len(groups))
 	content := make(map[string][]byte, len(groups))
 	for _, id := range slices.Sorted(maps.Keys(groups)) {
 		name, err := d.render(id)
@@ -183,12 +183,16 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 		if err != nil {
 			return res, fmt.Errorf("filesd: collector %q: %w", id, err)
 		}
-		files = append(files, file{id, name})
+		files = append(files, struct{ id, name string }{id, name})
 		content[name] = b
 	}
 	owned, err := d.readManifest()
 	if err != nil {
 		return res, err
+	}
+	if !d.cleaned {
+		d.removeStaleTemps(owned, files)
+		d.cleaned = true
 	}
 	// Record the new files as owned before writing them, so a crash in
 	// between never leaves a file that a later Sync would not clean up.
@@ -250,6 +254,31 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 	slices.Sort(res.Removed)
 	d.m.duration.Observe(time.Since(start).Seconds())
 	return res, errors.Join(errs...)
+}
+
+// removeStaleTemps removes temp files that a crash between the create and
+// the rename of a write left behind, for the files this Dir owns or is
+// about to write. They never match Prometheus' globs, but they are litter.
+func (d *Dir) removeStaleTemps(owned map[string]string, files []struct{ id, name string }) {
+	names := slices.Collect(maps.Keys(owned))
+	for _, f := range files {
+		names = append(names, f.name)
+	}
+	names = append(names, filepath.Base(d.manifest))
+	for _, name := range names {
+		ms, _ := filepath.Glob(filepath.Join(d.opts.Dir, "."+globEscape(name)+".tmp-*"))
+		for _, m := range ms {
+			if err := os.Remove(m); err == nil {
+				d.opts.Logger.Info("removed a temp file left by an interrupted write", "file", filepath.Base(m))
+			}
+		}
+	}
+}
+
+// globEscape quotes the characters filepath.Match treats specially.
+func globEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`)
+	return r.Replace(s)
 }
 
 func mustEmpty(f Format) []byte {

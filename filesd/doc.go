@@ -12,7 +12,8 @@
 // so that it never matches the *.json / *.yml globs Prometheus watches),
 // fsync, rename over the target, fsync of the directory. A reader sees the
 // old complete file or the new complete file, never a mix, and a crash
-// leaves no temp file that Prometheus would read. When the content is
+// leaves no temp file that Prometheus would read (a [Dir]'s first Sync
+// removes temp files that an interrupted write of its files left behind). When the content is
 // unchanged nothing is written, the mtime stays, and the call reports that
 // nothing changed, so no reload is needed.
 //

@@ -292,6 +292,26 @@ func TestDirSync(t *testing.T) {
 	onlyFiles(t, dir)
 }
 
+// A temp file left by a crash between create and rename is cleaned up by
+// the next process's first Sync; other hidden files are not touched.
+func TestDirRemovesStaleTempFiles(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, ".a.json.tmp-0123456789ab")
+	other := filepath.Join(dir, ".someone-elses.tmp-1")
+	os.WriteFile(stale, []byte("[{"), 0o600)
+	os.WriteFile(other, []byte("x"), 0o600)
+	d, _ := NewDir(DirOptions{Dir: dir})
+	if _, err := d.Sync(map[string][]*targetgroup.Group{"a": sample()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatal("stale temp file still there")
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Fatal("a temp file the Dir does not own was removed")
+	}
+}
+
 func TestDirEmptyOnLeave(t *testing.T) {
 	dir := t.TempDir()
 	d, _ := NewDir(DirOptions{Dir: dir, EmptyOnLeave: true})

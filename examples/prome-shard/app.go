@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -41,7 +43,7 @@ type app struct {
 	jobByKey map[string]*job
 
 	regMu      sync.Mutex
-	registered []string // service IDs this process registered
+	registered map[string]bool // service IDs this process registered
 }
 
 // source is one member source, shared by the jobs that watch it.
@@ -241,7 +243,7 @@ func reloader(rc ReloadConfig) (reload.Reloader, error) {
 	return reload.None{}, nil
 }
 
-// register puts the configured collectors into Consul.
+// register puts the configured collectors into Consul. It is idempotent.
 func (a *app) register(ctx context.Context) error {
 	for _, jc := range a.cfg.Jobs {
 		c := jc.Collectors
@@ -259,18 +261,51 @@ func (a *app) register(ctx context.Context) error {
 				return err
 			}
 			a.regMu.Lock()
-			a.registered = append(a.registered, r.ServiceID())
+			first := !a.registered[r.ServiceID()]
+			if a.registered == nil {
+				a.registered = map[string]bool{}
+			}
+			a.registered[r.ServiceID()] = true
 			a.regMu.Unlock()
-			a.log.Info("registered collector in consul", "service", c.ConsulService, "id", r.ServiceID(), "address", r.HostPort())
+			if first {
+				a.log.Info("registered collector in consul", "service", c.ConsulService, "id", r.ServiceID(), "address", r.HostPort())
+			}
 		}
 	}
 	return nil
 }
 
+// keepRegistered registers the configured collectors, retrying with
+// backoff while Consul is unreachable, and registers them again every
+// refresh interval, so that they come back after an agent lost its state.
+func (a *app) keepRegistered(ctx context.Context) {
+	const maxBackoff = 30 * time.Second
+	backoff := time.Second
+	for {
+		wait := a.cfg.refresh
+		if err := a.register(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.log.Error("registering collectors in consul failed; retrying", "in", backoff, "err", err)
+			wait, backoff = backoff, min(2*backoff, maxBackoff)
+		} else {
+			backoff = time.Second
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // deregister removes what register added.
 func (a *app) deregister() {
 	a.regMu.Lock()
-	ids := a.registered
+	ids := slices.Sorted(maps.Keys(a.registered))
 	a.registered = nil
 	a.regMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -356,9 +391,6 @@ func (a *app) once(ctx context.Context) error {
 
 // serve runs the daemon until ctx is done.
 func (a *app) serve(ctx context.Context) error {
-	if err := a.register(ctx); err != nil {
-		return err
-	}
 	defer a.deregister()
 	var srv *http.Server
 	if a.cfg.Listen != "" {
@@ -368,6 +400,7 @@ func (a *app) serve(ctx context.Context) error {
 		}
 	}
 	var wg sync.WaitGroup
+	wg.Go(func() { a.keepRegistered(ctx) })
 	a.runSources(ctx, &wg)
 	a.runTargets(ctx, &wg)
 	for _, j := range a.jobs {

@@ -300,7 +300,10 @@ func TestEndToEndFailover(t *testing.T) {
 	for _, c := range cs {
 		centralFiles[c.id], _ = os.ReadFile(filepath.Join(out, "r1", c.id+".json"))
 	}
-	central.stop(t) // deregisters the collectors it registered
+	central.stop(t)
+	if svcs, err := client.Agent().Services(); err != nil || len(svcs) != 0 {
+		t.Fatalf("after SIGTERM the agent still has %d services (%v): the binary did not deregister", len(svcs), err)
+	}
 	for _, c := range cs {
 		h, p := hostPort(t, c.prom.Addr)
 		err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: "collectors", ID: c.id,
