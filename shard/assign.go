@@ -159,13 +159,29 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 				counts[m]++
 			}
 		}
+		// One allocation for the group headers and one for the targets of
+		// this input group, carved per member. Each member's Targets has
+		// its own capacity, so appending to it never reaches another's.
+		nonzero := 0
+		for _, c := range counts {
+			if c > 0 {
+				nonzero++
+			}
+		}
+		slab := make([]targetgroup.Group, nonzero)
+		backing := make([]model.LabelSet, len(owners))
+		off := 0
 		for m, c := range counts {
 			outs[m] = nil
 			if c == 0 {
 				continue
 			}
-			outs[m] = &targetgroup.Group{Source: in.source, Labels: in.labels, Targets: make([]model.LabelSet, 0, c)}
-			a.Groups[members[m].ID] = append(a.Groups[members[m].ID], outs[m])
+			g := &slab[0]
+			slab = slab[1:]
+			*g = targetgroup.Group{Source: in.source, Labels: in.labels, Targets: backing[off : off : off+c]}
+			off += c
+			outs[m] = g
+			a.Groups[members[m].ID] = append(a.Groups[members[m].ID], g)
 		}
 		for i, m := range owners {
 			g := outs[m]
