@@ -15,6 +15,7 @@ type GroupError struct {
 	Reason string
 }
 
+// Error says which group of which job was dropped, and why.
 func (e *GroupError) Error() string {
 	return fmt.Sprintf("job %q group %q: %s", e.Job, e.Source, e.Reason)
 }
