@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,5 +137,39 @@ func TestDocumentedConfigParses(t *testing.T) {
 	}
 	if len(c.Jobs) != 1 || len(c.Jobs[0].Targets.sd) != 1 || c.Jobs[0].Collectors.Check.check.Interval.String() != "5s" {
 		t.Fatalf("parsed %+v", c.Jobs[0])
+	}
+}
+
+// In self mode a copy whose collector is not healthy writes an empty list,
+// so its old targets are not scraped twice; the healthy one takes them all.
+func TestSelfModeUnhealthyWritesEmpty(t *testing.T) {
+	healthy := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer healthy.Close()
+	dead := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	deadAddr := dead.Listener.Addr().(*net.TCPAddr)
+	dead.Close()
+	hAddr := healthy.Listener.Addr().(*net.TCPAddr)
+	body := fmt.Sprintf(`
+jobs:
+  - name: node
+    collectors:
+      static: [{id: up, address: 127.0.0.1, port: %d}, {id: down, address: 127.0.0.1, port: %d}]
+      probe: http
+    targets:
+      static: [{targets: [h1:9100, h2:9100, h3:9100]}]
+    output: {dir: OUT}
+`, hAddr.Port, deadAddr.Port)
+	p := writeConfig(t, body)
+	out := filepath.Join(filepath.Dir(p), "out")
+	for _, id := range []string{"up", "down"} {
+		if code, stdout, stderr := runCmd("-config", p, "-once", "-member", id); code != 0 {
+			t.Fatalf("-member %s: %d %q %q", id, code, stdout, stderr)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "down.json")); string(b) != "[]\n" {
+		t.Fatalf("unhealthy collector's own file %q, want []", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "up.json")); strings.Count(string(b), ":9100") != 3 {
+		t.Fatalf("healthy collector's file %q, want all 3 targets", b)
 	}
 }
