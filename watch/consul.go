@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -76,10 +77,10 @@ func (o *ConsulOptions) setDefaults() error {
 			return fmt.Errorf("watch: ConsulOptions.%s %v: must not be negative", name, d)
 		}
 	}
-	o.WaitTime = cmpOr(o.WaitTime, DefaultWaitTime)
-	o.MinInterval = cmpOr(o.MinInterval, DefaultMinInterval)
-	o.BackoffMin = cmpOr(o.BackoffMin, DefaultBackoffMin)
-	o.BackoffMax = cmpOr(o.BackoffMax, DefaultBackoffMax)
+	o.WaitTime = cmp.Or(o.WaitTime, DefaultWaitTime)
+	o.MinInterval = cmp.Or(o.MinInterval, DefaultMinInterval)
+	o.BackoffMin = cmp.Or(o.BackoffMin, DefaultBackoffMin)
+	o.BackoffMax = cmp.Or(o.BackoffMax, DefaultBackoffMax)
 	if o.BackoffMax < o.BackoffMin {
 		return fmt.Errorf("watch: ConsulOptions.BackoffMax %v: less than BackoffMin %v", o.BackoffMax, o.BackoffMin)
 	}
@@ -93,13 +94,6 @@ func (o *ConsulOptions) setDefaults() error {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
-}
-
-func cmpOr(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
 
 // State is what a watcher knows about its own health.

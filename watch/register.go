@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -134,10 +135,10 @@ func (r Registration) agentRegistration() *api.AgentServiceRegistration {
 	if c.DeregisterCriticalAfter > 0 {
 		chk.DeregisterCriticalServiceAfter = c.DeregisterCriticalAfter.String()
 	}
-	interval, timeout := cmpOr(c.Interval, DefaultCheckInterval), cmpOr(c.Timeout, DefaultCheckTimeout)
+	interval, timeout := cmp.Or(c.Interval, DefaultCheckInterval), cmp.Or(c.Timeout, DefaultCheckTimeout)
 	switch c.Type {
 	case CheckTTL:
-		chk.TTL = cmpOr(c.TTL, DefaultCheckTTL).String()
+		chk.TTL = cmp.Or(c.TTL, DefaultCheckTTL).String()
 	case CheckTCP:
 		chk.TCP = r.HostPort()
 		chk.Interval, chk.Timeout = interval.String(), timeout.String()

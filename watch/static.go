@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -103,9 +104,9 @@ func NewStatic(opts StaticOptions) (*Static, error) {
 	if opts.Interval < 0 || opts.Timeout < 0 {
 		return nil, fmt.Errorf("watch: StaticOptions.Interval %v / Timeout %v: must not be negative", opts.Interval, opts.Timeout)
 	}
-	opts.Name = cmpOrString(opts.Name, "static")
-	opts.Interval = cmpOr(opts.Interval, DefaultProbeInterval)
-	opts.Timeout = cmpOr(opts.Timeout, DefaultProbeTimeout)
+	opts.Name = cmp.Or(opts.Name, "static")
+	opts.Interval = cmp.Or(opts.Interval, DefaultProbeInterval)
+	opts.Timeout = cmp.Or(opts.Timeout, DefaultProbeTimeout)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -132,13 +133,6 @@ func NewStatic(opts StaticOptions) (*Static, error) {
 		return nil, err
 	}
 	return &Static{opts: opts, members: sortMembers(ms), m: m}, nil
-}
-
-func cmpOrString(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // Run sends the member set (the healthy members, when probing) at once and
