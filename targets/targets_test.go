@@ -188,9 +188,10 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// runner notifies once per kick; kick returns after notify has returned.
 type runner struct {
 	Static
-	kicks chan struct{}
+	kicks chan chan struct{}
 }
 
 func (r runner) Run(ctx context.Context, notify func()) error {
@@ -198,15 +199,22 @@ func (r runner) Run(ctx context.Context, notify func()) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-r.kicks:
+		case done := <-r.kicks:
 			notify()
+			close(done)
 		}
 	}
 }
 
+func (r runner) kick() {
+	done := make(chan struct{})
+	r.kicks <- done
+	<-done
+}
+
 func TestRegistryRunCoalesces(t *testing.T) {
 	r, _ := newReg(t, RegistryOptions{})
-	a, b := runner{kicks: make(chan struct{})}, runner{kicks: make(chan struct{})}
+	a, b := runner{kicks: make(chan chan struct{})}, runner{kicks: make(chan chan struct{})}
 	r.Register("a", a, JobOptions{})
 	r.Register("b", b, JobOptions{})
 	r.Register("static", Static{}, JobOptions{})
@@ -214,15 +222,15 @@ func TestRegistryRunCoalesces(t *testing.T) {
 	changed := make(chan string)
 	done := make(chan error)
 	go func() { done <- r.Run(ctx, changed) }()
-	a.kicks <- struct{}{}
+	a.kick()
 	if got := <-changed; got != "a" {
 		t.Fatalf("changed %q", got)
 	}
 	// While nobody reads, many kicks of one job become one report.
 	for range 5 {
-		b.kicks <- struct{}{}
+		b.kick()
 	}
-	a.kicks <- struct{}{}
+	a.kick()
 	got := map[string]int{}
 	timeout := time.After(2 * time.Second)
 	for len(got) < 2 {
