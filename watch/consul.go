@@ -158,7 +158,6 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 		errs      int
 		reported  []Member
 		first     = true
-		pending   []Member
 		hasPend   bool
 		settleAt  time.Time
 		lastStart time.Time
@@ -216,11 +215,10 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 				}
 				hasPend, settleAt = true, now.Add(w.opts.Settle)
 			}
-			pending = set
 			if now.Before(settleAt) {
-				continue
+				continue // the set as it is when the window closes is reported
 			}
-			set, hasPend = pending, false
+			hasPend = false
 		}
 		if !first && Equal(set, reported) {
 			continue

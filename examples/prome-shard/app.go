@@ -105,7 +105,7 @@ func (a *app) consulClient() (*api.Client, error) {
 }
 
 func (a *app) addJob(jc *JobConfig) error {
-	j := &job{app: a, cfg: jc, trigger: make(chan struct{}, 1)}
+	j := &job{app: a, cfg: jc, trigger: make(chan struct{}, 1), haveCh: make(chan struct{})}
 	at := "jobs (" + jc.Name + ")"
 	// Members.
 	key, err := a.addSource(jc)

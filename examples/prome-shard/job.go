@@ -32,7 +32,7 @@ type job struct {
 	mu          sync.Mutex
 	members     []watch.Member
 	haveMembers bool
-	haveCh      chan struct{} // closed at the first member set
+	haveCh      chan struct{} // closed at the first member set; made with the job
 	reasons     map[string]bool
 
 	stateMu  sync.RWMutex
@@ -46,9 +46,7 @@ func (j *job) setMembers(ms []watch.Member) {
 	j.members = ms
 	if !j.haveMembers {
 		j.haveMembers = true
-		if j.haveCh != nil {
-			close(j.haveCh)
-		}
+		close(j.haveCh)
 	}
 	j.mu.Unlock()
 	j.poke("members")
@@ -80,18 +78,8 @@ func (j *job) takeReasons() string {
 
 // waitMembers waits for the first member set.
 func (j *job) waitMembers(ctx context.Context) error {
-	j.mu.Lock()
-	if j.haveMembers {
-		j.mu.Unlock()
-		return nil
-	}
-	if j.haveCh == nil {
-		j.haveCh = make(chan struct{})
-	}
-	ch := j.haveCh
-	j.mu.Unlock()
 	select {
-	case <-ch:
+	case <-j.haveCh:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
