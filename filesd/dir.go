@@ -2,6 +2,7 @@ package filesd
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,10 @@ import (
 // directory: it is empty, "." or "..", holds a path separator or NUL, or
 // starts with a dot.
 var ErrBadMemberID = errors.New("filesd: collector ID cannot name a file in the directory")
+
+// ErrNameCollision means two collectors' IDs render to the same file name,
+// so one file would hold the targets of two collectors.
+var ErrNameCollision = errors.New("filesd: two collectors render to the same file name")
 
 // DefaultTemplate names each collector's file.
 const DefaultTemplate = "{{.ID}}.json"
@@ -145,6 +150,21 @@ func (d *Dir) render(id string) (string, error) {
 	return name, nil
 }
 
+// CheckMember reports whether a collector ID can name a file under the
+// Dir's template. A sharder leaves a member that fails it out of the ring
+// instead of failing the whole job.
+func (d *Dir) CheckMember(id string) error {
+	_, err := d.render(id)
+	return err
+}
+
+// Update is [Dir.Sync] as an output of a sharder: it returns the IDs of
+// the collectors whose file changed or was removed.
+func (d *Dir) Update(_ context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
+	res, err := d.Sync(groups)
+	return res.Changed(), err
+}
+
 // Path returns the path of a collector's file.
 func (d *Dir) Path(id string) (string, error) {
 	name, err := d.render(id)
@@ -174,11 +194,17 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 	var res SyncResult
 	files := make([]struct{ id, name string }, 0, len(groups))
 	content := make(map[string][]byte, len(groups))
+	byName := make(map[string]string, len(groups))
 	for _, id := range slices.Sorted(maps.Keys(groups)) {
 		name, err := d.render(id)
 		if err != nil {
 			return res, err
 		}
+		if other, ok := byName[name]; ok {
+			return res, fmt.Errorf("%w: collectors %q and %q both give file name %q (template %q)",
+				ErrNameCollision, other, id, name, d.opts.Template)
+		}
+		byName[name] = id
 		b, err := Marshal(groups[id], d.format(name))
 		if err != nil {
 			return res, fmt.Errorf("filesd: collector %q: %w", id, err)

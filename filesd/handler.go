@@ -1,6 +1,7 @@
 package filesd
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net/http"
@@ -50,6 +51,32 @@ func (h *Handler) Set(groups map[string][]*targetgroup.Group) error {
 	}
 	h.cur.Store(&next)
 	return nil
+}
+
+// Update is [Handler.Set] as an output of a sharder: it returns the IDs
+// of the collectors whose served content changed, appeared or disappeared.
+func (h *Handler) Update(_ context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
+	var prev map[string]served
+	if cur := h.cur.Load(); cur != nil {
+		prev = *cur
+	}
+	if err := h.Set(groups); err != nil {
+		return nil, err
+	}
+	next := *h.cur.Load()
+	var changed []string
+	for id, s := range next {
+		if p, ok := prev[id]; !ok || p.etag != s.etag {
+			changed = append(changed, id)
+		}
+	}
+	for id := range prev {
+		if _, ok := next[id]; !ok {
+			changed = append(changed, id)
+		}
+	}
+	slices.Sort(changed)
+	return changed, nil
 }
 
 // Collectors returns the IDs the handler serves, sorted.

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/promshard/promshard/internal/backoff"
 )
 
 // Defaults of [HTTPOptions].
@@ -20,6 +21,9 @@ const (
 	DefaultBackoff     = 500 * time.Millisecond
 	DefaultReloadPath  = "/-/reload"
 )
+
+// maxBackoff caps the wait between two attempts.
+const maxBackoff = 30 * time.Second
 
 // HTTPOptions configures an [HTTP] reloader. Zero values get the documented
 // defaults.
@@ -110,7 +114,6 @@ func (h *HTTP) Reload(ctx context.Context, c Collector) error {
 		return fmt.Errorf("reload: collector %q has no address", c.ID)
 	}
 	u := (&url.URL{Scheme: h.opts.Scheme, Host: c.Address, Path: h.opts.Path}).String()
-	wait := h.opts.Backoff
 	for attempt := 0; ; attempt++ {
 		err := h.post(ctx, u)
 		var r retryable
@@ -120,15 +123,9 @@ func (h *HTTP) Reload(ctx context.Context, c Collector) error {
 			}
 			return nil
 		}
-		d := wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1))
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, backoff.Delay(h.opts.Backoff, maxBackoff, attempt+1)) {
 			return fmt.Errorf("reload %s: %w (last error: %v)", u, ctx.Err(), unwrapRetry(err))
 		}
-		wait *= 2
 	}
 }
 

@@ -37,3 +37,43 @@ func NewConsulClient(cfg *api.Config, maxWait time.Duration) (*api.Client, error
 	}
 	return c, nil
 }
+
+// ClientConfig is how to reach Consul, as a config file gives it. Empty
+// fields take the standard CONSUL_* environment variables, then Consul's
+// defaults (127.0.0.1:8500).
+type ClientConfig struct {
+	Address    string    `yaml:"address"`
+	Scheme     string    `yaml:"scheme"` // http or https
+	Token      string    `yaml:"token"`
+	TokenFile  string    `yaml:"token_file"`
+	Datacenter string    `yaml:"datacenter"`
+	TLS        ClientTLS `yaml:"tls"`
+}
+
+// ClientTLS is the TLS setup of a Consul connection.
+type ClientTLS struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// APIConfig returns the consul/api config for [NewConsulClient]: the
+// environment's, overridden by every field that is set. A Scheme other than
+// "", http or https is an error.
+func (c ClientConfig) APIConfig() (*api.Config, error) {
+	if c.Scheme != "" && c.Scheme != "http" && c.Scheme != "https" {
+		return nil, fmt.Errorf("watch: ClientConfig.Scheme %q: want http or https", c.Scheme)
+	}
+	ac := api.DefaultConfig()
+	for dst, v := range map[*string]string{&ac.Address: c.Address, &ac.Scheme: c.Scheme, &ac.Token: c.Token,
+		&ac.TokenFile: c.TokenFile, &ac.Datacenter: c.Datacenter, &ac.TLSConfig.CAFile: c.TLS.CAFile,
+		&ac.TLSConfig.CertFile: c.TLS.CertFile, &ac.TLSConfig.KeyFile: c.TLS.KeyFile, &ac.TLSConfig.Address: c.TLS.ServerName} {
+		if v != "" {
+			*dst = v
+		}
+	}
+	ac.TLSConfig.InsecureSkipVerify = ac.TLSConfig.InsecureSkipVerify || c.TLS.InsecureSkipVerify
+	return ac, nil
+}

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/promshard/promshard/internal/backoff"
 )
 
 // HealthClient is the part of the Consul health API the watcher uses.
@@ -165,7 +166,7 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 	for {
 		// Rate limit: never start queries closer than MinInterval.
 		if wait := w.opts.MinInterval - time.Since(lastStart); !lastStart.IsZero() && wait > 0 {
-			if !sleep(ctx, wait) {
+			if !backoff.Sleep(ctx, wait) {
 				return nil
 			}
 		}
@@ -183,11 +184,11 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 		if err != nil {
 			errs++
 			w.m.errors.Inc()
-			d := backoff(w.opts.BackoffMin, w.opts.BackoffMax, errs)
+			d := backoff.Delay(w.opts.BackoffMin, w.opts.BackoffMax, errs)
 			w.opts.Logger.Warn("consul query failed; keeping the last member set",
 				"service", w.opts.Service, "consecutive_errors", errs, "retry_in", d, "err", err)
 			w.setState(func(s *State) { s.LastError, s.ConsecutiveErrors = err, errs })
-			if !sleep(ctx, d) {
+			if !backoff.Sleep(ctx, d) {
 				return nil
 			}
 			continue
@@ -199,7 +200,7 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 		index = nextIndex(index, meta.LastIndex)
 		if meta.LastIndex == 0 {
 			w.opts.Logger.Warn("consul returned index 0; backing off", "service", w.opts.Service)
-			if !sleep(ctx, w.opts.BackoffMin) {
+			if !backoff.Sleep(ctx, w.opts.BackoffMin) {
 				return nil
 			}
 		}
@@ -309,28 +310,4 @@ func (w *ConsulWatcher) members(entries []*api.ServiceEntry) []Member {
 		out = append(out, m)
 	}
 	return sortMembers(out)
-}
-
-// backoff returns the wait after n consecutive errors: min doubled n-1
-// times, capped at max, with up to 50% of it taken off at random so that
-// many watchers do not retry in step.
-func backoff(lo, hi time.Duration, n int) time.Duration {
-	d := lo
-	for i := 1; i < n && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	return d - time.Duration(rand.Int64N(int64(d)/2+1))
-}
-
-// sleep waits d or until ctx is done, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

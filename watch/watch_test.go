@@ -268,19 +268,6 @@ func TestWatcherSettleCollapsesBurst(t *testing.T) {
 	noReport(t, ch, 600*time.Millisecond)
 }
 
-func TestBackoff(t *testing.T) {
-	lo, hi := 100*time.Millisecond, time.Second
-	for n := 1; n < 10; n++ {
-		want := min(lo<<(n-1), hi)
-		for range 50 {
-			d := backoff(lo, hi, n)
-			if d > want || d < want/2 {
-				t.Fatalf("backoff(%d) = %v, want in [%v, %v]", n, d, want/2, want)
-			}
-		}
-	}
-}
-
 func TestConsulOptionsErrors(t *testing.T) {
 	hc := (&api.Client{}).Health()
 	for _, tc := range []struct {

@@ -4,49 +4,83 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"go.yaml.in/yaml/v2"
 
+	"github.com/promshard/promshard"
 	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/targets/promsd"
 	"github.com/promshard/promshard/watch"
 )
 
-// Config is the file given with -config. See config.yaml beside this file
-// for every field, documented.
+// Config is the file given with -config; config.yaml beside this file
+// documents every field. It is the parsed config: zero values mean the
+// library's defaults, and values are checked here only as far as the
+// library's constructors do not check them (those errors get the field's
+// path in front).
 type Config struct {
-	Listen          string       `yaml:"listen"`
-	RefreshInterval string       `yaml:"refresh_interval"`
-	Settle          string       `yaml:"settle"`
-	Consul          ConsulConfig `yaml:"consul"`
-	Jobs            []JobConfig  `yaml:"jobs"`
-
-	refresh, settle time.Duration
+	Listen          string             `yaml:"listen"`
+	RefreshInterval Duration           `yaml:"refresh_interval"`
+	Settle          Duration           `yaml:"settle"`
+	Consul          watch.ClientConfig `yaml:"consul"`
+	Jobs            []JobConfig        `yaml:"jobs"`
 }
 
-// ConsulConfig is how to reach Consul. Empty fields take the CONSUL_*
-// environment variables, then Consul's defaults.
-type ConsulConfig struct {
-	Address    string    `yaml:"address"`
-	Scheme     string    `yaml:"scheme"`
-	Token      string    `yaml:"token"`
-	TokenFile  string    `yaml:"token_file"`
-	Datacenter string    `yaml:"datacenter"`
-	TLS        TLSConfig `yaml:"tls"`
+// Duration is a duration in the config ("30s", "5m"). A text that is not a
+// duration is reported by ParseConfig with the field's path.
+type Duration struct {
+	time.Duration
+	text string
+	bad  bool
 }
 
-// TLSConfig is the TLS setup of the Consul connection.
-type TLSConfig struct {
-	CAFile             string `yaml:"ca_file"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
-	ServerName         string `yaml:"server_name"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+// UnmarshalYAML records the text and whether it parses.
+func (d *Duration) UnmarshalYAML(unmarshal func(any) error) error {
+	if err := unmarshal(&d.text); err != nil {
+		return err
+	}
+	v, err := model.ParseDuration(d.text)
+	d.Duration, d.bad = time.Duration(v), err != nil
+	return nil
+}
+
+// badDuration returns an error for the first Duration under v (a struct,
+// slice or pointer, addressable) that did not parse, named by its path.
+func badDuration(v reflect.Value, path string) error {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			return badDuration(v.Elem(), path)
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			if err := badDuration(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Struct:
+		if d, ok := v.Addr().Interface().(*Duration); ok && d.bad {
+			return fmt.Errorf("%s: %q is not a duration (e.g. 30s, 5m)", path, d.text)
+		}
+		for i := range v.NumField() {
+			tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+			if tag == "" || !v.Type().Field(i).IsExported() {
+				continue
+			}
+			if err := badDuration(v.Field(i), strings.TrimPrefix(path+"."+tag, ".")); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // JobConfig is one job: its collectors, its targets, where they go.
@@ -72,9 +106,7 @@ type CollectorConfig struct {
 	Check         CheckConfig    `yaml:"check"`
 	Static        []MemberConfig `yaml:"static"`
 	Probe         string         `yaml:"probe"`
-	ProbeInterval string         `yaml:"probe_interval"`
-
-	probeInterval time.Duration
+	ProbeInterval Duration       `yaml:"probe_interval"`
 }
 
 // MemberConfig is one collector's Prometheus.
@@ -89,39 +121,26 @@ type MemberConfig struct {
 
 // CheckConfig is the health check of registered collectors.
 type CheckConfig struct {
-	Type                    string `yaml:"type"`
-	Path                    string `yaml:"path"`
-	Interval                string `yaml:"interval"`
-	Timeout                 string `yaml:"timeout"`
-	DeregisterCriticalAfter string `yaml:"deregister_critical_after"`
-
-	check watch.Check
+	Type                    string   `yaml:"type"`
+	Path                    string   `yaml:"path"`
+	Interval                Duration `yaml:"interval"`
+	Timeout                 Duration `yaml:"timeout"`
+	DeregisterCriticalAfter Duration `yaml:"deregister_critical_after"`
 }
 
 // TargetsConfig names exactly one target provider.
 type TargetsConfig struct {
-	Static       []StaticGroup  `yaml:"static"`
-	FileSD       []string       `yaml:"file_sd"`
-	HTTPSD       *HTTPSDConfig  `yaml:"http_sd"`
+	Static []*targetgroup.Group `yaml:"static"`
+	FileSD []string             `yaml:"file_sd"`
+	HTTPSD *struct {
+		URL         string   `yaml:"url"`
+		BearerToken string   `yaml:"bearer_token"`
+		Timeout     Duration `yaml:"timeout"`
+	} `yaml:"http_sd"`
 	PrometheusSD map[string]any `yaml:"prometheus_sd"`
 	AllowEmpty   bool           `yaml:"allow_empty"`
 
 	sd discovery.Configs
-}
-
-// StaticGroup is a file_sd style group in the config.
-type StaticGroup struct {
-	Targets []string          `yaml:"targets"`
-	Labels  map[string]string `yaml:"labels"`
-}
-
-// HTTPSDConfig is an http_sd endpoint to take targets from.
-type HTTPSDConfig struct {
-	URL         string `yaml:"url"`
-	BearerToken string `yaml:"bearer_token"`
-	Timeout     string `yaml:"timeout"`
-
-	timeout time.Duration
 }
 
 // OutputConfig is where each collector's targets go.
@@ -134,52 +153,31 @@ type OutputConfig struct {
 
 // ReloadConfig is how collectors learn of new targets.
 type ReloadConfig struct {
-	Method      string        `yaml:"method"`
-	Concurrency int           `yaml:"concurrency"`
-	HTTP        ReloadHTTP    `yaml:"http"`
-	Signal      ReloadSignal  `yaml:"signal"`
-	Command     ReloadCommand `yaml:"command"`
+	Method      string `yaml:"method"`
+	Concurrency int    `yaml:"concurrency"`
+	HTTP        struct {
+		Path        string   `yaml:"path"`
+		Scheme      string   `yaml:"scheme"`
+		Timeout     Duration `yaml:"timeout"`
+		Retries     int      `yaml:"retries"`
+		Username    string   `yaml:"username"`
+		Password    string   `yaml:"password"`
+		BearerToken string   `yaml:"bearer_token"`
+	} `yaml:"http"`
+	Signal struct {
+		PIDFile string `yaml:"pid_file"`
+	} `yaml:"signal"`
+	Command struct {
+		Args    []string `yaml:"args"`
+		Timeout Duration `yaml:"timeout"`
+	} `yaml:"command"`
 }
-
-// ReloadHTTP configures POST /-/reload.
-type ReloadHTTP struct {
-	Path        string `yaml:"path"`
-	Scheme      string `yaml:"scheme"`
-	Timeout     string `yaml:"timeout"`
-	Retries     int    `yaml:"retries"`
-	Username    string `yaml:"username"`
-	Password    string `yaml:"password"`
-	BearerToken string `yaml:"bearer_token"`
-
-	timeout time.Duration
-}
-
-// ReloadSignal configures a signal to a local Prometheus.
-type ReloadSignal struct {
-	PIDFile string `yaml:"pid_file"`
-}
-
-// ReloadCommand configures a user command per collector.
-type ReloadCommand struct {
-	Args    []string `yaml:"args"`
-	Timeout string   `yaml:"timeout"`
-
-	timeout time.Duration
-}
-
-// configError is a mistake in the config file: the binary exits with 2.
-type configError struct{ err error }
-
-func (e configError) Error() string { return "config: " + e.err.Error() }
-func (e configError) Unwrap() error { return e.err }
-
-func badf(format string, args ...any) error { return configError{fmt.Errorf(format, args...)} }
 
 // LoadConfig reads and checks a config file.
 func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, configError{err}
+		return nil, err
 	}
 	return ParseConfig(b)
 }
@@ -188,63 +186,60 @@ func LoadConfig(path string) (*Config, error) {
 func ParseConfig(b []byte) (*Config, error) {
 	var c Config
 	if err := yaml.UnmarshalStrict(b, &c); err != nil {
-		return nil, configError{err}
-	}
-	if err := c.check(); err != nil {
 		return nil, err
 	}
-	return &c, nil
+	if err := badDuration(reflect.ValueOf(&c).Elem(), ""); err != nil {
+		return nil, err
+	}
+	return &c, c.check()
 }
 
-// duration parses an optional duration field named by path.
-func duration(path, s string, def time.Duration) (time.Duration, error) {
-	if s == "" {
-		return def, nil
+// oneOf checks an enumerated field; allowed[0] is its empty default.
+func oneOf(path, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
 	}
-	d, err := model.ParseDuration(s)
-	if err != nil {
-		return 0, badf("%s: %q is not a duration (e.g. 30s, 5m)", path, s)
-	}
-	return time.Duration(d), nil
+	return fmt.Errorf("%s: %q, want one of %s", path, v, strings.Join(allowed[1:], ", "))
 }
 
 func (c *Config) check() error {
-	var err error
-	if c.refresh, err = duration("refresh_interval", c.RefreshInterval, time.Minute); err != nil {
+	if d := c.RefreshInterval; d.text != "" && d.Duration < promshard.MinRefreshInterval {
+		return fmt.Errorf("refresh_interval: %q, want at least %v", d.text, promshard.MinRefreshInterval)
+	}
+	if err := c.checkListen("listen"); err != nil {
 		return err
 	}
-	if c.refresh <= 0 {
-		return badf("refresh_interval: %q must be positive", c.RefreshInterval)
-	}
-	if c.settle, err = duration("settle", c.Settle, 0); err != nil {
-		return err
-	}
-	if c.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-			return badf("listen: %q is not host:port", c.Listen)
-		}
-	}
-	if s := c.Consul.Scheme; s != "" && s != "http" && s != "https" {
-		return badf("consul.scheme: %q, want http or https", s)
+	if _, err := c.Consul.APIConfig(); err != nil {
+		return fmt.Errorf("consul: %w", err)
 	}
 	if len(c.Jobs) == 0 {
-		return badf("jobs: no job configured")
+		return fmt.Errorf("jobs: no job configured")
 	}
 	names := map[string]bool{}
 	for i := range c.Jobs {
 		j := &c.Jobs[i]
-		at := fmt.Sprintf("jobs[%d]", i)
-		if j.Name == "" {
-			return badf("%s.name: missing", at)
-		}
-		if names[j.Name] {
-			return badf("%s.name: %q used twice", at, j.Name)
+		if j.Name == "" || names[j.Name] {
+			return fmt.Errorf("jobs[%d].name: %q is missing or used twice", i, j.Name)
 		}
 		names[j.Name] = true
-		at = fmt.Sprintf("jobs[%d] (%s)", i, j.Name)
-		if err := j.check(at); err != nil {
+		if err := j.check(fmt.Sprintf("jobs[%d] (%s)", i, j.Name)); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkListen checks the listen address, given in field (the config's
+// listen or the -listen flag).
+func (c *Config) checkListen(field string) error {
+	if c.Listen == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(c.Listen)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%s: %q is not host:port with a port 0-65535", field, c.Listen)
 	}
 	return nil
 }
@@ -252,66 +247,61 @@ func (c *Config) check() error {
 func (j *JobConfig) check(at string) error {
 	var err error
 	if j.ring, err = shard.ParseKind(j.Ring); err != nil {
-		return badf("%s.ring: %q is not a ring kind (want one of %v)", at, j.Ring, shard.Kinds())
+		return fmt.Errorf("%s.ring: %q is not a ring kind (want one of %v)", at, j.Ring, shard.Kinds())
 	}
 	if j.Replicas == 0 {
 		j.Replicas = 1
 	}
 	if j.Replicas < 1 {
-		return badf("%s.replicas: %d, want at least 1", at, j.Replicas)
+		return fmt.Errorf("%s.replicas: %d, want at least 1", at, j.Replicas)
 	}
 	if j.ShardKey != "" && !model.LegacyValidation.IsValidLabelName(j.ShardKey) {
-		return badf("%s.shard_key: %q is not a label name", at, j.ShardKey)
+		return fmt.Errorf("%s.shard_key: %q is not a label name", at, j.ShardKey)
 	}
-	if err := j.Collectors.check(at + ".collectors"); err != nil {
-		return err
+	c := &j.Collectors
+	if (c.ConsulService != "") == (len(c.Static) > 0) {
+		return fmt.Errorf("%s.collectors: set exactly one of consul_service (collectors in Consul) and static (a fixed list)", at)
 	}
-	if err := j.Targets.check(at+".targets", j.Name); err != nil {
-		return err
-	}
-	if err := j.Output.check(at + ".output"); err != nil {
-		return err
-	}
-	return j.Reload.check(at + ".reload")
-}
-
-func (c *CollectorConfig) check(at string) error {
-	hasConsul, hasStatic := c.ConsulService != "", len(c.Static) > 0
-	if hasConsul == hasStatic {
-		return badf("%s: set exactly one of consul_service (collectors in Consul) and static (a fixed list); a job without a collector service cannot shard", at)
-	}
-	if hasStatic && len(c.Register) > 0 {
-		return badf("%s.register: only with consul_service", at)
+	if len(c.Static) > 0 && len(c.Register) > 0 {
+		return fmt.Errorf("%s.collectors.register: only with consul_service", at)
 	}
 	for i, m := range append(cloneMembers(c.Register), c.Static...) {
 		if m.Address == "" || m.Port <= 0 || m.Port > 65535 {
-			return badf("%s: collector %d (%q): needs address and a port 1-65535, got %q and %d", at, i, m.ID, m.Address, m.Port)
+			return fmt.Errorf("%s.collectors: collector %d (%q): needs address and a port 1-65535, got %q and %d", at, i, m.ID, m.Address, m.Port)
 		}
 	}
-	switch c.Probe {
-	case "", "none", "http", "tcp":
-	default:
-		return badf("%s.probe: %q, want none, http or tcp", at, c.Probe)
-	}
-	var err error
-	if c.probeInterval, err = duration(at+".probe_interval", c.ProbeInterval, watch.DefaultProbeInterval); err != nil {
+	if err := oneOf(at+".collectors.probe", c.Probe, "", "none", "http", "tcp"); err != nil {
 		return err
 	}
-	ch := &c.Check
-	ch.check = watch.Check{Type: watch.CheckType(ch.Type), Path: ch.Path}
-	switch ch.check.Type {
-	case "", watch.CheckHTTP, watch.CheckTCP, watch.CheckTTL:
-	default:
-		return badf("%s.check.type: %q, want http, tcp or ttl", at, ch.Type)
-	}
-	if ch.check.Interval, err = duration(at+".check.interval", ch.Interval, 0); err != nil {
+	if err := oneOf(at+".collectors.check.type", c.Check.Type, "", "http", "tcp", "ttl"); err != nil {
 		return err
 	}
-	if ch.check.Timeout, err = duration(at+".check.timeout", ch.Timeout, 0); err != nil {
+	t, r := &j.Targets, &j.Reload
+	if err := t.check(at + ".targets"); err != nil {
 		return err
 	}
-	if ch.check.DeregisterCriticalAfter, err = duration(at+".check.deregister_critical_after", ch.DeregisterCriticalAfter, 0); err != nil {
+	o := j.Output
+	if o.Dir == "" && !o.HTTPSD {
+		return fmt.Errorf("%s.output: set dir (file_sd files) or http_sd: true, or both", at)
+	}
+	if err := oneOf(at+".output.format", o.Format, "", "json", "yaml"); err != nil {
 		return err
+	}
+	if o.Dir != "" {
+		if _, err := filesd.NewDir(filesd.DirOptions{Dir: o.Dir, Template: o.File, Format: filesd.Format(o.Format)}); err != nil {
+			return fmt.Errorf("%s.output.file: %w", at, err)
+		}
+	}
+	if err := oneOf(at+".reload.method", r.Method, "", "none", "http", "signal", "command"); err != nil {
+		return err
+	}
+	switch {
+	case r.Method == "command" && len(r.Command.Args) == 0:
+		return fmt.Errorf("%s.reload.command.args: empty", at)
+	case r.Method == "signal" && r.Signal.PIDFile == "":
+		return fmt.Errorf("%s.reload.signal.pid_file: missing", at)
+	case r.Concurrency < 0:
+		return fmt.Errorf("%s.reload.concurrency: %d, must not be negative", at, r.Concurrency)
 	}
 	return nil
 }
@@ -319,7 +309,7 @@ func (c *CollectorConfig) check(at string) error {
 // cloneMembers copies a member list so appending to it leaves the config alone.
 func cloneMembers(ms []MemberConfig) []MemberConfig { return append([]MemberConfig(nil), ms...) }
 
-func (t *TargetsConfig) check(at, job string) error {
+func (t *TargetsConfig) check(at string) error {
 	n := 0
 	for _, set := range []bool{len(t.Static) > 0, len(t.FileSD) > 0, t.HTTPSD != nil, len(t.PrometheusSD) > 0} {
 		if set {
@@ -327,79 +317,25 @@ func (t *TargetsConfig) check(at, job string) error {
 		}
 	}
 	if n != 1 {
-		return badf("%s: set exactly one provider of static, file_sd, http_sd and prometheus_sd (found %d)", at, n)
+		return fmt.Errorf("%s: set exactly one provider of static, file_sd, http_sd and prometheus_sd (found %d)", at, n)
 	}
 	for i, g := range t.Static {
-		if len(g.Targets) == 0 {
-			return badf("%s.static[%d].targets: empty", at, i)
+		if g == nil || len(g.Targets) == 0 {
+			return fmt.Errorf("%s.static[%d].targets: empty", at, i)
 		}
-		for ln := range g.Labels {
-			if !model.LegacyValidation.IsValidLabelName(ln) {
-				return badf("%s.static[%d].labels: %q is not a label name", at, i, ln)
-			}
-		}
+		g.Source = fmt.Sprintf("%s.static[%d]", at, i)
 	}
-	if h := t.HTTPSD; h != nil {
-		if !strings.HasPrefix(h.URL, "http://") && !strings.HasPrefix(h.URL, "https://") {
-			return badf("%s.http_sd.url: %q, want an http(s) URL", at, h.URL)
-		}
-		var err error
-		if h.timeout, err = duration(at+".http_sd.timeout", h.Timeout, 0); err != nil {
-			return err
-		}
+	if h := t.HTTPSD; h != nil && !strings.HasPrefix(h.URL, "http://") && !strings.HasPrefix(h.URL, "https://") {
+		return fmt.Errorf("%s.http_sd.url: %q, want an http(s) URL", at, h.URL)
 	}
 	if len(t.PrometheusSD) > 0 {
 		b, err := yaml.Marshal(t.PrometheusSD)
+		if err == nil {
+			t.sd, err = promsd.ParseConfigs(b)
+		}
 		if err != nil {
-			return badf("%s.prometheus_sd: %v", at, err)
+			return fmt.Errorf("%s.prometheus_sd: %w", at, err)
 		}
-		if t.sd, err = promsd.ParseConfigs(b); err != nil {
-			return badf("%s.prometheus_sd: %v", at, err)
-		}
-	}
-	return nil
-}
-
-func (o *OutputConfig) check(at string) error {
-	if o.Dir == "" && !o.HTTPSD {
-		return badf("%s: set dir (file_sd files) or http_sd: true, or both", at)
-	}
-	switch o.Format {
-	case "", "json", "yaml":
-	default:
-		return badf("%s.format: %q, want json or yaml", at, o.Format)
-	}
-	if o.Dir != "" {
-		if _, err := filesd.NewDir(filesd.DirOptions{Dir: o.Dir, Template: o.File, Format: filesd.Format(o.Format)}); err != nil {
-			return badf("%s.file: %v", at, err)
-		}
-	}
-	return nil
-}
-
-func (r *ReloadConfig) check(at string) error {
-	var err error
-	switch r.Method {
-	case "", "none", "signal":
-	case "http":
-		if r.HTTP.timeout, err = duration(at+".http.timeout", r.HTTP.Timeout, 0); err != nil {
-			return err
-		}
-	case "command":
-		if len(r.Command.Args) == 0 {
-			return badf("%s.command.args: empty", at)
-		}
-		if r.Command.timeout, err = duration(at+".command.timeout", r.Command.Timeout, 0); err != nil {
-			return err
-		}
-	default:
-		return badf("%s.method: %q, want none, http, signal or command", at, r.Method)
-	}
-	if r.Method == "signal" && r.Signal.PIDFile == "" {
-		return badf("%s.signal.pid_file: missing", at)
-	}
-	if r.Concurrency < 0 {
-		return badf("%s.concurrency: %d, must not be negative", at, r.Concurrency)
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 	"syscall"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -62,62 +64,93 @@ func parseFlags(args []string, stderr io.Writer) (Flags, error) {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-// run is main with its exit code: 0 on success or a signal, 1 when a
-// -once run could not finish or the daemon failed, 2 for usage and config
-// mistakes.
-func run(args []string, stdout, stderr io.Writer) int {
+// Exit codes of run.
+const (
+	exitOK     = 0 // done, or stopped by SIGINT/SIGTERM
+	exitFailed = 1 // a -once run could not finish, or a part of the daemon failed
+	exitConfig = 2 // a usage or config mistake, found at start
+)
+
+// run is main with its exit code; ctx ends with SIGINT or SIGTERM.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f, err := parseFlags(args, stderr)
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stderr, "prome-shard:", err)
 		}
-		return 2
+		return exitConfig
 	}
 	if f.Version {
 		fmt.Fprintln(stdout, "prome-shard", versionString())
-		return 0
+		return exitOK
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.LogLevel)); err != nil {
 		fmt.Fprintf(stderr, "prome-shard: -log.level %q: want debug, info, warn or error\n", f.LogLevel)
-		return 2
+		return exitConfig
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg, err := LoadConfig(f.Config)
+	if err == nil && f.Listen != "" {
+		cfg.Listen = f.Listen
+		err = cfg.checkListen("-listen")
+	}
+	var a *app
+	if err == nil {
+		a, err = newApp(cfg, f, logger)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "prome-shard: %s: %v\n", f.Config, err)
-		return 2
+		return exitConfig
 	}
-	if f.Listen != "" {
-		cfg.Listen = f.Listen
-	}
-	a, err := newApp(cfg, f, logger, stdout)
-	if err != nil {
-		var ce configError
-		if errors.As(err, &ce) {
-			fmt.Fprintf(stderr, "prome-shard: %s: %v\n", f.Config, err)
-			return 2
-		}
-		fmt.Fprintln(stderr, "prome-shard:", err)
-		return 1
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if f.Once || f.DryRun {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		if err := a.once(ctx); err != nil {
+		if err := a.once(ctx, stdout); err != nil {
 			fmt.Fprintln(stderr, "prome-shard:", err)
-			return 1
+			return exitFailed
 		}
-		return 0
+		return exitOK
 	}
 	if err := a.serve(ctx); err != nil {
+		logger.Error("stopping: a part failed", "err", err)
 		fmt.Fprintln(stderr, "prome-shard:", err)
-		return 1
+		return exitFailed
 	}
-	return 0
+	return exitOK
+}
+
+// serve runs the daemon's parts until ctx ends (nil) or one of them fails
+// (its error, naming the part); the others are stopped either way.
+func (a *app) serve(ctx context.Context) error {
+	parent := ctx
+	g, ctx := errgroup.WithContext(ctx)
+	part := func(name string, fn func(context.Context) error) {
+		g.Go(func() error {
+			if err := fn(ctx); err != nil && parent.Err() == nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	if a.cfg.Listen != "" {
+		part("http server", a.serveHTTP)
+	}
+	if a.registrar != nil {
+		part("consul registrar", a.registrar.Run)
+	}
+	part("sharder", func(ctx context.Context) error { return a.sharder.Run(ctx, nil) })
+	a.log.Info("prome-shard running", "version", versionString(), "jobs", len(a.cfg.Jobs), "listen", a.cfg.Listen, "self", a.flags.Member)
+	err := g.Wait()
+	a.log.Info("stopped")
+	if parent.Err() != nil {
+		return nil
+	}
+	return err
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -35,7 +36,7 @@ func writeConfig(t *testing.T, body string) string {
 
 func runCmd(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := run(args, &out, &errb)
+	code := run(context.Background(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -135,7 +136,7 @@ func TestDocumentedConfigParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Jobs) != 1 || len(c.Jobs[0].Targets.sd) != 1 || c.Jobs[0].Collectors.Check.check.Interval.String() != "5s" {
+	if len(c.Jobs) != 1 || len(c.Jobs[0].Targets.sd) != 1 || c.Jobs[0].Collectors.Check.Interval.String() != "5s" {
 		t.Fatalf("parsed %+v", c.Jobs[0])
 	}
 }

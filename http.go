@@ -1,0 +1,115 @@
+package promshard
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/promshard/promshard/shard"
+)
+
+// Handler serves the Sharder's state over HTTP, for a daemon's mux:
+//
+//   - GET /-/ready: 200 when every job's outputs hold an assignment and its
+//     last reshard succeeded; 503 naming the first job that is not.
+//   - GET /api/v1/assignment: job → member → target addresses, as written.
+//   - GET /api/v1/explain?target=ADDR[&job=NAME]: who owns a target, and why.
+//   - /sd/JOB/...: every output of a job that is an [http.Handler] (such as
+//     filesd.Handler), for Prometheus' http_sd_configs.
+//
+// Metrics and liveness are the daemon's own.
+func (s *Sharder) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /-/ready", s.serveReady)
+	mux.HandleFunc("GET /api/v1/assignment", s.serveAssignment)
+	mux.HandleFunc("GET /api/v1/explain", s.serveExplain)
+	for _, j := range s.jobs {
+		for _, o := range j.cfg.Outputs {
+			if h, ok := o.(http.Handler); ok {
+				prefix := "/sd/" + j.cfg.Name + "/"
+				mux.Handle(prefix, http.StripPrefix(prefix, h))
+				break
+			}
+		}
+	}
+	return mux
+}
+
+func (s *Sharder) serveReady(w http.ResponseWriter, _ *http.Request) {
+	for _, name := range s.Jobs() {
+		snap, _ := s.Snapshot(name)
+		switch {
+		case snap.Assignment == nil && snap.Last.Err == nil:
+			http.Error(w, fmt.Sprintf("job %q has not resharded yet", name), http.StatusServiceUnavailable)
+			return
+		case !snap.Ready():
+			http.Error(w, fmt.Sprintf("job %q: last reshard failed: %v", name, snap.Last.Err), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (s *Sharder) serveAssignment(w http.ResponseWriter, _ *http.Request) {
+	out := map[string]map[string][]string{}
+	for _, name := range s.Jobs() {
+		snap, _ := s.Snapshot(name)
+		if snap.Assignment == nil {
+			continue
+		}
+		byMember := map[string][]string{}
+		for _, m := range snap.Assignment.Members {
+			addrs := []string{}
+			for _, g := range snap.Assignment.Groups[m.ID] {
+				for _, t := range g.Targets {
+					addrs = append(addrs, string(t[model.AddressLabel]))
+				}
+			}
+			byMember[m.ID] = addrs
+		}
+		out[name] = byMember
+	}
+	writeJSON(w, out)
+}
+
+// jobExplanation is an explanation with its job, as /api/v1/explain answers.
+type jobExplanation struct {
+	Job string `json:"job"`
+	shard.Explanation
+}
+
+func (s *Sharder) serveExplain(w http.ResponseWriter, r *http.Request) {
+	target, only := r.URL.Query().Get("target"), r.URL.Query().Get("job")
+	if target == "" {
+		http.Error(w, "missing ?target=ADDRESS", http.StatusBadRequest)
+		return
+	}
+	if only != "" && !slices.Contains(s.Jobs(), only) {
+		http.Error(w, fmt.Sprintf("no job %q", only), http.StatusNotFound)
+		return
+	}
+	var out []jobExplanation
+	for _, name := range s.Jobs() {
+		if only != "" && name != only {
+			continue
+		}
+		if e, err := s.Explain(name, target); err == nil {
+			out = append(out, jobExplanation{Job: name, Explanation: e})
+		}
+	}
+	if len(out) == 0 {
+		http.Error(w, "no job has an assignment yet", http.StatusNotFound)
+		return
+	}
+	writeJSON(w, out)
+}

@@ -1,0 +1,424 @@
+package promshard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/filesd"
+	"github.com/promshard/promshard/reload"
+	"github.com/promshard/promshard/shard"
+	"github.com/promshard/promshard/targets"
+	"github.com/promshard/promshard/watch"
+)
+
+// Report is what one reshard of a job did.
+type Report struct {
+	// Job is the job's name; Reason what triggered the reshard ("members",
+	// "targets", "timer", "once", "request", or several of them).
+	Job, Reason string
+	// Start is when the reshard began; Took how long it ran (reloads
+	// included only for [Sharder.Reshard] and [Sharder.Once]).
+	Start time.Time
+	Took  time.Duration
+	// Members is the number of members in the ring; Excluded the members
+	// left out because an output cannot serve their ID.
+	Members  int
+	Excluded []string
+	// Targets is the number of targets placed; Replicas the replication
+	// achieved (fewer than asked when there are fewer members).
+	Targets, Replicas int
+	// StaleTargets is set when the provider failed and its last good
+	// targets were used; TargetsErr is its error.
+	StaleTargets bool
+	TargetsErr   error
+	// Diff is what changed against the last assignment written.
+	Diff shard.Diff
+	// Changed lists the members whose output changed.
+	Changed []string
+	// Reloads are the reload outcomes ([Sharder.Reshard] and
+	// [Sharder.Once] only; the loop reloads in the background).
+	Reloads reload.Results
+	// Err is the reshard's error (nil when the outputs hold the new
+	// assignment).
+	Err error
+}
+
+// Snapshot is a job's state for status pages and HTTP handlers.
+type Snapshot struct {
+	// Job is the job's name; Self its self-mode member ("" in central mode).
+	Job, Self string
+	// Assignment is the last assignment the outputs accepted, Ring the ring
+	// that made it and Members the members it was made for (with their
+	// addresses); nil before the first success.
+	Assignment *shard.Assignment
+	Ring       shard.Ring
+	Members    []watch.Member
+	// KeyLabel is the label that places targets ("" for __address__).
+	KeyLabel string
+	// LastSuccess is when the outputs last accepted an assignment.
+	LastSuccess time.Time
+	// Last is the report of the last reshard, failed or not.
+	Last Report
+	// PendingReloads lists members whose reload has not succeeded yet.
+	PendingReloads []string
+}
+
+// Ready reports whether the job has an assignment in its outputs and its
+// last reshard succeeded.
+func (s Snapshot) Ready() bool { return s.Assignment != nil && s.Last.Err == nil }
+
+// Snapshot returns a job's state. The assignment and ring are shared:
+// treat them as read-only.
+func (s *Sharder) Snapshot(job string) (Snapshot, error) {
+	j, err := s.job(job)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	j.stateMu.RLock()
+	snap := j.snap
+	j.stateMu.RUnlock()
+	snap.PendingReloads = j.reloads.pending()
+	return snap, nil
+}
+
+// job is the running state of one Job.
+type job struct {
+	s       *Sharder
+	cfg     Job
+	m       *metrics
+	reloads *reloadQueue
+	trigger chan struct{} // size 1: coalesces pokes
+
+	mu          sync.Mutex
+	members     []watch.Member
+	haveMembers bool
+	haveCh      chan struct{} // closed at the first member set
+	reasons     map[string]bool
+	excluded    map[string]bool // members left out, to log each only once
+
+	passMu  sync.Mutex // one reshard at a time
+	stateMu sync.RWMutex
+	snap    Snapshot
+}
+
+func (s *Sharder) newJob(jc Job) (*job, error) {
+	if jc.Name == "" {
+		return nil, errors.New("Job.Name is empty")
+	}
+	if _, dup := s.byName[jc.Name]; dup {
+		return nil, fmt.Errorf("Job.Name %q used twice", jc.Name)
+	}
+	if jc.Ring != "" {
+		if _, err := shard.ParseKind(string(jc.Ring)); err != nil {
+			return nil, fmt.Errorf("Job.Ring: %w", err)
+		}
+	}
+	if jc.Shard.Replicas < 0 {
+		return nil, fmt.Errorf("Job.Shard.Replicas %d: must be at least 1", jc.Shard.Replicas)
+	}
+	if len(jc.Outputs) == 0 && !s.opts.DryRun {
+		return nil, errors.New("Job.Outputs: none")
+	}
+	if slices.Contains(jc.Outputs, nil) {
+		return nil, errors.New("Job.Outputs: a nil output")
+	}
+	if jc.ReloadConcurrency < 0 {
+		return nil, fmt.Errorf("Job.ReloadConcurrency %d: must not be negative", jc.ReloadConcurrency)
+	}
+	if jc.Targets != nil {
+		if err := s.reg.Register(jc.Name, jc.Targets, targets.JobOptions{AllowEmpty: jc.AllowEmpty}); err != nil {
+			return nil, err
+		}
+	} else if _, err := s.reg.Provider(jc.Name); err != nil {
+		return nil, fmt.Errorf("Job.Targets is nil and Options.Registry has no such job: %w", err)
+	}
+	if jc.Reloader == nil {
+		jc.Reloader = reload.None{}
+	}
+	reg := s.opts.Registerer
+	if reg != nil {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"job": jc.Name}, reg)
+	}
+	pool, err := reload.NewPool(jc.Reloader, reload.PoolOptions{Concurrency: jc.ReloadConcurrency,
+		Logger: s.opts.Logger.With("job", jc.Name), Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	j := &job{s: s, cfg: jc, m: s.m, trigger: make(chan struct{}, 1), haveCh: make(chan struct{}),
+		reasons: map[string]bool{}, excluded: map[string]bool{}}
+	j.snap = Snapshot{Job: jc.Name, Self: jc.Self, KeyLabel: string(jc.Shard.KeyLabel)}
+	j.reloads = newReloadQueue(j, pool)
+	return j, nil
+}
+
+func (j *job) setMembers(ms []watch.Member) {
+	j.mu.Lock()
+	j.members = ms
+	if !j.haveMembers {
+		j.haveMembers = true
+		close(j.haveCh)
+	}
+	j.mu.Unlock()
+	j.poke("members")
+}
+
+// poke asks the loop for a reshard; pokes while one runs become one more.
+func (j *job) poke(reason string) {
+	j.mu.Lock()
+	j.reasons[reason] = true
+	j.mu.Unlock()
+	select {
+	case j.trigger <- struct{}{}:
+	default:
+	}
+}
+
+func (j *job) takeReasons() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	rs := slices.Sorted(maps.Keys(j.reasons))
+	clear(j.reasons)
+	switch len(rs) {
+	case 0:
+		return "timer"
+	case 1:
+		return rs[0]
+	}
+	return fmt.Sprint(rs)
+}
+
+// loop reshards on every poke and on the refresh timer until ctx is done.
+// Nothing happens before the first member set.
+func (j *job) loop(ctx context.Context) {
+	t := time.NewTicker(j.s.opts.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-j.trigger:
+		case <-t.C:
+		}
+		select {
+		case <-j.haveCh:
+		default:
+			continue
+		}
+		_, _ = j.reshard(ctx, j.takeReasons(), false)
+	}
+}
+
+// reshard is one pass: targets, ring, assignment, outputs, reloads. With
+// wait it reloads the changed collectors itself and waits; otherwise the
+// job's reload queue does it in the background, so that a slow collector
+// never delays the next reshard.
+func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report, err error) {
+	j.passMu.Lock()
+	defer j.passMu.Unlock()
+	name, log := j.cfg.Name, j.s.opts.Logger
+	rep = Report{Job: name, Reason: reason, Start: time.Now()}
+	defer func() {
+		rep.Took, rep.Err = time.Since(rep.Start), err
+		j.m.observe(name, rep)
+		j.stateMu.Lock()
+		j.snap.Last = rep
+		j.stateMu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			log.Error("reshard failed; outputs stay as they are", "job", name, "reason", reason, "err", err)
+		}
+	}()
+	j.mu.Lock()
+	members := j.members
+	j.mu.Unlock()
+
+	res, terr := j.s.reg.Targets(ctx, name)
+	if terr != nil {
+		if res.Fetched.IsZero() {
+			return rep, fmt.Errorf("job %q: no good targets yet: %w", name, terr)
+		}
+		rep.StaleTargets, rep.TargetsErr = true, terr
+		log.Warn("target provider failed; using its last good targets", "job", name,
+			"age", res.Age(time.Now()).Round(time.Second), "err", terr)
+	}
+	members, rep.Excluded = j.checkMembers(members)
+	sms := make([]shard.Member, len(members))
+	for i, m := range members {
+		sms[i] = shard.Member{ID: m.ID, Weight: m.Weight}
+	}
+	if len(sms) == 0 {
+		return rep, fmt.Errorf("job %q: no healthy collectors: %w", name, ErrNoMembers)
+	}
+	ring, err := shard.New(j.cfg.Ring, sms)
+	if err != nil {
+		return rep, fmt.Errorf("job %q: %w", name, err)
+	}
+	asg, err := shard.Assign(ring, res.Groups, j.cfg.Shard)
+	if err != nil {
+		return rep, fmt.Errorf("job %q: %w", name, err)
+	}
+	rep.Members, rep.Targets, rep.Replicas = len(asg.Members), asg.Targets, asg.Replicas
+
+	j.stateMu.RLock()
+	prev, prevMembers := j.snap.Assignment, j.snap.Members
+	j.stateMu.RUnlock()
+	changed, werr := j.update(ctx, asg)
+	rep.Changed = changed
+	// What was written is reloaded even when another write failed.
+	cs := j.collectors(changed, members, prevMembers)
+	if wait {
+		rep.Reloads = j.reloads.now(ctx, cs)
+	} else {
+		j.reloads.add(cs)
+	}
+	if werr != nil {
+		return rep, fmt.Errorf("job %q: output: %w", name, werr)
+	}
+	rep.Diff = shard.Compare(prev, asg)
+	j.stateMu.Lock()
+	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.LastSuccess = asg, ring, members, time.Now()
+	j.stateMu.Unlock()
+	j.m.assigned(name, asg, prev)
+	log.Info("reshard", "job", name, "reason", reason, "collectors", rep.Members, "targets", rep.Targets,
+		"replicas", rep.Replicas, "added", rep.Diff.Added, "removed", rep.Diff.Removed, "moved", rep.Diff.Moved,
+		"outputs_changed", len(changed), "reload_failed", len(rep.Reloads.Failed()),
+		"took", time.Since(rep.Start).Round(time.Microsecond))
+	if asg.Degraded() {
+		log.Warn("fewer collectors than replicas: every collector scrapes everything", "job", name,
+			"replicas", asg.RequestedReplicas, "collectors", len(asg.Members))
+	}
+	return rep, nil
+}
+
+// isMember reports whether id is in the job's current member set.
+func (j *job) isMember(id string) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.ContainsFunc(j.members, func(m watch.Member) bool { return m.ID == id })
+}
+
+// checkMembers leaves out members that an output cannot serve.
+func (j *job) checkMembers(ms []watch.Member) (ok []watch.Member, excluded []string) {
+	ok = ms[:0:0]
+	seen := map[string]bool{}
+	for _, m := range ms {
+		var bad error
+		for _, o := range j.cfg.Outputs {
+			if c, is := o.(MemberChecker); is {
+				if err := c.CheckMember(m.ID); err != nil {
+					bad = err
+					break
+				}
+			}
+		}
+		if bad == nil {
+			ok = append(ok, m)
+			continue
+		}
+		excluded = append(excluded, m.ID)
+		seen[m.ID] = true
+		j.mu.Lock()
+		first := !j.excluded[m.ID]
+		j.excluded[m.ID] = true
+		j.mu.Unlock()
+		if first {
+			j.s.opts.Logger.Error("leaving a collector out of the ring: an output cannot serve its ID",
+				"job", j.cfg.Name, "collector", m.ID, "err", bad)
+		}
+	}
+	j.mu.Lock()
+	maps.DeleteFunc(j.excluded, func(id string, _ bool) bool { return !seen[id] })
+	j.mu.Unlock()
+	j.m.excluded.WithLabelValues(j.cfg.Name).Set(float64(len(excluded)))
+	return ok, excluded
+}
+
+// update hands the assignment to every output (only Self's groups in self
+// mode) and returns the members whose output changed.
+func (j *job) update(ctx context.Context, asg *shard.Assignment) ([]string, error) {
+	if j.s.opts.DryRun {
+		return nil, nil
+	}
+	groups := asg.Groups
+	if self := j.cfg.Self; self != "" {
+		gs := groups[self]
+		if gs == nil {
+			gs = []*targetgroup.Group{}
+		}
+		groups = map[string][]*targetgroup.Group{self: gs}
+	}
+	var changed []string
+	var errs []error
+	for _, o := range j.cfg.Outputs {
+		ids, err := o.Update(ctx, groups)
+		changed = append(changed, ids...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	slices.Sort(changed)
+	return slices.Compact(changed), errors.Join(errs...)
+}
+
+// collectors describes the members to reload. A member's address comes from
+// the current member set, then the previous one (a member that just left
+// still gets its reload), then Job.Known.
+func (j *job) collectors(ids []string, now, prev []watch.Member) []reload.Collector {
+	out := make([]reload.Collector, 0, len(ids))
+	for _, id := range ids {
+		addr := ""
+		for _, set := range [][]watch.Member{now, prev, j.cfg.Known} {
+			if i := slices.IndexFunc(set, func(m watch.Member) bool { return m.ID == id }); i >= 0 {
+				addr = set[i].HostPort()
+				break
+			}
+		}
+		if addr == "" {
+			j.s.opts.Logger.Warn("no address to reload collector", "job", j.cfg.Name, "collector", id)
+			continue
+		}
+		out = append(out, reload.Collector{ID: id, Address: addr, File: j.file(id)})
+	}
+	return out
+}
+
+// filer is an output that knows the file of a member.
+type filer interface {
+	Path(id string) (string, error)
+}
+
+// file is the member's file in the first output that has files, if any.
+func (j *job) file(id string) string {
+	for _, o := range j.cfg.Outputs {
+		if f, ok := o.(filer); ok {
+			if p, err := f.Path(id); err == nil {
+				return p
+			}
+		}
+		if mf, ok := o.(*filesd.MemberFile); ok && mf.ID == id {
+			return mf.Path
+		}
+	}
+	return ""
+}
+
+// Explain tells which collectors of a job own the target with this address
+// in the last assignment written, and why.
+func (s *Sharder) Explain(job, target string) (shard.Explanation, error) {
+	snap, err := s.Snapshot(job)
+	if err != nil {
+		return shard.Explanation{}, err
+	}
+	if snap.Assignment == nil {
+		return shard.Explanation{}, fmt.Errorf("job %q: %w", job, ErrNotStarted)
+	}
+	return shard.Explain(snap.Ring, snap.Assignment, target, model.LabelName(snap.KeyLabel)), nil
+}

@@ -1,0 +1,75 @@
+package promshard
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/promshard/promshard/shard"
+)
+
+// metrics are the Sharder's own series. Every series has a job label;
+// per-member series of members that left are deleted.
+type metrics struct {
+	reshards    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	moved       *prometheus.CounterVec
+	perMember   *prometheus.GaugeVec
+	lastSuccess *prometheus.GaugeVec
+	excluded    *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		reshards: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_reshards_total",
+			Help: "Reshards, by job and result (success or error)."}, []string{"job", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "promshard_reshard_duration_seconds",
+			Help:    "Duration of a reshard: fetch, assign, write (reloads run in the background).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"job"}),
+		moved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_moved_targets_total",
+			Help: "Targets whose collectors changed, counted against the assignment last written, by job."}, []string{"job"}),
+		perMember: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_assigned_targets",
+			Help: "Targets assigned to each collector in the last assignment written."}, []string{"job", "member"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_last_reshard_success_timestamp_seconds",
+			Help: "Unix time of the last reshard whose assignment the outputs accepted, by job."}, []string{"job"}),
+		excluded: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_excluded_members",
+			Help: "Healthy collectors left out of the ring because an output cannot serve their ID, by job."}, []string{"job"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.reshards, m.duration, m.moved, m.perMember, m.lastSuccess, m.excluded} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("promshard: register metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// observe counts a finished reshard.
+func (m *metrics) observe(job string, rep Report) {
+	result := "success"
+	if rep.Err != nil {
+		result = "error"
+	}
+	m.reshards.WithLabelValues(job, result).Inc()
+	m.duration.WithLabelValues(job).Observe(rep.Took.Seconds())
+	if rep.Err == nil {
+		m.moved.WithLabelValues(job).Add(float64(rep.Diff.Moved))
+		m.lastSuccess.WithLabelValues(job).SetToCurrentTime()
+	}
+}
+
+// assigned sets the per-member counts of a written assignment and deletes
+// the series of members that are no longer in it.
+func (m *metrics) assigned(job string, a, prev *shard.Assignment) {
+	if prev != nil {
+		for _, pm := range prev.Members {
+			if _, ok := a.Groups[pm.ID]; !ok {
+				m.perMember.DeleteLabelValues(job, pm.ID)
+			}
+		}
+	}
+	for _, mem := range a.Members {
+		m.perMember.WithLabelValues(job, mem.ID).Set(float64(a.Count(mem.ID)))
+	}
+}
