@@ -36,7 +36,7 @@ type reloadQueue struct {
 func newReloadQueue(j *job, pool *reload.Pool) *reloadQueue {
 	_, none := j.cfg.Reloader.(reload.None)
 	return &reloadQueue{j: j, pool: pool, none: none,
-		sem: make(chan struct{}, cmp.Or(j.cfg.ReloadConcurrency, reload.DefaultConcurrency)),
+		sem:  make(chan struct{}, cmp.Or(j.cfg.ReloadConcurrency, reload.DefaultConcurrency)),
 		kick: make(chan struct{}, 1), want: map[string]reload.Collector{}, inflight: map[string]bool{},
 		fails: map[string]int{}, due: map[string]time.Time{}}
 }

@@ -26,7 +26,7 @@ const (
 	// MinRefreshInterval is the shortest refresh interval accepted: a
 	// reshard rereads every provider, and below a second that is load
 	// without benefit (changes are noticed without waiting for the timer).
-	MinRefreshInterval = time.Second
+	MinRefreshInterval      = time.Second
 	DefaultReloadBackoffMin = time.Second
 	DefaultReloadBackoffMax = 30 * time.Second
 	// DefaultDepartedReloadAttempts bounds the reload attempts of a
