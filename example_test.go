@@ -5,105 +5,64 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/prometheus/common/model"
 
+	"github.com/promshard/promshard"
 	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/reload"
-	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/targets"
 	"github.com/promshard/promshard/watch"
 )
 
-// Compose the packages in your own main.go: who is alive (watch), what to
-// scrape (targets), who scrapes what (shard), the files (filesd) and the
-// reloads (reload). This is one pass of the loop; a daemon runs it again
-// whenever the member set or the targets change, and on a timer
-// (examples/prome-shard does exactly that).
+// A complete daemon: the healthy collectors, a target pool, one file_sd
+// file per collector, reloads, and the loop that keeps them in step until
+// SIGINT or SIGTERM. This one stops itself after its first reshard.
 func Example() {
-	ctx := context.Background()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, done := context.WithCancel(ctx)
 	out, _ := os.MkdirTemp("", "promshard")
 	defer os.RemoveAll(out)
 
-	// Who is alive. In production: watch.NewConsulWatcher(client.Health(), …).
-	src, err := watch.NewStatic(watch.StaticOptions{Members: []watch.Member{
+	// Who is alive. In production: watch.NewConsulWatcher(client.Health(),
+	// watch.ConsulOptions{Service: "prometheus-collector"}).
+	collectors, _ := watch.NewStatic(watch.StaticOptions{Members: []watch.Member{
 		{ID: "collector-a", Address: "10.0.0.1", Port: 9090},
 		{ID: "collector-b", Address: "10.0.0.2", Port: 9090},
 		{ID: "collector-c", Address: "10.0.0.3", Port: 9090},
 	}})
-	if err != nil {
-		log.Fatal(err)
-	}
-	members := make(chan []watch.Member)
-	go src.Run(ctx, members)
-
-	// What to scrape: any targets.Provider, registered under a job name.
+	// What to scrape: any targets.Provider (promsd for Prometheus' service
+	// discovery, targets.NewFile, targets.NewHTTP, or your CMDB in Go).
 	pool := targets.Static{{Source: "cmdb/web", Labels: model.LabelSet{"env": "prod"}}}
 	for i := range 30 {
 		pool[0].Targets = append(pool[0].Targets, model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("10.1.0.%d:9100", i))})
 	}
-	reg, _ := targets.NewRegistry(targets.RegistryOptions{})
-	if err := reg.Register("node", pool, targets.JobOptions{}); err != nil {
-		log.Fatal(err)
-	}
+	// Where each collector's share goes (atomic files, one per collector).
+	dir, _ := filesd.NewDir(filesd.DirOptions{Dir: out})
 
-	// Where it goes, and how collectors learn of it.
-	dir, err := filesd.NewDir(filesd.DirOptions{Dir: out, Template: "{{.ID}}.json"})
+	sharder, err := promshard.New([]promshard.Job{{
+		Name: "node", Targets: pool, Outputs: []promshard.Output{dir},
+		Reloader: reload.None{}, // or reload.NewHTTP(reload.HTTPOptions{}): POST /-/reload
+	}}, promshard.Options{OnReshard: func(r promshard.Report) {
+		fmt.Printf("%s: %d targets on %d collectors, %d files changed\n", r.Job, r.Targets, r.Members, len(r.Changed))
+		done() // a daemon goes on until a signal
+	}})
 	if err != nil {
 		log.Fatal(err)
 	}
-	reloader, _ := reload.NewPool(reload.None{}, reload.PoolOptions{}) // or reload.NewHTTP(…)
-
-	// One pass of the loop.
-	ms := <-members
-	res, err := reg.Targets(ctx, "node") // on error: res holds the last good targets
-	if err != nil {
-		log.Fatal(err)
+	if err := sharder.Run(ctx, collectors); err != nil {
+		log.Fatal(err) // a part failed for good
 	}
-	ring, err := shard.New(shard.DefaultKind, toShard(ms))
-	if err != nil {
-		log.Fatal(err)
-	}
-	a, err := shard.Assign(ring, res.Groups, shard.Options{Replicas: 1})
-	if err != nil {
-		log.Fatal(err)
-	}
-	written, err := dir.Sync(a.Groups) // atomic; unchanged files are not touched
-	if err != nil {
-		log.Fatal(err)
-	}
-	results := reloader.Reload(ctx, toReload(written.Changed(), ms, dir))
-	if err := results.Err(); err != nil {
-		log.Print(err) // per collector; the others were reloaded
-	}
-	for _, m := range a.Members {
-		fmt.Printf("%s scrapes %d targets\n", m.ID, a.Count(m.ID))
+	snap, _ := sharder.Snapshot("node")
+	for _, m := range snap.Assignment.Members {
+		fmt.Printf("%s scrapes %d targets\n", m.ID, snap.Assignment.Count(m.ID))
 	}
 	// Output:
+	// node: 30 targets on 3 collectors, 3 files changed
 	// collector-a scrapes 8 targets
 	// collector-b scrapes 15 targets
 	// collector-c scrapes 7 targets
-}
-
-// toShard turns healthy collectors into ring members.
-func toShard(ms []watch.Member) []shard.Member {
-	out := make([]shard.Member, len(ms))
-	for i, m := range ms {
-		out[i] = shard.Member{ID: m.ID, Weight: m.Weight}
-	}
-	return out
-}
-
-// toReload names the collectors whose files changed.
-func toReload(ids []string, ms []watch.Member, dir *filesd.Dir) []reload.Collector {
-	addr := map[string]string{}
-	for _, m := range ms {
-		addr[m.ID] = m.HostPort()
-	}
-	var out []reload.Collector
-	for _, id := range ids {
-		file, _ := dir.Path(id)
-		out = append(out, reload.Collector{ID: id, Address: addr[id], File: file})
-	}
-	return out
 }

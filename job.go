@@ -235,6 +235,9 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 		if err != nil && ctx.Err() == nil {
 			log.Error("reshard failed; outputs stay as they are", "job", name, "reason", reason, "err", err)
 		}
+		if f := j.s.opts.OnReshard; f != nil {
+			f(rep)
+		}
 	}()
 	j.mu.Lock()
 	members := j.members

@@ -131,6 +131,9 @@ type Options struct {
 	// DepartedReloadAttempts bounds the attempts to reload a collector that
 	// left the member set; default [DefaultDepartedReloadAttempts].
 	DepartedReloadAttempts int
+	// OnReshard, when set, is called with the report of every reshard,
+	// failed or not, from the job's loop: keep it short.
+	OnReshard func(Report)
 	// Logger receives one line per reshard and every failure; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the Sharder's metrics, and those of the registry

@@ -19,8 +19,9 @@ import (
 var (
 	// ErrUnknownJob means no provider is registered under a job name.
 	ErrUnknownJob = errors.New("targets: unknown job")
-	// ErrEmpty means a provider returned no targets after having returned
-	// some, and the job does not allow that ([JobOptions.AllowEmpty]).
+	// ErrEmpty means a provider returned no targets and the job does not
+	// allow that ([JobOptions.AllowEmpty]): the last good targets stay, and
+	// before any good answer there are none to write.
 	ErrEmpty = errors.New("targets: provider returned no targets")
 )
 
@@ -39,9 +40,11 @@ type RegistryOptions struct {
 
 // JobOptions configures one job of a [Registry].
 type JobOptions struct {
-	// AllowEmpty accepts an empty result after a non-empty one. By default
-	// that is taken for a failure of the source (an empty CMDB answer, a
-	// file truncated by hand) and the last good targets stay.
+	// AllowEmpty accepts an empty result. By default an empty answer is
+	// taken for a failure of the source (an empty CMDB answer, a file
+	// truncated by hand, a restart while the source is not ready): the last
+	// good targets stay, and a first answer that is empty is an error, so
+	// that no collector's file is emptied by accident.
 	AllowEmpty bool
 }
 
@@ -180,7 +183,7 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 	var invalid []*GroupError
 	if err == nil {
 		valid, invalid = Validate(name, groups)
-		if (Result{Groups: valid}).Targets() == 0 && !j.opts.AllowEmpty && j.last.Targets() > 0 {
+		if (Result{Groups: valid}).Targets() == 0 && !j.opts.AllowEmpty {
 			err = ErrEmpty
 			if len(invalid) > 0 {
 				err = fmt.Errorf("%w (%d groups invalid, first: %v)", ErrEmpty, len(invalid), invalid[0])
