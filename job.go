@@ -47,6 +47,9 @@ type Report struct {
 	// Reloads are the reload outcomes ([Sharder.Reshard] and
 	// [Sharder.Once] only; the loop reloads in the background).
 	Reloads reload.Results
+	// Assignment is the assignment the outputs accepted in this reshard;
+	// nil when it failed.
+	Assignment *shard.Assignment
 	// Err is the reshard's error (nil when the outputs hold the new
 	// assignment).
 	Err error
@@ -285,7 +288,7 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	if werr != nil {
 		return rep, fmt.Errorf("job %q: output: %w", name, werr)
 	}
-	rep.Diff = shard.Compare(prev, asg)
+	rep.Diff, rep.Assignment = shard.Compare(prev, asg), asg
 	j.stateMu.Lock()
 	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.LastSuccess = asg, ring, members, time.Now()
 	j.stateMu.Unlock()

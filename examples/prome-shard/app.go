@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,13 +35,18 @@ type app struct {
 	registrar *watch.Registrar // nil when nothing is registered
 	dirs      map[string]*filesd.Dir
 	consul    *api.Client
-	watchers  map[string]*watch.ConsulWatcher
+	watchers  map[string]*watch.ConsulWatcher // by service and tags: jobs share one
 }
 
 func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &app{cfg: cfg, flags: f, log: logger, reg: reg, dirs: map[string]*filesd.Dir{}, watchers: map[string]*watch.ConsulWatcher{}}
+	if ac, err := cfg.Consul.APIConfig(); err != nil {
+		return nil, err
+	} else if a.consul, err = watch.NewConsulClient(ac, 0); err != nil {
+		return nil, err
+	}
 	var jobs []promshard.Job
 	var regs []watch.Registration
 	for i := range cfg.Jobs {
@@ -50,83 +56,71 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 			return nil, fmt.Errorf("jobs (%s).%w", jc.Name, err)
 		}
 		jobs = append(jobs, j)
+		c := jc.Collectors.Check
+		check := watch.Check{Type: watch.CheckType(c.Type), Path: c.Path, Interval: c.Interval.Duration,
+			Timeout: c.Timeout.Duration, DeregisterCriticalAfter: c.DeregisterCriticalAfter.Duration}
 		for _, m := range jc.Collectors.Register {
 			regs = append(regs, watch.Registration{Service: jc.Collectors.ConsulService, ID: m.ID, Address: m.Address,
-				Port: m.Port, Tags: append(append([]string(nil), jc.Collectors.Tags...), m.Tags...), Meta: m.Meta,
-				Weight: m.Weight, Check: jc.Collectors.Check.watchCheck()})
+				Port: m.Port, Tags: append(slices.Clone(jc.Collectors.Tags), m.Tags...), Meta: m.Meta, Weight: m.Weight, Check: check})
 		}
 	}
 	var err error
 	if len(regs) > 0 && !f.DryRun {
-		a.registrar, err = watch.NewRegistrar(a.consul.Agent(), regs, watch.RegistrarOptions{Interval: cfg.RefreshInterval.Duration, Logger: logger})
-		if err != nil {
+		opts := watch.RegistrarOptions{Interval: cfg.RefreshInterval.Duration, Logger: logger}
+		if a.registrar, err = watch.NewRegistrar(a.consul.Agent(), regs, opts); err != nil {
 			return nil, fmt.Errorf("collectors.register: %w", err)
 		}
 	}
 	a.sharder, err = promshard.New(jobs, promshard.Options{RefreshInterval: cfg.RefreshInterval.Duration, DryRun: f.DryRun,
 		Logger: logger, Registerer: reg})
-	if err != nil {
-		return nil, err
-	}
-	return a, nil
+	return a, err
 }
 
 // job builds one job's library values from its config.
 func (a *app) job(jc *JobConfig) (promshard.Job, error) {
-	j := promshard.Job{Name: jc.Name, Ring: jc.ring, AllowEmpty: jc.Targets.AllowEmpty, Self: a.flags.Member,
+	j := promshard.Job{Name: jc.Name, Ring: jc.Ring, AllowEmpty: jc.Targets.AllowEmpty, Self: a.flags.Member,
 		ReloadConcurrency: jc.Reload.Concurrency}
 	j.Shard.Replicas, j.Shard.KeyLabel = jc.Replicas, model.LabelName(jc.ShardKey)
+	for _, m := range append(slices.Clone(jc.Collectors.Register), jc.Collectors.Static...) {
+		j.Known = append(j.Known, watch.Member{ID: m.ID, Address: m.Address, Port: m.Port})
+	}
 	var err error
 	if j.Members, err = a.members(jc); err != nil {
 		return j, fmt.Errorf("collectors: %w", err)
 	}
-	for _, m := range append(cloneMembers(jc.Collectors.Register), jc.Collectors.Static...) {
-		j.Known = append(j.Known, watch.Member{ID: m.ID, Address: m.Address, Port: m.Port})
-	}
 	if j.Targets, err = a.provider(jc); err != nil {
 		return j, fmt.Errorf("targets: %w", err)
-	}
-	if err := a.outputs(jc, &j); err != nil {
-		return j, fmt.Errorf("output: %w", err)
 	}
 	if j.Reloader, err = reloader(jc.Reload); err != nil {
 		return j, fmt.Errorf("reload: %w", err)
 	}
-	return j, nil
-}
-
-func (a *app) outputs(jc *JobConfig, j *promshard.Job) error {
-	o := jc.Output
-	if o.Dir != "" {
+	if o := jc.Output; o.Dir != "" {
 		if !a.flags.DryRun {
 			if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-				return err
+				return j, fmt.Errorf("output.dir: %w", err)
 			}
 		}
 		dir, err := filesd.NewDir(filesd.DirOptions{Dir: o.Dir, Template: o.File, Format: filesd.Format(o.Format),
 			Logger: a.log.With("job", jc.Name), Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"job": jc.Name}, a.reg)})
 		if err != nil {
-			return err
+			return j, fmt.Errorf("output: %w", err)
 		}
 		a.dirs[jc.Name] = dir
-		if j.Self == "" {
-			j.Outputs = append(j.Outputs, dir)
-		} else {
-			f, err := dir.File(j.Self)
-			if err != nil {
-				return fmt.Errorf("-member %q: %w", j.Self, err)
+		var out promshard.Output = dir
+		if j.Self != "" { // self mode: only this collector's file
+			if out, err = dir.File(j.Self); err != nil {
+				return j, fmt.Errorf("output (-member %q): %w", j.Self, err)
 			}
-			j.Outputs = append(j.Outputs, f)
 		}
+		j.Outputs = append(j.Outputs, out)
 	}
-	if o.HTTPSD {
+	if jc.Output.HTTPSD {
 		j.Outputs = append(j.Outputs, &filesd.Handler{})
 	}
-	return nil
+	return j, nil
 }
 
-// members returns the member source of a job. Jobs that watch the same
-// Consul service and tags get the same watcher, which the Sharder runs once.
+// members returns the member source of a job.
 func (a *app) members(jc *JobConfig) (watch.Source, error) {
 	c := jc.Collectors
 	if len(c.Static) > 0 {
@@ -148,37 +142,10 @@ func (a *app) members(jc *JobConfig) (watch.Source, error) {
 	if w, ok := a.watchers[key]; ok {
 		return w, nil
 	}
-	client, err := a.consulClient()
-	if err != nil {
-		return nil, err
-	}
-	w, err := watch.NewConsulWatcher(client.Health(), watch.ConsulOptions{Service: c.ConsulService, Tags: c.Tags,
+	w, err := watch.NewConsulWatcher(a.consul.Health(), watch.ConsulOptions{Service: c.ConsulService, Tags: c.Tags,
 		Datacenter: a.cfg.Consul.Datacenter, Settle: a.cfg.Settle.Duration, Logger: a.log, Registerer: a.reg})
-	if err != nil {
-		return nil, err
-	}
 	a.watchers[key] = w
-	return w, nil
-}
-
-func (a *app) consulClient() (*api.Client, error) {
-	if a.consul != nil {
-		return a.consul, nil
-	}
-	ac, err := a.cfg.Consul.APIConfig()
-	if err == nil {
-		a.consul, err = watch.NewConsulClient(ac, 0)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("consul: %w", err)
-	}
-	return a.consul, nil
-}
-
-// watchCheck is the health check of registered collectors.
-func (c CheckConfig) watchCheck() watch.Check {
-	return watch.Check{Type: watch.CheckType(c.Type), Path: c.Path, Interval: c.Interval.Duration,
-		Timeout: c.Timeout.Duration, DeregisterCriticalAfter: c.DeregisterCriticalAfter.Duration}
+	return w, err
 }
 
 func (a *app) provider(jc *JobConfig) (targets.Provider, error) {
@@ -215,43 +182,34 @@ func reloader(rc ReloadConfig) (reload.Reloader, error) {
 }
 
 // once registers the collectors (unless it is a dry run), reshards every
-// job once, waits for its reloads and prints the summary.
-func (a *app) once(ctx context.Context, out io.Writer) error {
+// job once, waits for its reloads and prints a table per job.
+func (a *app) once(ctx context.Context, w io.Writer) error {
 	if a.registrar != nil {
 		if err := a.registrar.Register(ctx); err != nil {
 			return err
 		}
 	}
 	reports, err := a.sharder.Once(ctx, nil)
-	a.printSummary(out, reports)
-	return err
-}
-
-// printSummary prints each job's assignment as a table.
-func (a *app) printSummary(w io.Writer, reports []promshard.Report) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	for _, name := range a.sharder.Jobs() {
-		snap, _ := a.sharder.Snapshot(name)
-		asg := snap.Assignment
+	defer tw.Flush()
+	for _, r := range reports {
+		asg := r.Assignment
 		if asg == nil {
-			fmt.Fprintf(tw, "job %s: no assignment\n", name)
+			fmt.Fprintf(tw, "job %s: no assignment\n", r.Job)
 			continue
 		}
-		fmt.Fprintf(tw, "job %s: %d targets on %d collectors (ring %s, replicas %d)\n",
-			name, asg.Targets, len(asg.Members), asg.Ring, asg.Replicas)
-		fmt.Fprintln(tw, "  COLLECTOR\tTARGETS\tFILE")
+		fmt.Fprintf(tw, "job %s: %d targets on %d collectors (ring %s, replicas %d)\n  COLLECTOR\tTARGETS\tFILE\n",
+			r.Job, asg.Targets, len(asg.Members), asg.Ring, asg.Replicas)
 		for _, m := range asg.Members {
 			file := "-"
-			if d := a.dirs[name]; d != nil && !a.flags.DryRun && (a.flags.Member == "" || a.flags.Member == m.ID) {
+			if d := a.dirs[r.Job]; d != nil && !a.flags.DryRun && (a.flags.Member == "" || a.flags.Member == m.ID) {
 				file, _ = d.Path(m.ID)
 			}
 			fmt.Fprintf(tw, "  %s\t%d\t%s\n", m.ID, asg.Count(m.ID), file)
 		}
-	}
-	for _, r := range reports {
 		if failed := r.Reloads.Failed(); len(failed) > 0 {
-			fmt.Fprintf(tw, "job %s: reload failed for %v\n", r.Job, failed)
+			fmt.Fprintf(tw, "  reload failed for %v\n", failed)
 		}
 	}
-	tw.Flush()
+	return err
 }

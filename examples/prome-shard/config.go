@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,11 +22,8 @@ import (
 	"github.com/promshard/promshard/watch"
 )
 
-// Config is the file given with -config; config.yaml beside this file
-// documents every field. It is the parsed config: zero values mean the
-// library's defaults, and values are checked here only as far as the
-// library's constructors do not check them (those errors get the field's
-// path in front).
+// Config is the file given with -config, parsed; config.yaml beside this
+// file documents every field. Zero values mean the library's defaults.
 type Config struct {
 	Listen          string             `yaml:"listen"`
 	RefreshInterval Duration           `yaml:"refresh_interval"`
@@ -87,14 +85,12 @@ func badDuration(v reflect.Value, path string) error {
 type JobConfig struct {
 	Name       string          `yaml:"name"`
 	Collectors CollectorConfig `yaml:"collectors"`
-	Ring       string          `yaml:"ring"`
+	Ring       shard.Kind      `yaml:"ring"`
 	Replicas   int             `yaml:"replicas"`
 	ShardKey   string          `yaml:"shard_key"`
 	Targets    TargetsConfig   `yaml:"targets"`
 	Output     OutputConfig    `yaml:"output"`
 	Reload     ReloadConfig    `yaml:"reload"`
-
-	ring shard.Kind
 }
 
 // CollectorConfig says where the job's collectors come from: a Consul
@@ -173,35 +169,21 @@ type ReloadConfig struct {
 	} `yaml:"command"`
 }
 
-// LoadConfig reads and checks a config file.
+// LoadConfig reads, parses and checks a config file. Unknown fields are
+// errors.
 func LoadConfig(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return ParseConfig(b)
-}
-
-// ParseConfig parses and checks a config. Unknown fields are errors.
-func ParseConfig(b []byte) (*Config, error) {
 	var c Config
-	if err := yaml.UnmarshalStrict(b, &c); err != nil {
-		return nil, err
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = yaml.UnmarshalStrict(b, &c)
 	}
-	if err := badDuration(reflect.ValueOf(&c).Elem(), ""); err != nil {
-		return nil, err
+	if err == nil {
+		err = badDuration(reflect.ValueOf(&c).Elem(), "")
 	}
-	return &c, c.check()
-}
-
-// oneOf checks an enumerated field; allowed[0] is its empty default.
-func oneOf(path, v string, allowed ...string) error {
-	for _, a := range allowed {
-		if v == a {
-			return nil
-		}
+	if err == nil {
+		err = c.check()
 	}
-	return fmt.Errorf("%s: %q, want one of %s", path, v, strings.Join(allowed[1:], ", "))
+	return &c, err
 }
 
 func (c *Config) check() error {
@@ -217,14 +199,19 @@ func (c *Config) check() error {
 	if len(c.Jobs) == 0 {
 		return fmt.Errorf("jobs: no job configured")
 	}
-	names := map[string]bool{}
+	names, dirs := map[string]bool{}, map[string]string{}
 	for i := range c.Jobs {
 		j := &c.Jobs[i]
 		if j.Name == "" || names[j.Name] {
 			return fmt.Errorf("jobs[%d].name: %q is missing or used twice", i, j.Name)
 		}
 		names[j.Name] = true
-		if err := j.check(fmt.Sprintf("jobs[%d] (%s)", i, j.Name)); err != nil {
+		at := fmt.Sprintf("jobs[%d] (%s)", i, j.Name)
+		if other, ok := dirs[j.Output.Dir]; ok && j.Output.Dir != "" {
+			return fmt.Errorf("%s.output.dir: %q is also job %q's: each job needs a directory of its own", at, j.Output.Dir, other)
+		}
+		dirs[j.Output.Dir] = j.Name
+		if err := j.check(at); err != nil {
 			return err
 		}
 	}
@@ -246,56 +233,44 @@ func (c *Config) checkListen(field string) error {
 
 func (j *JobConfig) check(at string) error {
 	var err error
-	if j.ring, err = shard.ParseKind(j.Ring); err != nil {
-		return fmt.Errorf("%s.ring: %q is not a ring kind (want one of %v)", at, j.Ring, shard.Kinds())
-	}
-	if j.Replicas == 0 {
-		j.Replicas = 1
-	}
-	if j.Replicas < 1 {
-		return fmt.Errorf("%s.replicas: %d, want at least 1", at, j.Replicas)
-	}
-	if j.ShardKey != "" && !model.LegacyValidation.IsValidLabelName(j.ShardKey) {
-		return fmt.Errorf("%s.shard_key: %q is not a label name", at, j.ShardKey)
-	}
-	c := &j.Collectors
-	if (c.ConsulService != "") == (len(c.Static) > 0) {
-		return fmt.Errorf("%s.collectors: set exactly one of consul_service (collectors in Consul) and static (a fixed list)", at)
-	}
-	if len(c.Static) > 0 && len(c.Register) > 0 {
-		return fmt.Errorf("%s.collectors.register: only with consul_service", at)
-	}
-	for i, m := range append(cloneMembers(c.Register), c.Static...) {
-		if m.Address == "" || m.Port <= 0 || m.Port > 65535 {
-			return fmt.Errorf("%s.collectors: collector %d (%q): needs address and a port 1-65535, got %q and %d", at, i, m.ID, m.Address, m.Port)
+	c, t, o, r := &j.Collectors, &j.Targets, &j.Output, &j.Reload
+	for _, e := range []struct {
+		path, v string
+		allowed []string
+	}{
+		{".collectors.probe", c.Probe, []string{"none", "http", "tcp"}},
+		{".collectors.check.type", c.Check.Type, []string{"http", "tcp", "ttl"}},
+		{".output.format", o.Format, []string{"json", "yaml"}},
+		{".reload.method", r.Method, []string{"none", "http", "signal", "command"}},
+	} {
+		if e.v != "" && !slices.Contains(e.allowed, e.v) {
+			return fmt.Errorf("%s%s: %q, want one of %s", at, e.path, e.v, strings.Join(e.allowed, ", "))
 		}
 	}
-	if err := oneOf(at+".collectors.probe", c.Probe, "", "none", "http", "tcp"); err != nil {
-		return err
+	if _, err = shard.ParseKind(string(j.Ring)); err != nil {
+		return fmt.Errorf("%s.ring: %q, want one of %v", at, j.Ring, shard.Kinds())
 	}
-	if err := oneOf(at+".collectors.check.type", c.Check.Type, "", "http", "tcp", "ttl"); err != nil {
-		return err
-	}
-	t, r := &j.Targets, &j.Reload
-	if err := t.check(at + ".targets"); err != nil {
-		return err
-	}
-	o := j.Output
-	if o.Dir == "" && !o.HTTPSD {
-		return fmt.Errorf("%s.output: set dir (file_sd files) or http_sd: true, or both", at)
-	}
-	if err := oneOf(at+".output.format", o.Format, "", "json", "yaml"); err != nil {
-		return err
-	}
-	if o.Dir != "" {
-		if _, err := filesd.NewDir(filesd.DirOptions{Dir: o.Dir, Template: o.File, Format: filesd.Format(o.Format)}); err != nil {
-			return fmt.Errorf("%s.output.file: %w", at, err)
+	hasTargets := 0
+	for _, set := range []bool{len(t.Static) > 0, len(t.FileSD) > 0, t.HTTPSD != nil, len(t.PrometheusSD) > 0} {
+		if set {
+			hasTargets++
 		}
-	}
-	if err := oneOf(at+".reload.method", r.Method, "", "none", "http", "signal", "command"); err != nil {
-		return err
 	}
 	switch {
+	case j.Replicas < 0:
+		return fmt.Errorf("%s.replicas: %d, want at least 1", at, j.Replicas)
+	case j.ShardKey != "" && !model.LegacyValidation.IsValidLabelName(j.ShardKey):
+		return fmt.Errorf("%s.shard_key: %q is not a label name", at, j.ShardKey)
+	case (c.ConsulService != "") == (len(c.Static) > 0):
+		return fmt.Errorf("%s.collectors: set exactly one of consul_service (collectors in Consul) and static (a fixed list)", at)
+	case len(c.Static) > 0 && len(c.Register) > 0:
+		return fmt.Errorf("%s.collectors.register: only with consul_service", at)
+	case hasTargets != 1:
+		return fmt.Errorf("%s.targets: set exactly one provider of static, file_sd, http_sd and prometheus_sd (found %d)", at, hasTargets)
+	case t.HTTPSD != nil && !strings.HasPrefix(t.HTTPSD.URL, "http://") && !strings.HasPrefix(t.HTTPSD.URL, "https://"):
+		return fmt.Errorf("%s.targets.http_sd.url: %q, want an http(s) URL", at, t.HTTPSD.URL)
+	case o.Dir == "" && !o.HTTPSD:
+		return fmt.Errorf("%s.output: set dir (file_sd files) or http_sd: true, or both", at)
 	case r.Method == "command" && len(r.Command.Args) == 0:
 		return fmt.Errorf("%s.reload.command.args: empty", at)
 	case r.Method == "signal" && r.Signal.PIDFile == "":
@@ -303,30 +278,17 @@ func (j *JobConfig) check(at string) error {
 	case r.Concurrency < 0:
 		return fmt.Errorf("%s.reload.concurrency: %d, must not be negative", at, r.Concurrency)
 	}
-	return nil
-}
-
-// cloneMembers copies a member list so appending to it leaves the config alone.
-func cloneMembers(ms []MemberConfig) []MemberConfig { return append([]MemberConfig(nil), ms...) }
-
-func (t *TargetsConfig) check(at string) error {
-	n := 0
-	for _, set := range []bool{len(t.Static) > 0, len(t.FileSD) > 0, t.HTTPSD != nil, len(t.PrometheusSD) > 0} {
-		if set {
-			n++
+	j.Replicas = max(j.Replicas, 1)
+	for i, m := range append(slices.Clone(c.Register), c.Static...) {
+		if m.Address == "" || m.Port <= 0 || m.Port > 65535 {
+			return fmt.Errorf("%s.collectors: collector %d (%q): needs address and a port 1-65535, got %q and %d", at, i, m.ID, m.Address, m.Port)
 		}
-	}
-	if n != 1 {
-		return fmt.Errorf("%s: set exactly one provider of static, file_sd, http_sd and prometheus_sd (found %d)", at, n)
 	}
 	for i, g := range t.Static {
 		if g == nil || len(g.Targets) == 0 {
-			return fmt.Errorf("%s.static[%d].targets: empty", at, i)
+			return fmt.Errorf("%s.targets.static[%d].targets: empty", at, i)
 		}
 		g.Source = fmt.Sprintf("%s.static[%d]", at, i)
-	}
-	if h := t.HTTPSD; h != nil && !strings.HasPrefix(h.URL, "http://") && !strings.HasPrefix(h.URL, "https://") {
-		return fmt.Errorf("%s.http_sd.url: %q, want an http(s) URL", at, h.URL)
 	}
 	if len(t.PrometheusSD) > 0 {
 		b, err := yaml.Marshal(t.PrometheusSD)
@@ -334,7 +296,12 @@ func (t *TargetsConfig) check(at string) error {
 			t.sd, err = promsd.ParseConfigs(b)
 		}
 		if err != nil {
-			return fmt.Errorf("%s.prometheus_sd: %w", at, err)
+			return fmt.Errorf("%s.targets.prometheus_sd: %w", at, err)
+		}
+	}
+	if o.Dir != "" {
+		if _, err = filesd.NewDir(filesd.DirOptions{Dir: o.Dir, Template: o.File, Format: filesd.Format(o.Format)}); err != nil {
+			return fmt.Errorf("%s.output.file: %w", at, err)
 		}
 	}
 	return nil

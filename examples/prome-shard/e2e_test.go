@@ -16,18 +16,31 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"go.uber.org/goleak"
 
 	"github.com/promshard/promshard/internal/testenv"
 	"github.com/promshard/promshard/watch"
 )
 
-// buildBinary builds prome-shard once per test binary run.
+// asMain makes the test binary run main instead of the tests, so the
+// end-to-end tests run the program without building it again.
+const asMain = "PROME_SHARD_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMain) == "1" {
+		main()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// buildBinary returns the program to run: this test binary, with asMain set
+// by startBinary.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "prome-shard")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
@@ -46,6 +59,7 @@ func startBinary(t *testing.T, bin string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), asMain+"=1")
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

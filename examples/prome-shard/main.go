@@ -16,28 +16,14 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
+// version is set at build time with -ldflags "-X main.version=…", or
+// taken from the module's build information.
 var version = ""
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "devel"
-}
 
 // Flags are the command line.
 type Flags struct {
-	Config   string
-	Member   string
-	Listen   string
-	Once     bool
-	DryRun   bool
-	Version  bool
-	LogLevel string
+	Config, Member, Listen, LogLevel string
+	Once, DryRun, Version            bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (Flags, error) {
@@ -51,13 +37,12 @@ func parseFlags(args []string, stderr io.Writer) (Flags, error) {
 	fs.BoolVar(&f.DryRun, "dry-run", false, "reshard once and print the assignment summary; write and reload nothing")
 	fs.BoolVar(&f.Version, "version", false, "print the version and exit")
 	fs.StringVar(&f.LogLevel, "log.level", "info", "log level: debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+	switch err := fs.Parse(args); {
+	case err != nil:
 		return f, err
-	}
-	if fs.NArg() > 0 {
+	case fs.NArg() > 0:
 		return f, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if !f.Version && f.Config == "" {
+	case !f.Version && f.Config == "":
 		return f, errors.New("-config is required")
 	}
 	return f, nil
@@ -87,20 +72,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	if f.Version {
-		fmt.Fprintln(stdout, "prome-shard", versionString())
+		if bi, ok := debug.ReadBuildInfo(); ok && version == "" {
+			version = bi.Main.Version
+		}
+		fmt.Fprintln(stdout, "prome-shard", version)
 		return exitOK
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.LogLevel)); err != nil {
-		fmt.Fprintf(stderr, "prome-shard: -log.level %q: want debug, info, warn or error\n", f.LogLevel)
-		return exitConfig
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg, err := LoadConfig(f.Config)
 	if err == nil && f.Listen != "" {
 		cfg.Listen = f.Listen
 		err = cfg.checkListen("-listen")
 	}
+	if err == nil {
+		if err = level.UnmarshalText([]byte(f.LogLevel)); err != nil {
+			err = fmt.Errorf("-log.level %q: want debug, info, warn or error", f.LogLevel)
+		}
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	var a *app
 	if err == nil {
 		a, err = newApp(cfg, f, logger)
@@ -112,14 +101,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if f.Once || f.DryRun {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		if err := a.once(ctx, stdout); err != nil {
-			fmt.Fprintln(stderr, "prome-shard:", err)
-			return exitFailed
-		}
-		return exitOK
+		err = a.once(ctx, stdout)
+	} else {
+		err = a.serve(ctx)
 	}
-	if err := a.serve(ctx); err != nil {
-		logger.Error("stopping: a part failed", "err", err)
+	if err != nil {
 		fmt.Fprintln(stderr, "prome-shard:", err)
 		return exitFailed
 	}
@@ -127,13 +113,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // serve runs the daemon's parts until ctx ends (nil) or one of them fails
-// (its error, naming the part); the others are stopped either way.
+// (its error, naming the part, logged); the others are stopped either way.
 func (a *app) serve(ctx context.Context) error {
 	parent := ctx
 	g, ctx := errgroup.WithContext(ctx)
 	part := func(name string, fn func(context.Context) error) {
 		g.Go(func() error {
 			if err := fn(ctx); err != nil && parent.Err() == nil {
+				a.log.Error("a part failed; stopping", "part", name, "err", err)
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			return nil
@@ -146,11 +133,10 @@ func (a *app) serve(ctx context.Context) error {
 		part("consul registrar", a.registrar.Run)
 	}
 	part("sharder", func(ctx context.Context) error { return a.sharder.Run(ctx, nil) })
-	a.log.Info("prome-shard running", "version", versionString(), "jobs", len(a.cfg.Jobs), "listen", a.cfg.Listen, "self", a.flags.Member)
-	err := g.Wait()
-	a.log.Info("stopped")
-	if parent.Err() != nil {
-		return nil
+	a.log.Info("prome-shard running", "version", version, "jobs", len(a.cfg.Jobs), "listen", a.cfg.Listen, "self", a.flags.Member)
+	if err := g.Wait(); err != nil && parent.Err() == nil {
+		return err
 	}
-	return err
+	a.log.Info("stopped")
+	return nil
 }

@@ -128,11 +128,7 @@ func TestDemoConfig(t *testing.T) {
 // The documented config.yaml parses (it points at hosts that do not exist
 // here, so it is only checked, not run).
 func TestDocumentedConfigParses(t *testing.T) {
-	b, err := os.ReadFile("config.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ParseConfig(b)
+	c, err := LoadConfig("config.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
