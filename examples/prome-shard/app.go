@@ -42,9 +42,8 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &app{cfg: cfg, flags: f, log: logger, reg: reg, dirs: map[string]*filesd.Dir{}, watchers: map[string]*watch.ConsulWatcher{}}
-	if ac, err := cfg.Consul.APIConfig(); err != nil {
-		return nil, err
-	} else if a.consul, err = watch.NewConsulClient(ac, 0); err != nil {
+	ac, err := cfg.Consul.APIConfig() // checked with the config
+	if a.consul, err = watch.NewConsulClient(ac, 0); err != nil {
 		return nil, err
 	}
 	var jobs []promshard.Job
@@ -59,12 +58,11 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 		c := jc.Collectors.Check
 		check := watch.Check{Type: watch.CheckType(c.Type), Path: c.Path, Interval: c.Interval.Duration,
 			Timeout: c.Timeout.Duration, DeregisterCriticalAfter: c.DeregisterCriticalAfter.Duration}
-		for _, m := range jc.Collectors.Register {
+		for _, m := range jc.Collectors.Register { // the service ID defaults to service-address-port
 			regs = append(regs, watch.Registration{Service: jc.Collectors.ConsulService, ID: m.ID, Address: m.Address,
 				Port: m.Port, Tags: append(slices.Clone(jc.Collectors.Tags), m.Tags...), Meta: m.Meta, Weight: m.Weight, Check: check})
 		}
 	}
-	var err error
 	if len(regs) > 0 && !f.DryRun {
 		opts := watch.RegistrarOptions{Interval: cfg.RefreshInterval.Duration, Logger: logger}
 		if a.registrar, err = watch.NewRegistrar(a.consul.Agent(), regs, opts); err != nil {
@@ -82,7 +80,7 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 		ReloadConcurrency: jc.Reload.Concurrency}
 	j.Shard.Replicas, j.Shard.KeyLabel = jc.Replicas, model.LabelName(jc.ShardKey)
 	for _, m := range append(slices.Clone(jc.Collectors.Register), jc.Collectors.Static...) {
-		j.Known = append(j.Known, watch.Member{ID: m.ID, Address: m.Address, Port: m.Port})
+		j.Known = append(j.Known, m.member())
 	}
 	var err error
 	if j.Members, err = a.members(jc); err != nil {
@@ -124,9 +122,9 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 func (a *app) members(jc *JobConfig) (watch.Source, error) {
 	c := jc.Collectors
 	if len(c.Static) > 0 {
-		ms := make([]watch.Member, len(c.Static))
-		for i, m := range c.Static {
-			ms[i] = watch.Member{ID: m.ID, Address: m.Address, Port: m.Port, Weight: m.Weight, Tags: m.Tags, Meta: m.Meta}
+		var ms []watch.Member
+		for _, m := range c.Static {
+			ms = append(ms, m.member())
 		}
 		var probe watch.Probe
 		switch c.Probe {

@@ -37,17 +37,14 @@ type Config struct {
 type Duration struct {
 	time.Duration
 	text string
-	bad  bool
 }
 
-// UnmarshalYAML records the text and whether it parses.
+// UnmarshalYAML records the text and its value, if it is a duration.
 func (d *Duration) UnmarshalYAML(unmarshal func(any) error) error {
-	if err := unmarshal(&d.text); err != nil {
-		return err
-	}
-	v, err := model.ParseDuration(d.text)
-	d.Duration, d.bad = time.Duration(v), err != nil
-	return nil
+	err := unmarshal(&d.text)
+	v, _ := model.ParseDuration(d.text)
+	d.Duration = time.Duration(v)
+	return err
 }
 
 // badDuration returns an error for the first Duration under v (a struct,
@@ -65,7 +62,10 @@ func badDuration(v reflect.Value, path string) error {
 			}
 		}
 	case reflect.Struct:
-		if d, ok := v.Addr().Interface().(*Duration); ok && d.bad {
+		if d, ok := v.Addr().Interface().(*Duration); ok && d.text != "" {
+			if _, err := model.ParseDuration(d.text); err == nil {
+				return nil
+			}
 			return fmt.Errorf("%s: %q is not a duration (e.g. 30s, 5m)", path, d.text)
 		}
 		for i := range v.NumField() {
@@ -113,6 +113,10 @@ type MemberConfig struct {
 	Weight  uint32            `yaml:"weight"`
 	Tags    []string          `yaml:"tags"`
 	Meta    map[string]string `yaml:"meta"`
+}
+
+func (m MemberConfig) member() watch.Member {
+	return watch.Member{ID: m.ID, Address: m.Address, Port: m.Port, Weight: m.Weight, Tags: m.Tags, Meta: m.Meta}
 }
 
 // CheckConfig is the health check of registered collectors.
@@ -187,16 +191,15 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 func (c *Config) check() error {
-	if d := c.RefreshInterval; d.text != "" && d.Duration < promshard.MinRefreshInterval {
+	_, cerr := c.Consul.APIConfig()
+	switch lerr, d := c.checkListen("listen"), c.RefreshInterval; {
+	case d.text != "" && d.Duration < promshard.MinRefreshInterval:
 		return fmt.Errorf("refresh_interval: %q, want at least %v", d.text, promshard.MinRefreshInterval)
-	}
-	if err := c.checkListen("listen"); err != nil {
-		return err
-	}
-	if _, err := c.Consul.APIConfig(); err != nil {
-		return fmt.Errorf("consul: %w", err)
-	}
-	if len(c.Jobs) == 0 {
+	case lerr != nil:
+		return lerr
+	case cerr != nil:
+		return fmt.Errorf("consul: %w", cerr)
+	case len(c.Jobs) == 0:
 		return fmt.Errorf("jobs: no job configured")
 	}
 	names, dirs := map[string]bool{}, map[string]string{}
@@ -218,14 +221,10 @@ func (c *Config) check() error {
 	return nil
 }
 
-// checkListen checks the listen address, given in field (the config's
-// listen or the -listen flag).
+// checkListen checks the listen address, named field (listen or -listen).
 func (c *Config) checkListen(field string) error {
-	if c.Listen == "" {
-		return nil
-	}
 	_, port, err := net.SplitHostPort(c.Listen)
-	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+	if n, perr := strconv.Atoi(port); c.Listen != "" && (err != nil || perr != nil || n < 0 || n > 65535) {
 		return fmt.Errorf("%s: %q is not host:port with a port 0-65535", field, c.Listen)
 	}
 	return nil

@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	_ "github.com/prometheus/prometheus/discovery/install" // every Prometheus SD, for prometheus_sd
 	"golang.org/x/sync/errgroup"
 )
 
@@ -22,8 +26,9 @@ var version = ""
 
 // Flags are the command line.
 type Flags struct {
-	Config, Member, Listen, LogLevel string
-	Once, DryRun, Version            bool
+	Config, Member, Listen string
+	Once, DryRun, Version  bool
+	LogLevel               slog.Level
 }
 
 func parseFlags(args []string, stderr io.Writer) (Flags, error) {
@@ -36,7 +41,7 @@ func parseFlags(args []string, stderr io.Writer) (Flags, error) {
 	fs.BoolVar(&f.Once, "once", false, "reshard once, write, reload, print a summary and exit")
 	fs.BoolVar(&f.DryRun, "dry-run", false, "reshard once and print the assignment summary; write and reload nothing")
 	fs.BoolVar(&f.Version, "version", false, "print the version and exit")
-	fs.StringVar(&f.LogLevel, "log.level", "info", "log level: debug, info, warn or error")
+	fs.TextVar(&f.LogLevel, "log.level", slog.LevelInfo, "log level: debug, info, warn or error")
 	switch err := fs.Parse(args); {
 	case err != nil:
 		return f, err
@@ -71,25 +76,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitConfig
 	}
+	if bi, ok := debug.ReadBuildInfo(); ok && version == "" {
+		version = bi.Main.Version
+	}
 	if f.Version {
-		if bi, ok := debug.ReadBuildInfo(); ok && version == "" {
-			version = bi.Main.Version
-		}
 		fmt.Fprintln(stdout, "prome-shard", version)
 		return exitOK
 	}
-	var level slog.Level
 	cfg, err := LoadConfig(f.Config)
 	if err == nil && f.Listen != "" {
 		cfg.Listen = f.Listen
 		err = cfg.checkListen("-listen")
 	}
-	if err == nil {
-		if err = level.UnmarshalText([]byte(f.LogLevel)); err != nil {
-			err = fmt.Errorf("-log.level %q: want debug, info, warn or error", f.LogLevel)
-		}
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.LogLevel}))
 	var a *app
 	if err == nil {
 		a, err = newApp(cfg, f, logger)
@@ -134,9 +133,38 @@ func (a *app) serve(ctx context.Context) error {
 	}
 	part("sharder", func(ctx context.Context) error { return a.sharder.Run(ctx, nil) })
 	a.log.Info("prome-shard running", "version", version, "jobs", len(a.cfg.Jobs), "listen", a.cfg.Listen, "self", a.flags.Member)
-	if err := g.Wait(); err != nil && parent.Err() == nil {
+	err := g.Wait() // nil after a signal: parts then return nil
+	a.log.Info("stopped")
+	return err
+}
+
+// serveHTTP serves the Sharder's handler (/-/ready, /api/v1/assignment,
+// /api/v1/explain, /sd/JOB/COLLECTOR) with /metrics and /-/healthy on the
+// listen address until ctx ends, then shuts the server down.
+func (a *app) serveHTTP(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.Handle("/", a.sharder.Handler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "prome-shard is healthy.")
+	})
+	l, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
 		return err
 	}
-	a.log.Info("stopped")
-	return nil
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}
 }

@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/promshard/promshard/internal/testenv"
 )
 
 const okJob = `
@@ -168,5 +171,65 @@ jobs:
 	}
 	if b, _ := os.ReadFile(filepath.Join(out, "up.json")); strings.Count(string(b), ":9100") != 3 {
 		t.Fatalf("healthy collector's file %q, want all 3 targets", b)
+	}
+}
+
+// Each documented exit code is the real one: 0 after a signal, 1 when a
+// part of the daemon fails (and the log names it) or a -once run cannot
+// finish, 2 for flag and config mistakes found at start.
+func TestExitCodes(t *testing.T) {
+	p := writeConfig(t, okJob)
+	t.Run("signal", func(t *testing.T) {
+		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+		ctx, cancel := context.WithCancel(context.Background())
+		code := make(chan int, 1)
+		var out, errb bytes.Buffer
+		go func() { code <- run(ctx, []string{"-config", p, "-listen", addr}, &out, &errb) }()
+		err := testenv.WaitFor(10*time.Second, 20*time.Millisecond, func() error {
+			st, _, err := testenv.HTTPGet(context.Background(), "http://"+addr+"/-/ready")
+			if err == nil && st != http.StatusOK {
+				err = fmt.Errorf("ready: %d", st)
+			}
+			return err
+		})
+		cancel()
+		if c := <-code; err != nil || c != 0 {
+			t.Fatalf("ready: %v; exit %d after the context ended, want 0\n%s", err, c, errb.String())
+		}
+	})
+	t.Run("part fails", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		code, _, stderr := runCmd("-config", p, "-listen", l.Addr().String())
+		if code != 1 || !strings.Contains(stderr, "part=\"http server\"") || !strings.Contains(stderr, "address already in use") {
+			t.Fatalf("exit %d, stderr %q; want 1 naming the http server", code, stderr)
+		}
+	})
+	t.Run("once fails", func(t *testing.T) {
+		dead := fmt.Sprint(testenv.FreePort(t))
+		body := strings.Replace(strings.Replace(okJob, "port: 9091}", "port: "+dead+"}", 1), "port: 9092}]", "port: "+dead+"}]\n      probe: tcp", 1)
+		code, _, stderr := runCmd("-config", writeConfig(t, body), "-once")
+		if code != 1 || !strings.Contains(stderr, "no healthy collectors") {
+			t.Fatalf("exit %d, stderr %q; want 1: no healthy collectors", code, stderr)
+		}
+	})
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"bad -listen":     {[]string{"-config", p, "-listen", "127.0.0.1:99999", "-once"}, `-listen: "127.0.0.1:99999"`},
+		"bad -log.level":  {[]string{"-config", p, "-log.level", "loud"}, `"loud"`},
+		"listen in file":  {[]string{"-config", writeConfig(t, okJob+"listen: 127.0.0.1:99999\n"), "-once"}, `listen: "127.0.0.1:99999"`},
+		"shared out dir":  {[]string{"-config", writeConfig(t, okJob+strings.Replace(okJob[6:], "name: node", "name: node2", 1)), "-once"}, `jobs[1] (node2).output.dir`},
+		"refresh too low": {[]string{"-config", writeConfig(t, okJob+"refresh_interval: 10ms\n"), "-once"}, `refresh_interval: "10ms", want at least 1s`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if code, _, stderr := runCmd(tc.args...); code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 mentioning %q", code, stderr, tc.want)
+			}
+		})
 	}
 }
