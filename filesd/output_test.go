@@ -1,0 +1,104 @@
+package filesd
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+// Dir.Update, Handler.Update and MemberFile.Update report exactly the
+// collectors whose output changed.
+func TestUpdateReportsChangedMembers(t *testing.T) {
+	ctx := context.Background()
+	gs := sample()
+	d, err := NewDir(DirOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{}
+	for _, u := range []interface {
+		Update(context.Context, map[string][]*targetgroup.Group) ([]string, error)
+	}{d, h} {
+		steps := []struct {
+			groups map[string][]*targetgroup.Group
+			want   []string
+		}{
+			{map[string][]*targetgroup.Group{"a": gs[:1], "b": gs[1:]}, []string{"a", "b"}},
+			{map[string][]*targetgroup.Group{"a": gs[:1], "b": gs[1:]}, nil},
+			{map[string][]*targetgroup.Group{"a": gs, "b": {}}, []string{"a", "b"}},
+			{map[string][]*targetgroup.Group{"a": gs}, []string{"b"}}, // b left
+		}
+		for i, s := range steps {
+			got, err := u.Update(ctx, s.groups)
+			if err != nil || !slices.Equal(got, s.want) {
+				t.Fatalf("%T step %d: changed %v (%v), want %v", u, i, got, err, s.want)
+			}
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/b", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Fatalf("http_sd of a collector that left: %d", rec.Code)
+	}
+}
+
+// A MemberFile writes only its collector's groups, [] when it has none or is
+// not in the assignment, and never touches other files.
+func TestMemberFile(t *testing.T) {
+	dir := t.TempDir()
+	d, _ := NewDir(DirOptions{Dir: dir, Template: "{{.ID}}.yml"})
+	f, err := d.File("b")
+	if err != nil || f.Path != filepath.Join(dir, "b.yml") || f.Format != YAML {
+		t.Fatalf("File: %+v %v", f, err)
+	}
+	gs := sample()
+	changed, err := f.Update(context.Background(), map[string][]*targetgroup.Group{"a": gs[:1], "b": gs[1:]})
+	if err != nil || !slices.Equal(changed, []string{"b"}) {
+		t.Fatalf("first write: %v %v", changed, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a.yml")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a MemberFile wrote another collector's file")
+	}
+	if changed, _ := f.Update(context.Background(), map[string][]*targetgroup.Group{"b": gs[1:]}); changed != nil {
+		t.Fatalf("unchanged content reported as changed: %v", changed)
+	}
+	if changed, _ := f.Update(context.Background(), map[string][]*targetgroup.Group{"a": gs}); !slices.Equal(changed, []string{"b"}) {
+		t.Fatal("leaving the assignment did not empty the file")
+	}
+	if b, _ := os.ReadFile(f.Path); string(b) != "[]\n" {
+		t.Fatalf("file of a collector outside the assignment: %q, want []", b)
+	}
+	if _, err := d.File("../x"); !errors.Is(err, ErrBadMemberID) {
+		t.Fatalf("File(../x): %v", err)
+	}
+}
+
+// Two collectors whose IDs render to one file name write nothing, with an
+// error naming both.
+func TestDirRejectsNameCollisions(t *testing.T) {
+	dir := t.TempDir()
+	d, err := NewDir(DirOptions{Dir: dir, Template: "{{slice .ID 0 1}}.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Sync(map[string][]*targetgroup.Group{"aa": sample()[:1], "ab": sample()[1:]})
+	if !errors.Is(err, ErrNameCollision) || err.Error() == "" {
+		t.Fatalf("Sync: %v, want ErrNameCollision", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("a colliding Sync wrote %d files", len(ents))
+	}
+	if err := d.CheckMember("../x"); !errors.Is(err, ErrBadMemberID) {
+		t.Fatalf("CheckMember(../x): %v", err)
+	}
+	if err := d.CheckMember("good"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,100 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// fakeAgent records registrations; it fails while down is set.
+type fakeAgent struct {
+	mu           sync.Mutex
+	down         bool
+	registered   map[string]int
+	deregistered []string
+}
+
+func (a *fakeAgent) ServiceRegisterOpts(s *api.AgentServiceRegistration, _ api.ServiceRegisterOpts) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.down {
+		return errors.New("connection refused")
+	}
+	a.registered[s.ID]++
+	return nil
+}
+
+func (a *fakeAgent) ServiceDeregisterOpts(id string, _ *api.QueryOptions) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.deregistered = append(a.deregistered, id)
+	return nil
+}
+
+func (a *fakeAgent) UpdateTTLOpts(string, string, string, *api.QueryOptions) error { return nil }
+
+func (a *fakeAgent) count(id string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.registered[id]
+}
+
+func TestRegistrarKeepsRegisteredAndDeregisters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		agent := &fakeAgent{down: true, registered: map[string]int{}}
+		regs := []Registration{{Service: "prom", ID: "c1", Address: "10.0.0.1", Port: 9090},
+			{Service: "prom", ID: "c2", Address: "10.0.0.2", Port: 9090}}
+		r, err := NewRegistrar(agent, regs, RegistrarOptions{Interval: time.Minute, BackoffMin: time.Second, BackoffMax: 4 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- r.Run(ctx) }()
+		// Consul is down for 10 s: retried with backoff (at most 4 s apart).
+		time.Sleep(10 * time.Second)
+		agent.mu.Lock()
+		agent.down = false
+		agent.mu.Unlock()
+		time.Sleep(4*time.Second + time.Millisecond)
+		synctest.Wait()
+		if agent.count("c1") != 1 || agent.count("c2") != 1 {
+			t.Fatalf("after Consul came back: %v", agent.registered)
+		}
+		// Registered again every interval, so an agent that lost its state
+		// gets them back.
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if agent.count("c1") != 2 {
+			t.Fatalf("not registered again after an interval: %v", agent.registered)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(agent.deregistered, []string{"c1", "c2"}) {
+			t.Fatalf("deregistered %v, want [c1 c2]", agent.deregistered)
+		}
+	})
+}
+
+func TestRegistrarValidates(t *testing.T) {
+	a := &fakeAgent{}
+	for _, regs := range [][]Registration{
+		{{Service: "p", ID: "x", Address: "h", Port: 0}},
+		{{Service: "p", ID: "x", Address: "h", Port: 1}, {Service: "p", ID: "x", Address: "h", Port: 2}},
+	} {
+		if _, err := NewRegistrar(a, regs, RegistrarOptions{}); err == nil {
+			t.Errorf("NewRegistrar(%v) accepted", regs)
+		}
+	}
+	if _, err := NewRegistrar(a, nil, RegistrarOptions{Interval: -1}); err == nil {
+		t.Error("a negative interval was accepted")
+	}
+}
