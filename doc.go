@@ -1,43 +1,43 @@
 // Package promshard makes the scrape side of Prometheus highly available by
-// dynamic sharding.
+// dynamic sharding, and [Sharder] is where to start.
 //
 // A pool of collector Prometheus servers registers in Consul with health
-// checks. promshard watches which collectors are healthy, takes a pool of
-// scrape targets from pluggable providers, gives every target to one (or R)
-// healthy collectors on a consistent-hash ring, and hands each collector its
-// share as a file_sd file (or an HTTP SD endpoint), reloading Prometheus when
-// needed. When a collector dies only its targets move.
+// checks. A [Sharder] follows which collectors are healthy, takes a pool of
+// scrape targets from pluggable providers, gives every target to R healthy
+// collectors on a ring, and hands each collector its share through outputs
+// (a file_sd file per collector, or an http_sd endpoint), reloading the
+// collectors whose share changed. When a collector dies only its targets
+// move.
 //
-// promshard is a library. Its packages do not import each other and exchange
-// plain values (member IDs and Prometheus target groups):
+// A daemon builds the parts, hands them to [New] as [Job] values and calls
+// [Sharder.Run] with its member source; the package Example is a complete
+// one. The Sharder owns the loop: it reshards when the member set changes,
+// when a provider reports new targets, and every RefreshInterval, with
+// bursts coalesced; it keeps a provider's last good targets when it fails;
+// it never writes an assignment made of nothing (no collector, no targets);
+// it reloads in the background, retrying each collector until a reload
+// succeeds, so a slow collector delays no other; and in self mode
+// ([Job.Self]) it writes only one collector's file, [] while that collector
+// is not healthy. [Sharder.Snapshot], [Sharder.Explain] and
+// [Sharder.Handler] serve status pages and HTTP APIs.
+//
+// The parts are packages of their own that do not import each other and
+// exchange plain values (member IDs and Prometheus target groups), so each
+// is useful alone:
 //
 //   - [github.com/promshard/promshard/watch]: collectors in Consul
-//     (registration, health checks, a blocking-query watcher) or a static
-//     list with probes.
+//     (a [github.com/promshard/promshard/watch.Registrar], health checks, a
+//     blocking-query watcher) or a static list with probes.
 //   - [github.com/promshard/promshard/targets]: where targets come from
-//     (Prometheus service discovery, files, HTTP, a Go function).
+//     (Prometheus service discovery in targets/promsd, files, HTTP, a Go
+//     function).
 //   - [github.com/promshard/promshard/shard]: rings and the deterministic
-//     assignment of targets to members.
-//   - [github.com/promshard/promshard/filesd]: atomic file_sd files and an
-//     http_sd handler.
+//     assignment of targets to members, and Explain.
+//   - [github.com/promshard/promshard/filesd]: atomic file_sd files, a
+//     self-mode file and an http_sd handler: the outputs.
 //   - [github.com/promshard/promshard/reload]: telling a collector that its
-//     targets changed.
+//     targets changed (HTTP, a signal, a command).
 //
-// The loop that joins them lives in the user's main.go; examples/prome-shard
-// is the reference, and the package Example is one pass of it. In outline:
-//
-//	go watcher.Run(ctx, members)                 // Consul: healthy collectors
-//	go registry.Run(ctx, changed)                // providers that watch by themselves
-//	for {
-//		select {
-//		case ms = <-members:                 // membership changed
-//		case <-changed:                      // a provider has new targets
-//		case <-ticker.C:                     // and on a timer
-//		}
-//		res, _ := registry.Targets(ctx, "node") // last good targets on error
-//		ring, _ := shard.New(shard.DefaultKind, toShard(ms))
-//		a, _ := shard.Assign(ring, res.Groups, shard.Options{Replicas: 1})
-//		sync, _ := dir.Sync(a.Groups)        // one file per collector, atomic
-//		pool.Reload(ctx, toReload(sync.Changed(), ms))
-//	}
+// examples/prome-shard is the reference binary: a YAML config in, these
+// values out, and HTTP endpoints around a Sharder.
 package promshard

@@ -311,13 +311,20 @@ func (j *job) isMember(id string) bool {
 	return slices.ContainsFunc(j.members, func(m watch.Member) bool { return m.ID == id })
 }
 
-// checkMembers leaves out members that an output cannot serve.
+// checkMembers leaves out members that an output cannot serve, or whose
+// weight is above shard.MaxWeight.
 func (j *job) checkMembers(ms []watch.Member) (ok []watch.Member, excluded []string) {
 	ok = ms[:0:0]
 	seen := map[string]bool{}
 	for _, m := range ms {
 		var bad error
+		if m.Weight > shard.MaxWeight {
+			bad = fmt.Errorf("weight %d: %w", m.Weight, shard.ErrWeight)
+		}
 		for _, o := range j.cfg.Outputs {
+			if bad != nil {
+				break
+			}
 			if c, is := o.(MemberChecker); is {
 				if err := c.CheckMember(m.ID); err != nil {
 					bad = err
@@ -336,7 +343,7 @@ func (j *job) checkMembers(ms []watch.Member) (ok []watch.Member, excluded []str
 		j.excluded[m.ID] = true
 		j.mu.Unlock()
 		if first {
-			j.s.opts.Logger.Error("leaving a collector out of the ring: an output cannot serve its ID",
+			j.s.opts.Logger.Error("leaving a collector out of the ring",
 				"job", j.cfg.Name, "collector", m.ID, "err", bad)
 		}
 	}

@@ -524,6 +524,22 @@ func TestBadMemberIDExcluded(t *testing.T) {
 	})
 }
 
+// A member whose weight is above shard.MaxWeight is left out, not a crash
+// or a ring of billions of seeds.
+func TestHugeWeightExcluded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, Job{}, Options{})
+		ms := members("a", "b")
+		ms[1].Weight = 4294967295
+		h.src.sets <- ms
+		synctest.Wait()
+		_, counts := h.out.snapshot()
+		if len(counts) != 1 || counts["a"] != 100 {
+			t.Fatalf("counts %v, want all on a", counts)
+		}
+	})
+}
+
 // An output error keeps the served state at what was last written, marks
 // the job not ready, and still reloads what was written.
 func TestOutputErrorKeepsState(t *testing.T) {

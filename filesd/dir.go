@@ -113,12 +113,17 @@ func NewDir(opts DirOptions) (*Dir, error) {
 	if a == b {
 		return nil, fmt.Errorf("filesd: DirOptions.Template %q: the file name must depend on {{.ID}}", opts.Template)
 	}
-	if opts.Format == "" {
-		if _, err := FormatOf(a); err != nil {
-			return nil, fmt.Errorf("filesd: DirOptions.Template %q: %w", opts.Template, err)
-		}
-	} else if opts.Format != JSON && opts.Format != YAML {
+	byName, err := FormatOf(a)
+	switch {
+	case opts.Format == "" && err != nil:
+		return nil, fmt.Errorf("filesd: DirOptions.Template %q: %w", opts.Template, err)
+	case opts.Format != "" && opts.Format != JSON && opts.Format != YAML:
 		return nil, fmt.Errorf("filesd: DirOptions.Format %q: want %q or %q", opts.Format, JSON, YAML)
+	case opts.Format != "" && err == nil && opts.Format != byName:
+		// Prometheus' file_sd reads a file by its extension: it would
+		// reject every file and scrape nothing.
+		return nil, fmt.Errorf("filesd: DirOptions.Format %q with Template %q: file_sd reads a %s name as %s", opts.Format,
+			opts.Template, filepath.Ext(a), byName)
 	}
 	if d.m, err = newDirMetrics(opts.Registerer, opts.Dir); err != nil {
 		return nil, err

@@ -353,6 +353,8 @@ func TestNewDirErrors(t *testing.T) {
 		{DirOptions{Dir: "d", Template: "{{.ID}}.txt"}, "extension"},
 		{DirOptions{Dir: "d", Template: "{{.Name}}.json"}, "Name"},
 		{DirOptions{Dir: "d", Format: "xml"}, `Format "xml"`},
+		{DirOptions{Dir: "d", Format: YAML}, `file_sd reads a .json name as json`},
+		{DirOptions{Dir: "d", Template: "{{.ID}}.yml", Format: JSON}, `Format "json" with Template "{{.ID}}.yml"`},
 	} {
 		_, err := NewDir(tc.o)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
 )
@@ -76,6 +77,11 @@ func (c *Command) Reload(ctx context.Context, col Collector) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), c.opts.Env...)
+	// The command runs in a process group of its own, and a timeout or
+	// cancellation kills the whole group: an "sh -c 'rsync …'" leaves no
+	// rsync running behind it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

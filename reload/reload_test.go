@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -190,6 +191,22 @@ func TestCommand(t *testing.T) {
 	if time.Since(start) > 3*time.Second {
 		t.Fatal("timeout not enforced")
 	}
+	// A timeout kills the command's children too, not only the shell.
+	pidFile := filepath.Join(dir, "child.pid")
+	shell, _ := NewCommand(CommandOptions{Args: []string{"sh", "-c", "sleep 30 & echo $! > " + pidFile + "; wait"},
+		Timeout: 300 * time.Millisecond})
+	if err := shell.Reload(context.Background(), Collector{ID: "c4"}); err == nil {
+		t.Fatal("a command that outlived its timeout succeeded")
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	err = testWaitGone(pid, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, o := range []CommandOptions{{}, {Args: []string{"x", "{{.Nope}}"}}, {Args: []string{"x", "{{"}}} {
 		if _, err := NewCommand(o); err == nil {
 			t.Errorf("%+v accepted", o)
@@ -266,4 +283,17 @@ func TestPool(t *testing.T) {
 	if res := p.Reload(ctx, cs); res.Err() == nil {
 		t.Fatal("cancelled fan-out reported success")
 	}
+}
+
+// testWaitGone waits until no process has pid (a zombie counts as gone).
+func testWaitGone(pid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(b), ") Z ") {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("child process %d still runs after the command's timeout", pid)
 }

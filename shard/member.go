@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/promshard/promshard/internal/weight"
 )
 
 // Errors returned by ring constructors and [Assign]. They are wrapped with
@@ -20,7 +22,14 @@ var (
 	ErrNoAddress = errors.New("shard: target has no __address__")
 	// ErrUnknownKind means a ring kind is not one of [Kinds].
 	ErrUnknownKind = errors.New("shard: unknown ring kind")
+	// ErrWeight means a member's weight is above [MaxWeight].
+	ErrWeight = fmt.Errorf("shard: weight above %d", MaxWeight)
 )
+
+// MaxWeight is the largest member weight a ring accepts. A rendezvous lookup
+// costs one hash per unit of weight, so the bound keeps lookups and memory
+// proportional to the members.
+const MaxWeight = weight.Max
 
 // Member is one collector as the ring sees it.
 type Member struct {
@@ -28,7 +37,8 @@ type Member struct {
 	// never a bare host. It is what targets are hashed against, so it must be
 	// stable across restarts of the member.
 	ID string
-	// Weight is the member's relative share of targets. Zero means 1.
+	// Weight is the member's relative share of targets. Zero means 1; at
+	// most [MaxWeight].
 	// Weights are integers so that every machine computes the same result
 	// without floating point.
 	Weight uint32
@@ -51,6 +61,9 @@ func normalize(members []Member) ([]Member, error) {
 	for i, m := range out {
 		if m.ID == "" {
 			return nil, fmt.Errorf("member %d (weight %d): %w", i, m.Weight, ErrEmptyMemberID)
+		}
+		if m.Weight > MaxWeight {
+			return nil, fmt.Errorf("member %q weight %d: %w", m.ID, m.Weight, ErrWeight)
 		}
 		if i > 0 && out[i-1].ID == m.ID {
 			return nil, fmt.Errorf("member %q: %w", m.ID, ErrDuplicateMember)

@@ -347,6 +347,12 @@ func TestErrors(t *testing.T) {
 		if _, err := New(k, []Member{{ID: "a"}, {ID: ""}}); !errors.Is(err, ErrEmptyMemberID) {
 			t.Errorf("%s empty ID: %v", k, err)
 		}
+		if _, err := New(k, []Member{{ID: "a", Weight: 4294967295}}); !errors.Is(err, ErrWeight) || !strings.Contains(err.Error(), "4294967295") {
+			t.Errorf("%s weight 4294967295: %v", k, err)
+		}
+		if _, err := New(k, []Member{{ID: "a", Weight: MaxWeight}, {ID: "b"}}); err != nil {
+			t.Errorf("%s weight MaxWeight: %v", k, err)
+		}
 		_, err := New(k, []Member{{ID: "a"}, {ID: "b"}, {ID: "a"}})
 		if !errors.Is(err, ErrDuplicateMember) || !strings.Contains(err.Error(), `"a"`) {
 			t.Errorf("%s duplicate: %v", k, err)

@@ -303,7 +303,7 @@ func (w *ConsulWatcher) members(entries []*api.ServiceEntry) []Member {
 		slices.Sort(m.Tags)
 		w8, ok := parseWeight(s.Meta, w.opts.WeightMeta)
 		if !ok {
-			w.opts.Logger.Warn("ignoring bad weight: want a positive integer", "service_id", m.ID,
+			w.opts.Logger.Warn("ignoring bad weight: want an integer from 1 to MaxWeight", "max", MaxWeight, "service_id", m.ID,
 				"meta_key", w.opts.WeightMeta, "value", s.Meta[w.opts.WeightMeta])
 		}
 		m.Weight = w8

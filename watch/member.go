@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/promshard/promshard/internal/weight"
 )
 
 // Member is one healthy collector.
@@ -61,15 +63,20 @@ func sortMembers(ms []Member) []Member {
 	return slices.CompactFunc(ms, func(a, b Member) bool { return a.ID == b.ID })
 }
 
+// MaxWeight is the largest weight a member may have; a larger one in Consul
+// metadata is ignored (the member keeps the default weight, with a warning)
+// and a static member with one is rejected.
+const MaxWeight = weight.Max
+
 // parseWeight reads a weight from metadata. ok is false for a value that is
-// present but not a positive integer.
+// present but not an integer from 1 to MaxWeight.
 func parseWeight(meta map[string]string, key string) (w uint32, ok bool) {
 	v, present := meta[key]
 	if !present || key == "" {
 		return 0, true
 	}
 	n, err := strconv.ParseUint(v, 10, 32)
-	if err != nil || n == 0 {
+	if err != nil || n == 0 || n > MaxWeight {
 		return 0, false
 	}
 	return uint32(n), true

@@ -122,6 +122,9 @@ func NewStatic(opts StaticOptions) (*Static, error) {
 		if seen[m.ID] {
 			return nil, fmt.Errorf("watch: StaticOptions.Members[%d]: duplicate ID %q", i, m.ID)
 		}
+		if m.Weight > MaxWeight {
+			return nil, fmt.Errorf("watch: StaticOptions.Members[%d] %q: weight %d above %d", i, m.ID, m.Weight, MaxWeight)
+		}
 		if opts.Probe != nil && (m.Address == "" || m.Port <= 0) {
 			return nil, fmt.Errorf("watch: StaticOptions.Members[%d] %q: a probed member needs an address and port", i, m.ID)
 		}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -409,5 +410,16 @@ func TestHTTPAndTCPProbes(t *testing.T) {
 	srv.Close()
 	if err := TCPProbe()(ctx, m); err == nil {
 		t.Fatal("TCP probe of a closed port passed")
+	}
+}
+
+func TestWeightsAreBounded(t *testing.T) {
+	for v, want := range map[string]uint32{"3": 3, "1000": 1000, "1001": 0, "4294967295": 0, "0": 0, "x": 0} {
+		if w, _ := parseWeight(map[string]string{"weight": v}, "weight"); w != want {
+			t.Errorf("weight %q read as %d, want %d", v, w, want)
+		}
+	}
+	if _, err := NewStatic(StaticOptions{Members: []Member{{ID: "a", Weight: 1001}}}); err == nil || !strings.Contains(err.Error(), "weight 1001") {
+		t.Errorf("a static member of weight 1001: %v", err)
 	}
 }
