@@ -134,6 +134,18 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 	if slices.Contains(jc.Outputs, nil) {
 		return nil, errors.New("Job.Outputs: a nil output")
 	}
+	for _, m := range jc.Known {
+		for _, o := range jc.Outputs {
+			if c, ok := o.(MemberChecker); ok {
+				if err := c.CheckMember(m.ID); err != nil {
+					return nil, fmt.Errorf("Job.Known collector %q: %w", m.ID, err)
+				}
+			}
+		}
+	}
+	if jc.Self != "" && len(jc.Known) > 0 && !slices.ContainsFunc(jc.Known, func(m watch.Member) bool { return m.ID == jc.Self }) {
+		return nil, fmt.Errorf("Job.Self %q is none of the known collectors", jc.Self)
+	}
 	if jc.ReloadConcurrency < 0 {
 		return nil, fmt.Errorf("Job.ReloadConcurrency %d: must not be negative", jc.ReloadConcurrency)
 	}

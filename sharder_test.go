@@ -649,6 +649,8 @@ func TestNewValidates(t *testing.T) {
 		{[]Job{{Name: "a", Targets: p, Outputs: o, Ring: "maglev"}}, Options{}, `"maglev"`},
 		{[]Job{{Name: "a", Targets: p, Outputs: o}}, Options{RefreshInterval: time.Millisecond}, "RefreshInterval 1ms: must be at least 1s"},
 		{[]Job{{Name: "a", Targets: p, Outputs: o}}, Options{ReloadBackoffMin: time.Minute, ReloadBackoffMax: time.Second}, "ReloadBackoffMax"},
+		{[]Job{{Name: "a", Targets: p, Outputs: []Output{&output{reject: "../x"}}, Known: members("ok", "../x")}}, Options{}, `Job.Known collector "../x"`},
+		{[]Job{{Name: "a", Targets: p, Outputs: o, Self: "zzz", Known: members("a", "b")}}, Options{}, `Job.Self "zzz" is none of the known collectors`},
 	} {
 		if _, err := New(tc.jobs, tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%v): %v, want an error with %q", tc.jobs, err, tc.want)

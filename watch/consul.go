@@ -191,6 +191,10 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 			if !backoff.Sleep(ctx, d) {
 				return nil
 			}
+			// The next query must not block: it tells at once that Consul
+			// is back (the log, the last-success time) and what changed
+			// during the outage, instead of waiting for the next change.
+			index = 0
 			continue
 		}
 		if errs > 0 {
@@ -308,6 +312,19 @@ func (w *ConsulWatcher) members(entries []*api.ServiceEntry) []Member {
 		}
 		m.Weight = w8
 		out = append(out, m)
+	}
+	// The same service ID on several nodes (instances registered with only
+	// a Name get ID = Name on every host) are distinct collectors: each
+	// gets the stable identity "ID@node".
+	perID := map[string]int{}
+	for _, m := range out {
+		perID[m.ID]++
+	}
+	for i, m := range out {
+		if perID[m.ID] > 1 && m.Node != "" {
+			w.opts.Logger.Warn("service ID registered on several nodes; using ID@node", "service_id", m.ID, "member", m.ID+"@"+m.Node)
+			out[i].ID = m.ID + "@" + m.Node
+		}
 	}
 	return sortMembers(out)
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+
+	"github.com/promshard/promshard/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -248,6 +250,40 @@ func TestWatcherKeepsLastSetOnErrors(t *testing.T) {
 	}
 }
 
+// After an outage the watcher knows at once that Consul is back, even
+// when the member set did not change meanwhile.
+func TestWatcherRecoversWithoutAChange(t *testing.T) {
+	f, hc := startFake(t)
+	f.set(10, "a", "b")
+	o := fastOpts()
+	o.WaitTime = time.Minute
+	w, _ := NewConsulWatcher(hc, o)
+	ch, _ := run(t, w)
+	wantIDs(t, next(t, ch, 2*time.Second), "a", "b")
+	f.setFail(true)
+	f.set(10, "a", "b") // wake the blocked query; same index, same set
+	err := testenv.WaitFor(5*time.Second, 5*time.Millisecond, func() error {
+		if w.State().ConsecutiveErrors == 0 {
+			return errors.New("no error yet")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.setFail(false)
+	err = testenv.WaitFor(5*time.Second, 5*time.Millisecond, func() error {
+		if s := w.State(); s.ConsecutiveErrors != 0 || s.LastError != nil {
+			return fmt.Errorf("still in error after Consul came back: %+v", s)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err) // a blocking query on the old index would wait a minute
+	}
+	noReport(t, ch, 50*time.Millisecond)
+}
+
 func TestWatcherSettleCollapsesBurst(t *testing.T) {
 	f, hc := startFake(t)
 	f.set(10, "a", "b", "c")
@@ -421,5 +457,20 @@ func TestWeightsAreBounded(t *testing.T) {
 	}
 	if _, err := NewStatic(StaticOptions{Members: []Member{{ID: "a", Weight: 1001}}}); err == nil || !strings.Contains(err.Error(), "weight 1001") {
 		t.Errorf("a static member of weight 1001: %v", err)
+	}
+}
+
+// Instances that share a service ID on different nodes stay distinct
+// members, each named ID@node.
+func TestSameServiceIDOnTwoNodes(t *testing.T) {
+	w, _ := NewConsulWatcher((&api.Client{}).Health(), ConsulOptions{Service: "prom"})
+	entry := func(id, node string) *api.ServiceEntry {
+		return &api.ServiceEntry{Node: &api.Node{Node: node, Address: "10.0.0." + node[1:]},
+			Service: &api.AgentService{ID: id, Service: "prom", Port: 9090}}
+	}
+	ms := w.members([]*api.ServiceEntry{entry("prom", "n2"), entry("prom", "n1"), entry("c3", "n3")})
+	wantIDs(t, ms, "c3", "prom@n1", "prom@n2")
+	if ms[1].Address != "10.0.0.1" || ms[2].Address != "10.0.0.2" {
+		t.Fatalf("addresses %+v", ms)
 	}
 }

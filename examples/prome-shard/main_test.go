@@ -224,6 +224,8 @@ func TestExitCodes(t *testing.T) {
 		"bad -log.level":  {[]string{"-config", p, "-log.level", "loud"}, `"loud"`},
 		"listen in file":  {[]string{"-config", writeConfig(t, okJob+"listen: 127.0.0.1:99999\n"), "-once"}, `listen: "127.0.0.1:99999"`},
 		"shared out dir":  {[]string{"-config", writeConfig(t, okJob+strings.Replace(okJob[6:], "name: node", "name: node2", 1)), "-once"}, `jobs[1] (node2).output.dir`},
+		"unusable ID":     {[]string{"-config", writeConfig(t, strings.Replace(okJob, "id: a,", "id: ../evil,", 1)), "-once"}, `"../evil"`},
+		"unknown -member": {[]string{"-config", p, "-member", "zzz", "-once"}, `Job.Self "zzz" is none of the known collectors`},
 		"refresh too low": {[]string{"-config", writeConfig(t, okJob+"refresh_interval: 10ms\n"), "-once"}, `refresh_interval: "10ms", want at least 1s`},
 	} {
 		t.Run(name, func(t *testing.T) {
