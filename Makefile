@@ -1,12 +1,13 @@
 # make test: everything CI runs. Integration suites need bin/consul (built
 # here from the pinned tools module) and prometheus on PATH.
-GO      ?= go
-CONSUL  := bin/consul
-PKGS    := ./...
+GO          ?= go
+CONSUL      := bin/consul
+STATICCHECK := bin/staticcheck
+PKGS        := ./...
 
-.PHONY: test fmt vet unit bench consul clean
+.PHONY: test fmt vet lint unit bench consul clean
 
-test: fmt vet $(CONSUL)
+test: fmt vet lint $(CONSUL)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 fmt:
@@ -15,6 +16,15 @@ fmt:
 
 vet:
 	$(GO) vet $(PKGS)
+
+# lint: staticcheck with its default checks, pinned in tools/lint/go.mod.
+lint: $(STATICCHECK)
+	$(STATICCHECK) $(PKGS)
+
+$(STATICCHECK): tools/lint/go.mod tools/lint/go.sum
+	mkdir -p bin
+	cd tools/lint && $(GO) build -o ../../$(STATICCHECK) honnef.co/go/tools/cmd/staticcheck
+	touch $(STATICCHECK)
 
 # unit: the fast tests only, without the real Consul and Prometheus.
 unit:

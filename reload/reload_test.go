@@ -44,7 +44,7 @@ func TestHTTPReload(t *testing.T) {
 			return
 		}
 		if u, p, ok := r.BasicAuth(); !ok || u != "u" || p != "p" {
-			http.Error(w, "auth", 401)
+			http.Error(w, "auth", http.StatusUnauthorized)
 		}
 	})
 	if err := fastHTTP(t, HTTPOptions{Username: "u", Password: "p"}).Reload(context.Background(), c); err != nil {
@@ -103,7 +103,7 @@ func TestHTTPReloadErrors(t *testing.T) {
 	}
 	token := server(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer s3cret" {
-			http.Error(w, "no", 401)
+			http.Error(w, "no", http.StatusUnauthorized)
 		}
 	})
 	if err := fastHTTP(t, HTTPOptions{BearerToken: "s3cret"}).Reload(context.Background(), token); err != nil {

@@ -28,7 +28,7 @@ func (o Options) validate() error {
 	if o.Replicas < 0 {
 		return fmt.Errorf("shard: Options.Replicas %d: must be at least 1", o.Replicas)
 	}
-	if o.KeyLabel != "" && !o.KeyLabel.IsValid() {
+	if o.KeyLabel != "" && !model.LegacyValidation.IsValidLabelName(string(o.KeyLabel)) {
 		return fmt.Errorf("shard: Options.KeyLabel %q: not a valid label name", o.KeyLabel)
 	}
 	return nil

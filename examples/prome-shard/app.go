@@ -42,7 +42,8 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &app{cfg: cfg, flags: f, log: logger, reg: reg, dirs: map[string]*filesd.Dir{}, watchers: map[string]*watch.ConsulWatcher{}}
-	ac, err := cfg.Consul.APIConfig() // checked with the config
+	ac, _ := cfg.Consul.APIConfig() // checked with the config
+	var err error
 	if a.consul, err = watch.NewConsulClient(ac, 0); err != nil {
 		return nil, err
 	}

@@ -202,18 +202,17 @@ func (c *Config) check() error {
 	case len(c.Jobs) == 0:
 		return fmt.Errorf("jobs: no job configured")
 	}
-	names, dirs := map[string]bool{}, map[string]string{}
+	seen := map[string]string{} // "name N" and "dir D" → the job that has it
 	for i := range c.Jobs {
 		j := &c.Jobs[i]
-		if j.Name == "" || names[j.Name] {
+		if j.Name == "" || seen["name "+j.Name] != "" {
 			return fmt.Errorf("jobs[%d].name: %q is missing or used twice", i, j.Name)
 		}
-		names[j.Name] = true
 		at := fmt.Sprintf("jobs[%d] (%s)", i, j.Name)
-		if other, ok := dirs[j.Output.Dir]; ok && j.Output.Dir != "" {
+		if other := seen["dir "+j.Output.Dir]; other != "" && j.Output.Dir != "" {
 			return fmt.Errorf("%s.output.dir: %q is also job %q's: each job needs a directory of its own", at, j.Output.Dir, other)
 		}
-		dirs[j.Output.Dir] = j.Name
+		seen["name "+j.Name], seen["dir "+j.Output.Dir] = j.Name, j.Name
 		if err := j.check(at); err != nil {
 			return err
 		}

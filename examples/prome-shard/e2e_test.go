@@ -156,11 +156,9 @@ func waitScraped(t *testing.T, cs []*collector, pool string, targets []string, n
 				return fmt.Errorf("target %s scraped by %v (want %d collectors); %d of %d targets seen", a, got[a], n, len(got), len(targets))
 			}
 		}
-		if want != nil {
-			for a, w := range want {
-				if flat[a] != w {
-					return fmt.Errorf("target %s scraped by %s, want %s", a, flat[a], w)
-				}
+		for a, w := range want {
+			if flat[a] != w {
+				return fmt.Errorf("target %s scraped by %s, want %s", a, flat[a], w)
 			}
 		}
 		return nil
