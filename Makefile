@@ -5,7 +5,7 @@ CONSUL      := bin/consul
 STATICCHECK := bin/staticcheck
 PKGS        := ./...
 
-.PHONY: test fmt vet lint unit bench consul clean
+.PHONY: test fmt vet lint unit bench fuzz consul clean
 
 test: fmt vet lint $(CONSUL)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
@@ -29,6 +29,16 @@ $(STATICCHECK): tools/lint/go.mod tools/lint/go.sum
 # unit: the fast tests only, without the real Consul and Prometheus.
 unit:
 	$(GO) test -race -short $(PKGS)
+
+# fuzz: each fuzz target for FUZZTIME; a crasher lands in the package's
+# testdata/fuzz and from then on runs with every go test.
+FUZZTIME ?= 30s
+FUZZ := FuzzParseFileSD:./targets FuzzHTTPBody:./targets FuzzMarshalRoundTrip:./filesd FuzzLoadConfig:./examples/prome-shard
+fuzz:
+	@for f in $(FUZZ); do \
+		echo "== $${f%%:*} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${f%%:*}$$" -fuzztime $(FUZZTIME) $${f#*:} || exit 1; \
+	done
 
 # bench: every benchmark on one core; the README holds the numbers.
 bench:

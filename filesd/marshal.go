@@ -86,6 +86,12 @@ func toEntries(groups []*targetgroup.Group, scheme model.ValidationScheme) ([]en
 			if !ok || addr == "" {
 				return nil, fmt.Errorf("group %d (source %q) target %d (%v): %w: no __address__", gi, g.Source, ti, t, ErrInvalidLabel)
 			}
+			if !utf8.ValidString(string(addr)) {
+				// JSON would write U+FFFD and YAML an escape read back as
+				// another character: the collector would scrape another
+				// address, so the target is refused, as Prometheus would.
+				return nil, fmt.Errorf("group %d (source %q) target %d (%q): %w: __address__ is not valid UTF-8", gi, g.Source, ti, addr, ErrInvalidLabel)
+			}
 			if len(t) == 1 {
 				plain.Targets = append(plain.Targets, string(addr))
 				continue

@@ -295,7 +295,7 @@ func newRegMetrics(reg prometheus.Registerer) (*regMetrics, error) {
 		targets: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_targets_targets",
 			Help: "Valid targets of the last good fetch, by job."}, l),
 		invalid: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_targets_invalid_groups",
-			Help: "Groups dropped as invalid in the last good fetch, by job."}, l),
+			Help: "Groups, or single targets, dropped as invalid in the last good fetch, by job."}, l),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_targets_last_success_timestamp_seconds",
 			Help: "Unix time of the last good fetch, by job."}, l),
 		stale: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_targets_stale",

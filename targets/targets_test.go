@@ -159,16 +159,19 @@ func TestValidate(t *testing.T) {
 		{Source: "bad-target-label", Targets: []model.LabelSet{{model.AddressLabel: "h:3", "1x": "y"}}},
 		{Source: "bad-value", Labels: model.LabelSet{"a": "\xff"}, Targets: []model.LabelSet{{model.AddressLabel: "h:4"}}},
 		{Source: "empty"},
+		{Source: "one-bad-target", Targets: []model.LabelSet{{model.AddressLabel: "h:5"}, {model.AddressLabel: "h:\xff"}, {model.AddressLabel: "h:6"}}},
 	}
 	valid, invalid := Validate("node", gs)
-	if len(valid) != 1 || valid[0].Source != "ok" {
-		t.Fatalf("valid %v", valid)
+	if len(valid) != 2 || valid[0].Source != "ok" || valid[1].Source != "one-bad-target" || len(valid[1].Targets) != 2 ||
+		valid[1].Targets[1][model.AddressLabel] != "h:6" || len(gs[7].Targets) != 3 {
+		t.Fatalf("valid %v (one bad target must drop only itself, and leave the input alone)", valid)
 	}
 	want := []string{
 		`job "node" group "no-address": target 0`,
 		`job "node" group "bad-name": group label name "a-b" is not valid`,
 		`job "node" group "bad-target-label": target "h:3" label name "1x" is not valid`,
 		`job "node" group "bad-value": group label "a" value is not valid UTF-8`,
+		`job "node" group "one-bad-target": target "h:\xff" label "__address__" value is not valid UTF-8`,
 	}
 	if len(invalid) != len(want) {
 		t.Fatalf("invalid %v", invalid)
@@ -181,10 +184,10 @@ func TestValidate(t *testing.T) {
 	r, _ := newReg(t, RegistryOptions{})
 	r.Register("node", Static(gs), JobOptions{})
 	res, err := r.Targets(context.Background(), "node")
-	if err != nil || res.Targets() != 1 || len(res.Invalid) != 4 {
+	if err != nil || res.Targets() != 3 || len(res.Invalid) != 5 {
 		t.Fatalf("%+v %v", res, err)
 	}
-	if got := testutil.ToFloat64(r.m.invalid.WithLabelValues("node")); got != 4 {
+	if got := testutil.ToFloat64(r.m.invalid.WithLabelValues("node")); got != 5 {
 		t.Fatalf("invalid_groups %v", got)
 	}
 }

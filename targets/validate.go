@@ -8,22 +8,25 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
-// GroupError says why a group was not passed on.
+// GroupError says why a group, or one target of it, was not passed on.
 type GroupError struct {
 	Job    string
 	Source string
 	Reason string
 }
 
-// Error says which group of which job was dropped, and why.
+// Error says which group of which job was dropped (or lost a target), and
+// why.
 func (e *GroupError) Error() string {
 	return fmt.Sprintf("job %q group %q: %s", e.Job, e.Source, e.Reason)
 }
 
-// Validate returns the groups that Prometheus would accept and an error for
-// each one it would not: a target without __address__, a label name that
-// is not valid under the legacy rules every Prometheus version accepts, or
-// a label value that is not UTF-8. Nil and empty groups are dropped
+// Validate returns what Prometheus would accept of groups, and an error for
+// each part it would not. A group whose own labels are invalid (a label
+// name not valid under the legacy rules every Prometheus version accepts, a
+// value that is not UTF-8) is dropped whole; a target without __address__
+// or with such a label is dropped alone, and the rest of its group is kept
+// (in a copy: the input is not modified). Nil and empty groups are dropped
 // silently.
 func Validate(job string, groups []*targetgroup.Group) (valid []*targetgroup.Group, invalid []*GroupError) {
 	valid = make([]*targetgroup.Group, 0, len(groups))
@@ -31,28 +34,36 @@ func Validate(job string, groups []*targetgroup.Group) (valid []*targetgroup.Gro
 		if g == nil || len(g.Targets) == 0 {
 			continue
 		}
-		if reason := checkGroup(g); reason != "" {
-			invalid = append(invalid, &GroupError{Job: job, Source: g.Source, Reason: reason})
+		if r := checkLabels(g.Labels); r != "" {
+			invalid = append(invalid, &GroupError{Job: job, Source: g.Source, Reason: "group " + r})
 			continue
 		}
-		valid = append(valid, g)
+		var kept []model.LabelSet // nil while every target is good
+		for i, t := range g.Targets {
+			r := checkLabels(t)
+			if t[model.AddressLabel] == "" {
+				r = fmt.Sprintf("target %d (%v) has no __address__", i, t)
+			} else if r != "" {
+				r = fmt.Sprintf("target %q %s", t[model.AddressLabel], r)
+			}
+			switch {
+			case r != "":
+				invalid = append(invalid, &GroupError{Job: job, Source: g.Source, Reason: r})
+				if kept == nil {
+					kept = append(make([]model.LabelSet, 0, len(g.Targets)-1), g.Targets[:i]...)
+				}
+			case kept != nil:
+				kept = append(kept, t)
+			}
+		}
+		switch {
+		case kept == nil:
+			valid = append(valid, g)
+		case len(kept) > 0:
+			valid = append(valid, &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: kept})
+		}
 	}
 	return valid, invalid
-}
-
-func checkGroup(g *targetgroup.Group) string {
-	if r := checkLabels(g.Labels); r != "" {
-		return "group " + r
-	}
-	for i, t := range g.Targets {
-		if t[model.AddressLabel] == "" {
-			return fmt.Sprintf("target %d (%v) has no __address__", i, t)
-		}
-		if r := checkLabels(t); r != "" {
-			return fmt.Sprintf("target %q %s", t[model.AddressLabel], r)
-		}
-	}
-	return ""
 }
 
 func checkLabels(ls model.LabelSet) string {
