@@ -16,7 +16,6 @@ import (
 	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/reload"
 	"github.com/promshard/promshard/shard"
-	"github.com/promshard/promshard/targets"
 	"github.com/promshard/promshard/watch"
 )
 
@@ -150,7 +149,7 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 		return nil, fmt.Errorf("Job.ReloadConcurrency %d: must not be negative", jc.ReloadConcurrency)
 	}
 	if jc.Targets != nil {
-		if err := s.reg.Register(jc.Name, jc.Targets, targets.JobOptions{AllowEmpty: jc.AllowEmpty}); err != nil {
+		if err := s.reg.Register(jc.Name, jc.Targets, jc.TargetOptions); err != nil {
 			return nil, err
 		}
 	} else if _, err := s.reg.Provider(jc.Name); err != nil {

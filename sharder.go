@@ -78,10 +78,12 @@ type Job struct {
 	// Targets provides the job's targets. Nil means the provider registered
 	// under Name in Options.Registry.
 	Targets targets.Provider
-	// AllowEmpty accepts an empty target list from the provider. By default
-	// an empty answer is taken for a failure of the source: the last good
-	// targets stay, and before any good answer nothing is written.
-	AllowEmpty bool
+	// TargetOptions guard the provider's answers: by default an empty answer
+	// is taken for a failure of the source (the last good targets stay, and
+	// before any good answer nothing is written), and a sudden drop of more
+	// than half the targets is read again to confirm it. Used when Targets
+	// is set; a job from Options.Registry has its own.
+	TargetOptions targets.JobOptions
 	// Ring is the ring kind; empty means [shard.DefaultKind].
 	Ring shard.Kind
 	// Shard are the placement options (replicas, key label).

@@ -411,7 +411,7 @@ func TestEmptyFirstFetchWritesNothing(t *testing.T) {
 		}
 	})
 	synctest.Test(t, func(t *testing.T) {
-		h := start(t, Job{AllowEmpty: true}, Options{})
+		h := start(t, Job{TargetOptions: targets.JobOptions{AllowEmpty: true}}, Options{})
 		h.prov.set(0)
 		h.members("a", "b")
 		if calls, counts := h.out.snapshot(); calls != 1 || len(counts) != 2 {

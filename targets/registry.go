@@ -19,6 +19,10 @@ import (
 var (
 	// ErrUnknownJob means no provider is registered under a job name.
 	ErrUnknownJob = errors.New("targets: unknown job")
+	// ErrSuddenDrop means a provider's targets dropped by more than
+	// JobOptions.MaxDrop twice in a row with different answers: the
+	// source looks caught mid-change, and the last good targets stay.
+	ErrSuddenDrop = errors.New("targets: sudden drop not confirmed")
 	// ErrEmpty means a provider returned no targets and the job does not
 	// allow that ([JobOptions.AllowEmpty]): the last good targets stay, and
 	// before any good answer there are none to write.
@@ -46,6 +50,35 @@ type JobOptions struct {
 	// good targets stay, and a first answer that is empty is an error, so
 	// that no collector's file is emptied by accident.
 	AllowEmpty bool
+	// MaxDrop is the fraction of the last good targets that may disappear
+	// in one fetch without a second read to confirm it; default
+	// [DefaultMaxDrop], 1 turns the check off. A larger drop is read again
+	// after ConfirmDelay (default [DefaultConfirmDelay]): the same answer
+	// confirms it; an answer within MaxDrop of the last good one replaces
+	// it; another large drop is an error ([ErrSuddenDrop]) and the last good
+	// targets stay until the next fetch.
+	MaxDrop      float64
+	ConfirmDelay time.Duration
+}
+
+// Defaults of [JobOptions].
+const (
+	DefaultMaxDrop      = 0.5
+	DefaultConfirmDelay = 2 * time.Second
+)
+
+func (o JobOptions) maxDrop() float64 {
+	if o.MaxDrop <= 0 {
+		return DefaultMaxDrop
+	}
+	return o.MaxDrop
+}
+
+func (o JobOptions) confirmDelay() time.Duration {
+	if o.ConfirmDelay <= 0 {
+		return DefaultConfirmDelay
+	}
+	return o.ConfirmDelay
 }
 
 // Result is what [Registry.Targets] returns for a job.
@@ -124,6 +157,10 @@ func (r *Registry) Register(name string, p Provider, opts JobOptions) error {
 	if p == nil {
 		return fmt.Errorf("targets: Register job %q: nil provider", name)
 	}
+	if opts.MaxDrop < 0 || opts.MaxDrop > 1 || opts.ConfirmDelay < 0 {
+		return fmt.Errorf("targets: Register job %q: JobOptions.MaxDrop %v (want 0 to 1) or ConfirmDelay %v (want ≥ 0)",
+			name, opts.MaxDrop, opts.ConfirmDelay)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.jobs[name]; ok {
@@ -171,24 +208,32 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	start := time.Now()
-	fctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
-	groups, err := j.p.Targets(fctx)
-	cancel()
-	r.m.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
-	if err == nil && fctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-		err = fmt.Errorf("timed out after %v", r.opts.Timeout)
-	}
-	var valid []*targetgroup.Group
-	var invalid []*GroupError
-	if err == nil {
-		valid, invalid = Validate(name, groups)
-		if (Result{Groups: valid}).Targets() == 0 && !j.opts.AllowEmpty {
-			err = ErrEmpty
-			if len(invalid) > 0 {
-				err = fmt.Errorf("%w (%d groups invalid, first: %v)", ErrEmpty, len(invalid), invalid[0])
+	valid, invalid, err := r.fetch(ctx, j)
+	if n, last := (Result{Groups: valid}).Targets(), j.last.Targets(); err == nil && last > 0 && n < last &&
+		float64(last-n) > j.opts.maxDrop()*float64(last) {
+		// A sudden large drop is often a source caught mid-write (a YAML
+		// file truncated while it is rewritten is still valid YAML): read
+		// again after a pause, and believe the drop only if it stays.
+		r.opts.Logger.Warn("targets dropped suddenly; reading again to confirm", "job", name, "from", last, "to", n,
+			"max_drop", j.opts.maxDrop(), "in", j.opts.confirmDelay())
+		t := time.NewTimer(j.opts.confirmDelay())
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-t.C:
+			v2, inv2, err2 := r.fetch(ctx, j)
+			n2 := (Result{Groups: v2}).Targets()
+			switch {
+			case err2 != nil:
+				err = err2
+			case n2 == n:
+				r.opts.Logger.Warn("sudden drop of targets confirmed by a second read", "job", name, "from", last, "to", n)
+			case float64(last-n2) > j.opts.maxDrop()*float64(last):
+				err = fmt.Errorf("%w: from %d to %d, then %d targets", ErrSuddenDrop, last, n, n2)
 			}
+			valid, invalid = v2, inv2
 		}
+		t.Stop()
 	}
 	if err != nil {
 		r.m.errors.WithLabelValues(name).Inc()
@@ -206,6 +251,30 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 	r.m.lastSuccess.WithLabelValues(name).Set(float64(j.last.Fetched.UnixNano()) / 1e9)
 	r.m.stale.WithLabelValues(name).Set(0)
 	return j.last, nil
+}
+
+// fetch reads a job's provider once, within the timeout, and validates what
+// it returned. An empty answer is an error unless the job allows it.
+func (r *Registry) fetch(ctx context.Context, j *job) (valid []*targetgroup.Group, invalid []*GroupError, err error) {
+	start := time.Now()
+	fctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	groups, err := j.p.Targets(fctx)
+	cancel()
+	r.m.duration.WithLabelValues(j.name).Observe(time.Since(start).Seconds())
+	if err == nil && fctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		err = fmt.Errorf("timed out after %v", r.opts.Timeout)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	valid, invalid = Validate(j.name, groups)
+	if (Result{Groups: valid}).Targets() == 0 && !j.opts.AllowEmpty {
+		err = ErrEmpty
+		if len(invalid) > 0 {
+			err = fmt.Errorf("%w (%d groups invalid, first: %v)", ErrEmpty, len(invalid), invalid[0])
+		}
+	}
+	return valid, invalid, err
 }
 
 // Last returns a job's last good result without fetching.

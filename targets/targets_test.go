@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -379,4 +381,58 @@ func TestHTTPProvider(t *testing.T) {
 			t.Errorf("URL %q: %v", u, err)
 		}
 	}
+}
+
+// A sudden large drop is read again: a truncated source that recovers
+// loses nothing, a drop that stays is believed, and a source that keeps
+// changing keeps the last good targets.
+func TestRegistrySuddenDrop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var answers []int
+		p := Func(func(context.Context) ([]*targetgroup.Group, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			n := answers[0]
+			if len(answers) > 1 {
+				answers = answers[1:]
+			}
+			g := &targetgroup.Group{Source: "f"}
+			for i := range n {
+				g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d:1", i))})
+			}
+			return []*targetgroup.Group{g}, nil
+		})
+		ctx := context.Background()
+		for _, tc := range []struct {
+			answers []int
+			want    int
+			err     error
+			took    time.Duration
+		}{
+			{[]int{20, 5, 20}, 20, nil, DefaultConfirmDelay}, // truncated mid-write, then whole again
+			{[]int{20, 5, 5}, 5, nil, DefaultConfirmDelay},   // a real drop, confirmed
+			{[]int{20, 5, 3}, 20, ErrSuddenDrop, DefaultConfirmDelay},
+			{[]int{20, 12}, 12, nil, 0}, // within MaxDrop: no second read
+		} {
+			r, _ := newReg(t, RegistryOptions{})
+			_ = r.Register("j", p, JobOptions{})
+			mu.Lock()
+			answers = tc.answers
+			mu.Unlock()
+			if res, err := r.Targets(ctx, "j"); err != nil || res.Targets() != 20 {
+				t.Fatalf("%v: first fetch %d %v", tc.answers, res.Targets(), err)
+			}
+			start := time.Now()
+			res, err := r.Targets(ctx, "j")
+			if res.Targets() != tc.want || !errors.Is(err, tc.err) || time.Since(start) != tc.took {
+				t.Fatalf("%v: got %d targets, %v after %v; want %d, %v after %v", tc.answers, res.Targets(), err,
+					time.Since(start), tc.want, tc.err, tc.took)
+			}
+		}
+		r, _ := newReg(t, RegistryOptions{})
+		if err := r.Register("j", p, JobOptions{MaxDrop: 1.5}); err == nil {
+			t.Fatal("MaxDrop 1.5 accepted")
+		}
+	})
 }
