@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -29,6 +30,10 @@ const (
 	DefaultBackoffMin  = 100 * time.Millisecond
 	DefaultBackoffMax  = 30 * time.Second
 	DefaultWeightMeta  = "weight"
+	// DefaultSettle is how long a joining member must pass before it is
+	// reported: long enough to absorb a flapping check, short next to the
+	// time a returning collector needs anyway to load its targets.
+	DefaultSettle = 5 * time.Second
 )
 
 // ConsulOptions configures a [ConsulWatcher]. Zero values get the documented
@@ -55,9 +60,11 @@ type ConsulOptions struct {
 	// doubles with every consecutive error, with up to 50% random jitter.
 	// Defaults [DefaultBackoffMin] and [DefaultBackoffMax].
 	BackoffMin, BackoffMax time.Duration
-	// Settle, when positive, collapses a burst of changes into one report:
-	// after the first change the watcher waits Settle for more, then reports
-	// the set as it is then.
+	// Settle damps flapping: a member that joins, or comes back, is
+	// reported only once it has passed its check for Settle without a break;
+	// a member that stops passing is reported at once, so failover is never
+	// delayed. Zero means [DefaultSettle]; a negative value turns damping
+	// off. The first answer is reported as it is.
 	Settle time.Duration
 	// WeightMeta is the service metadata key holding a member's weight.
 	// Default [DefaultWeightMeta]; "-" disables weights.
@@ -73,7 +80,7 @@ func (o *ConsulOptions) setDefaults() error {
 		return errors.New("watch: ConsulOptions.Service is empty")
 	}
 	for name, d := range map[string]time.Duration{"WaitTime": o.WaitTime, "MinInterval": o.MinInterval,
-		"BackoffMin": o.BackoffMin, "BackoffMax": o.BackoffMax, "Settle": o.Settle} {
+		"BackoffMin": o.BackoffMin, "BackoffMax": o.BackoffMax} {
 		if d < 0 {
 			return fmt.Errorf("watch: ConsulOptions.%s %v: must not be negative", name, d)
 		}
@@ -82,6 +89,7 @@ func (o *ConsulOptions) setDefaults() error {
 	o.MinInterval = cmp.Or(o.MinInterval, DefaultMinInterval)
 	o.BackoffMin = cmp.Or(o.BackoffMin, DefaultBackoffMin)
 	o.BackoffMax = cmp.Or(o.BackoffMax, DefaultBackoffMax)
+	o.Settle = cmp.Or(o.Settle, DefaultSettle)
 	if o.BackoffMax < o.BackoffMin {
 		return fmt.Errorf("watch: ConsulOptions.BackoffMax %v: less than BackoffMin %v", o.BackoffMax, o.BackoffMin)
 	}
@@ -159,8 +167,8 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 		errs      int
 		reported  []Member
 		first     = true
-		hasPend   bool
-		settleAt  time.Time
+		joinAt    time.Time                // when the next pending member may join
+		since     = map[string]time.Time{} // since when each member passes without a break
 		lastStart time.Time
 	)
 	for {
@@ -171,8 +179,8 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 			}
 		}
 		waitTime := w.opts.WaitTime
-		if hasPend {
-			waitTime = max(time.Until(settleAt), time.Millisecond)
+		if !joinAt.IsZero() {
+			waitTime = max(time.Until(joinAt), time.Millisecond)
 		}
 		lastStart = time.Now()
 		entries, meta, err := w.query(ctx, index, waitTime)
@@ -212,21 +220,10 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 		w.m.lastSuccess.Set(float64(now.UnixNano()) / 1e9)
 		w.setState(func(s *State) { s.LastSuccess, s.LastError, s.ConsecutiveErrors, s.LastIndex = now, nil, 0, index })
 
-		set := w.members(entries)
-		if !first && w.opts.Settle > 0 {
-			if !hasPend {
-				if Equal(set, reported) {
-					continue // an index bump with the same healthy set
-				}
-				hasPend, settleAt = true, now.Add(w.opts.Settle)
-			}
-			if now.Before(settleAt) {
-				continue // the set as it is when the window closes is reported
-			}
-			hasPend = false
-		}
+		var set []Member
+		set, joinAt = w.damp(w.members(entries), reported, since, now, first)
 		if !first && Equal(set, reported) {
-			continue
+			continue // an index bump with the same healthy set, or a join still pending
 		}
 		first = false
 		reported = set
@@ -240,6 +237,38 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 			return nil
 		}
 	}
+}
+
+// damp applies Settle to the passing members all: a member that was
+// reported stays while it passes, and leaves at once when it does not; a
+// member that joins, or comes back, is reported only once it has passed for
+// Settle without a break, so a flapping member never joins and one that is
+// down half the time never looks healthy. since holds the start of each
+// member's unbroken run. The first answer is reported as it is. next is
+// when the next pending member may join (zero when none is pending).
+func (w *ConsulWatcher) damp(all, reported []Member, since map[string]time.Time, now time.Time, first bool) (set []Member, next time.Time) {
+	seen := make(map[string]bool, len(all))
+	for _, m := range all {
+		seen[m.ID] = true
+		if _, ok := since[m.ID]; !ok {
+			since[m.ID] = now
+		}
+	}
+	maps.DeleteFunc(since, func(id string, _ time.Time) bool { return !seen[id] })
+	if first || w.opts.Settle <= 0 {
+		return all, time.Time{}
+	}
+	set = make([]Member, 0, len(all))
+	for _, m := range all {
+		at := since[m.ID].Add(w.opts.Settle)
+		switch {
+		case !now.Before(at) || slices.ContainsFunc(reported, func(r Member) bool { return r.ID == m.ID }):
+			set = append(set, m)
+		case next.IsZero() || at.Before(next):
+			next = at
+		}
+	}
+	return set, next
 }
 
 func (w *ConsulWatcher) setState(f func(*State)) {

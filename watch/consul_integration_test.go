@@ -103,6 +103,7 @@ func TestConsulWatcherWithRealAgent(t *testing.T) {
 	w, err := watch.NewConsulWatcher(client.Health(), watch.ConsulOptions{
 		Service: "prometheus-collector", Tags: []string{"shard"}, WaitTime: 10 * time.Second,
 		BackoffMin: 100 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
+		Settle: 500 * time.Millisecond, // a returning collector joins after passing for 0.5 s
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {

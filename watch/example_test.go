@@ -51,7 +51,7 @@ func ExampleNewConsulWatcher() {
 	}
 	w, err := watch.NewConsulWatcher(client.Health(), watch.ConsulOptions{
 		Service: "prometheus-collector",
-		Settle:  2 * time.Second, // one report for a rolling restart
+		Settle:  10 * time.Second, // a returning collector must pass 10 s before it gets targets
 	})
 	if err != nil {
 		log.Fatal(err)

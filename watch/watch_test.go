@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -160,7 +161,7 @@ func wantIDs(t *testing.T, ms []Member, want ...string) {
 
 func fastOpts() ConsulOptions {
 	return ConsulOptions{Service: "prom", WaitTime: 2 * time.Second, MinInterval: time.Millisecond,
-		BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond}
+		BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond, Settle: -1}
 }
 
 func TestWatcherReportsOnlyChanges(t *testing.T) {
@@ -284,25 +285,99 @@ func TestWatcherRecoversWithoutAChange(t *testing.T) {
 	noReport(t, ch, 50*time.Millisecond)
 }
 
-func TestWatcherSettleCollapsesBurst(t *testing.T) {
-	f, hc := startFake(t)
-	f.set(10, "a", "b", "c")
-	o := fastOpts()
-	o.Settle = 400 * time.Millisecond
-	w, _ := NewConsulWatcher(hc, o)
-	ch, _ := run(t, w)
-	wantIDs(t, next(t, ch, 2*time.Second), "a", "b", "c")
-	start := time.Now()
-	f.set(11, "b", "c")
-	time.Sleep(50 * time.Millisecond)
-	f.set(12, "a", "c")
-	time.Sleep(50 * time.Millisecond)
-	f.set(13, "a", "b", "c", "d")
-	wantIDs(t, next(t, ch, 3*time.Second), "a", "b", "c", "d")
-	if el := time.Since(start); el < o.Settle {
-		t.Fatalf("reported after %v, before the settle window %v", el, o.Settle)
+// memHealth is Consul's health endpoint in memory, for synctest: a query
+// on the current index blocks until a change or its wait time.
+type memHealth struct {
+	mu      sync.Mutex
+	index   uint64
+	ids     []string
+	changed chan struct{}
+}
+
+func (h *memHealth) set(ids ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.index++
+	h.ids = ids
+	if h.changed != nil {
+		close(h.changed)
 	}
-	noReport(t, ch, 600*time.Millisecond)
+	h.changed = make(chan struct{})
+}
+
+func (h *memHealth) ServiceMultipleTags(_ string, _ []string, _ bool, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+	h.mu.Lock()
+	ch, idx := h.changed, h.index
+	h.mu.Unlock()
+	if q.WaitIndex == idx {
+		t := time.NewTimer(q.WaitTime)
+		defer t.Stop()
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-q.Context().Done():
+			return nil, nil, q.Context().Err()
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*api.ServiceEntry
+	for _, id := range h.ids {
+		out = append(out, &api.ServiceEntry{Node: &api.Node{Node: "n1"}, Service: &api.AgentService{ID: id, Service: "prom", Port: 9090}})
+	}
+	return out, &api.QueryMeta{LastIndex: h.index}, nil
+}
+
+// Settle damps joins, never leaves: a member that flaps never joins, a
+// member that leaves is reported at once, and one that passes for the whole
+// window joins exactly when it ends.
+func TestWatcherSettleDampsJoinsNotLeaves(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &memHealth{}
+		h.set("a", "b")
+		w, err := NewConsulWatcher(h, ConsulOptions{Service: "prom", Settle: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		out := make(chan []Member, 100)
+		done := make(chan error)
+		go func() { done <- w.Run(ctx, out) }()
+		synctest.Wait()
+		wantIDs(t, <-out, "a", "b") // the first answer at once
+		// c flaps every 500 ms for a minute: it never joins, nothing is reported.
+		for range 60 {
+			h.set("a", "b", "c")
+			time.Sleep(500 * time.Millisecond)
+			h.set("a", "b")
+			time.Sleep(500 * time.Millisecond)
+		}
+		synctest.Wait()
+		if len(out) != 0 {
+			t.Fatalf("%d reports while a member flapped, want 0", len(out))
+		}
+		// c passes for good: it joins exactly Settle later.
+		start := time.Now()
+		h.set("a", "b", "c")
+		synctest.Wait()
+		ms := <-out
+		wantIDs(t, ms, "a", "b", "c")
+		if el := time.Since(start); el != 2*time.Second {
+			t.Fatalf("joined after %v, want exactly the 2s window", el)
+		}
+		// a leaves: reported at once.
+		start = time.Now()
+		h.set("b", "c")
+		synctest.Wait()
+		wantIDs(t, <-out, "b", "c")
+		if el := time.Since(start); el >= 200*time.Millisecond {
+			t.Fatalf("a leave was reported after %v", el)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestConsulOptionsErrors(t *testing.T) {
