@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -160,7 +161,8 @@ func (w *ConsulWatcher) State() State {
 // Run queries Consul until ctx is done and sends the member set on out each
 // time it changes, starting with the first answer. Errors are logged,
 // counted and retried with backoff; the last reported set stands meanwhile.
-// Run returns nil when ctx is done.
+// Run returns nil when ctx is done, and an error only when Consul refuses
+// the token (401 or 403) before the first answer: retrying cannot fix that.
 func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 	var (
 		index     uint64
@@ -189,6 +191,11 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 		}
 		w.m.queries.Inc()
 		w.m.duration.Observe(time.Since(lastStart).Seconds())
+		if err != nil && first && permanent(err) {
+			// A wrong token or a missing ACL before any answer is a
+			// mistake that retrying cannot fix: say so at once.
+			return fmt.Errorf("%w (check the Consul token and its ACL policy)", err)
+		}
 		if err != nil {
 			errs++
 			w.m.errors.Inc()
@@ -297,6 +304,13 @@ func (w *ConsulWatcher) query(ctx context.Context, index uint64, wait time.Durat
 		return nil, nil, fmt.Errorf("consul health query for service %q: no query metadata", w.opts.Service)
 	}
 	return entries, meta, nil
+}
+
+// permanent reports whether a query error is one that retrying cannot fix:
+// Consul refused the token (401, 403, "ACL not found").
+func permanent(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden)
 }
 
 // nextIndex applies Consul's rules to the index a query returned: an index

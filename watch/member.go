@@ -37,7 +37,8 @@ func (m Member) HostPort() string { return net.JoinHostPort(m.Address, strconv.I
 
 // Source reports the healthy member set. Run sends a full, sorted set on out
 // each time it changes (the first set included) and returns nil when ctx is
-// done. It never closes out.
+// done, or an error when it fails for good (a retry cannot mend it). It
+// never closes out.
 type Source interface {
 	Run(ctx context.Context, out chan<- []Member) error
 }

@@ -549,3 +549,24 @@ func TestSameServiceIDOnTwoNodes(t *testing.T) {
 		t.Fatalf("addresses %+v", ms)
 	}
 }
+
+// A refused token before the first answer ends Run at once with the
+// reason; after a good answer the same error is retried like any outage.
+func TestWatcherPermanentErrors(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "ACL not found", http.StatusForbidden)
+	}))
+	defer srv.Close()
+	c, err := NewConsulClient(&api.Config{Address: srv.URL}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := NewConsulWatcher(c.Health(), fastOpts())
+	err = w.Run(context.Background(), make(chan []Member))
+	if err == nil || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "token") {
+		t.Fatalf("Run returned %v, want the 403 at once", err)
+	}
+	if !permanent(api.StatusError{Code: 401}) || permanent(api.StatusError{Code: 500}) || permanent(errors.New("x")) {
+		t.Fatal("permanent() classifies wrongly")
+	}
+}

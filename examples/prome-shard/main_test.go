@@ -216,6 +216,19 @@ func TestExitCodes(t *testing.T) {
 			t.Fatalf("exit %d, stderr %q; want 1: no healthy collectors", code, stderr)
 		}
 	})
+	t.Run("consul refuses the token", func(t *testing.T) {
+		consul := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "ACL not found", http.StatusForbidden)
+		}))
+		defer consul.Close()
+		body := fmt.Sprintf("consul: {address: %q}\n", strings.TrimPrefix(consul.URL, "http://")) +
+			strings.Replace(okJob, "static: [{id: a, address: 127.0.0.1, port: 9091}, {id: b, address: 127.0.0.1, port: 9092}]", "consul_service: prom", 1)
+		start := time.Now()
+		code, _, stderr := runCmd("-config", writeConfig(t, body), "-once")
+		if code != 1 || !strings.Contains(stderr, "403") || time.Since(start) > 10*time.Second {
+			t.Fatalf("exit %d after %v, stderr %q; want 1 at once naming the 403", code, time.Since(start), stderr)
+		}
+	})
 	for name, tc := range map[string]struct {
 		args []string
 		want string
