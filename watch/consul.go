@@ -303,6 +303,12 @@ func (w *ConsulWatcher) query(ctx context.Context, index uint64, wait time.Durat
 	if meta == nil {
 		return nil, nil, fmt.Errorf("consul health query for service %q: no query metadata", w.opts.Service)
 	}
+	if meta.ResultsFilteredByACLs && len(entries) == 0 {
+		// Not "no healthy collectors": the token may not read them. The
+		// last member set stands, as in an outage.
+		return nil, nil, fmt.Errorf("consul health query for service %q: every result was filtered by ACLs "+
+			"(the token needs service:read and node:read)", w.opts.Service)
+	}
 	return entries, meta, nil
 }
 

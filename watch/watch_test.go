@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -568,5 +569,35 @@ func TestWatcherPermanentErrors(t *testing.T) {
 	}
 	if !permanent(api.StatusError{Code: 401}) || permanent(api.StatusError{Code: 500}) || permanent(errors.New("x")) {
 		t.Fatal("permanent() classifies wrongly")
+	}
+}
+
+// An answer emptied by ACL filtering is an error (the last set stands),
+// not an empty member set.
+func TestWatcherACLFilteredAnswer(t *testing.T) {
+	var filtered atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Consul-Index", "5")
+		w.Header().Set("X-Consul-LastContact", "0") // Consul always sends it; the client parses headers after it
+		if filtered.Load() {
+			w.Header().Set("X-Consul-Index", "6")
+			w.Header().Set("X-Consul-Results-Filtered-By-ACLs", "true")
+			_, _ = w.Write([]byte("[]"))
+			return
+		}
+		if r.URL.Query().Get("index") == "5" {
+			time.Sleep(20 * time.Millisecond)
+		}
+		_, _ = w.Write([]byte(`[{"Node": {"Node": "n1"}, "Service": {"ID": "a", "Service": "prom", "Address": "10.0.0.1", "Port": 9090}}]`))
+	}))
+	defer srv.Close()
+	c, _ := NewConsulClient(&api.Config{Address: srv.URL}, time.Second)
+	w, _ := NewConsulWatcher(c.Health(), fastOpts())
+	ch, _ := run(t, w)
+	wantIDs(t, next(t, ch, 2*time.Second), "a")
+	filtered.Store(true)
+	noReport(t, ch, 300*time.Millisecond)
+	if s := w.State(); s.LastError == nil || !strings.Contains(s.LastError.Error(), "filtered by ACLs") || len(s.Members) != 1 {
+		t.Fatalf("state %+v, want the ACL error and the last set kept", s)
 	}
 }
