@@ -17,7 +17,6 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
@@ -36,7 +35,9 @@ const DefaultTemplate = "{{.ID}}.json"
 
 // DirOptions configures a [Dir].
 type DirOptions struct {
-	// Dir is the directory the files go to. Required; it must exist.
+	// Dir is the directory the files go to. Required; it must exist. Give
+	// each Dir a directory of its own: a Dir removes the files it wrote
+	// earlier (under any template) that it does not write now.
 	Dir string
 	// Template names a collector's file: a text/template over a value with
 	// the field ID (the collector ID). Default [DefaultTemplate]. The name
@@ -81,7 +82,7 @@ type SyncResult struct {
 
 // Changed returns the collectors whose Prometheus sees new content.
 func (r SyncResult) Changed() []string {
-	return slices.Sorted(slices.Values(append(slices.Clone(r.Written), r.Removed...)))
+	return slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(r.Written), r.Removed...))))
 }
 
 // NewDir validates opts and registers the writer's metrics. It reads
@@ -101,7 +102,7 @@ func NewDir(opts DirOptions) (*Dir, error) {
 		return nil, fmt.Errorf("filesd: DirOptions.Template %q: %w", opts.Template, err)
 	}
 	d := &Dir{opts: opts, tmpl: tmpl,
-		manifest: filepath.Join(opts.Dir, fmt.Sprintf(".promshard-owned-%016x", xxhash.Sum64String(opts.Template)))}
+		manifest: filepath.Join(opts.Dir, manifestName)}
 	a, err := d.render("a")
 	if err != nil {
 		return nil, err
@@ -320,18 +321,34 @@ func mustEmpty(f Format) []byte {
 	return b
 }
 
-// readManifest returns the files this template wrote before: name → ID.
+// manifestName is the file in which a Dir records the files it wrote. It
+// is one per directory, whatever the template, so that a changed template
+// removes the files the old one wrote: give each Dir a directory of its
+// own.
+const manifestName = ".promshard-owned"
+
+// legacyManifests matches the per-template manifests of earlier versions,
+// read once and merged so that their files are cleaned up too.
+const legacyManifests = ".promshard-owned-*"
+
+// readManifest returns the files this directory's Dir wrote before: name →
+// ID.
 func (d *Dir) readManifest() (map[string]string, error) {
 	owned := map[string]string{}
-	b, err := os.ReadFile(d.manifest)
-	if errors.Is(err, fs.ErrNotExist) {
-		return owned, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("filesd: read manifest: %w", err)
-	}
-	if err := json.Unmarshal(b, &owned); err != nil {
-		return nil, fmt.Errorf("filesd: manifest %s is corrupt (remove it to start over): %w", d.manifest, err)
+	legacy, _ := filepath.Glob(filepath.Join(d.opts.Dir, legacyManifests))
+	for _, p := range append(legacy, d.manifest) {
+		b, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("filesd: read manifest: %w", err)
+		}
+		m := map[string]string{}
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("filesd: manifest %s is corrupt (remove it to start over): %w", p, err)
+		}
+		maps.Copy(owned, m)
 	}
 	for name := range owned {
 		// Never act on a name that would leave the directory.
@@ -342,6 +359,8 @@ func (d *Dir) readManifest() (map[string]string, error) {
 	return owned, nil
 }
 
+// writeManifest records the owned files, then drops the legacy manifests
+// whose entries it now holds.
 func (d *Dir) writeManifest(owned map[string]string) error {
 	b, err := json.Marshal(owned)
 	if err != nil {
@@ -349,6 +368,10 @@ func (d *Dir) writeManifest(owned map[string]string) error {
 	}
 	if _, err := writeBytes(d.manifest, b, 0o644); err != nil {
 		return err
+	}
+	legacy, _ := filepath.Glob(filepath.Join(d.opts.Dir, legacyManifests))
+	for _, p := range legacy {
+		_ = os.Remove(p)
 	}
 	return nil
 }

@@ -102,3 +102,29 @@ func TestDirRejectsNameCollisions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A changed template removes the files the old one wrote, including those
+// recorded by the per-template manifests of earlier versions.
+func TestDirChangedTemplateRemovesOldFiles(t *testing.T) {
+	dir := t.TempDir()
+	old, _ := NewDir(DirOptions{Dir: dir, Template: "old-{{.ID}}.json"})
+	if _, err := old.Sync(map[string][]*targetgroup.Group{"a": sample()}); err != nil {
+		t.Fatal(err)
+	}
+	// An earlier version's manifest, for a file of yet another template.
+	os.WriteFile(filepath.Join(dir, "older-a.json"), []byte("[]"), 0o644)
+	os.WriteFile(filepath.Join(dir, ".promshard-owned-00000000deadbeef"), []byte(`{"older-a.json": "a"}`), 0o644)
+	d, _ := NewDir(DirOptions{Dir: dir, Template: "{{.ID}}.json"})
+	res, err := d.Sync(map[string][]*targetgroup.Group{"a": sample()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{".promshard-owned", "a.json"}) || !slices.Equal(res.Removed, []string{"a", "a"}) {
+		t.Fatalf("directory holds %v after the template changed (removed %v), want only the new file", names, res.Removed)
+	}
+}
