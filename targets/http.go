@@ -58,6 +58,9 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	return &HTTP{opts: opts}, nil
 }
 
+// Timeout is HTTPOptions.Timeout: a [Registry] lets a fetch run that long.
+func (h *HTTP) Timeout() time.Duration { return h.opts.Timeout }
+
 // Targets fetches and parses the endpoint's answer.
 func (h *HTTP) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)

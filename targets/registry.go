@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,7 +35,9 @@ const DefaultTimeout = 30 * time.Second
 
 // RegistryOptions configures a [Registry].
 type RegistryOptions struct {
-	// Timeout bounds one fetch; zero means [DefaultTimeout].
+	// Timeout bounds one fetch; zero means [DefaultTimeout]. A provider
+	// with a longer timeout of its own (an [HTTP] provider's
+	// HTTPOptions.Timeout) gets that.
 	Timeout time.Duration
 	// Logger receives fetch errors and invalid groups; nil discards.
 	Logger *slog.Logger
@@ -253,16 +256,24 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 	return j.last, nil
 }
 
+// timeouter is a provider with a timeout of its own (an HTTP fetch): a
+// fetch may take that long even when it exceeds RegistryOptions.Timeout.
+type timeouter interface{ Timeout() time.Duration }
+
 // fetch reads a job's provider once, within the timeout, and validates what
 // it returned. An empty answer is an error unless the job allows it.
 func (r *Registry) fetch(ctx context.Context, j *job) (valid []*targetgroup.Group, invalid []*GroupError, err error) {
 	start := time.Now()
-	fctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	timeout := r.opts.Timeout
+	if tp, ok := j.p.(timeouter); ok {
+		timeout = max(timeout, tp.Timeout())
+	}
+	fctx, cancel := context.WithTimeout(ctx, timeout)
 	groups, err := j.p.Targets(fctx)
 	cancel()
 	r.m.duration.WithLabelValues(j.name).Observe(time.Since(start).Seconds())
-	if err == nil && fctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-		err = fmt.Errorf("timed out after %v", r.opts.Timeout)
+	if fctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		err = fmt.Errorf("timed out after %v (%v)", timeout, cmp.Or(err, error(context.DeadlineExceeded)))
 	}
 	if err != nil {
 		return nil, nil, err

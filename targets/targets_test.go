@@ -436,3 +436,32 @@ func TestRegistrySuddenDrop(t *testing.T) {
 		}
 	})
 }
+
+// slowProvider answers after a delay and has a timeout of its own.
+type slowProvider struct{ delay, timeout time.Duration }
+
+func (p slowProvider) Timeout() time.Duration { return p.timeout }
+
+func (p slowProvider) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
+	select {
+	case <-time.After(p.delay):
+		return []*targetgroup.Group{group("s", "h:1")}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// A provider's own longer timeout is honoured, not cut to the registry's.
+func TestRegistryHonoursProviderTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, _ := newReg(t, RegistryOptions{Timeout: 30 * time.Second})
+		_ = r.Register("slow-but-allowed", slowProvider{45 * time.Second, time.Minute}, JobOptions{})
+		_ = r.Register("too-slow", slowProvider{45 * time.Second, 0}, JobOptions{})
+		if res, err := r.Targets(context.Background(), "slow-but-allowed"); err != nil || res.Targets() != 1 {
+			t.Fatalf("a 45s fetch under a 1m provider timeout: %v", err)
+		}
+		if _, err := r.Targets(context.Background(), "too-slow"); err == nil || !strings.Contains(err.Error(), "30s") {
+			t.Fatalf("a 45s fetch under the registry's 30s: %v", err)
+		}
+	})
+}
