@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+
 	"github.com/promshard/promshard/internal/backoff"
 )
 
@@ -32,6 +34,15 @@ type RegistrarOptions struct {
 	// DeregisterTimeout bounds the deregistration when Run ends; default
 	// [DefaultDeregisterTimeout].
 	DeregisterTimeout time.Duration
+	// InitialWait bounds the wait for the checks to pass after the first
+	// registration; default two check intervals plus a check timeout of the
+	// slowest registration's check (every collector that is up has passed
+	// by then).
+	InitialWait time.Duration
+	// Health, when set, is where WaitPassing looks for passing checks: the
+	// health endpoint that watchers read. Without it, the agent's own view,
+	// which runs ahead of the catalog by the agent's sync.
+	Health HealthClient
 	// Logger receives registrations and failures; nil discards them.
 	Logger *slog.Logger
 }
@@ -45,6 +56,9 @@ type Registrar struct {
 	agent AgentClient
 	regs  []Registration
 	opts  RegistrarOptions
+
+	ready     chan struct{}
+	readyOnce sync.Once
 
 	mu   sync.Mutex
 	done map[string]bool // service IDs registered by this Registrar
@@ -66,7 +80,7 @@ func NewRegistrar(agent AgentClient, regs []Registration, opts RegistrarOptions)
 		seen[r.ServiceID()] = true
 	}
 	for name, d := range map[string]time.Duration{"Interval": opts.Interval, "BackoffMin": opts.BackoffMin,
-		"BackoffMax": opts.BackoffMax, "DeregisterTimeout": opts.DeregisterTimeout} {
+		"BackoffMax": opts.BackoffMax, "DeregisterTimeout": opts.DeregisterTimeout, "InitialWait": opts.InitialWait} {
 		if d < 0 {
 			return nil, fmt.Errorf("watch: RegistrarOptions.%s %v: must not be negative", name, d)
 		}
@@ -75,10 +89,16 @@ func NewRegistrar(agent AgentClient, regs []Registration, opts RegistrarOptions)
 	opts.BackoffMin = cmp.Or(opts.BackoffMin, DefaultBackoffMin)
 	opts.BackoffMax = cmp.Or(opts.BackoffMax, DefaultBackoffMax)
 	opts.DeregisterTimeout = cmp.Or(opts.DeregisterTimeout, DefaultDeregisterTimeout)
+	if opts.InitialWait == 0 {
+		for _, reg := range regs {
+			c := reg.Check
+			opts.InitialWait = max(opts.InitialWait, 2*cmp.Or(c.Interval, DefaultCheckInterval)+cmp.Or(c.Timeout, DefaultCheckTimeout))
+		}
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Registrar{agent: agent, regs: slices.Clone(regs), opts: opts, done: map[string]bool{}}, nil
+	return &Registrar{agent: agent, regs: slices.Clone(regs), opts: opts, done: map[string]bool{}, ready: make(chan struct{})}, nil
 }
 
 // Register registers every collector once. It is idempotent; the first
@@ -98,6 +118,64 @@ func (r *Registrar) Register(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// WaitPassing waits until the health check of every collector passes, for
+// at most timeout (and ctx), polling the agent. A check starts critical, so
+// right after registering, the healthy set holds only the collectors whose
+// first check already ran: a sharder that reshards then gives everything to
+// them. Zero means RegistrarOptions.InitialWait. It returns the IDs still
+// not passing when the time is up (a collector that is really down), or
+// ctx's error.
+func (r *Registrar) WaitPassing(ctx context.Context, timeout time.Duration) ([]string, error) {
+	deadline := time.Now().Add(cmp.Or(timeout, r.opts.InitialWait))
+	for {
+		passing := r.passing(ctx)
+		var failing []string
+		for _, reg := range r.regs {
+			if !passing[reg.ServiceID()] {
+				failing = append(failing, reg.ServiceID())
+			}
+		}
+		if len(failing) == 0 || !time.Now().Before(deadline) {
+			return failing, nil
+		}
+		if !backoff.Sleep(ctx, min(200*time.Millisecond, time.Until(deadline))) {
+			return failing, ctx.Err()
+		}
+	}
+}
+
+// passing returns the service IDs whose checks pass: as the health
+// endpoint answers (what watchers see, once the agent synced its state to
+// the catalog) when RegistrarOptions.Health is set, else as the agent has
+// them.
+func (r *Registrar) passing(ctx context.Context) map[string]bool {
+	out := map[string]bool{}
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	if r.opts.Health == nil {
+		checks, _ := r.agent.ChecksWithFilterOpts("", q)
+		for _, reg := range r.regs {
+			if c := checks[reg.CheckID()]; c != nil && c.Status == api.HealthPassing {
+				out[reg.ServiceID()] = true
+			}
+		}
+		return out
+	}
+	services := map[string]bool{}
+	for _, reg := range r.regs {
+		if services[reg.Service] {
+			continue
+		}
+		services[reg.Service] = true
+		entries, _, _ := r.opts.Health.ServiceMultipleTags(reg.Service, nil, true, q)
+		for _, e := range entries {
+			if e != nil && e.Service != nil {
+				out[e.Service.ID] = true
+			}
+		}
+	}
+	return out
 }
 
 // Deregister removes every collector this Registrar registered. It tries
@@ -123,10 +201,25 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Ready is closed once Run has registered the collectors and their checks
+// passed (or InitialWait ran out), or Run ended: start resharding after it.
+// A nil Registrar (nothing to register) is ready at once.
+func (r *Registrar) Ready() <-chan struct{} {
+	if r == nil {
+		return closed
+	}
+	return r.ready
+}
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // Run keeps the collectors registered until ctx is done, then deregisters
 // them (with a fresh context bounded by DeregisterTimeout) and returns nil.
-// Failures are logged and retried; they never end Run.
+// After the first registration it waits for the checks to pass (at most
+// InitialWait) and closes Ready. Failures are logged and retried; they
+// never end Run.
 func (r *Registrar) Run(ctx context.Context) error {
+	defer r.readyOnce.Do(func() { close(r.ready) })
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.Background(), r.opts.DeregisterTimeout)
 		defer cancel()
@@ -146,6 +239,12 @@ func (r *Registrar) Run(ctx context.Context) error {
 			r.opts.Logger.Error("registering collectors in consul failed; retrying", "in", wait, "err", err)
 		} else {
 			fails = 0
+			r.readyOnce.Do(func() {
+				if failing, _ := r.WaitPassing(ctx, r.opts.InitialWait); len(failing) > 0 && ctx.Err() == nil {
+					r.opts.Logger.Warn("collectors whose check does not pass yet", "ids", failing, "after", r.opts.InitialWait)
+				}
+				close(r.ready)
+			})
 		}
 		if !backoff.Sleep(ctx, wait) {
 			return nil

@@ -18,6 +18,7 @@ type fakeAgent struct {
 	down         bool
 	registered   map[string]int
 	deregistered []string
+	passAt       map[string]time.Time
 }
 
 func (a *fakeAgent) ServiceRegisterOpts(s *api.AgentServiceRegistration, _ api.ServiceRegisterOpts) error {
@@ -39,6 +40,22 @@ func (a *fakeAgent) ServiceDeregisterOpts(id string, _ *api.QueryOptions) error 
 
 func (a *fakeAgent) UpdateTTLOpts(string, string, string, *api.QueryOptions) error { return nil }
 
+// ChecksWithFilterOpts reports a registered service's check passing once
+// passAt[id] has come (never when it is not set).
+func (a *fakeAgent) ChecksWithFilterOpts(string, *api.QueryOptions) (map[string]*api.AgentCheck, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string]*api.AgentCheck{}
+	for id := range a.registered {
+		st := api.HealthCritical
+		if at, ok := a.passAt[id]; ok && !time.Now().Before(at) {
+			st = api.HealthPassing
+		}
+		out["service:"+id] = &api.AgentCheck{CheckID: "service:" + id, Status: st}
+	}
+	return out, nil
+}
+
 func (a *fakeAgent) count(id string) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -47,7 +64,7 @@ func (a *fakeAgent) count(id string) int {
 
 func TestRegistrarKeepsRegisteredAndDeregisters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		agent := &fakeAgent{down: true, registered: map[string]int{}}
+		agent := &fakeAgent{down: true, registered: map[string]int{}, passAt: map[string]time.Time{"c1": {}, "c2": {}}}
 		regs := []Registration{{Service: "prom", ID: "c1", Address: "10.0.0.1", Port: 9090},
 			{Service: "prom", ID: "c2", Address: "10.0.0.2", Port: 9090}}
 		r, err := NewRegistrar(agent, regs, RegistrarOptions{Interval: time.Minute, BackoffMin: time.Second, BackoffMax: 4 * time.Second})
@@ -97,4 +114,44 @@ func TestRegistrarValidates(t *testing.T) {
 	if _, err := NewRegistrar(a, nil, RegistrarOptions{Interval: -1}); err == nil {
 		t.Error("a negative interval was accepted")
 	}
+}
+
+// Ready waits for the first checks to pass, so a sharder started after it
+// never reshards to the one collector whose check happened to run first;
+// a collector that stays down delays it by InitialWait at most.
+func TestRegistrarReadyAfterChecksPass(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		agent := &fakeAgent{registered: map[string]int{}, passAt: map[string]time.Time{
+			"c1": time.Now().Add(time.Second), "c2": time.Now().Add(3 * time.Second)}}
+		regs := []Registration{{Service: "prom", ID: "c1", Address: "10.0.0.1", Port: 9090},
+			{Service: "prom", ID: "c2", Address: "10.0.0.2", Port: 9090}, {Service: "prom", ID: "c3", Address: "10.0.0.3", Port: 9090}}
+		r, _ := NewRegistrar(agent, regs, RegistrarOptions{InitialWait: 10 * time.Second})
+		if failing, err := r.WaitPassing(context.Background(), 5*time.Second); err != nil || !slices.Equal(failing, []string{"c1", "c2", "c3"}) {
+			t.Fatalf("before registering: %v %v", failing, err) // nothing registered yet: none passes
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		start := time.Now()
+		go func() { done <- r.Run(ctx) }()
+		<-r.Ready()
+		if el := time.Since(start); el != 10*time.Second {
+			t.Fatalf("ready after %v, want the 10s bound (c3 never passes)", el)
+		}
+		cancel()
+		<-done
+	})
+	synctest.Test(t, func(t *testing.T) {
+		agent := &fakeAgent{registered: map[string]int{}, passAt: map[string]time.Time{"c1": time.Now().Add(3 * time.Second)}}
+		r, _ := NewRegistrar(agent, []Registration{{Service: "prom", ID: "c1", Address: "h", Port: 1}}, RegistrarOptions{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		start := time.Now()
+		go func() { done <- r.Run(ctx) }()
+		<-r.Ready()
+		if el := time.Since(start); el < 3*time.Second || el > 3200*time.Millisecond {
+			t.Fatalf("ready after %v, want right after the check passed at 3s", el)
+		}
+		cancel()
+		<-done
+	})
 }

@@ -49,6 +49,21 @@ func HTTPProbe(client *http.Client, path string) Probe {
 	}
 }
 
+// ProbeByName returns the probe a config names: "http" ([HTTPProbe] of
+// [DefaultCheckPath] with http.DefaultClient), "tcp" ([TCPProbe]), or nil
+// for "" and "none".
+func ProbeByName(name string) (Probe, error) {
+	switch name {
+	case "", "none":
+		return nil, nil
+	case "http":
+		return HTTPProbe(nil, ""), nil
+	case "tcp":
+		return TCPProbe(), nil
+	}
+	return nil, fmt.Errorf("watch: probe %q: want none, http or tcp", name)
+}
+
 // TCPProbe returns a probe that opens a TCP connection to the member.
 func TCPProbe() Probe {
 	return func(ctx context.Context, m Member) error {

@@ -65,7 +65,7 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 		}
 	}
 	if len(regs) > 0 && !f.DryRun {
-		opts := watch.RegistrarOptions{Interval: cfg.RefreshInterval.Duration, Logger: logger}
+		opts := watch.RegistrarOptions{Interval: cfg.RefreshInterval.Duration, Health: a.consul.Health(), Logger: logger}
 		if a.registrar, err = watch.NewRegistrar(a.consul.Agent(), regs, opts); err != nil {
 			return nil, fmt.Errorf("collectors.register: %w", err)
 		}
@@ -127,12 +127,9 @@ func (a *app) members(jc *JobConfig) (watch.Source, error) {
 		for _, m := range c.Static {
 			ms = append(ms, m.member())
 		}
-		var probe watch.Probe
-		switch c.Probe {
-		case "http":
-			probe = watch.HTTPProbe(&http.Client{}, "")
-		case "tcp":
-			probe = watch.TCPProbe()
+		probe, err := watch.ProbeByName(c.Probe)
+		if err != nil {
+			return nil, err
 		}
 		return watch.NewStatic(watch.StaticOptions{Name: jc.Name, Members: ms, Probe: probe,
 			Interval: c.ProbeInterval.Duration, Logger: a.log, Registerer: a.reg})
@@ -187,6 +184,7 @@ func (a *app) once(ctx context.Context, w io.Writer) error {
 		if err := a.registrar.Register(ctx); err != nil {
 			return err
 		}
+		_, _ = a.registrar.WaitPassing(ctx, 0) // checks start critical
 	}
 	reports, err := a.sharder.Once(ctx, nil)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

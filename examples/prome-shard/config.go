@@ -236,7 +236,6 @@ func (j *JobConfig) check(at string) error {
 		path, v string
 		allowed []string
 	}{
-		{".collectors.probe", c.Probe, []string{"none", "http", "tcp"}},
 		{".collectors.check.type", c.Check.Type, []string{"http", "tcp", "ttl"}},
 		{".output.format", o.Format, []string{"json", "yaml"}},
 		{".reload.method", r.Method, []string{"none", "http", "signal", "command"}},

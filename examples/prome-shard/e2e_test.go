@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -348,4 +350,37 @@ func TestEndToEndFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitScraped(t, cs, "r1", targets, 1, 60*time.Second, before)
+}
+
+// -once with register: on a fresh agent the checks start critical; the run
+// waits for them and shards over every collector instead of failing or
+// giving everything to the first one that passed.
+func TestOnceWithRegisterOnAFreshAgent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a Consul agent")
+	}
+	agent := testenv.StartConsul(t)
+	var members strings.Builder
+	for _, id := range []string{"c1", "c2", "c3"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		t.Cleanup(srv.Close)
+		h, p := hostPortString(srv.Listener.Addr().String())
+		fmt.Fprintf(&members, "{id: %s, address: %s, port: %s}, ", id, h, p)
+	}
+	body := fmt.Sprintf(`consul: {address: %q}
+jobs:
+  - name: node
+    collectors:
+      consul_service: once-collectors
+      check: {interval: 1s, timeout: 1s}
+      register: [%s]
+    targets:
+      static: [{targets: [h1:9100, h2:9100, h3:9100, h4:9100, h5:9100, h6:9100, h7:9100, h8:9100, h9:9100]}]
+    output: {dir: OUT}
+`, agent.Addr, strings.TrimSuffix(members.String(), ", "))
+	p := writeConfig(t, body)
+	code, stdout, stderr := runCmd("-config", p, "-once")
+	if code != 0 || !strings.Contains(stdout, "job node: 9 targets on 3 collectors") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
 }

@@ -131,7 +131,10 @@ func (a *app) serve(ctx context.Context) error {
 	if a.registrar != nil {
 		part("consul registrar", a.registrar.Run)
 	}
-	part("sharder", func(ctx context.Context) error { return a.sharder.Run(ctx, nil) })
+	part("sharder", func(ctx context.Context) error {
+		<-a.registrar.Ready() // its collectors registered and checked (at once when none)
+		return a.sharder.Run(ctx, nil)
+	})
 	a.log.Info("prome-shard running", "version", version, "jobs", len(a.cfg.Jobs), "listen", a.cfg.Listen, "self", a.flags.Member)
 	err := g.Wait() // nil after a signal: parts then return nil
 	a.log.Info("stopped")
