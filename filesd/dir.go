@@ -66,7 +66,22 @@ type Dir struct {
 	m        *dirMetrics
 
 	mu      sync.Mutex
-	cleaned bool // stale temp files removed
+	cleaned bool                 // stale temp files removed
+	left    map[string]fileStamp // each file as this Dir last left it
+}
+
+// fileStamp tells whether a file changed since it was last seen.
+type fileStamp struct {
+	size int64
+	mod  time.Time
+}
+
+func stampOf(path string) (fileStamp, bool) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, false
+	}
+	return fileStamp{st.Size(), st.ModTime()}, true
 }
 
 // SyncResult says what [Dir.Sync] did, by collector ID, each list sorted.
@@ -235,8 +250,22 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 		return res, err
 	}
 	var errs []error
+	if d.left == nil {
+		d.left = map[string]fileStamp{}
+	}
 	for _, f := range files {
-		changed, err := writeBytes(filepath.Join(d.opts.Dir, f.name), content[f.name], d.opts.Mode)
+		path := filepath.Join(d.opts.Dir, f.name)
+		if was, ok := d.left[f.name]; ok {
+			if now, ok := stampOf(path); ok && (now.size != was.size || !now.mod.Equal(was.mod)) {
+				d.m.foreign.Inc()
+				d.opts.Logger.Warn("a file this directory writer wrote was changed by someone else: does another sharder, "+
+					"with another config, write to this directory?", "collector", f.id, "file", f.name)
+			}
+		}
+		changed, err := writeBytes(path, content[f.name], d.opts.Mode)
+		if st, ok := stampOf(path); ok && err == nil {
+			d.left[f.name] = st
+		}
 		switch {
 		case err != nil:
 			errs = append(errs, err)
@@ -300,12 +329,21 @@ func (d *Dir) removeStaleTemps(owned map[string]string, files []struct{ id, name
 	for _, name := range names {
 		ms, _ := filepath.Glob(filepath.Join(d.opts.Dir, "."+globEscape(name)+".tmp-*"))
 		for _, m := range ms {
+			// A fresh temp file may be another copy's write in flight; no
+			// write takes a minute, so an older one is litter.
+			if st, err := os.Stat(m); err != nil || time.Since(st.ModTime()) < staleTemp {
+				continue
+			}
 			if err := os.Remove(m); err == nil {
 				d.opts.Logger.Info("removed a temp file left by an interrupted write", "file", filepath.Base(m))
 			}
 		}
 	}
 }
+
+// staleTemp is the age from which a temp file is taken for the litter of
+// an interrupted write.
+const staleTemp = time.Minute
 
 // globEscape quotes the characters filepath.Match treats specially.
 func globEscape(s string) string {
@@ -377,7 +415,7 @@ func (d *Dir) writeManifest(owned map[string]string) error {
 }
 
 type dirMetrics struct {
-	writes, unchanged, removed, errors prometheus.Counter
+	writes, unchanged, removed, errors, foreign prometheus.Counter
 	duration                           prometheus.Histogram
 }
 
@@ -392,11 +430,13 @@ func newDirMetrics(reg prometheus.Registerer, dir string) (*dirMetrics, error) {
 			Help: "Files removed (or emptied) because their collector left.", ConstLabels: cl}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "promshard_filesd_errors_total",
 			Help: "Files that could not be written or removed.", ConstLabels: cl}),
+		foreign: prometheus.NewCounter(prometheus.CounterOpts{Name: "promshard_filesd_foreign_changes_total",
+			Help: "Files found changed by someone else since this writer last wrote them.", ConstLabels: cl}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "promshard_filesd_sync_duration_seconds",
 			Help: "Duration of a directory sync.", ConstLabels: cl, Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.writes, m.unchanged, m.removed, m.errors, m.duration} {
+		for _, c := range []prometheus.Collector{m.writes, m.unchanged, m.removed, m.errors, m.foreign, m.duration} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("filesd: register metrics for directory %q: %w", dir, err)
 			}

@@ -298,14 +298,21 @@ func TestDirRemovesStaleTempFiles(t *testing.T) {
 	dir := t.TempDir()
 	stale := filepath.Join(dir, ".a.json.tmp-0123456789ab")
 	other := filepath.Join(dir, ".someone-elses.tmp-1")
+	inFlight := filepath.Join(dir, ".b.json.tmp-fedcba987654") // another copy writing right now
 	os.WriteFile(stale, []byte("[{"), 0o600)
 	os.WriteFile(other, []byte("x"), 0o600)
+	os.WriteFile(inFlight, []byte("[{"), 0o600)
+	old := time.Now().Add(-2 * staleTemp)
+	os.Chtimes(stale, old, old)
 	d, _ := NewDir(DirOptions{Dir: dir})
-	if _, err := d.Sync(map[string][]*targetgroup.Group{"a": sample()}); err != nil {
+	if _, err := d.Sync(map[string][]*targetgroup.Group{"a": sample(), "b": sample()}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Fatal("stale temp file still there")
+	}
+	if _, err := os.Stat(inFlight); err != nil {
+		t.Fatal("a fresh temp file, another copy's write in flight, was removed")
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Fatal("a temp file the Dir does not own was removed")

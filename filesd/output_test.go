@@ -10,6 +10,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
@@ -126,5 +128,29 @@ func TestDirChangedTemplateRemovesOldFiles(t *testing.T) {
 	}
 	if !slices.Equal(names, []string{".promshard-owned", "a.json"}) || !slices.Equal(res.Removed, []string{"a", "a"}) {
 		t.Fatalf("directory holds %v after the template changed (removed %v), want only the new file", names, res.Removed)
+	}
+}
+
+// A file changed behind the Dir's back (another sharder with another
+// config writing the same directory) is counted and logged.
+func TestDirNoticesForeignWrites(t *testing.T) {
+	dir := t.TempDir()
+	reg := prometheus.NewPedanticRegistry()
+	d, _ := NewDir(DirOptions{Dir: dir, Registerer: reg})
+	groups := map[string][]*targetgroup.Group{"a": sample()}
+	for range 2 {
+		if _, err := d.Sync(groups); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := testutil.ToFloat64(d.m.foreign); n != 0 {
+		t.Fatalf("%v foreign changes counted for the Dir's own writes", n)
+	}
+	os.WriteFile(filepath.Join(dir, "a.json"), []byte("[]\n"), 0o644)
+	if _, err := d.Sync(groups); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(d.m.foreign); n != 1 {
+		t.Fatalf("%v foreign changes counted, want 1", n)
 	}
 }

@@ -236,7 +236,7 @@ func (j *JobConfig) check(at string) error {
 		path, v string
 		allowed []string
 	}{
-		{".collectors.check.type", c.Check.Type, []string{"http", "tcp", "ttl"}},
+		{".collectors.check.type", c.Check.Type, []string{"http", "tcp"}}, // a ttl check needs the collector itself to pass it
 		{".output.format", o.Format, []string{"json", "yaml"}},
 		{".reload.method", r.Method, []string{"none", "http", "signal", "command"}},
 	} {

@@ -239,6 +239,7 @@ func TestExitCodes(t *testing.T) {
 		"shared out dir":  {[]string{"-config", writeConfig(t, okJob+strings.Replace(okJob[6:], "name: node", "name: node2", 1)), "-once"}, `jobs[1] (node2).output.dir`},
 		"unusable ID":     {[]string{"-config", writeConfig(t, strings.Replace(okJob, "id: a,", "id: ../evil,", 1)), "-once"}, `"../evil"`},
 		"unknown -member": {[]string{"-config", p, "-member", "zzz", "-once"}, `Job.Self "zzz" is none of the known collectors`},
+		"ttl check":       {[]string{"-config", writeConfig(t, strings.Replace(okJob, "static: [{id: a", "consul_service: p\n      check: {type: ttl}\n      register: [{id: a", 1)), "-once"}, `check.type: "ttl"`},
 		"refresh too low": {[]string{"-config", writeConfig(t, okJob+"refresh_interval: 10ms\n"), "-once"}, `refresh_interval: "10ms", want at least 1s`},
 	} {
 		t.Run(name, func(t *testing.T) {
