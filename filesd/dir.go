@@ -416,7 +416,7 @@ func (d *Dir) writeManifest(owned map[string]string) error {
 
 type dirMetrics struct {
 	writes, unchanged, removed, errors, foreign prometheus.Counter
-	duration                           prometheus.Histogram
+	duration                                    prometheus.Histogram
 }
 
 func newDirMetrics(reg prometheus.Registerer, dir string) (*dirMetrics, error) {
