@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -41,4 +43,42 @@ func BenchmarkFetchValidate100k(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100_000, "ns/target")
+}
+
+// BenchmarkHTTPAnswer decodes a 100k-target http_sd answer in which every
+// target appears twice; B/op over the answer's size is the memory a fetch
+// costs per byte of answer (reported as bytes/answer_byte and B/target).
+func BenchmarkHTTPAnswer(b *testing.B) {
+	var body strings.Builder
+	body.WriteString("[")
+	for g := range 100 {
+		if g > 0 {
+			body.WriteString(",")
+		}
+		body.WriteString(`{"labels": {"env": "prod", "dc": "dc1"}, "targets": [`)
+		for i := range 2000 {
+			if i > 0 {
+				body.WriteString(",")
+			}
+			fmt.Fprintf(&body, `"10.%d.%d.%d:9100"`, g, (i%1000)/250, i%250)
+		}
+		body.WriteString("]}")
+	}
+	body.WriteString("]")
+	answer := []byte(body.String())
+	h, _ := NewHTTP(HTTPOptions{URL: "http://sd.example/", Client: &http.Client{Transport: roundTrip{answer, "application/json"}}})
+	b.ReportAllocs()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.TotalAlloc
+	for b.Loop() {
+		gs, err := h.Targets(context.Background())
+		if err != nil || (Result{Groups: gs}).Targets() != 100_000 {
+			b.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&ms)
+	perOp := float64(ms.TotalAlloc-before) / float64(b.N)
+	b.ReportMetric(perOp/float64(len(answer)), "bytes/answer_byte")
+	b.ReportMetric(perOp/100_000, "B/target")
 }

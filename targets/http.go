@@ -1,7 +1,9 @@
 package targets
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
@@ -18,6 +21,12 @@ const DefaultHTTPTimeout = 30 * time.Second
 
 // maxHTTPBody caps the size of an http_sd answer.
 const maxHTTPBody = 256 << 20
+
+// DefaultMaxTargets caps the distinct targets of one http_sd answer. A
+// target costs about 400 bytes once parsed (its label set), so the cap
+// bounds a fetch to about 0.4 GB whatever the answer holds; duplicates
+// cost nothing.
+const DefaultMaxTargets = 1_000_000
 
 // HTTPOptions configures an [HTTP] provider.
 type HTTPOptions struct {
@@ -29,6 +38,9 @@ type HTTPOptions struct {
 	Timeout time.Duration
 	// Header is added to every request, e.g. Authorization.
 	Header http.Header
+	// MaxTargets caps the distinct targets of an answer; more is an error
+	// (the last good targets stay). Zero means [DefaultMaxTargets].
+	MaxTargets int
 }
 
 // HTTP fetches targets from an endpoint in Prometheus' http_sd format: a
@@ -52,6 +64,10 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultHTTPTimeout
 	}
+	if opts.MaxTargets < 0 {
+		return nil, fmt.Errorf("targets: HTTPOptions.MaxTargets %d: must not be negative", opts.MaxTargets)
+	}
+	opts.MaxTargets = cmp.Or(opts.MaxTargets, DefaultMaxTargets)
 	if opts.Client == nil {
 		opts.Client = &http.Client{}
 	}
@@ -87,14 +103,11 @@ func (h *HTTP) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return nil, fmt.Errorf("GET %s: content type %q, want application/json", h.opts.URL, resp.Header.Get("Content-Type"))
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody+1))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: read body: %w", h.opts.URL, err)
-	}
-	if len(b) > maxHTTPBody {
+	body := &countingReader{r: io.LimitReader(resp.Body, maxHTTPBody+1)}
+	gs, err := decodeGroups(body, h.opts.MaxTargets)
+	if body.n > maxHTTPBody {
 		return nil, fmt.Errorf("GET %s: answer larger than %d bytes", h.opts.URL, maxHTTPBody)
 	}
-	gs, err := ParseFileSD(b, true)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", h.opts.URL, err)
 	}
@@ -104,4 +117,71 @@ func (h *HTTP) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
 		}
 	}
 	return gs, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// decodeGroups reads an http_sd answer group by group, as Prometheus does
+// (unknown fields and empty addresses are errors), without holding the raw
+// answer: a target that repeats one already read with the same labels is
+// dropped as it comes, and more than maxTargets distinct targets is an
+// error.
+func decodeGroups(r io.Reader, maxTargets int) ([]*targetgroup.Group, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("malformed JSON: %w", err)
+	}
+	if tok == nil {
+		return nil, nil // null: no groups
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return nil, fmt.Errorf("malformed JSON: want a list of target groups, got %v", tok)
+	}
+	type key struct{ labels, addr string }
+	seen := map[key]struct{}{}
+	var out []*targetgroup.Group
+	for i := 0; dec.More(); i++ {
+		var g struct {
+			Targets []string       `json:"targets"`
+			Labels  model.LabelSet `json:"labels"`
+		}
+		if err := dec.Decode(&g); err != nil {
+			return nil, fmt.Errorf("malformed JSON: group %d: %w", i, err)
+		}
+		if g.Labels == nil {
+			g.Labels = model.LabelSet{}
+		}
+		tg := &targetgroup.Group{Labels: g.Labels, Targets: make([]model.LabelSet, 0, len(g.Targets))}
+		ls := tg.Labels.String()
+		for _, a := range g.Targets {
+			if a == "" {
+				return nil, fmt.Errorf("group %d: a target has an empty address", i)
+			}
+			if _, dup := seen[key{ls, a}]; dup {
+				continue
+			}
+			if len(seen) == maxTargets {
+				return nil, fmt.Errorf("more than %d distinct targets (HTTPOptions.MaxTargets)", maxTargets)
+			}
+			seen[key{ls, a}] = struct{}{}
+			tg.Targets = append(tg.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(a)})
+		}
+		out = append(out, tg)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("malformed JSON: %w", err)
+	}
+	return out, nil
 }

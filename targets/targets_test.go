@@ -359,7 +359,7 @@ func TestHTTPProvider(t *testing.T) {
 		{500, "application/json", "boom", "status 500 Internal Server Error: boom"},
 		{200, "text/plain", "[]", `content type "text/plain"`},
 		{200, "application/json", `[{"targets": [`, "malformed JSON"},
-		{200, "application/json", `{"targets": []}`, "cannot unmarshal"},
+		{200, "application/json", `{"targets": []}`, "want a list of target groups"},
 	} {
 		status.Store(int32(tc.status))
 		ctype.Store(tc.ctype)
@@ -464,4 +464,31 @@ func TestRegistryHonoursProviderTimeout(t *testing.T) {
 			t.Fatalf("a 45s fetch under the registry's 30s: %v", err)
 		}
 	})
+}
+
+// An http_sd answer full of repeats costs what its distinct targets cost,
+// and one with more distinct targets than MaxTargets is refused.
+func TestHTTPDedupesAndCaps(t *testing.T) {
+	var body strings.Builder
+	body.WriteString("[")
+	for i := range 1000 {
+		if i > 0 {
+			body.WriteString(",")
+		}
+		fmt.Fprintf(&body, `{"targets": ["a:1", "b:1", "a:1"], "labels": {"env": "%s"}}`, []string{"x", "y"}[i%2])
+	}
+	body.WriteString("]")
+	h, _ := NewHTTP(HTTPOptions{URL: "http://sd.example/", Client: &http.Client{Transport: roundTrip{[]byte(body.String()), "application/json"}}})
+	gs, err := h.Targets(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := (Result{Groups: gs}).Targets(); n != 4 {
+		t.Fatalf("%d targets from 3000 entries with 4 distinct ones (2 addresses × 2 label sets)", n)
+	}
+	capped, _ := NewHTTP(HTTPOptions{URL: "http://sd.example/", MaxTargets: 3,
+		Client: &http.Client{Transport: roundTrip{[]byte(body.String()), "application/json"}}})
+	if _, err := capped.Targets(context.Background()); err == nil || !strings.Contains(err.Error(), "more than 3 distinct targets") {
+		t.Fatalf("MaxTargets 3: %v", err)
+	}
 }
