@@ -5,7 +5,7 @@ CONSUL      := bin/consul
 STATICCHECK := bin/staticcheck
 PKGS        := ./...
 
-.PHONY: test fmt vet lint unit bench fuzz consul clean
+.PHONY: test fmt vet lint unit bench fuzz chaos consul clean
 
 test: fmt vet lint $(CONSUL)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
@@ -39,6 +39,13 @@ fuzz:
 		echo "== $${f%%:*} ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$${f%%:*}$$" -fuzztime $(FUZZTIME) $${f#*:} || exit 1; \
 	done
+
+# chaos: real Consul, real Prometheus and the binary while something goes
+# wrong (a flapping collector, a truncated source, Consul restarted, a hung
+# reload beside a dying collector); prints the figures the README quotes.
+chaos: $(CONSUL)
+	@PROMSHARD_CHAOS=1 $(GO) test -count=1 -run '^TestChaos' -v -timeout 20m ./examples/prome-shard > bin/chaos.log 2>&1; \
+	s=$$?; grep -E '^(--- |ok|FAIL)|chaos:' bin/chaos.log; exit $$s
 
 # bench: every benchmark on one core; the README holds the numbers.
 bench:
