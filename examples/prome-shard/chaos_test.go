@@ -298,6 +298,7 @@ func TestChaosHungReloadBesideDyingCollector(t *testing.T) {
 	var reg strings.Builder
 	for i := 1; i <= 4; i++ {
 		id := fmt.Sprintf("collector-%d", i)
+		os.MkdirAll(filepath.Join(coll, id), 0o755) // file_sd watches the directory: it must exist
 		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [%q]}]\n",
 			filepath.Join(coll, id, "t.json"))
 		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), cfg)}
