@@ -384,3 +384,31 @@ jobs:
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }
+
+// SIGHUP does not kill the daemon (it would leave its registrations behind);
+// it goes on serving, and SIGTERM still stops it cleanly.
+func TestSIGHUPDoesNotKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary")
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	p := startBinary(t, buildBinary(t), "-config", writeConfig(t, okJob), "-listen", listen)
+	ready := func() error {
+		code, _, err := testenv.HTTPGet(context.Background(), "http://"+listen+"/-/ready")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("ready: %d", code)
+		}
+		return err
+	}
+	if err := testenv.WaitFor(20*time.Second, 50*time.Millisecond, ready); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // a fixed wait that asserts nothing: the check below is what counts
+	if err := ready(); err != nil || p.cmd.ProcessState != nil {
+		t.Fatalf("after SIGHUP: %v", err)
+	}
+	p.stop(t) // exit 0 after SIGTERM, or the test fails
+}

@@ -20,8 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// version is set at build time with -ldflags "-X main.version=…", or
-// taken from the module's build information.
+// version is set with -ldflags "-X main.version=…", else from the build info.
 var version = ""
 
 // Flags are the command line.
@@ -54,6 +53,7 @@ func parseFlags(args []string, stderr io.Writer) (Flags, error) {
 }
 
 func main() {
+	signal.Ignore(syscall.SIGHUP) // no config reload yet; a SIGHUP must not kill it and leave registrations behind
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
