@@ -362,16 +362,22 @@ func (w *ConsulWatcher) members(entries []*api.ServiceEntry) []Member {
 		m.Weight = w8
 		out = append(out, m)
 	}
-	// The same service ID on several nodes (instances registered with only
-	// a Name get ID = Name on every host) are distinct collectors: each
-	// gets the stable identity "ID@node".
-	perID := map[string]int{}
+	// The same service ID on several nodes is one collector when every
+	// instance has the same address (registered on several agents: they
+	// collapse into one), and distinct collectors when the addresses differ
+	// (instances registered with only a Name get ID = Name on every host):
+	// each then gets the stable identity "ID@node".
+	addrs := map[string]map[string]bool{}
 	for _, m := range out {
-		perID[m.ID]++
+		if addrs[m.ID] == nil {
+			addrs[m.ID] = map[string]bool{}
+		}
+		addrs[m.ID][m.HostPort()] = true
 	}
 	for i, m := range out {
-		if perID[m.ID] > 1 && m.Node != "" {
-			w.opts.Logger.Warn("service ID registered on several nodes; using ID@node", "service_id", m.ID, "member", m.ID+"@"+m.Node)
+		if len(addrs[m.ID]) > 1 && m.Node != "" {
+			w.opts.Logger.Warn("service ID registered on several nodes with different addresses; using ID@node",
+				"service_id", m.ID, "member", m.ID+"@"+m.Node)
 			out[i].ID = m.ID + "@" + m.Node
 		}
 	}

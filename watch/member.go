@@ -14,8 +14,9 @@ import (
 // Member is one healthy collector.
 type Member struct {
 	// ID identifies the collector: its Consul service ID ("ID@node" when
-	// the same service ID is registered on several nodes), or address:port
-	// for a static member. It is stable across restarts of the collector.
+	// the same service ID is registered on several nodes with different
+	// addresses), or address:port for a static member. It is stable across
+	// restarts of the collector.
 	ID string
 	// Service is the Consul service name ("" for a static member).
 	Service string

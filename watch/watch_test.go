@@ -537,7 +537,7 @@ func TestWeightsAreBounded(t *testing.T) {
 }
 
 // Instances that share a service ID on different nodes stay distinct
-// members, each named ID@node.
+// members, each named ID@node, unless they share the address too.
 func TestSameServiceIDOnTwoNodes(t *testing.T) {
 	w, _ := NewConsulWatcher((&api.Client{}).Health(), ConsulOptions{Service: "prom"})
 	entry := func(id, node string) *api.ServiceEntry {
@@ -548,6 +548,17 @@ func TestSameServiceIDOnTwoNodes(t *testing.T) {
 	wantIDs(t, ms, "c3", "prom@n1", "prom@n2")
 	if ms[1].Address != "10.0.0.1" || ms[2].Address != "10.0.0.2" {
 		t.Fatalf("addresses %+v", ms)
+	}
+	// One collector registered on two agents (two copies of a sharder, each
+	// on its own host) is one member.
+	same := entry("c1", "n5")
+	same.Service.Address = "10.0.0.9"
+	twin := entry("c1", "n4")
+	twin.Service.Address = "10.0.0.9"
+	ms = w.members([]*api.ServiceEntry{same, twin})
+	wantIDs(t, ms, "c1")
+	if ms[0].Node != "n4" {
+		t.Fatalf("kept node %q, want the first by name", ms[0].Node)
 	}
 }
 
