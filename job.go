@@ -306,8 +306,7 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	j.m.assigned(name, asg, prev)
 	log.Info("reshard", "job", name, "reason", reason, "collectors", rep.Members, "targets", rep.Targets,
 		"replicas", rep.Replicas, "added", rep.Diff.Added, "removed", rep.Diff.Removed, "moved", rep.Diff.Moved,
-		"outputs_changed", len(changed), "reload_failed", len(rep.Reloads.Failed()),
-		"took", time.Since(rep.Start).Round(time.Microsecond))
+		"outputs_changed", len(changed), "reloads", len(cs), "took", time.Since(rep.Start).Round(time.Microsecond))
 	if asg.Degraded() {
 		log.Warn("fewer collectors than replicas: every collector scrapes everything", "job", name,
 			"replicas", asg.RequestedReplicas, "collectors", len(asg.Members))

@@ -134,7 +134,8 @@ type Options struct {
 	// left the member set; default [DefaultDepartedReloadAttempts].
 	DepartedReloadAttempts int
 	// OnReshard, when set, is called with the report of every reshard,
-	// failed or not, from the job's loop: keep it short.
+	// failed or not, while the job's reshard still holds its lock: keep it
+	// short, and do not call Sharder.Reshard from it.
 	OnReshard func(Report)
 	// Logger receives one line per reshard and every failure; nil discards.
 	Logger *slog.Logger

@@ -312,6 +312,10 @@ func TestKeyLabelKeepsTargetsTogether(t *testing.T) {
 func TestBigGroupIsSpreadAndLabelsShared(t *testing.T) {
 	gs := pool(rand.New(rand.NewPCG(2, 2)), 10_000, 10_000)
 	a := mustAssign(t, mustRing(t, DefaultKind, members(4)), gs, Options{})
+	in := map[model.LabelValue]model.LabelSet{}
+	for _, tg := range gs[0].Targets {
+		in[tg[model.AddressLabel]] = tg
+	}
 	for _, m := range a.Members {
 		groups := a.Groups[m.ID]
 		if len(groups) != 1 || len(groups[0].Targets) < 2000 {
@@ -321,8 +325,10 @@ func TestBigGroupIsSpreadAndLabelsShared(t *testing.T) {
 		if g.Source != gs[0].Source || reflect.ValueOf(g.Labels).Pointer() != reflect.ValueOf(gs[0].Labels).Pointer() {
 			t.Fatalf("output group does not share the input's source and labels")
 		}
-		if g.Targets[0]["rack"] == "" && g.Targets[0][model.AddressLabel] == "" {
-			t.Fatalf("target lost its labels")
+		for _, tg := range g.Targets {
+			if !tg.Equal(in[tg[model.AddressLabel]]) {
+				t.Fatalf("target %v is not the input's %v: labels changed", tg, in[tg[model.AddressLabel]])
+			}
 		}
 	}
 }

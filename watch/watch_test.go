@@ -392,7 +392,7 @@ func TestConsulOptionsErrors(t *testing.T) {
 		{ConsulOptions{Service: "p", BackoffMin: time.Second, BackoffMax: time.Millisecond}, "BackoffMax 1ms"},
 	} {
 		_, err := NewConsulWatcher(hc, tc.o)
-		if err == nil || !contains(err.Error(), tc.want) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want it to mention %q", tc.o, err, tc.want)
 		}
 	}
@@ -411,19 +411,6 @@ func TestConsulOptionsErrors(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool {
-	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
-}
-
 func TestRegistrationValidate(t *testing.T) {
 	for _, tc := range []struct {
 		r    Registration
@@ -436,7 +423,7 @@ func TestRegistrationValidate(t *testing.T) {
 		{Registration{Service: "p", Address: "h", Port: 1, Check: Check{Interval: -time.Second}}, "Interval -1s"},
 	} {
 		err := tc.r.Validate()
-		if err == nil || !contains(err.Error(), tc.want) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want it to mention %q", tc.r, err, tc.want)
 		}
 	}
@@ -488,7 +475,7 @@ func TestStaticErrors(t *testing.T) {
 		{StaticOptions{Members: []Member{{ID: "a"}}, Probe: TCPProbe()}, "needs an address"},
 	} {
 		_, err := NewStatic(tc.o)
-		if err == nil || !contains(err.Error(), tc.want) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want it to mention %q", tc.o, err, tc.want)
 		}
 	}
@@ -516,7 +503,7 @@ func TestHTTPAndTCPProbes(t *testing.T) {
 	mu.Lock()
 	healthy = false
 	mu.Unlock()
-	if err := HTTPProbe(nil, "")(ctx, m); err == nil || !contains(err.Error(), "503") {
+	if err := HTTPProbe(nil, "")(ctx, m); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("unhealthy probe: %v", err)
 	}
 	srv.Close()
