@@ -412,3 +412,41 @@ func TestSIGHUPDoesNotKill(t *testing.T) {
 	}
 	p.stop(t) // exit 0 after SIGTERM, or the test fails
 }
+
+// A Consul service ID that cannot name a file (Consul accepts "../evil") is
+// left out of the ring; the other collectors are sharded as usual.
+func TestUnusableConsulIDIsLeftOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a Consul agent")
+	}
+	agent := testenv.StartConsul(t)
+	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	for _, id := range []string{"c1", "c2", "../evil"} {
+		h, p := okServer(t)
+		port := 0
+		fmt.Sscan(p, &port)
+		err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: "odd", ID: id, Address: h, Port: port,
+			Check: watch.Check{Interval: time.Second, Timeout: time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := fmt.Sprintf("consul: {address: %q}\n", agent.Addr) +
+		strings.Replace(okJob, "static: [{id: a, address: 127.0.0.1, port: 9091}, {id: b, address: 127.0.0.1, port: 9092}]", "consul_service: odd", 1)
+	p := writeConfig(t, body)
+	var stdout, stderr string
+	err := testenv.WaitFor(20*time.Second, 200*time.Millisecond, func() error {
+		var code int
+		code, stdout, stderr = runCmd("-config", p, "-once")
+		if code != 0 || !strings.Contains(stdout, "job node: 3 targets on 2 collectors") {
+			return fmt.Errorf("exit %d", code)
+		}
+		return nil
+	})
+	if err != nil || !strings.Contains(stderr, "leaving a collector out of the ring") || !strings.Contains(stderr, "../evil") {
+		t.Fatalf("%v\n%s\n%s", err, stdout, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(p), "out", "c1.json")); err != nil {
+		t.Fatal(err)
+	}
+}
