@@ -6,7 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,9 +48,28 @@ type RegistrarOptions struct {
 	// health endpoint that watchers read. Without it, the agent's own view,
 	// which runs ahead of the catalog by the agent's sync.
 	Health HealthClient
+	// Owners, when set (*api.KV satisfies it), makes registrations owned
+	// per process: each Registrar records under OwnersPrefix (default
+	// [DefaultOwnersPrefix]) that it registered a collector, refreshed with
+	// every registration, and on stop deregisters only the collectors no
+	// other live Registrar registered too. Without it, stopping deregisters
+	// what this Registrar registered, whoever else did.
+	Owners       KVClient
+	OwnersPrefix string
 	// Logger receives registrations and failures; nil discards them.
 	Logger *slog.Logger
 }
+
+// KVClient is the part of the Consul KV API that a [Registrar] uses to
+// record owners. *api.KV satisfies it.
+type KVClient interface {
+	Put(p *api.KVPair, q *api.WriteOptions) (*api.WriteMeta, error)
+	List(prefix string, q *api.QueryOptions) (api.KVPairs, *api.QueryMeta, error)
+	Delete(key string, w *api.WriteOptions) (*api.WriteMeta, error)
+}
+
+// DefaultOwnersPrefix is where Registrars record who registered a collector.
+const DefaultOwnersPrefix = "promshard/registrations"
 
 // Registrar keeps collectors registered in Consul for the life of a process,
 // in the manner of go-kit's sd/consul registrar: it registers them, retries
@@ -57,6 +81,7 @@ type Registrar struct {
 	regs  []Registration
 	opts  RegistrarOptions
 
+	token     string // this Registrar's owner key
 	ready     chan struct{}
 	readyOnce sync.Once
 
@@ -98,7 +123,11 @@ func NewRegistrar(agent AgentClient, regs []Registration, opts RegistrarOptions)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Registrar{agent: agent, regs: slices.Clone(regs), opts: opts, done: map[string]bool{}, ready: make(chan struct{})}, nil
+	opts.OwnersPrefix = cmp.Or(opts.OwnersPrefix, DefaultOwnersPrefix)
+	host, _ := os.Hostname()
+	token := fmt.Sprintf("%s-%d-%x", host, os.Getpid(), rand.Uint32())
+	return &Registrar{agent: agent, regs: slices.Clone(regs), opts: opts, done: map[string]bool{}, token: url.PathEscape(token),
+		ready: make(chan struct{})}, nil
 }
 
 // Register registers every collector once. It is idempotent; the first
@@ -107,6 +136,16 @@ func (r *Registrar) Register(ctx context.Context) error {
 	for _, reg := range r.regs {
 		if err := Register(ctx, r.agent, reg); err != nil {
 			return err
+		}
+		if r.opts.Owners != nil {
+			stamp := []byte(strconv.FormatInt(time.Now().Unix(), 10))
+			if _, err := r.opts.Owners.Put(&api.KVPair{Key: r.ownerKey(reg) + r.token, Value: stamp},
+				(&api.WriteOptions{}).WithContext(ctx)); err != nil && ctx.Err() == nil {
+				// The registration stands; only the sharing of it is lost
+				// (a token without key write permission, say).
+				r.opts.Logger.Warn("could not record this process as an owner of the registration; "+
+					"stopping will deregister it whoever else registered it", "id", reg.ServiceID(), "err", err)
+			}
 		}
 		r.mu.Lock()
 		first := !r.done[reg.ServiceID()]
@@ -118,6 +157,37 @@ func (r *Registrar) Register(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ownerKey is the KV prefix of a registration's owners.
+func (r *Registrar) ownerKey(reg Registration) string {
+	return fmt.Sprintf("%s/%s/%s/", strings.TrimSuffix(r.opts.OwnersPrefix, "/"), url.PathEscape(reg.Service),
+		url.PathEscape(reg.ServiceID()))
+}
+
+// othersOwn drops this process's ownership of reg and reports whether
+// another process registered it within the last three intervals (it is
+// still running: its registration must stay).
+func (r *Registrar) othersOwn(ctx context.Context, reg Registration) (bool, error) {
+	prefix := r.ownerKey(reg)
+	if _, err := r.opts.Owners.Delete(prefix+r.token, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return false, err
+	}
+	pairs, _, err := r.opts.Owners.List(prefix, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return false, err
+	}
+	fresh := false
+	for _, p := range pairs {
+		at, perr := strconv.ParseInt(string(p.Value), 10, 64)
+		if perr == nil && time.Since(time.Unix(at, 0)) < 3*r.opts.Interval {
+			fresh = true
+		} else {
+			// An owner that stopped without a word (kill -9): forget it.
+			_, _ = r.opts.Owners.Delete(p.Key, (&api.WriteOptions{}).WithContext(ctx))
+		}
+	}
+	return fresh, nil
 }
 
 // WaitPassing waits until the health check of every collector passes, for
@@ -191,7 +261,21 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 	clear(r.done)
 	r.mu.Unlock()
 	var errs []error
-	for _, id := range ids {
+	for _, reg := range r.regs {
+		id := reg.ServiceID()
+		if !slices.Contains(ids, id) {
+			continue
+		}
+		if r.opts.Owners != nil {
+			others, err := r.othersOwn(ctx, reg)
+			if err != nil {
+				r.opts.Logger.Warn("could not read the other owners of a registration; deregistering it", "id", id, "err", err)
+			}
+			if others {
+				r.opts.Logger.Info("left collector registered: another process registered it too", "id", id)
+				continue
+			}
+		}
 		if err := Deregister(ctx, r.agent, id); err != nil {
 			errs = append(errs, err)
 			continue

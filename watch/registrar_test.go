@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -153,5 +154,75 @@ func TestRegistrarReadyAfterChecksPass(t *testing.T) {
 		}
 		cancel()
 		<-done
+	})
+}
+
+// fakeKV is Consul's KV store in memory.
+type fakeKV struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (k *fakeKV) Put(p *api.KVPair, _ *api.WriteOptions) (*api.WriteMeta, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.m[p.Key] = p.Value
+	return nil, nil
+}
+
+func (k *fakeKV) List(prefix string, _ *api.QueryOptions) (api.KVPairs, *api.QueryMeta, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out api.KVPairs
+	for key, v := range k.m {
+		if strings.HasPrefix(key, prefix) {
+			out = append(out, &api.KVPair{Key: key, Value: v})
+		}
+	}
+	return out, nil, nil
+}
+
+func (k *fakeKV) Delete(key string, _ *api.WriteOptions) (*api.WriteMeta, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.m, key)
+	return nil, nil
+}
+
+// Two processes that register the same collector: the first to stop leaves
+// it registered, the last one deregisters it; an owner that vanished
+// without a word (kill -9) stops counting after three intervals.
+func TestRegistrarOwnership(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		agent := &fakeAgent{registered: map[string]int{}}
+		kv := &fakeKV{m: map[string][]byte{}}
+		regs := []Registration{{Service: "prom", ID: "c1", Address: "10.0.0.1", Port: 9090}}
+		opts := RegistrarOptions{Interval: time.Minute, Owners: kv}
+		a, _ := NewRegistrar(agent, regs, opts)
+		b, _ := NewRegistrar(agent, regs, opts)
+		ctx := context.Background()
+		if err := a.Register(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Register(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Deregister(ctx); err != nil || len(agent.deregistered) != 0 {
+			t.Fatalf("the first owner to stop deregistered: %v %v", agent.deregistered, err)
+		}
+		if err := b.Deregister(ctx); err != nil || !slices.Equal(agent.deregistered, []string{"c1"}) {
+			t.Fatalf("the last owner did not deregister: %v %v", agent.deregistered, err)
+		}
+		// b registers and dies without a word; a registers much later.
+		agent.deregistered = nil
+		_ = b.Register(ctx)
+		time.Sleep(4 * time.Minute)
+		_ = a.Register(ctx)
+		if err := a.Deregister(ctx); err != nil || !slices.Equal(agent.deregistered, []string{"c1"}) {
+			t.Fatalf("a stale owner kept the registration: %v %v", agent.deregistered, err)
+		}
+		if len(kv.m) != 0 {
+			t.Fatalf("owner keys left: %v", kv.m)
+		}
 	})
 }

@@ -65,7 +65,7 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 		}
 	}
 	if len(regs) > 0 && !f.DryRun {
-		opts := watch.RegistrarOptions{Interval: cfg.RefreshInterval.Duration, Health: a.consul.Health(), Logger: logger}
+		opts := watch.RegistrarOptions{Interval: cfg.RefreshInterval.Duration, Health: a.consul.Health(), Owners: a.consul.KV(), Logger: logger}
 		if a.registrar, err = watch.NewRegistrar(a.consul.Agent(), regs, opts); err != nil {
 			return nil, fmt.Errorf("collectors.register: %w", err)
 		}

@@ -450,3 +450,57 @@ func TestUnusableConsulIDIsLeftOut(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Two copies that register the same collectors: stopping one leaves them
+// registered for the other; stopping the last deregisters them.
+func TestTwoCopiesShareRegistrations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a Consul agent")
+	}
+	agent := testenv.StartConsul(t)
+	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	var reg strings.Builder
+	for _, id := range []string{"c1", "c2"} {
+		h, p := okServer(t)
+		fmt.Fprintf(&reg, "{id: %s, address: %s, port: %s}, ", id, h, p)
+	}
+	var copies []*proc
+	for range 2 {
+		cfg := writeConfig(t, fmt.Sprintf(`consul: {address: %q}
+jobs:
+  - name: node
+    collectors:
+      consul_service: shared
+      check: {interval: 1s, timeout: 1s}
+      register: [%s]
+    targets: {static: [{targets: [h1:9100, h2:9100]}]}
+    output: {dir: OUT}
+`, agent.Addr, strings.TrimSuffix(reg.String(), ", ")))
+		copies = append(copies, startBinary(t, buildBinary(t), "-config", cfg))
+	}
+	services := func() int {
+		svcs, err := client.Agent().Services()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(svcs)
+	}
+	err := testenv.WaitFor(20*time.Second, 100*time.Millisecond, func() error {
+		pairs, _, err := client.KV().List(watch.DefaultOwnersPrefix, nil)
+		if err != nil || services() != 2 || len(pairs) != 4 {
+			return fmt.Errorf("%d services, %d owner keys (%v)", services(), len(pairs), err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies[0].stop(t)
+	if n := services(); n != 2 {
+		t.Fatalf("after the first copy stopped the agent has %d services, want 2: it deregistered the other's", n)
+	}
+	copies[1].stop(t)
+	if n := services(); n != 0 {
+		t.Fatalf("after the last copy stopped the agent has %d services, want 0", n)
+	}
+}
