@@ -1,12 +1,15 @@
 package promshard
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +46,9 @@ type Report struct {
 	Diff shard.Diff
 	// Changed lists the members whose output changed.
 	Changed []string
+	// Files maps each member whose file an output wrote (only Self in self
+	// mode; none in a dry run) to that file.
+	Files map[string]string
 	// Reloads are the reload outcomes ([Sharder.Reshard] and
 	// [Sharder.Once] only; the loop reloads in the background).
 	Reloads reload.Results
@@ -52,6 +58,26 @@ type Report struct {
 	// Err is the reshard's error (nil when the outputs hold the new
 	// assignment).
 	Err error
+}
+
+// WriteTable prints the report for a person: the job, its counts, one
+// line per member with its targets and file, and the reloads that failed.
+func (r Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	asg := r.Assignment
+	if asg == nil {
+		fmt.Fprintf(tw, "job %s: no assignment (%v)\n", r.Job, r.Err)
+		return tw.Flush()
+	}
+	fmt.Fprintf(tw, "job %s: %d targets on %d collectors (ring %s, replicas %d)\n  COLLECTOR\tTARGETS\tFILE\n",
+		r.Job, asg.Targets, len(asg.Members), asg.Ring, asg.Replicas)
+	for _, m := range asg.Members {
+		fmt.Fprintf(tw, "  %s\t%d\t%s\n", m.ID, asg.Count(m.ID), cmp.Or(r.Files[m.ID], "-"))
+	}
+	if failed := r.Reloads.Failed(); len(failed) > 0 {
+		fmt.Fprintf(tw, "  reload failed for %v\n", failed)
+	}
+	return tw.Flush()
 }
 
 // Snapshot is a job's state for status pages and HTTP handlers.
@@ -300,6 +326,14 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 		return rep, fmt.Errorf("job %q: output: %w", name, werr)
 	}
 	rep.Diff, rep.Assignment = shard.Compare(prev, asg), asg
+	if !j.s.opts.DryRun {
+		rep.Files = map[string]string{}
+		for _, m := range asg.Members {
+			if f := j.file(m.ID); f != "" && (j.cfg.Self == "" || j.cfg.Self == m.ID) {
+				rep.Files[m.ID] = f
+			}
+		}
+	}
 	j.stateMu.Lock()
 	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.LastSuccess = asg, ring, members, time.Now()
 	j.stateMu.Unlock()

@@ -627,6 +627,11 @@ func TestOnceAndReshard(t *testing.T) {
 			!slices.Equal(r.Reloads.Failed(), []string{"b"}) {
 			t.Fatalf("report %+v", r)
 		}
+		var table strings.Builder
+		_ = r.WriteTable(&table)
+		if !strings.Contains(table.String(), "job node: 30 targets on 2 collectors") || !strings.Contains(table.String(), "reload failed for [b]") {
+			t.Fatalf("table:\n%s", table.String())
+		}
 		if r, err := s.Reshard(context.Background(), "node"); err != nil || len(r.Changed) != 0 || r.Diff.Changed() {
 			t.Fatalf("a second pass with nothing changed: %+v %v", r, err)
 		}

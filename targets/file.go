@@ -90,6 +90,17 @@ func (f *File) paths() []string {
 	return slices.Compact(out)
 }
 
+// Check reports an error, naming the patterns, when no file matches any of
+// them: a source that does not exist yet would give no targets, so a
+// program can refuse it at start (a mistyped path) instead of running
+// without any.
+func (f *File) Check() error {
+	if len(f.paths()) == 0 {
+		return fmt.Errorf("targets: file_sd %q: no file matches", f.opts.Files)
+	}
+	return nil
+}
+
 // Targets reads and parses every file.
 func (f *File) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
 	var out []*targetgroup.Group

@@ -492,3 +492,15 @@ func TestHTTPDedupesAndCaps(t *testing.T) {
 		t.Fatalf("MaxTargets 3: %v", err)
 	}
 }
+
+func TestFileCheck(t *testing.T) {
+	dir := t.TempDir()
+	f, _ := NewFile(FileOptions{Files: []string{filepath.Join(dir, "*.json")}})
+	if err := f.Check(); err == nil || !strings.Contains(err.Error(), "no file matches") {
+		t.Fatalf("Check with no file: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "a.json"), []byte("[]"), 0o644)
+	if err := f.Check(); err != nil {
+		t.Fatal(err)
+	}
+}

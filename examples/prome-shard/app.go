@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -33,7 +32,6 @@ type app struct {
 	reg       *prometheus.Registry
 	sharder   *promshard.Sharder
 	registrar *watch.Registrar // nil when nothing is registered
-	dirs      map[string]*filesd.Dir
 	consul    *api.Client
 	watchers  map[string]*watch.ConsulWatcher // by service and tags: jobs share one
 }
@@ -41,7 +39,7 @@ type app struct {
 func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a := &app{cfg: cfg, flags: f, log: logger, reg: reg, dirs: map[string]*filesd.Dir{}, watchers: map[string]*watch.ConsulWatcher{}}
+	a := &app{cfg: cfg, flags: f, log: logger, reg: reg, watchers: map[string]*watch.ConsulWatcher{}}
 	ac, _ := cfg.Consul.APIConfig() // checked with the config
 	var err error
 	if a.consul, err = watch.NewConsulClient(ac, 0); err != nil {
@@ -104,7 +102,6 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 		if err != nil {
 			return j, fmt.Errorf("output: %w", err)
 		}
-		a.dirs[jc.Name] = dir
 		var out promshard.Output = dir
 		if j.Self != "" { // self mode: only this collector's file
 			if out, err = dir.File(j.Self); err != nil {
@@ -150,7 +147,11 @@ func (a *app) provider(jc *JobConfig) (targets.Provider, error) {
 	case len(t.Static) > 0:
 		return targets.Static(t.Static), nil
 	case len(t.FileSD) > 0:
-		return targets.NewFile(targets.FileOptions{Files: t.FileSD})
+		f, err := targets.NewFile(targets.FileOptions{Files: t.FileSD})
+		if err == nil && !t.AllowEmpty {
+			err = f.Check() // a path that matches nothing is a mistake at start
+		}
+		return f, err
 	case t.HTTPSD != nil:
 		o := targets.HTTPOptions{URL: t.HTTPSD.URL, Timeout: t.HTTPSD.Timeout.Duration}
 		if t.HTTPSD.BearerToken != "" {
@@ -187,26 +188,8 @@ func (a *app) once(ctx context.Context, w io.Writer) error {
 		_, _ = a.registrar.WaitPassing(ctx, 0) // checks start critical
 	}
 	reports, err := a.sharder.Once(ctx, nil)
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	defer tw.Flush()
 	for _, r := range reports {
-		asg := r.Assignment
-		if asg == nil {
-			fmt.Fprintf(tw, "job %s: no assignment\n", r.Job)
-			continue
-		}
-		fmt.Fprintf(tw, "job %s: %d targets on %d collectors (ring %s, replicas %d)\n  COLLECTOR\tTARGETS\tFILE\n",
-			r.Job, asg.Targets, len(asg.Members), asg.Ring, asg.Replicas)
-		for _, m := range asg.Members {
-			file := "-"
-			if d := a.dirs[r.Job]; d != nil && !a.flags.DryRun && (a.flags.Member == "" || a.flags.Member == m.ID) {
-				file, _ = d.Path(m.ID)
-			}
-			fmt.Fprintf(tw, "  %s\t%d\t%s\n", m.ID, asg.Count(m.ID), file)
-		}
-		if failed := r.Reloads.Failed(); len(failed) > 0 {
-			fmt.Fprintf(tw, "  reload failed for %v\n", failed)
-		}
+		_ = r.WriteTable(w)
 	}
 	return err
 }

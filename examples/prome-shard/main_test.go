@@ -233,14 +233,15 @@ func TestExitCodes(t *testing.T) {
 		args []string
 		want string
 	}{
-		"bad -listen":     {[]string{"-config", p, "-listen", "127.0.0.1:99999", "-once"}, `-listen: "127.0.0.1:99999"`},
-		"bad -log.level":  {[]string{"-config", p, "-log.level", "loud"}, `"loud"`},
-		"listen in file":  {[]string{"-config", writeConfig(t, okJob+"listen: 127.0.0.1:99999\n"), "-once"}, `listen: "127.0.0.1:99999"`},
-		"shared out dir":  {[]string{"-config", writeConfig(t, okJob+strings.Replace(okJob[6:], "name: node", "name: node2", 1)), "-once"}, `jobs[1] (node2).output.dir`},
-		"unusable ID":     {[]string{"-config", writeConfig(t, strings.Replace(okJob, "id: a,", "id: ../evil,", 1)), "-once"}, `"../evil"`},
-		"unknown -member": {[]string{"-config", p, "-member", "zzz", "-once"}, `Job.Self "zzz" is none of the known collectors`},
-		"ttl check":       {[]string{"-config", writeConfig(t, strings.Replace(okJob, "static: [{id: a", "consul_service: p\n      check: {type: ttl}\n      register: [{id: a", 1)), "-once"}, `check.type: "ttl"`},
-		"refresh too low": {[]string{"-config", writeConfig(t, okJob+"refresh_interval: 10ms\n"), "-once"}, `refresh_interval: "10ms", want at least 1s`},
+		"bad -listen":          {[]string{"-config", p, "-listen", "127.0.0.1:99999", "-once"}, `-listen: "127.0.0.1:99999"`},
+		"bad -log.level":       {[]string{"-config", p, "-log.level", "loud"}, `"loud"`},
+		"listen in file":       {[]string{"-config", writeConfig(t, okJob+"listen: 127.0.0.1:99999\n"), "-once"}, `listen: "127.0.0.1:99999"`},
+		"shared out dir":       {[]string{"-config", writeConfig(t, okJob+strings.Replace(okJob[6:], "name: node", "name: node2", 1)), "-once"}, `jobs[1] (node2).output.dir`},
+		"unusable ID":          {[]string{"-config", writeConfig(t, strings.Replace(okJob, "id: a,", "id: ../evil,", 1)), "-once"}, `"../evil"`},
+		"unknown -member":      {[]string{"-config", p, "-member", "zzz", "-once"}, `Job.Self "zzz" is none of the known collectors`},
+		"ttl check":            {[]string{"-config", writeConfig(t, strings.Replace(okJob, "static: [{id: a", "consul_service: p\n      check: {type: ttl}\n      register: [{id: a", 1)), "-once"}, `check.type: "ttl"`},
+		"glob matches nothing": {[]string{"-config", writeConfig(t, strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "file_sd: [/nonexistent/*.json]", 1)), "-once"}, `"/nonexistent/*.json"]: no file matches`},
+		"refresh too low":      {[]string{"-config", writeConfig(t, okJob+"refresh_interval: 10ms\n"), "-once"}, `refresh_interval: "10ms", want at least 1s`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if code, _, stderr := runCmd(tc.args...); code != 2 || !strings.Contains(stderr, tc.want) {
