@@ -11,26 +11,28 @@ import (
 	"github.com/promshard/promshard/internal/weight"
 )
 
-// Member is one healthy collector.
+// Member is one healthy collector. The YAML tags let a config file list
+// static collectors as members (id, address, port, weight, tags, meta);
+// Service and Node come from Consul only.
 type Member struct {
 	// ID identifies the collector: its Consul service ID ("ID@node" when
 	// the same service ID is registered on several nodes with different
 	// addresses), or address:port for a static member. It is stable across
 	// restarts of the collector.
-	ID string
+	ID string `yaml:"id"`
 	// Service is the Consul service name ("" for a static member).
-	Service string
+	Service string `yaml:"-"`
 	// Address and Port are where the collector's Prometheus listens.
-	Address string
-	Port    int
+	Address string `yaml:"address"`
+	Port    int    `yaml:"port"`
 	// Node is the Consul node the instance is registered on.
-	Node string
+	Node string `yaml:"-"`
 	// Tags and Meta are the instance's Consul tags and metadata.
-	Tags []string
-	Meta map[string]string
+	Tags []string          `yaml:"tags"`
+	Meta map[string]string `yaml:"meta"`
 	// Weight is the collector's relative share of targets, from its
 	// metadata (see ConsulOptions.WeightMeta); 0 means the default of 1.
-	Weight uint32
+	Weight uint32 `yaml:"weight"`
 }
 
 // HostPort returns the collector's address and port joined as host:port.

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -56,6 +56,9 @@ type RegistrarOptions struct {
 	// what this Registrar registered, whoever else did.
 	Owners       KVClient
 	OwnersPrefix string
+	// Owner names this owner; default hostname-pid, which a Registrar made
+	// again in the same process (a config reload) keeps.
+	Owner string
 	// Logger receives registrations and failures; nil discards them.
 	Logger *slog.Logger
 }
@@ -82,6 +85,7 @@ type Registrar struct {
 	opts  RegistrarOptions
 
 	token     string // this Registrar's owner key
+	keep      atomic.Bool
 	ready     chan struct{}
 	readyOnce sync.Once
 
@@ -124,9 +128,11 @@ func NewRegistrar(agent AgentClient, regs []Registration, opts RegistrarOptions)
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	opts.OwnersPrefix = cmp.Or(opts.OwnersPrefix, DefaultOwnersPrefix)
-	host, _ := os.Hostname()
-	token := fmt.Sprintf("%s-%d-%x", host, os.Getpid(), rand.Uint32())
-	return &Registrar{agent: agent, regs: slices.Clone(regs), opts: opts, done: map[string]bool{}, token: url.PathEscape(token),
+	if opts.Owner == "" {
+		host, _ := os.Hostname()
+		opts.Owner = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	return &Registrar{agent: agent, regs: slices.Clone(regs), opts: opts, done: map[string]bool{}, token: url.PathEscape(opts.Owner),
 		ready: make(chan struct{})}, nil
 }
 
@@ -188,6 +194,20 @@ func (r *Registrar) othersOwn(ctx context.Context, reg Registration) (bool, erro
 		}
 	}
 	return fresh, nil
+}
+
+// RegisterAndWait registers every collector once and waits, for at most
+// InitialWait, for their checks to pass: what a one-shot run needs before it
+// reads the healthy set. A nil Registrar does nothing.
+func (r *Registrar) RegisterAndWait(ctx context.Context) error {
+	if r == nil {
+		return nil
+	}
+	if err := r.Register(ctx); err != nil {
+		return err
+	}
+	_, err := r.WaitPassing(ctx, 0)
+	return err
 }
 
 // WaitPassing waits until the health check of every collector passes, for
@@ -285,6 +305,14 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Keep makes Run leave the registrations in place when it ends, for a
+// process that starts again at once (a config reload). Nil-safe.
+func (r *Registrar) Keep() {
+	if r != nil {
+		r.keep.Store(true)
+	}
+}
+
 // Ready is closed once Run has registered the collectors and their checks
 // passed (or InitialWait ran out), or Run ended: start resharding after it.
 // A nil Registrar (nothing to register) is ready at once.
@@ -305,6 +333,9 @@ var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c
 func (r *Registrar) Run(ctx context.Context) error {
 	defer r.readyOnce.Do(func() { close(r.ready) })
 	defer func() {
+		if r.keep.Load() {
+			return
+		}
 		dctx, cancel := context.WithTimeout(context.Background(), r.opts.DeregisterTimeout)
 		defer cancel()
 		if err := r.Deregister(dctx); err != nil {

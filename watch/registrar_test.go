@@ -197,9 +197,8 @@ func TestRegistrarOwnership(t *testing.T) {
 		agent := &fakeAgent{registered: map[string]int{}}
 		kv := &fakeKV{m: map[string][]byte{}}
 		regs := []Registration{{Service: "prom", ID: "c1", Address: "10.0.0.1", Port: 9090}}
-		opts := RegistrarOptions{Interval: time.Minute, Owners: kv}
-		a, _ := NewRegistrar(agent, regs, opts)
-		b, _ := NewRegistrar(agent, regs, opts)
+		a, _ := NewRegistrar(agent, regs, RegistrarOptions{Interval: time.Minute, Owners: kv, Owner: "a"})
+		b, _ := NewRegistrar(agent, regs, RegistrarOptions{Interval: time.Minute, Owners: kv, Owner: "b"})
 		ctx := context.Background()
 		if err := a.Register(ctx); err != nil {
 			t.Fatal(err)
@@ -223,6 +222,29 @@ func TestRegistrarOwnership(t *testing.T) {
 		}
 		if len(kv.m) != 0 {
 			t.Fatalf("owner keys left: %v", kv.m)
+		}
+	})
+}
+
+// Keep leaves the registrations in place when Run ends (a reload in place).
+func TestRegistrarKeep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		agent := &fakeAgent{registered: map[string]int{}, passAt: map[string]time.Time{"c1": {}}}
+		r, _ := NewRegistrar(agent, []Registration{{Service: "prom", ID: "c1", Address: "h", Port: 1}}, RegistrarOptions{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- r.Run(ctx) }()
+		<-r.Ready()
+		r.Keep()
+		cancel()
+		<-done
+		if len(agent.deregistered) != 0 || agent.count("c1") != 1 {
+			t.Fatalf("Keep: deregistered %v, registered %v", agent.deregistered, agent.registered)
+		}
+		var nilR *Registrar
+		nilR.Keep()
+		if err := nilR.RegisterAndWait(context.Background()); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -34,12 +34,18 @@ type app struct {
 	registrar *watch.Registrar // nil when nothing is registered
 	consul    *api.Client
 	watchers  map[string]*watch.ConsulWatcher // by service and tags: jobs share one
+	reloaded  prometheus.Gauge                // promshard_config_last_reload_successful
+	hup       <-chan os.Signal                // SIGHUP: reload the config
+	next      *app                            // the app of a reloaded config
 }
 
 func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a := &app{cfg: cfg, flags: f, log: logger, reg: reg, watchers: map[string]*watch.ConsulWatcher{}}
+	reloaded := prometheus.NewGauge(prometheus.GaugeOpts{Name: "promshard_config_last_reload_successful",
+		Help: "1 when the config in use is the one the file held at the last load or SIGHUP, 0 when that failed."})
+	reloaded.Set(1)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), reloaded)
+	a := &app{cfg: cfg, flags: f, log: logger, reg: reg, watchers: map[string]*watch.ConsulWatcher{}, reloaded: reloaded}
 	ac, _ := cfg.Consul.APIConfig() // checked with the config
 	var err error
 	if a.consul, err = watch.NewConsulClient(ac, 0); err != nil {
@@ -63,8 +69,8 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 		}
 	}
 	if len(regs) > 0 && !f.DryRun {
-		opts := watch.RegistrarOptions{Interval: cfg.RefreshInterval.Duration, Health: a.consul.Health(), Owners: a.consul.KV(), Logger: logger}
-		if a.registrar, err = watch.NewRegistrar(a.consul.Agent(), regs, opts); err != nil {
+		if a.registrar, err = watch.NewRegistrar(a.consul.Agent(), regs, watch.RegistrarOptions{Interval: cfg.RefreshInterval.Duration,
+			Health: a.consul.Health(), Owners: a.consul.KV(), Logger: logger}); err != nil {
 			return nil, fmt.Errorf("collectors.register: %w", err)
 		}
 	}
@@ -78,9 +84,7 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 	j := promshard.Job{Name: jc.Name, Ring: jc.Ring, Self: a.flags.Member, ReloadConcurrency: jc.Reload.Concurrency,
 		TargetOptions: targets.JobOptions{AllowEmpty: jc.Targets.AllowEmpty}}
 	j.Shard.Replicas, j.Shard.KeyLabel = jc.Replicas, model.LabelName(jc.ShardKey)
-	for _, m := range append(slices.Clone(jc.Collectors.Register), jc.Collectors.Static...) {
-		j.Known = append(j.Known, m.member())
-	}
+	j.Known = append(slices.Clone(jc.Collectors.Register), jc.Collectors.Static...)
 	var err error
 	if j.Members, err = a.members(jc); err != nil {
 		return j, fmt.Errorf("collectors: %w", err)
@@ -120,15 +124,11 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 func (a *app) members(jc *JobConfig) (watch.Source, error) {
 	c := jc.Collectors
 	if len(c.Static) > 0 {
-		var ms []watch.Member
-		for _, m := range c.Static {
-			ms = append(ms, m.member())
-		}
 		probe, err := watch.ProbeByName(c.Probe)
 		if err != nil {
 			return nil, err
 		}
-		return watch.NewStatic(watch.StaticOptions{Name: jc.Name, Members: ms, Probe: probe,
+		return watch.NewStatic(watch.StaticOptions{Name: jc.Name, Members: c.Static, Probe: probe,
 			Interval: c.ProbeInterval.Duration, Logger: a.log, Registerer: a.reg})
 	}
 	key := c.ConsulService + "/" + strings.Join(c.Tags, ",")
@@ -178,14 +178,10 @@ func reloader(rc ReloadConfig) (reload.Reloader, error) {
 	return reload.None{}, nil
 }
 
-// once registers the collectors (unless it is a dry run), reshards every
-// job once, waits for its reloads and prints a table per job.
+// once registers the collectors, reshards every job once, prints tables.
 func (a *app) once(ctx context.Context, w io.Writer) error {
-	if a.registrar != nil {
-		if err := a.registrar.Register(ctx); err != nil {
-			return err
-		}
-		_, _ = a.registrar.WaitPassing(ctx, 0) // checks start critical
+	if err := a.registrar.RegisterAndWait(ctx); err != nil { // checks start critical
+		return err
 	}
 	reports, err := a.sharder.Once(ctx, nil)
 	for _, r := range reports {

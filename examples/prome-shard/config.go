@@ -32,8 +32,7 @@ type Config struct {
 	Jobs            []JobConfig        `yaml:"jobs"`
 }
 
-// Duration is a duration in the config ("30s", "5m"). A text that is not a
-// duration is reported by ParseConfig with the field's path.
+// Duration is a duration in the config ("30s"); LoadConfig names a bad one.
 type Duration struct {
 	time.Duration
 	text string
@@ -98,25 +97,11 @@ type JobConfig struct {
 type CollectorConfig struct {
 	ConsulService string         `yaml:"consul_service"`
 	Tags          []string       `yaml:"tags"`
-	Register      []MemberConfig `yaml:"register"`
+	Register      []watch.Member `yaml:"register"`
 	Check         CheckConfig    `yaml:"check"`
-	Static        []MemberConfig `yaml:"static"`
+	Static        []watch.Member `yaml:"static"`
 	Probe         string         `yaml:"probe"`
 	ProbeInterval Duration       `yaml:"probe_interval"`
-}
-
-// MemberConfig is one collector's Prometheus.
-type MemberConfig struct {
-	ID      string            `yaml:"id"`
-	Address string            `yaml:"address"`
-	Port    int               `yaml:"port"`
-	Weight  uint32            `yaml:"weight"`
-	Tags    []string          `yaml:"tags"`
-	Meta    map[string]string `yaml:"meta"`
-}
-
-func (m MemberConfig) member() watch.Member {
-	return watch.Member{ID: m.ID, Address: m.Address, Port: m.Port, Weight: m.Weight, Tags: m.Tags, Meta: m.Meta}
 }
 
 // CheckConfig is the health check of registered collectors.

@@ -385,32 +385,80 @@ jobs:
 	}
 }
 
-// SIGHUP does not kill the daemon (it would leave its registrations behind);
-// it goes on serving, and SIGTERM still stops it cleanly.
-func TestSIGHUPDoesNotKill(t *testing.T) {
+// SIGHUP reloads the config: a broken one is refused (the running config
+// stays, promshard_config_last_reload_successful 0), a good one is applied
+// without deregistering anything; SIGTERM still stops it cleanly.
+func TestSIGHUPReloadsConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}
+	agent := testenv.StartConsul(t)
+	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	h, port := okServer(t)
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	p := startBinary(t, buildBinary(t), "-config", writeConfig(t, okJob), "-listen", listen)
-	ready := func() error {
-		code, _, err := testenv.HTTPGet(context.Background(), "http://"+listen+"/-/ready")
-		if err == nil && code != http.StatusOK {
-			err = fmt.Errorf("ready: %d", code)
+	config := func(targets string) string {
+		return fmt.Sprintf(`consul: {address: %q}
+jobs:
+  - name: node
+    collectors:
+      consul_service: reload
+      check: {interval: 1s, timeout: 1s}
+      register: [{id: c1, address: %s, port: %s}]
+    targets: {static: [{targets: [%s]}]}
+    output: {dir: OUT}
+`, agent.Addr, h, port, targets)
+	}
+	p := writeConfig(t, config("h1:9100, h2:9100"))
+	rewrite := func(body string) {
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(body, "OUT", filepath.Join(filepath.Dir(p), "out"))), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		return err
 	}
-	if err := testenv.WaitFor(20*time.Second, 50*time.Millisecond, ready); err != nil {
+	bin := startBinary(t, buildBinary(t), "-config", p, "-listen", listen)
+	waitTargets := func(n int) {
+		t.Helper()
+		err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
+			got, err := assigned(listen, "node")
+			if err == nil && got != n {
+				err = fmt.Errorf("%d targets assigned, want %d", got, n)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitTargets(2)
+	rewrite(config("h1:9100, h2:9100") + "bogus: 1\n")
+	if err := bin.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	err := testenv.WaitFor(10*time.Second, 50*time.Millisecond, func() error {
+		if v := metric(t, listen, "promshard_config_last_reload_successful", ""); v != 0 {
+			return fmt.Errorf("promshard_config_last_reload_successful %v after a broken config", v)
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // a fixed wait that asserts nothing: the check below is what counts
-	if err := ready(); err != nil || p.cmd.ProcessState != nil {
-		t.Fatalf("after SIGHUP: %v", err)
+	waitTargets(2) // the running config stays
+	rewrite(config("h1:9100, h2:9100, h3:9100"))
+	_ = bin.cmd.Process.Signal(syscall.SIGHUP)
+	deregistered := false
+	for start := time.Now(); time.Since(start) < 3*time.Second; time.Sleep(20 * time.Millisecond) {
+		if svcs, err := client.Agent().Services(); err == nil && len(svcs) == 0 {
+			deregistered = true
+		}
 	}
-	p.stop(t) // exit 0 after SIGTERM, or the test fails
+	waitTargets(3)
+	if v := metric(t, listen, "promshard_config_last_reload_successful", ""); v != 1 || deregistered {
+		t.Fatalf("after a good config: metric %v, collector deregistered meanwhile: %v", v, deregistered)
+	}
+	bin.stop(t) // exit 0 after SIGTERM, or the test fails
+	if svcs, _ := client.Agent().Services(); len(svcs) != 0 {
+		t.Fatalf("%d services left after SIGTERM", len(svcs))
+	}
 }
 
 // A Consul service ID that cannot name a file (Consul accepts "../evil") is

@@ -53,7 +53,7 @@ func parseFlags(args []string, stderr io.Writer) (Flags, error) {
 }
 
 func main() {
-	signal.Ignore(syscall.SIGHUP) // no config reload yet; a SIGHUP must not kill it and leave registrations behind
+	signal.Ignore(syscall.SIGHUP) // the daemon reloads its config on SIGHUP; nothing else dies of one
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -83,16 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "prome-shard", version)
 		return exitOK
 	}
-	cfg, err := LoadConfig(f.Config)
-	if err == nil && f.Listen != "" {
-		cfg.Listen = f.Listen
-		err = cfg.checkListen("-listen")
-	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.LogLevel}))
-	var a *app
-	if err == nil {
-		a, err = newApp(cfg, f, logger)
-	}
+	a, err := load(f, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "prome-shard: %s: %v\n", f.Config, err)
 		return exitConfig
@@ -102,13 +94,57 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer cancel()
 		err = a.once(ctx, stdout)
 	} else {
-		err = a.serve(ctx)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		for a.hup = hup; ; a.next.hup, a = hup, a.next { // serve the reloaded config
+			if err = a.serve(ctx); !errors.Is(err, errReload) {
+				break
+			}
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "prome-shard:", err)
 		return exitFailed
 	}
 	return exitOK
+}
+
+// load reads the config and builds the app: any error is a config mistake.
+func load(f Flags, logger *slog.Logger) (*app, error) {
+	cfg, err := LoadConfig(f.Config)
+	if err == nil && f.Listen != "" {
+		cfg.Listen = f.Listen
+		err = cfg.checkListen("-listen")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newApp(cfg, f, logger)
+}
+
+// errReload ends serve when a SIGHUP brought a config that builds.
+var errReload = errors.New("config reloaded")
+
+// reloadOnHUP loads the config again on each SIGHUP. One that builds ends
+// serve with errReload, leaving the registrations in place, and run serves
+// it; one that does not is logged and the running config stays.
+func (a *app) reloadOnHUP(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.hup:
+			next, err := load(a.flags, a.log)
+			if err == nil {
+				a.next = next
+				a.registrar.Keep()
+				return errReload
+			}
+			a.reloaded.Set(0)
+			a.log.Error("config reload failed; the running config stays", "err", err)
+		}
+	}
 }
 
 // serve runs the daemon's parts until ctx ends (nil) or one of them fails
@@ -119,7 +155,9 @@ func (a *app) serve(ctx context.Context) error {
 	part := func(name string, fn func(context.Context) error) {
 		g.Go(func() error {
 			if err := fn(ctx); err != nil && parent.Err() == nil {
-				a.log.Error("a part failed; stopping", "part", name, "err", err)
+				if !errors.Is(err, errReload) {
+					a.log.Error("a part failed; stopping", "part", name, "err", err)
+				}
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			return nil
@@ -131,6 +169,7 @@ func (a *app) serve(ctx context.Context) error {
 	if a.registrar != nil {
 		part("consul registrar", a.registrar.Run)
 	}
+	part("config reload", a.reloadOnHUP)
 	part("sharder", func(ctx context.Context) error {
 		<-a.registrar.Ready() // its collectors registered and checked (at once when none)
 		return a.sharder.Run(ctx, nil)
@@ -165,9 +204,7 @@ func (a *app) serveHTTP(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
-		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
+		<-errc // http.ErrServerClosed
 		return nil
 	}
 }
