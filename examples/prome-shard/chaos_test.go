@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -69,16 +70,23 @@ func okServer(t *testing.T) (string, string) {
 	return hostPortString(srv.Listener.Addr().String())
 }
 
-// A collector whose check flaps every 0.5 s for a minute: it leaves once and
-// never rejoins while it flaps (the default 5 s settle), then rejoins once.
+// A collector whose check flaps every 0.5 s for a minute while its
+// Prometheus keeps running: it leaves once and never rejoins while it flaps
+// (the default 5 s settle), then rejoins once. Three real collectors are
+// sampled every 250 ms for targets that nobody scrapes.
 func TestChaosFlappingCollector(t *testing.T) {
 	chaos(t)
 	agent := testenv.StartConsul(t)
 	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
-	for _, id := range []string{"c1", "c2", "c3"} {
-		h, p := okServer(t)
-		port := 0
-		fmt.Sscan(p, &port)
+	out := t.TempDir()
+	var cs []*collector
+	for i := 1; i <= 3; i++ {
+		id := fmt.Sprintf("c%d", i)
+		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [%q]}]\n",
+			filepath.Join(out, id+".json"))
+		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), cfg)}
+		cs = append(cs, c)
+		h, port := hostPort(t, c.prom.Addr)
 		chk := watch.Check{Interval: time.Second, Timeout: time.Second}
 		if id == "c3" {
 			chk = watch.Check{Type: watch.CheckTTL, TTL: time.Hour}
@@ -96,7 +104,7 @@ func TestChaosFlappingCollector(t *testing.T) {
 		_ = client.Agent().UpdateTTLOpts("service:c3", "", st, nil)
 	}
 	pass(true)
-	out := t.TempDir()
+	targets := testenv.ScrapeTargets(t, 30)
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cfg := writeConfig(t, fmt.Sprintf(`consul: {address: %q}
 jobs:
@@ -104,12 +112,33 @@ jobs:
     collectors: {consul_service: flap}
     targets: {static: [{targets: [%s]}]}
     output: {dir: %q}
-`, agent.Addr, strings.Join(testTargets(60), ", "), out))
+`, agent.Addr, strings.Join(targets, ", "), out))
 	startBinary(t, buildBinary(t), "-config", cfg, "-listen", listen)
-	waitCollectors(t, listen, 3)
+	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
 	reshards0, writes0 := metric(t, listen, "promshard_reshards_total", ""), metric(t, listen, "promshard_filesd_writes_total", "")
-	start := time.Now()
-	for time.Since(start) < time.Minute {
+	var unscraped atomic.Int64 // target-samples with no up scraper, every 250 ms
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			got, err := scrapers(cs, "node")
+			if err != nil {
+				continue
+			}
+			for _, a := range targets {
+				if len(got[a]) == 0 {
+					unscraped.Add(1)
+				}
+			}
+		}
+	}()
+	for start := time.Now(); time.Since(start) < time.Minute; {
 		pass(false)
 		time.Sleep(250 * time.Millisecond)
 		pass(true)
@@ -119,8 +148,12 @@ jobs:
 	writes := metric(t, listen, "promshard_filesd_writes_total", "") - writes0
 	back := time.Now()
 	waitCollectors(t, listen, 3)
-	t.Logf("chaos: a collector flapping every 0.5 s for 60 s: %v reshards and %v file writes while it flapped; it rejoined %v after it stopped flapping",
-		reshards, writes, time.Since(back).Round(100*time.Millisecond))
+	rejoined := time.Since(back)
+	time.Sleep(3 * time.Second) // keep sampling through the rejoin
+	close(stop)
+	<-sampled
+	t.Logf("chaos: a collector flapping every 0.5 s for 60 s: %v reshards and %v file writes while it flapped; unscraped target-seconds %.2f (its one departure moves its targets); it rejoined %v after it stopped flapping",
+		reshards, writes, float64(unscraped.Load())/4, rejoined.Round(100*time.Millisecond))
 	if reshards > 2 || writes > 4 {
 		t.Fatalf("%v reshards, %v writes: flapping is not damped", reshards, writes)
 	}
@@ -365,4 +398,70 @@ jobs:
 		t.Fatalf("after %v: %v", took, err)
 	}
 	os.Remove(hang)
+}
+
+// The output directory's disk fills up while the targets change: the old
+// files stay whole, the binary is not ready, and once space is back the new
+// files are written at the next refresh.
+func TestChaosOutputDiskFull(t *testing.T) {
+	chaos(t)
+	out := t.TempDir()
+	if err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", out).Run(); err != nil {
+		t.Skipf("cannot mount a small tmpfs (needs root): %v", err)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", out).Run() })
+	src := filepath.Join(t.TempDir(), "targets.json")
+	write := func(n int) {
+		os.WriteFile(src, []byte(`[{"targets": ["`+strings.Join(testTargets(n), `", "`)+`"]}]`), 0o644)
+	}
+	write(40)
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfg := writeConfig(t, fmt.Sprintf(`refresh_interval: 1s
+jobs:
+  - name: node
+    collectors: {static: [{id: c1, address: 127.0.0.1, port: 1}, {id: c2, address: 127.0.0.1, port: 2}, {id: c3, address: 127.0.0.1, port: 3}]}
+    targets: {file_sd: [%q]}
+    output: {dir: %q}
+`, src, out))
+	startBinary(t, buildBinary(t), "-config", cfg, "-listen", listen)
+	waitTargets := func(n int) error {
+		return testenv.WaitFor(20*time.Second, 20*time.Millisecond, func() error {
+			total := 0
+			for _, id := range []string{"c1", "c2", "c3"} {
+				b, _ := os.ReadFile(filepath.Join(out, id+".json"))
+				total += strings.Count(string(b), ":9100")
+			}
+			if total != n {
+				return fmt.Errorf("%d targets in the files, want %d", total, n)
+			}
+			return nil
+		})
+	}
+	if err := waitTargets(40); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]string{}
+	for _, id := range []string{"c1", "c2", "c3"} {
+		b, _ := os.ReadFile(filepath.Join(out, id+".json"))
+		before[id] = string(b)
+	}
+	fill := filepath.Join(out, "fill")
+	exec.Command("dd", "if=/dev/zero", "of="+fill, "bs=1k", "count=1024").Run() // until ENOSPC
+	write(400)
+	time.Sleep(3 * time.Second) // three refreshes that cannot write
+	intact := true
+	for id, want := range before {
+		if b, _ := os.ReadFile(filepath.Join(out, id+".json")); string(b) != want {
+			intact = false
+		}
+	}
+	code, _, _ := testenv.HTTPGet(context.Background(), "http://"+listen+"/-/ready")
+	os.Remove(fill)
+	freed := time.Now()
+	err := waitTargets(400)
+	t.Logf("chaos: output disk full while the targets grew from 40 to 400: old files intact %v, /-/ready %d; the new files were written %v after space came back",
+		intact, code, time.Since(freed).Round(10*time.Millisecond))
+	if err != nil || !intact || code != http.StatusServiceUnavailable {
+		t.Fatalf("intact %v, ready %d, recovery: %v", intact, code, err)
+	}
 }
