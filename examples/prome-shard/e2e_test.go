@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -32,6 +33,10 @@ func TestMain(m *testing.M) {
 	if os.Getenv(asMain) == "1" {
 		main()
 		return
+	}
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run()) // the fuzzing engine's own goroutines are no leak
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -382,6 +387,12 @@ jobs:
 	code, stdout, stderr := runCmd("-config", p, "-once")
 	if code != 0 || !strings.Contains(stdout, "job node: 9 targets on 3 collectors") {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	// A decision: -once is the daemon's work done once, registration
+	// included, so the collectors stay registered after it.
+	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	if svcs, err := client.Agent().Services(); err != nil || len(svcs) != 3 {
+		t.Fatalf("after -once the agent has %d services (%v), want the 3 registered", len(svcs), err)
 	}
 }
 
