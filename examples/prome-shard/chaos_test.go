@@ -70,6 +70,33 @@ func okServer(t *testing.T) (string, string) {
 	return hostPortString(srv.Listener.Addr().String())
 }
 
+// registerJob is a config of one job, node, whose collectors the binary
+// registers in Consul (service, 1 s HTTP checks); members is the YAML list
+// of {id, address, port}; extra is appended to the job (indented by four).
+func registerJob(consulAddr, service, members string, targets []string, out, extra string) string {
+	return fmt.Sprintf(`consul: {address: %q}
+jobs:
+  - name: node
+    collectors:
+      consul_service: %s
+      check: {interval: 1s, timeout: 1s}
+      register: [%s]
+    targets: {static: [{targets: [%s]}]}
+    output: {dir: %q}
+%s`, consulAddr, service, strings.TrimSuffix(members, ", "), strings.Join(targets, ", "), out, extra)
+}
+
+// okMembers starts a stand-in collector per ID and returns them as the
+// YAML list registerJob takes.
+func okMembers(t *testing.T, ids ...string) string {
+	var b strings.Builder
+	for _, id := range ids {
+		h, p := okServer(t)
+		fmt.Fprintf(&b, "{id: %s, address: %s, port: %s}, ", id, h, p)
+	}
+	return b.String()
+}
+
 // A collector whose check flaps every 0.5 s for a minute while its
 // Prometheus keeps running: it leaves once and never rejoins while it flaps
 // (the default 5 s settle), then rejoins once. Three real collectors are
@@ -258,24 +285,9 @@ jobs:
 func TestChaosConsulRestart(t *testing.T) {
 	chaos(t)
 	agent := testenv.StartConsul(t)
-	var reg strings.Builder
-	for _, id := range []string{"c1", "c2", "c3"} {
-		h, p := okServer(t)
-		fmt.Fprintf(&reg, "{id: %s, address: %s, port: %s}, ", id, h, p)
-	}
 	out := t.TempDir()
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	cfg := writeConfig(t, fmt.Sprintf(`consul: {address: %q}
-refresh_interval: 2s
-jobs:
-  - name: node
-    collectors:
-      consul_service: restart
-      check: {interval: 1s, timeout: 1s}
-      register: [%s]
-    targets: {static: [{targets: [%s]}]}
-    output: {dir: %q}
-`, agent.Addr, strings.TrimSuffix(reg.String(), ", "), strings.Join(testTargets(60), ", "), out))
+	cfg := writeConfig(t, "refresh_interval: 2s\n"+registerJob(agent.Addr, "restart", okMembers(t, "c1", "c2", "c3"), testTargets(60), out, ""))
 	startBinary(t, buildBinary(t), "-config", cfg, "-listen", listen)
 	waitCollectors(t, listen, 3)
 	files := func() map[string]string {
@@ -344,19 +356,8 @@ if [ -e %s ] && [ "$id" = collector-3 ]; then sleep 600; fi
 mkdir -p $d && if [ -e "$f" ]; then cp "$f" $d/.t.tmp; else echo '[]' > $d/.t.tmp; fi && mv $d/.t.tmp $d/t.json`, coll, hang)
 	targets := testenv.ScrapeTargets(t, 40)
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	cfg := writeConfig(t, fmt.Sprintf(`consul: {address: %q}
-jobs:
-  - name: node
-    collectors:
-      consul_service: hung
-      check: {interval: 1s, timeout: 1s}
-      register: [%s]
-    targets: {static: [{targets: [%s]}]}
-    output: {dir: %q}
-    reload:
-      method: command
-      command: {args: [sh, -c, %q, sh, "{{.ID}}", "{{.File}}"], timeout: 5m}
-`, agent.Addr, strings.TrimSuffix(reg.String(), ", "), strings.Join(targets, ", "), out, script))
+	cfg := writeConfig(t, registerJob(agent.Addr, "hung", reg.String(), targets, out,
+		fmt.Sprintf("    reload:\n      method: command\n      command: {args: [sh, -c, %q, sh, \"{{.ID}}\", \"{{.File}}\"], timeout: 5m}\n", script)))
 	os.MkdirAll(out, 0o755)
 	startBinary(t, buildBinary(t), "-config", cfg, "-listen", listen)
 	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)

@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -365,25 +363,8 @@ func TestOnceWithRegisterOnAFreshAgent(t *testing.T) {
 		t.Skip("needs a Consul agent")
 	}
 	agent := testenv.StartConsul(t)
-	var members strings.Builder
-	for _, id := range []string{"c1", "c2", "c3"} {
-		srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-		t.Cleanup(srv.Close)
-		h, p := hostPortString(srv.Listener.Addr().String())
-		fmt.Fprintf(&members, "{id: %s, address: %s, port: %s}, ", id, h, p)
-	}
-	body := fmt.Sprintf(`consul: {address: %q}
-jobs:
-  - name: node
-    collectors:
-      consul_service: once-collectors
-      check: {interval: 1s, timeout: 1s}
-      register: [%s]
-    targets:
-      static: [{targets: [h1:9100, h2:9100, h3:9100, h4:9100, h5:9100, h6:9100, h7:9100, h8:9100, h9:9100]}]
-    output: {dir: OUT}
-`, agent.Addr, strings.TrimSuffix(members.String(), ", "))
-	p := writeConfig(t, body)
+	p := writeConfig(t, registerJob(agent.Addr, "once-collectors", okMembers(t, "c1", "c2", "c3"),
+		strings.Split("h1:9100 h2:9100 h3:9100 h4:9100 h5:9100 h6:9100 h7:9100 h8:9100 h9:9100", " "), "OUT", ""))
 	code, stdout, stderr := runCmd("-config", p, "-once")
 	if code != 0 || !strings.Contains(stdout, "job node: 9 targets on 3 collectors") {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
@@ -405,19 +386,10 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 	}
 	agent := testenv.StartConsul(t)
 	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
-	h, port := okServer(t)
+	members := okMembers(t, "c1")
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	config := func(targets string) string {
-		return fmt.Sprintf(`consul: {address: %q}
-jobs:
-  - name: node
-    collectors:
-      consul_service: reload
-      check: {interval: 1s, timeout: 1s}
-      register: [{id: c1, address: %s, port: %s}]
-    targets: {static: [{targets: [%s]}]}
-    output: {dir: OUT}
-`, agent.Addr, h, port, targets)
+		return registerJob(agent.Addr, "reload", members, strings.Split(targets, ", "), "OUT", "")
 	}
 	p := writeConfig(t, config("h1:9100, h2:9100"))
 	rewrite := func(body string) {
@@ -518,23 +490,10 @@ func TestTwoCopiesShareRegistrations(t *testing.T) {
 	}
 	agent := testenv.StartConsul(t)
 	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
-	var reg strings.Builder
-	for _, id := range []string{"c1", "c2"} {
-		h, p := okServer(t)
-		fmt.Fprintf(&reg, "{id: %s, address: %s, port: %s}, ", id, h, p)
-	}
+	members := okMembers(t, "c1", "c2")
 	var copies []*proc
 	for range 2 {
-		cfg := writeConfig(t, fmt.Sprintf(`consul: {address: %q}
-jobs:
-  - name: node
-    collectors:
-      consul_service: shared
-      check: {interval: 1s, timeout: 1s}
-      register: [%s]
-    targets: {static: [{targets: [h1:9100, h2:9100]}]}
-    output: {dir: OUT}
-`, agent.Addr, strings.TrimSuffix(reg.String(), ", ")))
+		cfg := writeConfig(t, registerJob(agent.Addr, "shared", members, []string{"h1:9100", "h2:9100"}, "OUT", ""))
 		copies = append(copies, startBinary(t, buildBinary(t), "-config", cfg))
 	}
 	services := func() int {
