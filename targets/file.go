@@ -2,6 +2,7 @@ package targets
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -171,12 +172,8 @@ func ParseFileSD(b []byte, isJSON bool) ([]*targetgroup.Group, error) {
 // content differs from what Targets last read (or, before any read, from
 // what was there when Run started).
 func (f *File) Run(ctx context.Context, notify func()) error {
-	f.mu.Lock()
-	last := f.read
-	f.mu.Unlock()
-	if last == 0 {
-		last = f.fingerprint()
-	}
+	start := f.fingerprint()
+	var notified uint64 // the content last announced, so it is announced once
 	t := time.NewTicker(f.opts.Interval)
 	defer t.Stop()
 	for {
@@ -185,8 +182,11 @@ func (f *File) Run(ctx context.Context, notify func()) error {
 			return nil
 		case <-t.C:
 		}
-		if fp := f.fingerprint(); fp != last {
-			last = fp
+		f.mu.Lock()
+		seen := cmp.Or(f.read, start) // what the consumer has
+		f.mu.Unlock()
+		if fp := f.fingerprint(); fp != seen && fp != notified {
+			notified = fp
 			notify()
 		}
 	}

@@ -504,3 +504,4 @@ func TestFileCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
