@@ -504,4 +504,3 @@ func TestFileCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
