@@ -594,8 +594,14 @@ func TestWatcherACLFilteredAnswer(t *testing.T) {
 	ch, _ := run(t, w)
 	wantIDs(t, next(t, ch, 2*time.Second), "a")
 	filtered.Store(true)
-	noReport(t, ch, 300*time.Millisecond)
-	if s := w.State(); s.LastError == nil || !strings.Contains(s.LastError.Error(), "filtered by ACLs") || len(s.Members) != 1 {
-		t.Fatalf("state %+v, want the ACL error and the last set kept", s)
+	err := testenv.WaitFor(5*time.Second, 5*time.Millisecond, func() error {
+		if s := w.State(); s.LastError == nil || !strings.Contains(s.LastError.Error(), "filtered by ACLs") || len(s.Members) != 1 {
+			return fmt.Errorf("state %+v, want the ACL error and the last set kept", s)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	noReport(t, ch, 100*time.Millisecond) // and no empty set was reported
 }
