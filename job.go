@@ -150,8 +150,8 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 			return nil, fmt.Errorf("Job.Ring: %w", err)
 		}
 	}
-	if jc.Shard.Replicas < 0 {
-		return nil, fmt.Errorf("Job.Shard.Replicas %d: must be at least 1", jc.Shard.Replicas)
+	if err := jc.Shard.Validate(); err != nil {
+		return nil, fmt.Errorf("Job.Shard: %w", err)
 	}
 	if len(jc.Outputs) == 0 && !s.opts.DryRun {
 		return nil, errors.New("Job.Outputs: none")

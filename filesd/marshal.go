@@ -9,10 +9,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/labels"
 )
 
 // Format is the encoding of a file_sd file.
@@ -52,7 +53,7 @@ type entry struct {
 // in Prometheus). Nil or empty input gives an empty list. Label names are
 // checked with the legacy rules every Prometheus version accepts.
 func Marshal(groups []*targetgroup.Group, f Format) ([]byte, error) {
-	entries, err := toEntries(groups, model.LegacyValidation)
+	entries, err := toEntries(groups)
 	if err != nil {
 		return nil, err
 	}
@@ -69,13 +70,13 @@ func Marshal(groups []*targetgroup.Group, f Format) ([]byte, error) {
 	return nil, fmt.Errorf("filesd: format %q: want %q or %q", f, JSON, YAML)
 }
 
-func toEntries(groups []*targetgroup.Group, scheme model.ValidationScheme) ([]entry, error) {
+func toEntries(groups []*targetgroup.Group) ([]entry, error) {
 	entries := make([]entry, 0, len(groups))
 	for gi, g := range groups {
 		if g == nil || len(g.Targets) == 0 {
 			continue
 		}
-		base, err := labelMap(g.Labels, scheme)
+		base, err := labelMap(g.Labels)
 		if err != nil {
 			return nil, fmt.Errorf("group %d (source %q): %w", gi, g.Source, err)
 		}
@@ -86,7 +87,7 @@ func toEntries(groups []*targetgroup.Group, scheme model.ValidationScheme) ([]en
 			if !ok || addr == "" {
 				return nil, fmt.Errorf("group %d (source %q) target %d (%v): %w: no __address__", gi, g.Source, ti, t, ErrInvalidLabel)
 			}
-			if !utf8.ValidString(string(addr)) {
+			if !labels.ValidValue(string(addr)) {
 				// JSON would write U+FFFD and YAML an escape read back as
 				// another character: the collector would scrape another
 				// address, so the target is refused, as Prometheus would.
@@ -98,7 +99,7 @@ func toEntries(groups []*targetgroup.Group, scheme model.ValidationScheme) ([]en
 			}
 			rest := maps.Clone(t)
 			delete(rest, model.AddressLabel)
-			tl, err := labelMap(rest, scheme)
+			tl, err := labelMap(rest)
 			if err != nil {
 				return nil, fmt.Errorf("group %d (source %q) target %q: %w", gi, g.Source, addr, err)
 			}
@@ -129,18 +130,15 @@ func toEntries(groups []*targetgroup.Group, scheme model.ValidationScheme) ([]en
 }
 
 // labelMap validates a label set and returns it as plain strings.
-func labelMap(ls model.LabelSet, scheme model.ValidationScheme) (map[string]string, error) {
+func labelMap(ls model.LabelSet) (map[string]string, error) {
 	if len(ls) == 0 {
 		return nil, nil
 	}
+	if reason := labels.Check(ls); reason != "" {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidLabel, reason)
+	}
 	out := make(map[string]string, len(ls))
 	for n, v := range ls {
-		if !scheme.IsValidLabelName(string(n)) {
-			return nil, fmt.Errorf("%w name %q", ErrInvalidLabel, n)
-		}
-		if !utf8.ValidString(string(v)) {
-			return nil, fmt.Errorf("%w value of %q: not valid UTF-8", ErrInvalidLabel, n)
-		}
 		out[string(n)] = string(v)
 	}
 	return out, nil

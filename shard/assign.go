@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/labels"
 )
 
 // Options configures [Assign]. The zero value assigns every target to one
@@ -24,11 +26,12 @@ type Options struct {
 	KeyLabel model.LabelName
 }
 
-func (o Options) validate() error {
+// Validate checks the options and names the bad field.
+func (o Options) Validate() error {
 	if o.Replicas < 0 {
 		return fmt.Errorf("shard: Options.Replicas %d: must be at least 1", o.Replicas)
 	}
-	if o.KeyLabel != "" && !model.LegacyValidation.IsValidLabelName(string(o.KeyLabel)) {
+	if o.KeyLabel != "" && !labels.ValidName(string(o.KeyLabel)) {
 		return fmt.Errorf("shard: Options.KeyLabel %q: not a valid label name", o.KeyLabel)
 	}
 	return nil
@@ -99,7 +102,7 @@ type item struct {
 // source and labels are merged. A target without __address__ is an error
 // ([ErrNoAddress]), as is a ring without members ([ErrNoMembers]).
 func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, error) {
-	if err := opts.validate(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	if r == nil || len(r.Members()) == 0 {

@@ -2,10 +2,11 @@ package targets
 
 import (
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/labels"
 )
 
 // GroupError says why a group, or one target of it, was not passed on.
@@ -34,13 +35,13 @@ func Validate(job string, groups []*targetgroup.Group) (valid []*targetgroup.Gro
 		if g == nil || len(g.Targets) == 0 {
 			continue
 		}
-		if r := checkLabels(g.Labels); r != "" {
+		if r := labels.Check(g.Labels); r != "" {
 			invalid = append(invalid, &GroupError{Job: job, Source: g.Source, Reason: "group " + r})
 			continue
 		}
 		var kept []model.LabelSet // nil while every target is good
 		for i, t := range g.Targets {
-			r := checkLabels(t)
+			r := labels.Check(t)
 			if t[model.AddressLabel] == "" {
 				r = fmt.Sprintf("target %d (%v) has no __address__", i, t)
 			} else if r != "" {
@@ -64,16 +65,4 @@ func Validate(job string, groups []*targetgroup.Group) (valid []*targetgroup.Gro
 		}
 	}
 	return valid, invalid
-}
-
-func checkLabels(ls model.LabelSet) string {
-	for n, v := range ls {
-		if !model.LegacyValidation.IsValidLabelName(string(n)) {
-			return fmt.Sprintf("label name %q is not valid", n)
-		}
-		if !utf8.ValidString(string(v)) {
-			return fmt.Sprintf("label %q value is not valid UTF-8", n)
-		}
-	}
-	return ""
 }

@@ -241,8 +241,6 @@ func (j *JobConfig) check(at string) error {
 	switch {
 	case j.Replicas < 0:
 		return fmt.Errorf("%s.replicas: %d, want at least 1", at, j.Replicas)
-	case j.ShardKey != "" && !model.LegacyValidation.IsValidLabelName(j.ShardKey):
-		return fmt.Errorf("%s.shard_key: %q is not a label name", at, j.ShardKey)
 	case (c.ConsulService != "") == (len(c.Static) > 0):
 		return fmt.Errorf("%s.collectors: set exactly one of consul_service (collectors in Consul) and static (a fixed list)", at)
 	case len(c.Static) > 0 && len(c.Register) > 0:

@@ -241,6 +241,7 @@ func TestExitCodes(t *testing.T) {
 		"unknown -member":      {[]string{"-config", p, "-member", "zzz", "-once"}, `Job.Self "zzz" is none of the known collectors`},
 		"ttl check":            {[]string{"-config", writeConfig(t, strings.Replace(okJob, "static: [{id: a", "consul_service: p\n      check: {type: ttl}\n      register: [{id: a", 1)), "-once"}, `check.type: "ttl"`},
 		"glob matches nothing": {[]string{"-config", writeConfig(t, strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "file_sd: [/nonexistent/*.json]", 1)), "-once"}, `"/nonexistent/*.json"]: no file matches`},
+		"bad shard_key":        {[]string{"-config", writeConfig(t, strings.Replace(okJob, "    targets:", "    shard_key: a-b\n    targets:", 1)), "-once"}, `KeyLabel "a-b": not a valid label name`},
 		"refresh too low":      {[]string{"-config", writeConfig(t, okJob+"refresh_interval: 10ms\n"), "-once"}, `refresh_interval: "10ms", want at least 1s`},
 	} {
 		t.Run(name, func(t *testing.T) {
