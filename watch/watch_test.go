@@ -435,33 +435,38 @@ func TestRegistrationValidate(t *testing.T) {
 	}
 }
 
+// Probed static members leave and return with their probes; under
+// synctest, so the 20 ms probe interval is fake time and the test cannot
+// flake.
 func TestStaticProbes(t *testing.T) {
-	var mu sync.Mutex
-	down := map[string]bool{}
-	probe := func(_ context.Context, m Member) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if down[m.ID] {
-			return errors.New("down")
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		down := map[string]bool{}
+		probe := func(_ context.Context, m Member) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if down[m.ID] {
+				return errors.New("down")
+			}
+			return nil
 		}
-		return nil
-	}
-	s, err := NewStatic(StaticOptions{Members: []Member{{Address: "127.0.0.1", Port: 2}, {Address: "127.0.0.1", Port: 1}},
-		Probe: probe, Interval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, _ := run(t, s)
-	wantIDs(t, next(t, ch, time.Second), "127.0.0.1:1", "127.0.0.1:2")
-	mu.Lock()
-	down["127.0.0.1:1"] = true
-	mu.Unlock()
-	wantIDs(t, next(t, ch, time.Second), "127.0.0.1:2")
-	noReport(t, ch, 100*time.Millisecond)
-	mu.Lock()
-	down["127.0.0.1:1"] = false
-	mu.Unlock()
-	wantIDs(t, next(t, ch, time.Second), "127.0.0.1:1", "127.0.0.1:2")
+		s, err := NewStatic(StaticOptions{Members: []Member{{Address: "127.0.0.1", Port: 2}, {Address: "127.0.0.1", Port: 1}},
+			Probe: probe, Interval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, _ := run(t, s)
+		wantIDs(t, next(t, ch, time.Second), "127.0.0.1:1", "127.0.0.1:2")
+		mu.Lock()
+		down["127.0.0.1:1"] = true
+		mu.Unlock()
+		wantIDs(t, next(t, ch, time.Second), "127.0.0.1:2")
+		noReport(t, ch, 100*time.Millisecond)
+		mu.Lock()
+		down["127.0.0.1:1"] = false
+		mu.Unlock()
+		wantIDs(t, next(t, ch, time.Second), "127.0.0.1:1", "127.0.0.1:2")
+	})
 }
 
 func TestStaticErrors(t *testing.T) {
