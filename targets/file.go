@@ -1,23 +1,20 @@
 package targets
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
-	"go.yaml.in/yaml/v2"
+
+	"github.com/promshard/promshard/internal/sdfile"
 )
 
 // DefaultFileInterval is how often a [File] checks its files for changes.
@@ -59,7 +56,7 @@ func NewFile(opts FileOptions) (*File, error) {
 		if _, err := filepath.Match(pat, ""); err != nil {
 			return nil, fmt.Errorf("targets: FileOptions.Files[%d] %q: %w", i, pat, err)
 		}
-		if !hasSDExt(pat) {
+		if _, err := sdfile.FormatOf(pat); err != nil {
 			return nil, fmt.Errorf("targets: FileOptions.Files[%d] %q: must end in .json, .yml or .yaml", i, pat)
 		}
 	}
@@ -70,14 +67,6 @@ func NewFile(opts FileOptions) (*File, error) {
 		opts.Interval = DefaultFileInterval
 	}
 	return &File{opts: opts}, nil
-}
-
-func hasSDExt(p string) bool {
-	switch strings.ToLower(filepath.Ext(p)) {
-	case ".json", ".yml", ".yaml":
-		return true
-	}
-	return false
 }
 
 // paths expands the globs, sorted and deduplicated.
@@ -115,7 +104,8 @@ func (f *File) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
 			return nil, fmt.Errorf("read %s: %w", p, err)
 		}
 		hashFile(h, p, b)
-		gs, err := ParseFileSD(b, strings.ToLower(filepath.Ext(p)) == ".json")
+		format, _ := sdfile.FormatOf(p) // the globs end in a file_sd extension
+		gs, err := sdfile.Parse(b, format)
 		if err != nil {
 			return nil, fmt.Errorf("parse %s: %w", p, err)
 		}
@@ -142,30 +132,10 @@ func hashFile(h *xxhash.Digest, path string, content []byte) {
 // ParseFileSD parses file_sd content (JSON when isJSON, else YAML) as
 // Prometheus does.
 func ParseFileSD(b []byte, isJSON bool) ([]*targetgroup.Group, error) {
-	var gs []*targetgroup.Group
 	if isJSON {
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&gs); err != nil {
-			return nil, fmt.Errorf("malformed JSON: %w", err)
-		}
-	} else if err := yaml.UnmarshalStrict(b, &gs); err != nil {
-		return nil, fmt.Errorf("malformed YAML: %w", err)
+		return sdfile.Parse(b, sdfile.JSON)
 	}
-	for i, g := range gs {
-		if g == nil {
-			continue
-		}
-		if g.Labels == nil {
-			g.Labels = model.LabelSet{}
-		}
-		for _, t := range g.Targets {
-			if t[model.AddressLabel] == "" {
-				return nil, fmt.Errorf("group %d: a target has an empty address", i)
-			}
-		}
-	}
-	return gs, nil
+	return sdfile.Parse(b, sdfile.YAML)
 }
 
 // Run checks the files every Interval and calls notify when their set or

@@ -3,7 +3,6 @@ package targets
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -12,8 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/sdfile"
 )
 
 // DefaultHTTPTimeout bounds one fetch of an [HTTP] provider.
@@ -104,7 +104,7 @@ func (h *HTTP) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
 		return nil, fmt.Errorf("GET %s: content type %q, want application/json", h.opts.URL, resp.Header.Get("Content-Type"))
 	}
 	body := &countingReader{r: io.LimitReader(resp.Body, maxHTTPBody+1)}
-	gs, err := decodeGroups(body, h.opts.MaxTargets)
+	gs, err := sdfile.Decode(body, h.opts.MaxTargets)
 	if body.n > maxHTTPBody {
 		return nil, fmt.Errorf("GET %s: answer larger than %d bytes", h.opts.URL, maxHTTPBody)
 	}
@@ -129,59 +129,4 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// decodeGroups reads an http_sd answer group by group, as Prometheus does
-// (unknown fields and empty addresses are errors), without holding the raw
-// answer: a target that repeats one already read with the same labels is
-// dropped as it comes, and more than maxTargets distinct targets is an
-// error.
-func decodeGroups(r io.Reader, maxTargets int) ([]*targetgroup.Group, error) {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("malformed JSON: %w", err)
-	}
-	if tok == nil {
-		return nil, nil // null: no groups
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return nil, fmt.Errorf("malformed JSON: want a list of target groups, got %v", tok)
-	}
-	type key struct{ labels, addr string }
-	seen := map[key]struct{}{}
-	var out []*targetgroup.Group
-	for i := 0; dec.More(); i++ {
-		var g struct {
-			Targets []string       `json:"targets"`
-			Labels  model.LabelSet `json:"labels"`
-		}
-		if err := dec.Decode(&g); err != nil {
-			return nil, fmt.Errorf("malformed JSON: group %d: %w", i, err)
-		}
-		if g.Labels == nil {
-			g.Labels = model.LabelSet{}
-		}
-		tg := &targetgroup.Group{Labels: g.Labels, Targets: make([]model.LabelSet, 0, len(g.Targets))}
-		ls := tg.Labels.String()
-		for _, a := range g.Targets {
-			if a == "" {
-				return nil, fmt.Errorf("group %d: a target has an empty address", i)
-			}
-			if _, dup := seen[key{ls, a}]; dup {
-				continue
-			}
-			if len(seen) == maxTargets {
-				return nil, fmt.Errorf("more than %d distinct targets (HTTPOptions.MaxTargets)", maxTargets)
-			}
-			seen[key{ls, a}] = struct{}{}
-			tg.Targets = append(tg.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(a)})
-		}
-		out = append(out, tg)
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("malformed JSON: %w", err)
-	}
-	return out, nil
 }

@@ -1,0 +1,271 @@
+// Package sdfile is the module's one file_sd codec: the formats and their
+// extensions, the reader (what targets takes in) and the writer (what filesd
+// puts out), so that both sides agree on what a file_sd file is.
+package sdfile
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"go.yaml.in/yaml/v2"
+
+	"github.com/promshard/promshard/internal/labels"
+)
+
+// Format is the encoding of a file_sd file.
+type Format string
+
+// The formats Prometheus' file_sd reads.
+const (
+	JSON Format = "json"
+	YAML Format = "yaml"
+)
+
+// ErrInvalidLabel means a label name or value would make Prometheus reject
+// the whole file.
+var ErrInvalidLabel = errors.New("invalid label")
+
+// FormatOf returns the format Prometheus infers from a file's extension:
+// .json, or .yml / .yaml.
+func FormatOf(path string) (Format, error) {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".json":
+		return JSON, nil
+	case ".yml", ".yaml":
+		return YAML, nil
+	}
+	return "", fmt.Errorf("file %q: extension must be .json, .yml or .yaml (the ones file_sd reads)", path)
+}
+
+// entry is one element of a file_sd file.
+type entry struct {
+	Targets []string          `json:"targets" yaml:"targets"`
+	Labels  map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+}
+
+// Marshal renders groups as a file_sd file in format f. Groups keep their
+// order; a target whose label set holds more than __address__ is written in
+// an entry of its own with the group's labels and its own (its own win, as
+// in Prometheus). Nil or empty input gives an empty list. Label names are
+// checked with the legacy rules every Prometheus version accepts.
+func Marshal(groups []*targetgroup.Group, f Format) ([]byte, error) {
+	entries, err := toEntries(groups)
+	if err != nil {
+		return nil, err
+	}
+	switch f {
+	case JSON, "":
+		b, err := json.MarshalIndent(entries, "", "  ")
+		if err != nil {
+			return nil, fmt.Errorf("encode JSON: %w", err)
+		}
+		return append(b, '\n'), nil
+	case YAML:
+		return marshalYAML(entries), nil
+	}
+	return nil, fmt.Errorf("format %q: want %q or %q", f, JSON, YAML)
+}
+
+func toEntries(groups []*targetgroup.Group) ([]entry, error) {
+	entries := make([]entry, 0, len(groups))
+	for gi, g := range groups {
+		if g == nil || len(g.Targets) == 0 {
+			continue
+		}
+		base, err := labelMap(g.Labels)
+		if err != nil {
+			return nil, fmt.Errorf("group %d (source %q): %w", gi, g.Source, err)
+		}
+		plain := entry{Labels: base}
+		var own map[string]*entry // targets with labels of their own, by label text
+		for ti, t := range g.Targets {
+			addr, ok := t[model.AddressLabel]
+			if !ok || addr == "" {
+				return nil, fmt.Errorf("group %d (source %q) target %d (%v): %w: no __address__", gi, g.Source, ti, t, ErrInvalidLabel)
+			}
+			if !labels.ValidValue(string(addr)) {
+				// JSON would write U+FFFD and YAML an escape read back as
+				// another character: the collector would scrape another
+				// address, so the target is refused, as Prometheus would.
+				return nil, fmt.Errorf("group %d (source %q) target %d (%q): %w: __address__ is not valid UTF-8", gi, g.Source, ti, addr, ErrInvalidLabel)
+			}
+			if len(t) == 1 {
+				plain.Targets = append(plain.Targets, string(addr))
+				continue
+			}
+			rest := maps.Clone(t)
+			delete(rest, model.AddressLabel)
+			tl, err := labelMap(rest)
+			if err != nil {
+				return nil, fmt.Errorf("group %d (source %q) target %q: %w", gi, g.Source, addr, err)
+			}
+			merged := maps.Clone(base)
+			if merged == nil {
+				merged = map[string]string{}
+			}
+			maps.Copy(merged, tl)
+			key := model.LabelSet(rest).String()
+			if own == nil {
+				own = map[string]*entry{}
+			}
+			e, ok := own[key]
+			if !ok {
+				e = &entry{Labels: merged}
+				own[key] = e
+			}
+			e.Targets = append(e.Targets, string(addr))
+		}
+		if len(plain.Targets) > 0 {
+			entries = append(entries, plain)
+		}
+		for _, k := range slices.Sorted(maps.Keys(own)) {
+			entries = append(entries, *own[k])
+		}
+	}
+	return entries, nil
+}
+
+// labelMap validates a label set and returns it as plain strings.
+func labelMap(ls model.LabelSet) (map[string]string, error) {
+	if len(ls) == 0 {
+		return nil, nil
+	}
+	if reason := labels.Check(ls); reason != "" {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidLabel, reason)
+	}
+	out := make(map[string]string, len(ls))
+	for n, v := range ls {
+		out[string(n)] = string(v)
+	}
+	return out, nil
+}
+
+// marshalYAML writes entries as YAML by hand: the shape is fixed, and a
+// general encoder is several times slower on large files. Every scalar is
+// double-quoted with Go escapes, which YAML reads the same way, so no value
+// ("true", "null", "a: b", a newline) changes meaning. Label keys are
+// sorted.
+func marshalYAML(entries []entry) []byte {
+	if len(entries) == 0 {
+		return []byte("[]\n")
+	}
+	n := 0
+	for _, e := range entries {
+		n += 16 + 24*len(e.Targets) + 32*len(e.Labels)
+	}
+	b := make([]byte, 0, n)
+	for _, e := range entries {
+		b = append(b, "- targets:\n"...)
+		for _, t := range e.Targets {
+			b = append(b, "  - "...)
+			b = strconv.AppendQuote(b, t)
+			b = append(b, '\n')
+		}
+		if len(e.Labels) == 0 {
+			continue
+		}
+		b = append(b, "  labels:\n"...)
+		for _, k := range slices.Sorted(maps.Keys(e.Labels)) {
+			b = append(b, "    "...)
+			b = strconv.AppendQuote(b, k)
+			b = append(b, ": "...)
+			b = strconv.AppendQuote(b, e.Labels[k])
+			b = append(b, '\n')
+		}
+	}
+	return b
+}
+
+// Parse reads file_sd content in format f as Prometheus does: unknown
+// fields and empty addresses are errors, and every group gets a label set.
+func Parse(b []byte, f Format) ([]*targetgroup.Group, error) {
+	var gs []*targetgroup.Group
+	if f == JSON {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&gs); err != nil {
+			return nil, fmt.Errorf("malformed JSON: %w", err)
+		}
+	} else if err := yaml.UnmarshalStrict(b, &gs); err != nil {
+		return nil, fmt.Errorf("malformed YAML: %w", err)
+	}
+	for i, g := range gs {
+		if g == nil {
+			continue
+		}
+		if g.Labels == nil {
+			g.Labels = model.LabelSet{}
+		}
+		for _, t := range g.Targets {
+			if t[model.AddressLabel] == "" {
+				return nil, fmt.Errorf("group %d: a target has an empty address", i)
+			}
+		}
+	}
+	return gs, nil
+}
+
+// Decode reads a JSON list of groups (an http_sd answer) group by group, as
+// Prometheus does (unknown fields and empty addresses are errors), without
+// holding the raw answer: a target that repeats one already read with the
+// same labels is dropped as it comes, and more than maxTargets distinct
+// targets is an error.
+func Decode(r io.Reader, maxTargets int) ([]*targetgroup.Group, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("malformed JSON: %w", err)
+	}
+	if tok == nil {
+		return nil, nil // null: no groups
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return nil, fmt.Errorf("malformed JSON: want a list of target groups, got %v", tok)
+	}
+	type key struct{ labels, addr string }
+	seen := map[key]struct{}{}
+	var out []*targetgroup.Group
+	for i := 0; dec.More(); i++ {
+		var g struct {
+			Targets []string       `json:"targets"`
+			Labels  model.LabelSet `json:"labels"`
+		}
+		if err := dec.Decode(&g); err != nil {
+			return nil, fmt.Errorf("malformed JSON: group %d: %w", i, err)
+		}
+		if g.Labels == nil {
+			g.Labels = model.LabelSet{}
+		}
+		tg := &targetgroup.Group{Labels: g.Labels, Targets: make([]model.LabelSet, 0, len(g.Targets))}
+		ls := tg.Labels.String()
+		for _, a := range g.Targets {
+			if a == "" {
+				return nil, fmt.Errorf("group %d: a target has an empty address", i)
+			}
+			if _, dup := seen[key{ls, a}]; dup {
+				continue
+			}
+			if len(seen) == maxTargets {
+				return nil, fmt.Errorf("more than %d distinct targets (HTTPOptions.MaxTargets)", maxTargets)
+			}
+			seen[key{ls, a}] = struct{}{}
+			tg.Targets = append(tg.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(a)})
+		}
+		out = append(out, tg)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("malformed JSON: %w", err)
+	}
+	return out, nil
+}
