@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/internal/sdfile"
@@ -26,8 +27,8 @@ type FileOptions struct {
 	// files: .json, .yml or .yaml, in Prometheus' file_sd format.
 	// Required.
 	Files []string
-	// Interval is how often Run checks the files for changes; zero means
-	// [DefaultFileInterval].
+	// Interval is how often Run looks at the files besides the file system's
+	// events; zero means [DefaultFileInterval].
 	Interval time.Duration
 }
 
@@ -138,12 +139,22 @@ func ParseFileSD(b []byte, isJSON bool) ([]*targetgroup.Group, error) {
 	return sdfile.Parse(b, sdfile.YAML)
 }
 
-// Run checks the files every Interval and calls notify when their set or
-// content differs from what Targets last read (or, before any read, from
-// what was there when Run started).
+// Run follows the files until ctx is done: it watches their directories
+// with fsnotify and also looks every Interval (a safety net for file
+// systems without events), as Prometheus' file SD does. It calls notify
+// when the files' set or content differs from what Targets last read (or,
+// before any read, from what was there when Run started).
 func (f *File) Run(ctx context.Context, notify func()) error {
 	start := f.fingerprint()
 	var notified uint64 // the content last announced, so it is announced once
+	var events <-chan fsnotify.Event
+	if w, err := fsnotify.NewWatcher(); err == nil {
+		defer w.Close()
+		for _, pat := range f.opts.Files {
+			_ = w.Add(filepath.Dir(pat)) // a missing directory is left to the timer
+		}
+		events = w.Events
+	}
 	t := time.NewTicker(f.opts.Interval)
 	defer t.Stop()
 	for {
@@ -151,6 +162,7 @@ func (f *File) Run(ctx context.Context, notify func()) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-events:
 		}
 		f.mu.Lock()
 		seen := cmp.Or(f.read, start) // what the consumer has
@@ -162,7 +174,6 @@ func (f *File) Run(ctx context.Context, notify func()) error {
 	}
 }
 
-// fingerprint hashes the file names and contents.
 func (f *File) fingerprint() uint64 {
 	h := xxhash.New()
 	for _, p := range f.paths() {

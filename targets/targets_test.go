@@ -505,3 +505,32 @@ func TestFileCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A rewrite is noticed from the file system's events, long before the
+// periodic look.
+func TestFileFollowsEvents(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.json")
+	os.WriteFile(p, []byte(`[{"targets": ["h1:9100"]}]`), 0o644)
+	f, _ := NewFile(FileOptions{Files: []string{filepath.Join(dir, "*.json")}, Interval: time.Hour})
+	if _, err := f.Targets(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	notified := make(chan struct{}, 10)
+	done := make(chan struct{})
+	go func() { defer close(done); f.Run(ctx, func() { notified <- struct{}{} }) }()
+	defer func() { cancel(); <-done }()
+	// Run may not watch yet: rewrite until it announces, within a bound.
+	deadline := time.After(10 * time.Second)
+	for i := 2; ; i++ {
+		os.WriteFile(p, []byte(fmt.Sprintf(`[{"targets": ["h%d:9100"]}]`, i)), 0o644)
+		select {
+		case <-notified:
+			return
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("a rewrite was not noticed within 10 s with a 1 h interval: no file system events")
+		}
+	}
+}
