@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	promcfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 
 	"github.com/promshard/promshard"
@@ -153,11 +154,11 @@ func (a *app) provider(jc *JobConfig) (targets.Provider, error) {
 		}
 		return f, err
 	case t.HTTPSD != nil:
-		o := targets.HTTPOptions{URL: t.HTTPSD.URL, Timeout: t.HTTPSD.Timeout.Duration}
-		if t.HTTPSD.BearerToken != "" {
-			o.Header = http.Header{"Authorization": {"Bearer " + t.HTTPSD.BearerToken}}
+		client, err := httpClient(t.HTTPSD.Client, "http_sd")
+		if err != nil {
+			return nil, err
 		}
-		return targets.NewHTTP(o)
+		return targets.NewHTTP(targets.HTTPOptions{URL: t.HTTPSD.URL, Timeout: t.HTTPSD.Timeout.Duration, Client: client})
 	default:
 		return promsd.New(jc.Name, t.sd, promsd.Options{UpdateInterval: time.Second,
 			Logger: a.log.With("job", jc.Name), Registerer: a.reg})
@@ -168,14 +169,25 @@ func reloader(rc ReloadConfig) (reload.Reloader, error) {
 	switch rc.Method {
 	case "http":
 		h := rc.HTTP
-		return reload.NewHTTP(reload.HTTPOptions{Path: h.Path, Scheme: h.Scheme, Timeout: h.Timeout.Duration, Retries: h.Retries,
-			Username: h.Username, Password: h.Password, BearerToken: h.BearerToken})
+		client, err := httpClient(h.Client, "reload")
+		if err != nil {
+			return nil, err
+		}
+		return reload.NewHTTP(reload.HTTPOptions{Client: client, Path: h.Path, Scheme: h.Scheme, Timeout: h.Timeout.Duration, Retries: h.Retries})
 	case "signal":
 		return reload.NewSignal(reload.SignalOptions{PIDFile: rc.Signal.PIDFile})
 	case "command":
 		return reload.NewCommand(reload.CommandOptions{Args: rc.Command.Args, Timeout: rc.Command.Timeout.Duration})
 	}
 	return reload.None{}, nil
+}
+
+// httpClient is the client that a config's auth and TLS settings describe.
+func httpClient(c promcfg.HTTPClientConfig, name string) (*http.Client, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return promcfg.NewClientFromConfig(c, name)
 }
 
 // once registers the collectors, reshards every job once, prints tables.

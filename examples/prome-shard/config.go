@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	promcfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
@@ -118,9 +119,9 @@ type TargetsConfig struct {
 	Static []*targetgroup.Group `yaml:"static"`
 	FileSD []string             `yaml:"file_sd"`
 	HTTPSD *struct {
-		URL         string   `yaml:"url"`
-		BearerToken string   `yaml:"bearer_token"`
-		Timeout     Duration `yaml:"timeout"`
+		URL     string                   `yaml:"url"`
+		Timeout Duration                 `yaml:"timeout"`
+		Client  promcfg.HTTPClientConfig `yaml:",inline"` // auth and TLS as in a Prometheus scrape config
 	} `yaml:"http_sd"`
 	PrometheusSD map[string]any `yaml:"prometheus_sd"`
 	AllowEmpty   bool           `yaml:"allow_empty"`
@@ -141,13 +142,11 @@ type ReloadConfig struct {
 	Method      string `yaml:"method"`
 	Concurrency int    `yaml:"concurrency"`
 	HTTP        struct {
-		Path        string   `yaml:"path"`
-		Scheme      string   `yaml:"scheme"`
-		Timeout     Duration `yaml:"timeout"`
-		Retries     int      `yaml:"retries"`
-		Username    string   `yaml:"username"`
-		Password    string   `yaml:"password"`
-		BearerToken string   `yaml:"bearer_token"`
+		Path    string                   `yaml:"path"`
+		Scheme  string                   `yaml:"scheme"`
+		Timeout Duration                 `yaml:"timeout"`
+		Retries int                      `yaml:"retries"`
+		Client  promcfg.HTTPClientConfig `yaml:",inline"`
 	} `yaml:"http"`
 	Signal struct {
 		PIDFile string `yaml:"pid_file"`
@@ -215,7 +214,6 @@ func (c *Config) checkListen(field string) error {
 }
 
 func (j *JobConfig) check(at string) error {
-	var err error
 	c, t, o, r := &j.Collectors, &j.Targets, &j.Output, &j.Reload
 	for _, e := range []struct {
 		path, v string
@@ -229,7 +227,7 @@ func (j *JobConfig) check(at string) error {
 			return fmt.Errorf("%s%s: %q, want one of %s", at, e.path, e.v, strings.Join(e.allowed, ", "))
 		}
 	}
-	if _, err = shard.ParseKind(string(j.Ring)); err != nil {
+	if _, err := shard.ParseKind(string(j.Ring)); err != nil {
 		return fmt.Errorf("%s.ring: %q, want one of %v", at, j.Ring, shard.Kinds())
 	}
 	hasTargets := 0
@@ -247,16 +245,8 @@ func (j *JobConfig) check(at string) error {
 		return fmt.Errorf("%s.collectors.register: only with consul_service", at)
 	case hasTargets != 1:
 		return fmt.Errorf("%s.targets: set exactly one provider of static, file_sd, http_sd and prometheus_sd (found %d)", at, hasTargets)
-	case t.HTTPSD != nil && !strings.HasPrefix(t.HTTPSD.URL, "http://") && !strings.HasPrefix(t.HTTPSD.URL, "https://"):
-		return fmt.Errorf("%s.targets.http_sd.url: %q, want an http(s) URL", at, t.HTTPSD.URL)
 	case o.Dir == "" && !o.HTTPSD:
 		return fmt.Errorf("%s.output: set dir (file_sd files) or http_sd: true, or both", at)
-	case r.Method == "command" && len(r.Command.Args) == 0:
-		return fmt.Errorf("%s.reload.command.args: empty", at)
-	case r.Method == "signal" && r.Signal.PIDFile == "":
-		return fmt.Errorf("%s.reload.signal.pid_file: missing", at)
-	case r.Concurrency < 0:
-		return fmt.Errorf("%s.reload.concurrency: %d, must not be negative", at, r.Concurrency)
 	}
 	j.Replicas = max(j.Replicas, 1)
 	for i, m := range append(slices.Clone(c.Register), c.Static...) {
@@ -280,7 +270,7 @@ func (j *JobConfig) check(at string) error {
 		}
 	}
 	if o.Dir != "" {
-		if _, err = filesd.NewDir(filesd.DirOptions{Dir: o.Dir, Template: o.File, Format: filesd.Format(o.Format)}); err != nil {
+		if _, err := filesd.NewDir(filesd.DirOptions{Dir: o.Dir, Template: o.File, Format: filesd.Format(o.Format)}); err != nil {
 			return fmt.Errorf("%s.output.file: %w", at, err)
 		}
 	}

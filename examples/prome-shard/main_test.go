@@ -251,3 +251,28 @@ func TestExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// http_sd takes the auth and TLS settings of a Prometheus scrape config.
+func TestHTTPSDWithAuthorization(t *testing.T) {
+	sd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer s3cret" {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `[{"targets": ["h1:9100", "h2:9100"]}]`)
+	}))
+	defer sd.Close()
+	source := func(auth string) string {
+		return strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]",
+			fmt.Sprintf("http_sd: {url: %q, %s}", sd.URL, auth), 1)
+	}
+	code, stdout, stderr := runCmd("-config", writeConfig(t, source("authorization: {credentials: s3cret}")), "-once")
+	if code != 0 || !strings.Contains(stdout, "job node: 2 targets on 2 collectors") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	code, _, stderr = runCmd("-config", writeConfig(t, source("bearer_token: a, authorization: {credentials: b}")), "-once")
+	if code != 2 || !strings.Contains(stderr, "authorization") {
+		t.Fatalf("two credentials: exit %d, %q; want 2", code, stderr)
+	}
+}
