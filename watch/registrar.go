@@ -41,8 +41,8 @@ type RegistrarOptions struct {
 	DeregisterTimeout time.Duration
 	// InitialWait bounds the wait for the checks to pass after the first
 	// registration; default two check intervals plus a check timeout of the
-	// slowest registration's check (every collector that is up has passed
-	// by then).
+	// slowest registration's check, plus 5 s for the agent to sync (every
+	// collector that is up has passed by then). It ends as soon as all pass.
 	InitialWait time.Duration
 	// Health, when set, is where WaitPassing looks for passing checks: the
 	// health endpoint that watchers read. Without it, the agent's own view,
@@ -70,6 +70,11 @@ type KVClient interface {
 	List(prefix string, q *api.QueryOptions) (api.KVPairs, *api.QueryMeta, error)
 	Delete(key string, w *api.WriteOptions) (*api.WriteMeta, error)
 }
+
+// initialSyncMargin is added to the default InitialWait for the agent to
+// run the first checks of fresh registrations and sync their results to
+// the catalog, which takes seconds on a loaded machine.
+const initialSyncMargin = 5 * time.Second
 
 // DefaultOwnersPrefix is where Registrars record who registered a collector.
 const DefaultOwnersPrefix = "promshard/registrations"
@@ -123,6 +128,7 @@ func NewRegistrar(agent AgentClient, regs []Registration, opts RegistrarOptions)
 			c := reg.Check
 			opts.InitialWait = max(opts.InitialWait, 2*cmp.Or(c.Interval, DefaultCheckInterval)+cmp.Or(c.Timeout, DefaultCheckTimeout))
 		}
+		opts.InitialWait += initialSyncMargin
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
