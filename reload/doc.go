@@ -3,8 +3,9 @@
 // A [Reloader] acts on one [Collector]. The implementations:
 //
 //   - [HTTP]: POST /-/reload to Prometheus (started with
-//     --web.enable-lifecycle), with a timeout, retries with backoff, and
-//     optional basic auth, bearer token and TLS. A 403 "lifecycle API is not
+//     --web.enable-lifecycle), with a timeout and retries with backoff;
+//     authentication and TLS come with the client you give it, built from a
+//     Prometheus-style HTTP client config. A 403 "lifecycle API is not
 //     enabled" is [ErrLifecycleDisabled] and is not retried; a failed reload
 //     (Prometheus answers 500 when its config does not load) is
 //     [ErrReloadFailed] and carries the response body.

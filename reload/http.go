@@ -2,7 +2,6 @@ package reload
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -28,11 +27,13 @@ const maxBackoff = 30 * time.Second
 // HTTPOptions configures an [HTTP] reloader. Zero values get the documented
 // defaults.
 type HTTPOptions struct {
-	// Client sends the requests; nil means a client built from TLSConfig.
+	// Client sends the requests, with its authentication and TLS: build it
+	// from a Prometheus-style HTTP client config with
+	// github.com/prometheus/common/config.NewClientFromConfig, so that users
+	// write basic_auth, authorization, oauth2 or tls_config as in a scrape
+	// config. Nil means a plain client.
 	Client *http.Client
-	// TLSConfig, when set (and Client is nil), makes requests over HTTPS.
-	TLSConfig *tls.Config
-	// Scheme is "http" (default) or "https" (the default with TLSConfig).
+	// Scheme is "http" (default) or "https".
 	Scheme string
 	// Path is the reload endpoint; default [DefaultReloadPath]. Include a
 	// --web.route-prefix here.
@@ -46,10 +47,6 @@ type HTTPOptions struct {
 	// retry with jitter; default [DefaultBackoff].
 	Retries int
 	Backoff time.Duration
-	// Username and Password, when Username is set, are sent as basic auth.
-	Username, Password string
-	// BearerToken, when set, is sent as an Authorization bearer token.
-	BearerToken string
 }
 
 // HTTP reloads Prometheus with POST /-/reload.
@@ -63,9 +60,6 @@ var _ Reloader = (*HTTP)(nil)
 func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	if opts.Scheme == "" {
 		opts.Scheme = "http"
-		if opts.TLSConfig != nil {
-			opts.Scheme = "https"
-		}
 	}
 	if opts.Scheme != "http" && opts.Scheme != "https" {
 		return nil, fmt.Errorf("reload: HTTPOptions.Scheme %q: want http or https", opts.Scheme)
@@ -78,9 +72,6 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	}
 	if opts.Timeout < 0 || opts.Backoff < 0 || opts.Retries < -1 {
 		return nil, fmt.Errorf("reload: HTTPOptions Timeout %v, Backoff %v, Retries %d: must not be negative", opts.Timeout, opts.Backoff, opts.Retries)
-	}
-	if opts.Username != "" && opts.BearerToken != "" {
-		return nil, errors.New("reload: HTTPOptions: set Username or BearerToken, not both")
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultHTTPTimeout
@@ -95,9 +86,7 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 		opts.Retries = 0
 	}
 	if opts.Client == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = opts.TLSConfig
-		opts.Client = &http.Client{Transport: tr}
+		opts.Client = &http.Client{}
 	}
 	return &HTTP{opts: opts}, nil
 }
@@ -143,12 +132,6 @@ func (h *HTTP) post(ctx context.Context, u string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
 		return err
-	}
-	if h.opts.Username != "" {
-		req.SetBasicAuth(h.opts.Username, h.opts.Password)
-	}
-	if h.opts.BearerToken != "" {
-		req.Header.Set("Authorization", "Bearer "+h.opts.BearerToken)
 	}
 	resp, err := h.opts.Client.Do(req)
 	if err != nil {

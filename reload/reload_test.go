@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	promcfg "github.com/prometheus/common/config"
 	"go.uber.org/goleak"
 )
 
@@ -28,6 +29,16 @@ func server(t *testing.T, h http.HandlerFunc) Collector {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return Collector{ID: "c1", Address: strings.TrimPrefix(srv.URL, "http://")}
+}
+
+// authClient is a client with the authentication of a Prometheus-style
+// HTTP client config, as HTTPOptions.Client documents.
+func authClient(t *testing.T, c promcfg.HTTPClientConfig) *http.Client {
+	client, err := promcfg.NewClientFromConfig(c, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
 }
 
 func fastHTTP(t *testing.T, o HTTPOptions) *HTTP {
@@ -51,7 +62,7 @@ func TestHTTPReload(t *testing.T) {
 			http.Error(w, "auth", http.StatusUnauthorized)
 		}
 	})
-	if err := fastHTTP(t, HTTPOptions{Username: "u", Password: "p"}).Reload(context.Background(), c); err != nil {
+	if err := fastHTTP(t, HTTPOptions{Client: authClient(t, promcfg.HTTPClientConfig{BasicAuth: &promcfg.BasicAuth{Username: "u", Password: "p"}})}).Reload(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
 	err := fastHTTP(t, HTTPOptions{}).Reload(context.Background(), c)
@@ -110,7 +121,7 @@ func TestHTTPReloadErrors(t *testing.T) {
 			http.Error(w, "no", http.StatusUnauthorized)
 		}
 	})
-	if err := fastHTTP(t, HTTPOptions{BearerToken: "s3cret"}).Reload(context.Background(), token); err != nil {
+	if err := fastHTTP(t, HTTPOptions{Client: authClient(t, promcfg.HTTPClientConfig{Authorization: &promcfg.Authorization{Type: "Bearer", Credentials: "s3cret"}})}).Reload(context.Background(), token); err != nil {
 		t.Fatal(err)
 	}
 	if err := fastHTTP(t, HTTPOptions{}).Reload(context.Background(), Collector{ID: "x"}); err == nil {
@@ -126,7 +137,6 @@ func TestNewHTTPValidates(t *testing.T) {
 		{HTTPOptions{Scheme: "ftp"}, `Scheme "ftp"`},
 		{HTTPOptions{Path: "reload"}, `Path "reload"`},
 		{HTTPOptions{Timeout: -1}, "Timeout -1ns"},
-		{HTTPOptions{Username: "u", BearerToken: "t"}, "not both"},
 	} {
 		if _, err := NewHTTP(tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.o, err, tc.want)
