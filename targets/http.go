@@ -32,12 +32,13 @@ const DefaultMaxTargets = 1_000_000
 type HTTPOptions struct {
 	// URL of the endpoint. Required, http or https.
 	URL string
-	// Client sends the requests; nil means a client of its own.
+	// Client sends the requests, with its authentication and TLS: build it
+	// from a Prometheus-style HTTP client config with
+	// github.com/prometheus/common/config.NewClientFromConfig. Nil means a
+	// plain client.
 	Client *http.Client
 	// Timeout bounds one fetch; zero means [DefaultHTTPTimeout].
 	Timeout time.Duration
-	// Header is added to every request, e.g. Authorization.
-	Header http.Header
 	// MaxTargets caps the distinct targets of an answer; more is an error
 	// (the last good targets stay). Zero means [DefaultMaxTargets].
 	MaxTargets int
@@ -84,11 +85,6 @@ func (h *HTTP) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.opts.URL, nil)
 	if err != nil {
 		return nil, err
-	}
-	for k, vs := range h.opts.Header {
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := h.opts.Client.Do(req)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	promcfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"go.uber.org/goleak"
@@ -342,7 +343,7 @@ func TestHTTPProvider(t *testing.T) {
 		fmt.Fprint(w, body.Load())
 	}))
 	defer srv.Close()
-	h, err := NewHTTP(HTTPOptions{URL: srv.URL + "/sd", Header: http.Header{"Authorization": {"Bearer t0k"}}})
+	h, err := NewHTTP(HTTPOptions{URL: srv.URL + "/sd", Client: bearer("t0k")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +374,7 @@ func TestHTTPProvider(t *testing.T) {
 	if _, err := noAuth.Targets(ctx); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("without auth: %v", err)
 	}
-	slow, _ := NewHTTP(HTTPOptions{URL: srv.URL + "?slow=1", Timeout: 50 * time.Millisecond, Header: http.Header{"Authorization": {"Bearer t0k"}}})
+	slow, _ := NewHTTP(HTTPOptions{URL: srv.URL + "?slow=1", Timeout: 50 * time.Millisecond, Client: bearer("t0k")})
 	if _, err := slow.Targets(ctx); err == nil {
 		t.Fatal("timeout not enforced")
 	}
@@ -533,4 +534,12 @@ func TestFileFollowsEvents(t *testing.T) {
 			t.Fatal("a rewrite was not noticed within 10 s with a 1 h interval: no file system events")
 		}
 	}
+}
+
+// bearer is a client that sends a bearer token, built as HTTPOptions.Client
+// documents.
+func bearer(token string) *http.Client {
+	c, _ := promcfg.NewClientFromConfig(promcfg.HTTPClientConfig{
+		Authorization: &promcfg.Authorization{Type: "Bearer", Credentials: promcfg.Secret(token)}}, "test")
+	return c
 }
