@@ -232,58 +232,63 @@ func TestWatcherIndexRules(t *testing.T) {
 	}
 }
 
+// During an outage the last set stands, errors are counted with backoff,
+// and recovery reports the set as it is then (synctest: exact backoff).
 func TestWatcherKeepsLastSetOnErrors(t *testing.T) {
-	f, hc := startFake(t)
-	f.set(10, "a", "b")
-	w, _ := NewConsulWatcher(hc, fastOpts())
-	ch, _ := run(t, w)
-	wantIDs(t, next(t, ch, 2*time.Second), "a", "b")
-	f.setFail(true)
-	f.set(11, "a") // wake the blocked query
-	noReport(t, ch, 300*time.Millisecond)
-	s := w.State()
-	if s.ConsecutiveErrors < 2 || s.LastError == nil || len(s.Members) != 2 {
-		t.Fatalf("state during outage %+v", s)
-	}
-	f.setFail(false)
-	wantIDs(t, next(t, ch, 2*time.Second), "a")
-	if s := w.State(); s.ConsecutiveErrors != 0 || s.LastError != nil {
-		t.Fatalf("state after recovery %+v", s)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := &memHealth{}
+		h.set("a", "b")
+		o := fastOpts()
+		o.BackoffMin, o.BackoffMax = time.Second, 4*time.Second
+		w, _ := NewConsulWatcher(h, o)
+		ch, _ := run(t, w)
+		wantIDs(t, next(t, ch, time.Second), "a", "b")
+		h.setDown(true)
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		s := w.State()
+		// Waits of at most 1, 2, 4, 4, … s within 10 s: at least 4 attempts.
+		if s.ConsecutiveErrors < 4 || s.LastError == nil || len(s.Members) != 2 {
+			t.Fatalf("state during outage %+v", s)
+		}
+		noReport(t, ch, time.Millisecond)
+		h.set("a")
+		h.setDown(false)
+		start := time.Now()
+		wantIDs(t, next(t, ch, 5*time.Second), "a")
+		if el := time.Since(start); el > 4*time.Second {
+			t.Fatalf("recovered after %v: more than the largest backoff", el)
+		}
+		if s := w.State(); s.ConsecutiveErrors != 0 || s.LastError != nil {
+			t.Fatalf("state after recovery %+v", s)
+		}
+	})
 }
 
 // After an outage the watcher knows at once that Consul is back, even
-// when the member set did not change meanwhile.
+// when the member set did not change meanwhile: it does not wait on its old
+// index for the next change (WaitTime is a minute here).
 func TestWatcherRecoversWithoutAChange(t *testing.T) {
-	f, hc := startFake(t)
-	f.set(10, "a", "b")
-	o := fastOpts()
-	o.WaitTime = time.Minute
-	w, _ := NewConsulWatcher(hc, o)
-	ch, _ := run(t, w)
-	wantIDs(t, next(t, ch, 2*time.Second), "a", "b")
-	f.setFail(true)
-	f.set(10, "a", "b") // wake the blocked query; same index, same set
-	err := testenv.WaitFor(5*time.Second, 5*time.Millisecond, func() error {
+	synctest.Test(t, func(t *testing.T) {
+		h := &memHealth{}
+		h.set("a", "b")
+		o := fastOpts()
+		o.WaitTime, o.BackoffMin, o.BackoffMax = time.Minute, time.Second, time.Second
+		w, _ := NewConsulWatcher(h, o)
+		ch, _ := run(t, w)
+		wantIDs(t, next(t, ch, time.Second), "a", "b")
+		h.setDown(true)
+		time.Sleep(3 * time.Second)
 		if w.State().ConsecutiveErrors == 0 {
-			return errors.New("no error yet")
+			t.Fatal("no error during the outage")
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.setFail(false)
-	err = testenv.WaitFor(5*time.Second, 5*time.Millisecond, func() error {
+		h.setDown(false)
+		time.Sleep(2 * time.Second) // one backoff, then one query
 		if s := w.State(); s.ConsecutiveErrors != 0 || s.LastError != nil {
-			return fmt.Errorf("still in error after Consul came back: %+v", s)
+			t.Fatalf("still in error 2 s after Consul came back: %+v", s)
 		}
-		return nil
+		noReport(t, ch, time.Millisecond)
 	})
-	if err != nil {
-		t.Fatal(err) // a blocking query on the old index would wait a minute
-	}
-	noReport(t, ch, 50*time.Millisecond)
 }
 
 // memHealth is Consul's health endpoint in memory, for synctest: a query
@@ -293,6 +298,17 @@ type memHealth struct {
 	index   uint64
 	ids     []string
 	changed chan struct{}
+	down    bool // every query fails at once
+}
+
+func (h *memHealth) setDown(v bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.down = v
+	if h.changed != nil {
+		close(h.changed) // wake blocked queries
+	}
+	h.changed = make(chan struct{})
 }
 
 func (h *memHealth) set(ids ...string) {
@@ -308,8 +324,11 @@ func (h *memHealth) set(ids ...string) {
 
 func (h *memHealth) ServiceMultipleTags(_ string, _ []string, _ bool, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
 	h.mu.Lock()
-	ch, idx := h.changed, h.index
+	ch, idx, down := h.changed, h.index, h.down
 	h.mu.Unlock()
+	if down {
+		return nil, nil, errors.New("connection refused")
+	}
 	if q.WaitIndex == idx {
 		t := time.NewTimer(q.WaitTime)
 		defer t.Stop()
