@@ -32,7 +32,6 @@ type fakeConsul struct {
 	mu      sync.Mutex
 	index   uint64
 	entries []*api.ServiceEntry
-	fail    bool
 	changed chan struct{}
 	seen    []uint64 // index of every request
 }
@@ -54,12 +53,6 @@ func (f *fakeConsul) set(index uint64, ids ...string) {
 	f.changed = make(chan struct{})
 }
 
-func (f *fakeConsul) setFail(v bool) {
-	f.mu.Lock()
-	f.fail = v
-	f.mu.Unlock()
-}
-
 func (f *fakeConsul) requests() []uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -71,11 +64,6 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
 	f.mu.Lock()
 	f.seen = append(f.seen, idx)
-	if f.fail {
-		f.mu.Unlock()
-		http.Error(w, "no leader", http.StatusInternalServerError)
-		return
-	}
 	ch, cur := f.changed, f.index
 	f.mu.Unlock()
 	if idx == cur && idx > 0 {
