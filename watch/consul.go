@@ -127,8 +127,9 @@ type ConsulWatcher struct {
 	opts   ConsulOptions
 	m      *watchMetrics
 
-	mu    sync.Mutex
-	state State
+	mu     sync.Mutex
+	state  State
+	warned map[string]bool // warnings already logged, so each is logged once
 }
 
 var _ Source = (*ConsulWatcher)(nil)
@@ -312,6 +313,21 @@ func (w *ConsulWatcher) query(ctx context.Context, index uint64, wait time.Durat
 	return entries, meta, nil
 }
 
+// warnOnce reports whether the warning with this key is new: a condition
+// in Consul's data is seen again on every answer, and logged only once.
+func (w *ConsulWatcher) warnOnce(key string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.warned[key] {
+		return false
+	}
+	if w.warned == nil {
+		w.warned = map[string]bool{}
+	}
+	w.warned[key] = true
+	return true
+}
+
 // permanent reports whether a query error is one that retrying cannot fix:
 // Consul refused the token (401, 403, "ACL not found").
 func permanent(err error) bool {
@@ -355,9 +371,9 @@ func (w *ConsulWatcher) members(entries []*api.ServiceEntry) []Member {
 		}
 		slices.Sort(m.Tags)
 		w8, ok := parseWeight(s.Meta, w.opts.WeightMeta)
-		if !ok {
+		if v := s.Meta[w.opts.WeightMeta]; !ok && w.warnOnce("weight "+m.ID+"="+v) {
 			w.opts.Logger.Warn("ignoring bad weight: want an integer from 1 to MaxWeight", "max", MaxWeight, "service_id", m.ID,
-				"meta_key", w.opts.WeightMeta, "value", s.Meta[w.opts.WeightMeta])
+				"meta_key", w.opts.WeightMeta, "value", v)
 		}
 		m.Weight = w8
 		out = append(out, m)
@@ -376,8 +392,10 @@ func (w *ConsulWatcher) members(entries []*api.ServiceEntry) []Member {
 	}
 	for i, m := range out {
 		if len(addrs[m.ID]) > 1 && m.Node != "" {
-			w.opts.Logger.Warn("service ID registered on several nodes with different addresses; using ID@node",
-				"service_id", m.ID, "member", m.ID+"@"+m.Node)
+			if w.warnOnce("node " + m.ID + "@" + m.Node) {
+				w.opts.Logger.Warn("service ID registered on several nodes with different addresses; using ID@node",
+					"service_id", m.ID, "member", m.ID+"@"+m.Node)
+			}
 			out[i].ID = m.ID + "@" + m.Node
 		}
 	}

@@ -1,10 +1,12 @@
 package watch
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -543,8 +545,14 @@ func TestSameServiceIDOnTwoNodes(t *testing.T) {
 		return &api.ServiceEntry{Node: &api.Node{Node: node, Address: "10.0.0." + node[1:]},
 			Service: &api.AgentService{ID: id, Service: "prom", Port: 9090}}
 	}
+	var logged bytes.Buffer
+	w.opts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
 	ms := w.members([]*api.ServiceEntry{entry("prom", "n2"), entry("prom", "n1"), entry("c3", "n3")})
 	wantIDs(t, ms, "c3", "prom@n1", "prom@n2")
+	w.members([]*api.ServiceEntry{entry("prom", "n2"), entry("prom", "n1"), entry("c3", "n3")})
+	if n := strings.Count(logged.String(), "several nodes"); n != 2 {
+		t.Fatalf("%d warnings after two answers, want one per instance (2):\n%s", n, logged.String())
+	}
 	if ms[1].Address != "10.0.0.1" || ms[2].Address != "10.0.0.2" {
 		t.Fatalf("addresses %+v", ms)
 	}
