@@ -38,6 +38,18 @@
 //   - [github.com/promshard/promshard/reload]: telling a collector that its
 //     targets changed (HTTP, a signal, a command).
 //
+// Every long-running part follows one contract. Run(ctx, ...) works until
+// ctx is done and then returns nil; it returns an error only when it fails
+// for good (a retry cannot mend it: a token Consul refuses, service
+// discovery configs that cannot be applied); passing failures are logged,
+// counted in a metric and retried, and the last good state stands meanwhile.
+// A part that learns of changes by itself is given a channel by Run and
+// sends on it: a member source ([github.com/promshard/promshard/watch.Source])
+// sends the whole member set, which is small; a target provider
+// ([github.com/promshard/promshard/targets.Runner]) sends only the news, and
+// the targets are read through the provider, because they can be many and
+// are validated on every read.
+//
 // examples/prome-shard is the reference binary: a YAML config in, these
 // values out, and HTTP endpoints around a Sharder.
 package promshard

@@ -29,13 +29,13 @@ func Example() {
 
 	// Who is alive. In production: watch.NewConsulWatcher(client.Health(),
 	// watch.ConsulOptions{Service: "prometheus-collector"}).
-	collectors, _ := watch.NewStatic(watch.StaticOptions{Members: []watch.Member{
+	collectors, _ := watch.NewStaticWatcher(watch.StaticOptions{Members: []watch.Member{
 		{ID: "collector-a", Address: "10.0.0.1", Port: 9090},
 		{ID: "collector-b", Address: "10.0.0.2", Port: 9090},
 		{ID: "collector-c", Address: "10.0.0.3", Port: 9090},
 	}})
 	// What to scrape: any targets.Provider (promsd for Prometheus' service
-	// discovery, targets.NewFile, targets.NewHTTP, or your CMDB in Go).
+	// discovery, targets.NewFile, targets.NewHTTPSD, or your CMDB in Go).
 	pool := targets.Static{{Source: "cmdb/web", Labels: model.LabelSet{"env": "prod"}}}
 	for i := range 30 {
 		pool[0].Targets = append(pool[0].Targets, model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("10.1.0.%d:9100", i))})

@@ -75,7 +75,7 @@ type provider struct {
 	groups []*targetgroup.Group
 	err    error
 	reads  int
-	notify func()
+	notify chan<- struct{}
 	ready  chan struct{}
 }
 
@@ -108,9 +108,9 @@ func (p *provider) Targets(context.Context) ([]*targetgroup.Group, error) {
 	return p.groups, p.err
 }
 
-func (p *provider) Run(ctx context.Context, notify func()) error {
+func (p *provider) Run(ctx context.Context, changed chan<- struct{}) error {
 	p.mu.Lock()
-	p.notify = notify
+	p.notify = changed
 	p.mu.Unlock()
 	close(p.ready)
 	<-ctx.Done()
@@ -122,7 +122,7 @@ func (p *provider) changed() {
 	p.mu.Lock()
 	n := p.notify
 	p.mu.Unlock()
-	n()
+	n <- struct{}{}
 }
 
 // output records what it is given and reports changed members like a

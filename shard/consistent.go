@@ -5,8 +5,8 @@ import (
 	"slices"
 )
 
-// ConsistentOptions configures [NewConsistent]. The zero value is usable.
-type ConsistentOptions struct {
+// consistentOptions configures newConsistent. The zero value is usable.
+type consistentOptions struct {
 	// PointsPerWeight is the number of points a member of weight 1 places on
 	// the ring. More points balance better and cost more to build.
 	// Default 1024 (max/mean load about 1.05 at 10 members).
@@ -31,10 +31,10 @@ type consistent struct {
 
 var _ Ring = (*consistent)(nil)
 
-// NewConsistent builds a flat consistent-hash ring with
+// newConsistent builds a flat consistent-hash ring with
 // PointsPerWeight×weight points per member. Building sorts all points
 // (about 5 ms for 100 members at the default); a lookup is O(1) on average.
-func NewConsistent(members []Member, opts ConsistentOptions) (Ring, error) {
+func newConsistent(members []Member, opts consistentOptions) (Ring, error) {
 	ms, err := normalize(members)
 	if err != nil {
 		return nil, err
@@ -44,7 +44,7 @@ func NewConsistent(members []Member, opts ConsistentOptions) (Ring, error) {
 		ppw = 1024
 	}
 	if ppw < 0 {
-		return nil, fmt.Errorf("shard: ConsistentOptions.PointsPerWeight %d: must be positive", ppw)
+		return nil, fmt.Errorf("shard: consistentOptions.PointsPerWeight %d: must be positive", ppw)
 	}
 	total := 0
 	for _, m := range ms {

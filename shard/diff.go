@@ -83,7 +83,7 @@ func placements(a *Assignment) map[uint64][]string {
 	for _, m := range a.Members {
 		for _, g := range a.Groups[m.ID] {
 			for _, t := range g.Targets {
-				id := TargetID(g.Source, g.Labels, t)
+				id := targetID(g.Source, g.Labels, t)
 				if !slices.Contains(out[id], m.ID) {
 					out[id] = append(out[id], m.ID)
 				}
@@ -96,9 +96,9 @@ func placements(a *Assignment) map[uint64][]string {
 	return out
 }
 
-// TargetID is the identity [Compare] uses for target t of a group with the
+// targetID is the identity [Compare] uses for target t of a group with the
 // given source and labels.
-func TargetID(source string, groupLabels, t model.LabelSet) uint64 {
+func targetID(source string, groupLabels, t model.LabelSet) uint64 {
 	gid := xxhash.Sum64String(source) ^ uint64(groupLabels.Fingerprint())*31
 	return mix(gid ^ uint64(t.Fingerprint()))
 }

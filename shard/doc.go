@@ -9,18 +9,18 @@
 //
 // A [Ring] maps a 64-bit key hash to members. Rings are immutable values,
 // built once per member set and safe for concurrent lookups without locks.
-// Three implementations are provided:
+// [New] builds one of three kinds; each kind is kept behind the interface:
 //
-//   - [NewRendezvous] (the default, [KindRendezvous]): highest-random-weight
+//   - [KindRendezvous] (the default): highest-random-weight
 //     hashing on xxhash. Optimal movement (only the targets of a member that
 //     leaves move; a member that joins takes targets only for itself), load as
 //     even as random placement allows, no allocation per lookup, no build
 //     cost. A lookup costs one multiply-xorshift per unit of member weight.
-//   - [NewConsistent] ([KindConsistent]): a flat, sorted consistent-hash ring
+//   - [KindConsistent]: a flat, sorted consistent-hash ring
 //     with virtual points and a prefix index. Lookups are O(1) on average and
 //     independent of the member count; build time and balance grow with the
 //     number of points.
-//   - [NewHashring] ([KindHashring]): consistent hashing on
+//   - [KindHashring]: consistent hashing on
 //     github.com/serialx/hashring, with enough points per member to balance
 //     (the library's default of one point per member leaves the busiest
 //     member with several times the mean). It allocates on every lookup.

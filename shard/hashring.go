@@ -7,8 +7,8 @@ import (
 	"github.com/serialx/hashring"
 )
 
-// HashringOptions configures [NewHashring]. The zero value is usable.
-type HashringOptions struct {
+// hashringOptions configures newHashring. The zero value is usable.
+type hashringOptions struct {
 	// PointsPerWeight is the number of points a member of weight 1 places on
 	// the ring. github.com/serialx/hashring places one point per node unless
 	// told otherwise, which balances badly. Default 256.
@@ -25,10 +25,10 @@ type serialxRing struct {
 
 var _ Ring = (*serialxRing)(nil)
 
-// NewHashring builds a consistent-hash ring on github.com/serialx/hashring
+// newHashring builds a consistent-hash ring on github.com/serialx/hashring
 // with PointsPerWeight×weight points per member. Every lookup formats the
 // key and runs md5, which allocates.
-func NewHashring(members []Member, opts HashringOptions) (Ring, error) {
+func newHashring(members []Member, opts hashringOptions) (Ring, error) {
 	ms, err := normalize(members)
 	if err != nil {
 		return nil, err
@@ -38,7 +38,7 @@ func NewHashring(members []Member, opts HashringOptions) (Ring, error) {
 		ppw = 256
 	}
 	if ppw < 0 {
-		return nil, fmt.Errorf("shard: HashringOptions.PointsPerWeight %d: must be positive", ppw)
+		return nil, fmt.Errorf("shard: hashringOptions.PointsPerWeight %d: must be positive", ppw)
 	}
 	weights := make(map[string]int, len(ms))
 	byID := make(map[string]int, len(ms))

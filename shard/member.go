@@ -94,11 +94,11 @@ func Kinds() []Kind { return []Kind{KindRendezvous, KindConsistent, KindHashring
 func New(kind Kind, members []Member) (Ring, error) {
 	switch kind {
 	case "", KindRendezvous:
-		return NewRendezvous(members)
+		return newRendezvous(members)
 	case KindConsistent:
-		return NewConsistent(members, ConsistentOptions{})
+		return newConsistent(members, consistentOptions{})
 	case KindHashring:
-		return NewHashring(members, HashringOptions{})
+		return newHashring(members, hashringOptions{})
 	default:
 		return nil, fmt.Errorf("%w %q (want one of %v)", ErrUnknownKind, kind, Kinds())
 	}

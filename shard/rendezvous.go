@@ -19,10 +19,10 @@ type rendezvous struct {
 
 var _ Ring = (*rendezvous)(nil)
 
-// NewRendezvous builds a rendezvous (highest-random-weight) ring. It costs
+// newRendezvous builds a rendezvous (highest-random-weight) ring. It costs
 // one hash per member to build. A lookup costs one mix per unit of weight
 // when weights differ, one per member when they are all equal.
-func NewRendezvous(members []Member) (Ring, error) {
+func newRendezvous(members []Member) (Ring, error) {
 	ms, err := normalize(members)
 	if err != nil {
 		return nil, err

@@ -32,7 +32,7 @@ func BenchmarkFetchValidate100k(b *testing.B) {
 		w.Write(body)
 	}))
 	defer srv.Close()
-	h, _ := NewHTTP(HTTPOptions{URL: srv.URL})
+	h, _ := NewHTTPSD(HTTPSDOptions{URL: srv.URL})
 	r, _ := NewRegistry(RegistryOptions{})
 	r.Register("node", h, JobOptions{})
 	b.ReportAllocs()
@@ -66,7 +66,7 @@ func BenchmarkHTTPAnswer(b *testing.B) {
 	}
 	body.WriteString("]")
 	answer := []byte(body.String())
-	h, _ := NewHTTP(HTTPOptions{URL: "http://sd.example/", Client: &http.Client{Transport: roundTrip{answer, "application/json"}}})
+	h, _ := NewHTTPSD(HTTPSDOptions{URL: "http://sd.example/", Client: &http.Client{Transport: roundTrip{answer, "application/json"}}})
 	b.ReportAllocs()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

@@ -141,10 +141,10 @@ func ParseFileSD(b []byte, isJSON bool) ([]*targetgroup.Group, error) {
 
 // Run follows the files until ctx is done: it watches their directories
 // with fsnotify and also looks every Interval (a safety net for file
-// systems without events), as Prometheus' file SD does. It calls notify
+// systems without events), as Prometheus' file SD does. It sends on changed
 // when the files' set or content differs from what Targets last read (or,
 // before any read, from what was there when Run started).
-func (f *File) Run(ctx context.Context, notify func()) error {
+func (f *File) Run(ctx context.Context, changed chan<- struct{}) error {
 	start := f.fingerprint()
 	var notified uint64 // the content last announced, so it is announced once
 	var events <-chan fsnotify.Event
@@ -169,7 +169,11 @@ func (f *File) Run(ctx context.Context, notify func()) error {
 		f.mu.Unlock()
 		if fp := f.fingerprint(); fp != seen && fp != notified {
 			notified = fp
-			notify()
+			select {
+			case changed <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			}
 		}
 	}
 }

@@ -68,7 +68,7 @@ func FuzzHTTPBody(f *testing.F) {
 	f.Add([]byte(`[]`), "text/html")
 	f.Add([]byte(`[]`), "application/json; charset=utf-8")
 	f.Fuzz(func(t *testing.T, b []byte, ct string) {
-		h, err := NewHTTP(HTTPOptions{URL: "http://sd.example/targets", Client: &http.Client{Transport: roundTrip{b, ct}}})
+		h, err := NewHTTPSD(HTTPSDOptions{URL: "http://sd.example/targets", Client: &http.Client{Transport: roundTrip{b, ct}}})
 		if err != nil {
 			t.Fatal(err)
 		}

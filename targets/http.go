@@ -16,8 +16,8 @@ import (
 	"github.com/promshard/promshard/internal/sdfile"
 )
 
-// DefaultHTTPTimeout bounds one fetch of an [HTTP] provider.
-const DefaultHTTPTimeout = 30 * time.Second
+// DefaultHTTPSDTimeout bounds one fetch of an [HTTPSD] provider.
+const DefaultHTTPSDTimeout = 30 * time.Second
 
 // maxHTTPBody caps the size of an http_sd answer.
 const maxHTTPBody = 256 << 20
@@ -28,8 +28,8 @@ const maxHTTPBody = 256 << 20
 // cost nothing.
 const DefaultMaxTargets = 1_000_000
 
-// HTTPOptions configures an [HTTP] provider.
-type HTTPOptions struct {
+// HTTPSDOptions configures an [HTTPSD] provider.
+type HTTPSDOptions struct {
 	// URL of the endpoint. Required, http or https.
 	URL string
 	// Client sends the requests, with its authentication and TLS: build it
@@ -37,49 +37,49 @@ type HTTPOptions struct {
 	// github.com/prometheus/common/config.NewClientFromConfig. Nil means a
 	// plain client.
 	Client *http.Client
-	// Timeout bounds one fetch; zero means [DefaultHTTPTimeout].
+	// Timeout bounds one fetch; zero means [DefaultHTTPSDTimeout].
 	Timeout time.Duration
 	// MaxTargets caps the distinct targets of an answer; more is an error
 	// (the last good targets stay). Zero means [DefaultMaxTargets].
 	MaxTargets int
 }
 
-// HTTP fetches targets from an endpoint in Prometheus' http_sd format: a
+// HTTPSD fetches targets from an endpoint in Prometheus' http_sd format: a
 // 200 answer of type application/json holding a list of {targets, labels}.
 // Each group's source is "URL:index".
-type HTTP struct {
-	opts HTTPOptions
+type HTTPSD struct {
+	opts HTTPSDOptions
 }
 
-var _ Provider = (*HTTP)(nil)
+var _ Provider = (*HTTPSD)(nil)
 
-// NewHTTP validates opts. It does no I/O.
-func NewHTTP(opts HTTPOptions) (*HTTP, error) {
+// NewHTTPSD validates opts. It does no I/O.
+func NewHTTPSD(opts HTTPSDOptions) (*HTTPSD, error) {
 	u, err := url.Parse(opts.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("targets: HTTPOptions.URL %q: want an http or https URL", opts.URL)
+		return nil, fmt.Errorf("targets: HTTPSDOptions.URL %q: want an http or https URL", opts.URL)
 	}
 	if opts.Timeout < 0 {
-		return nil, fmt.Errorf("targets: HTTPOptions.Timeout %v: must not be negative", opts.Timeout)
+		return nil, fmt.Errorf("targets: HTTPSDOptions.Timeout %v: must not be negative", opts.Timeout)
 	}
 	if opts.Timeout == 0 {
-		opts.Timeout = DefaultHTTPTimeout
+		opts.Timeout = DefaultHTTPSDTimeout
 	}
 	if opts.MaxTargets < 0 {
-		return nil, fmt.Errorf("targets: HTTPOptions.MaxTargets %d: must not be negative", opts.MaxTargets)
+		return nil, fmt.Errorf("targets: HTTPSDOptions.MaxTargets %d: must not be negative", opts.MaxTargets)
 	}
 	opts.MaxTargets = cmp.Or(opts.MaxTargets, DefaultMaxTargets)
 	if opts.Client == nil {
 		opts.Client = &http.Client{}
 	}
-	return &HTTP{opts: opts}, nil
+	return &HTTPSD{opts: opts}, nil
 }
 
-// Timeout is HTTPOptions.Timeout: a [Registry] lets a fetch run that long.
-func (h *HTTP) Timeout() time.Duration { return h.opts.Timeout }
+// Timeout is HTTPSDOptions.Timeout: a [Registry] lets a fetch run that long.
+func (h *HTTPSD) Timeout() time.Duration { return h.opts.Timeout }
 
 // Targets fetches and parses the endpoint's answer.
-func (h *HTTP) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
+func (h *HTTPSD) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.opts.URL, nil)

@@ -16,10 +16,19 @@ type Provider interface {
 
 // Runner is implemented by providers that learn of changes by themselves
 // (a watched file, a service discovery). Run works until ctx is done and
-// calls notify whenever Targets would return something new; notify never
-// blocks. Run returns nil when ctx is done.
+// sends on changed whenever Targets would return something new; a send
+// waits for the receiver or for ctx. Run returns nil when ctx is done, or an
+// error when it fails for good (a retry cannot mend it). It never closes
+// changed.
+//
+// This is the idiom of every part that learns of changes by itself (see
+// watch.Source): a channel given to Run. A member source sends the whole set,
+// which is small; a Runner sends only the news, and the consumer reads the
+// targets through Targets, because a target set can be large, is validated
+// and guarded against sudden drops on every read, and a provider such as
+// [File] can tell that something changed without parsing it.
 type Runner interface {
-	Run(ctx context.Context, notify func()) error
+	Run(ctx context.Context, changed chan<- struct{}) error
 }
 
 // Func adapts a plain function to a [Provider].

@@ -36,8 +36,8 @@ const DefaultTimeout = 30 * time.Second
 // RegistryOptions configures a [Registry].
 type RegistryOptions struct {
 	// Timeout bounds one fetch; zero means [DefaultTimeout]. A provider
-	// with a longer timeout of its own (an [HTTP] provider's
-	// HTTPOptions.Timeout) gets that.
+	// with a longer timeout of its own (an [HTTPSD] provider's
+	// HTTPSDOptions.Timeout) gets that.
 	Timeout time.Duration
 	// Logger receives fetch errors and invalid groups; nil discards.
 	Logger *slog.Logger
@@ -319,17 +319,25 @@ func (r *Registry) Run(ctx context.Context, changed chan<- string) error {
 		if !ok {
 			continue
 		}
-		notify := func() {
-			mu.Lock()
-			pending[name] = true
-			mu.Unlock()
-			select {
-			case trigger <- struct{}{}:
-			default:
-			}
-		}
+		ch := make(chan struct{})
 		wg.Go(func() {
-			if err := run.Run(ctx, notify); err != nil && ctx.Err() == nil {
+			for {
+				select {
+				case <-ch:
+				case <-ctx.Done():
+					return
+				}
+				mu.Lock()
+				pending[name] = true
+				mu.Unlock()
+				select {
+				case trigger <- struct{}{}:
+				default:
+				}
+			}
+		})
+		wg.Go(func() {
+			if err := run.Run(ctx, ch); err != nil && ctx.Err() == nil {
 				select {
 				case errc <- fmt.Errorf("targets: job %q: %w", name, err):
 				default:

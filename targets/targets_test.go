@@ -195,19 +195,20 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// runner notifies once per kick; kick returns after notify has returned.
+// runner reports a change once per kick; kick returns after the report was
+// taken.
 type runner struct {
 	Static
 	kicks chan chan struct{}
 }
 
-func (r runner) Run(ctx context.Context, notify func()) error {
+func (r runner) Run(ctx context.Context, changed chan<- struct{}) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case done := <-r.kicks:
-			notify()
+			changed <- struct{}{}
 			close(done)
 		}
 	}
@@ -288,7 +289,7 @@ func TestFileProviderFollowsRewrites(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		f.Run(ctx, func() { notified <- struct{}{} })
+		f.Run(ctx, notified)
 	}()
 	defer func() { cancel(); <-done }()
 	gs, err := f.Targets(ctx)
@@ -343,7 +344,7 @@ func TestHTTPProvider(t *testing.T) {
 		fmt.Fprint(w, body.Load())
 	}))
 	defer srv.Close()
-	h, err := NewHTTP(HTTPOptions{URL: srv.URL + "/sd", Client: bearer("t0k")})
+	h, err := NewHTTPSD(HTTPSDOptions{URL: srv.URL + "/sd", Client: bearer("t0k")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,16 +371,16 @@ func TestHTTPProvider(t *testing.T) {
 			t.Errorf("%d %s %q: %v, want %q", tc.status, tc.ctype, tc.body, err, tc.want)
 		}
 	}
-	noAuth, _ := NewHTTP(HTTPOptions{URL: srv.URL})
+	noAuth, _ := NewHTTPSD(HTTPSDOptions{URL: srv.URL})
 	if _, err := noAuth.Targets(ctx); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("without auth: %v", err)
 	}
-	slow, _ := NewHTTP(HTTPOptions{URL: srv.URL + "?slow=1", Timeout: 50 * time.Millisecond, Client: bearer("t0k")})
+	slow, _ := NewHTTPSD(HTTPSDOptions{URL: srv.URL + "?slow=1", Timeout: 50 * time.Millisecond, Client: bearer("t0k")})
 	if _, err := slow.Targets(ctx); err == nil {
 		t.Fatal("timeout not enforced")
 	}
 	for _, u := range []string{"", "ftp://x", "http://"} {
-		if _, err := NewHTTP(HTTPOptions{URL: u}); err == nil || !strings.Contains(err.Error(), "URL") {
+		if _, err := NewHTTPSD(HTTPSDOptions{URL: u}); err == nil || !strings.Contains(err.Error(), "URL") {
 			t.Errorf("URL %q: %v", u, err)
 		}
 	}
@@ -480,7 +481,7 @@ func TestHTTPDedupesAndCaps(t *testing.T) {
 		fmt.Fprintf(&body, `{"targets": ["a:1", "b:1", "a:1"], "labels": {"env": "%s"}}`, []string{"x", "y"}[i%2])
 	}
 	body.WriteString("]")
-	h, _ := NewHTTP(HTTPOptions{URL: "http://sd.example/", Client: &http.Client{Transport: roundTrip{[]byte(body.String()), "application/json"}}})
+	h, _ := NewHTTPSD(HTTPSDOptions{URL: "http://sd.example/", Client: &http.Client{Transport: roundTrip{[]byte(body.String()), "application/json"}}})
 	gs, err := h.Targets(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -488,7 +489,7 @@ func TestHTTPDedupesAndCaps(t *testing.T) {
 	if n := (Result{Groups: gs}).Targets(); n != 4 {
 		t.Fatalf("%d targets from 3000 entries with 4 distinct ones (2 addresses × 2 label sets)", n)
 	}
-	capped, _ := NewHTTP(HTTPOptions{URL: "http://sd.example/", MaxTargets: 3,
+	capped, _ := NewHTTPSD(HTTPSDOptions{URL: "http://sd.example/", MaxTargets: 3,
 		Client: &http.Client{Transport: roundTrip{[]byte(body.String()), "application/json"}}})
 	if _, err := capped.Targets(context.Background()); err == nil || !strings.Contains(err.Error(), "more than 3 distinct targets") {
 		t.Fatalf("MaxTargets 3: %v", err)
@@ -520,7 +521,7 @@ func TestFileFollowsEvents(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	notified := make(chan struct{}, 10)
 	done := make(chan struct{})
-	go func() { defer close(done); f.Run(ctx, func() { notified <- struct{}{} }) }()
+	go func() { defer close(done); f.Run(ctx, notified) }()
 	defer func() { cancel(); <-done }()
 	// Run may not watch yet: rewrite until it announces, within a bound.
 	deadline := time.After(10 * time.Second)
@@ -536,7 +537,7 @@ func TestFileFollowsEvents(t *testing.T) {
 	}
 }
 
-// bearer is a client that sends a bearer token, built as HTTPOptions.Client
+// bearer is a client that sends a bearer token, built as HTTPSDOptions.Client
 // documents.
 func bearer(token string) *http.Client {
 	c, _ := promcfg.NewClientFromConfig(promcfg.HTTPClientConfig{

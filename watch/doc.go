@@ -14,7 +14,7 @@
 //     set: nothing is reported until Consul answers again. An optional settle
 //     window collapses a burst of changes (a rolling restart) into one
 //     report.
-//   - [Static]: a fixed list of collectors, for users without Consul, with
+//   - [StaticWatcher]: a fixed list of collectors, for users without Consul, with
 //     optional active probes ([HTTPProbe], [TCPProbe]) so that a dead
 //     collector still leaves the set.
 //

@@ -11,8 +11,8 @@ import (
 
 // A static member source without Consul: the collectors are listed, and
 // every change of the healthy set arrives on the channel.
-func ExampleNewStatic() {
-	src, err := watch.NewStatic(watch.StaticOptions{Members: []watch.Member{
+func ExampleNewStaticWatcher() {
+	src, err := watch.NewStaticWatcher(watch.StaticOptions{Members: []watch.Member{
 		{Address: "10.0.0.2", Port: 9090},
 		{Address: "10.0.0.1", Port: 9090, Weight: 2},
 	}})

@@ -82,7 +82,7 @@ const (
 	DefaultProbeTimeout  = 2 * time.Second
 )
 
-// StaticOptions configures a [Static] source.
+// StaticOptions configures a [StaticWatcher] source.
 type StaticOptions struct {
 	// Name labels the source's metrics and logs; default "static".
 	Name string
@@ -101,18 +101,18 @@ type StaticOptions struct {
 	Registerer prometheus.Registerer
 }
 
-// Static is a [Source] over a fixed list of collectors, optionally probed.
-type Static struct {
+// StaticWatcher is a [Source] over a fixed list of collectors, optionally probed.
+type StaticWatcher struct {
 	opts    StaticOptions
 	members []Member
 	m       *watchMetrics
 }
 
-var _ Source = (*Static)(nil)
+var _ Source = (*StaticWatcher)(nil)
 
-// NewStatic validates opts and registers the source's metrics. It does no
+// NewStaticWatcher validates opts and registers the source's metrics. It does no
 // I/O and starts nothing.
-func NewStatic(opts StaticOptions) (*Static, error) {
+func NewStaticWatcher(opts StaticOptions) (*StaticWatcher, error) {
 	if len(opts.Members) == 0 {
 		return nil, errors.New("watch: StaticOptions.Members is empty")
 	}
@@ -150,12 +150,12 @@ func NewStatic(opts StaticOptions) (*Static, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Static{opts: opts, members: sortMembers(ms), m: m}, nil
+	return &StaticWatcher{opts: opts, members: sortMembers(ms), m: m}, nil
 }
 
 // Run sends the member set (the healthy members, when probing) at once and
 // again each time it changes, until ctx is done. It returns nil then.
-func (s *Static) Run(ctx context.Context, out chan<- []Member) error {
+func (s *StaticWatcher) Run(ctx context.Context, out chan<- []Member) error {
 	var reported []Member
 	first := true
 	t := time.NewTicker(s.opts.Interval)
@@ -190,7 +190,7 @@ func (s *Static) Run(ctx context.Context, out chan<- []Member) error {
 
 // probe runs the probe against every member at once and returns those that
 // passed.
-func (s *Static) probe(ctx context.Context) []Member {
+func (s *StaticWatcher) probe(ctx context.Context) []Member {
 	if s.opts.Probe == nil {
 		return s.members
 	}

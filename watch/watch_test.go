@@ -459,7 +459,7 @@ func TestStaticProbes(t *testing.T) {
 			}
 			return nil
 		}
-		s, err := NewStatic(StaticOptions{Members: []Member{{Address: "127.0.0.1", Port: 2}, {Address: "127.0.0.1", Port: 1}},
+		s, err := NewStaticWatcher(StaticOptions{Members: []Member{{Address: "127.0.0.1", Port: 2}, {Address: "127.0.0.1", Port: 1}},
 			Probe: probe, Interval: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
@@ -488,7 +488,7 @@ func TestStaticErrors(t *testing.T) {
 		{StaticOptions{Members: []Member{{ID: "a"}, {ID: "a"}}}, `duplicate ID "a"`},
 		{StaticOptions{Members: []Member{{ID: "a"}}, Probe: TCPProbe()}, "needs an address"},
 	} {
-		_, err := NewStatic(tc.o)
+		_, err := NewStaticWatcher(tc.o)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want it to mention %q", tc.o, err, tc.want)
 		}
@@ -532,7 +532,7 @@ func TestWeightsAreBounded(t *testing.T) {
 			t.Errorf("weight %q read as %d, want %d", v, w, want)
 		}
 	}
-	if _, err := NewStatic(StaticOptions{Members: []Member{{ID: "a", Weight: 1001}}}); err == nil || !strings.Contains(err.Error(), "weight 1001") {
+	if _, err := NewStaticWatcher(StaticOptions{Members: []Member{{ID: "a", Weight: 1001}}}); err == nil || !strings.Contains(err.Error(), "weight 1001") {
 		t.Errorf("a static member of weight 1001: %v", err)
 	}
 }

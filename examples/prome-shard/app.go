@@ -129,7 +129,7 @@ func (a *app) members(jc *JobConfig) (watch.Source, error) {
 		if err != nil {
 			return nil, err
 		}
-		return watch.NewStatic(watch.StaticOptions{Name: jc.Name, Members: c.Static, Probe: probe,
+		return watch.NewStaticWatcher(watch.StaticOptions{Name: jc.Name, Members: c.Static, Probe: probe,
 			Interval: c.ProbeInterval.Duration, Logger: a.log, Registerer: a.reg})
 	}
 	key := c.ConsulService + "/" + strings.Join(c.Tags, ",")
@@ -158,7 +158,7 @@ func (a *app) provider(jc *JobConfig) (targets.Provider, error) {
 		if err != nil {
 			return nil, err
 		}
-		return targets.NewHTTP(targets.HTTPOptions{URL: t.HTTPSD.URL, Timeout: t.HTTPSD.Timeout.Duration, Client: client})
+		return targets.NewHTTPSD(targets.HTTPSDOptions{URL: t.HTTPSD.URL, Timeout: t.HTTPSD.Timeout.Duration, Client: client})
 	default:
 		return promsd.New(jc.Name, t.sd, promsd.Options{UpdateInterval: time.Second,
 			Logger: a.log.With("job", jc.Name), Registerer: a.reg})

@@ -257,7 +257,7 @@ func Decode(r io.Reader, maxTargets int) ([]*targetgroup.Group, error) {
 				continue
 			}
 			if len(seen) == maxTargets {
-				return nil, fmt.Errorf("more than %d distinct targets (HTTPOptions.MaxTargets)", maxTargets)
+				return nil, fmt.Errorf("more than %d distinct targets (HTTPSDOptions.MaxTargets)", maxTargets)
 			}
 			seen[key{ls, a}] = struct{}{}
 			tg.Targets = append(tg.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(a)})

@@ -41,7 +41,7 @@ func ParseConfigs(b []byte) (discovery.Configs, error) {
 // updates, as in Prometheus.
 const DefaultUpdateInterval = 5 * time.Second
 
-// Options configures a [Provider].
+// Options configures a [Discovery].
 type Options struct {
 	// UpdateInterval throttles updates from the discovery manager; zero
 	// means [DefaultUpdateInterval].
@@ -53,10 +53,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// Provider runs Prometheus service discovery for one job. Start it with
+// Discovery runs Prometheus service discovery for one job. Start it with
 // Run (a targets.Registry does that); Targets waits for the first
 // discovery.
-type Provider struct {
+type Discovery struct {
 	job   string
 	cfgs  discovery.Configs
 	opts  Options
@@ -70,13 +70,13 @@ type Provider struct {
 }
 
 var (
-	_ targets.Provider = (*Provider)(nil)
-	_ targets.Runner   = (*Provider)(nil)
+	_ targets.Provider = (*Discovery)(nil)
+	_ targets.Runner   = (*Discovery)(nil)
 )
 
 // New validates the configs and registers the discovery metrics. It starts
 // nothing.
-func New(job string, cfgs discovery.Configs, opts Options) (*Provider, error) {
+func New(job string, cfgs discovery.Configs, opts Options) (*Discovery, error) {
 	if job == "" {
 		return nil, errors.New("promsd: empty job name")
 	}
@@ -101,12 +101,12 @@ func New(job string, cfgs discovery.Configs, opts Options) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("promsd: job %q: %w", job, err)
 	}
-	return &Provider{job: job, cfgs: cfgs, opts: opts, reg: reg, sdm: sdm, ready: make(chan struct{})}, nil
+	return &Discovery{job: job, cfgs: cfgs, opts: opts, reg: reg, sdm: sdm, ready: make(chan struct{})}, nil
 }
 
-// Run runs the discovery until ctx is done, calling notify after every
+// Run runs the discovery until ctx is done, sending on changed after every
 // update. It returns an error when the configs cannot be applied.
-func (p *Provider) Run(ctx context.Context, notify func()) error {
+func (p *Discovery) Run(ctx context.Context, changed chan<- struct{}) error {
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	m := discovery.NewManager(mctx, p.opts.Logger, p.reg, p.sdm,
@@ -136,14 +136,18 @@ func (p *Provider) Run(ctx context.Context, notify func()) error {
 			p.groups = gs
 			p.mu.Unlock()
 			p.once.Do(func() { close(p.ready) })
-			notify()
+			select {
+			case changed <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			}
 		}
 	}
 }
 
 // Targets returns the groups of the last update. Before the first update
 // it waits for it, or for ctx.
-func (p *Provider) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
+func (p *Discovery) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
 	select {
 	case <-p.ready:
 	case <-ctx.Done():

@@ -44,7 +44,7 @@ func addrs(gs []*targetgroup.Group) []string {
 
 // waitAddrs runs the provider through a registry and waits until the job's
 // targets are want.
-func waitAddrs(t *testing.T, p *promsd.Provider, want []string) []*targetgroup.Group {
+func waitAddrs(t *testing.T, p *promsd.Discovery, want []string) []*targetgroup.Group {
 	t.Helper()
 	reg, _ := targets.NewRegistry(targets.RegistryOptions{Timeout: 10 * time.Second})
 	reg.Register("job", p, targets.JobOptions{AllowEmpty: true})
@@ -66,11 +66,11 @@ func waitAddrs(t *testing.T, p *promsd.Provider, want []string) []*targetgroup.G
 	return got
 }
 
-func runProvider(t *testing.T, p *promsd.Provider) chan struct{} {
+func runProvider(t *testing.T, p *promsd.Discovery) chan struct{} {
 	ctx, cancel := context.WithCancel(context.Background())
 	notified := make(chan struct{}, 100)
 	done := make(chan error)
-	go func() { done <- p.Run(ctx, func() { notified <- struct{}{} }) }()
+	go func() { done <- p.Run(ctx, notified) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
