@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -390,9 +391,8 @@ func TestHandler(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var sb strings.Builder
-		_, _ = fmt.Fprint(&sb, readAll(resp))
-		return resp, sb.String()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
 	}
 	if resp, _ := get("/sd/?collector=a", ""); resp.StatusCode != 404 {
 		t.Fatalf("before Set: %d", resp.StatusCode)
@@ -430,17 +430,5 @@ func TestHandler(t *testing.T) {
 	}
 	if got := h.Collectors(); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("a failed Set changed the content: %v", got)
-	}
-}
-
-func readAll(resp *http.Response) string {
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			return b.String()
-		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -173,13 +174,13 @@ func TestMinimalMovement(t *testing.T) {
 				for id, was := range pb {
 					now := pa[id]
 					for _, m := range was {
-						if m != gone.ID && !contains(now, m) {
+						if m != gone.ID && !slices.Contains(now, m) {
 							t.Fatalf("%s R=%d trial %d: removing %s took a target from %s", k, reps, trial, gone.ID, m)
 						}
 					}
-					if contains(was, gone.ID) {
+					if slices.Contains(was, gone.ID) {
 						moved++
-					} else if !equal(was, now) {
+					} else if !slices.Equal(was, now) {
 						t.Fatalf("%s R=%d: target not on %s moved %v -> %v", k, reps, gone.ID, was, now)
 					}
 				}
@@ -201,17 +202,6 @@ func TestMinimalMovement(t *testing.T) {
 		}
 	}
 }
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-func equal(a, b []string) bool { return reflect.DeepEqual(a, b) }
 
 func loads(a *Assignment) (maxMean, minMean float64) {
 	mean := float64(a.Targets*a.Replicas) / float64(len(a.Members))

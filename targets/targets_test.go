@@ -124,33 +124,37 @@ func TestRegistryKeepsLastGoodTargets(t *testing.T) {
 	}
 }
 
+// A drop to zero waits ConfirmDelay before it is believed: synctest makes
+// that wait exact and instant.
 func TestRegistryAllowEmptyAndFirstEmpty(t *testing.T) {
-	var empty atomic.Bool
-	p := Func(func(context.Context) ([]*targetgroup.Group, error) {
-		if empty.Load() {
-			return nil, nil
+	synctest.Test(t, func(t *testing.T) {
+		var empty atomic.Bool
+		p := Func(func(context.Context) ([]*targetgroup.Group, error) {
+			if empty.Load() {
+				return nil, nil
+			}
+			return []*targetgroup.Group{group("a", "h:1")}, nil
+		})
+		r, _ := newReg(t, RegistryOptions{})
+		r.Register("scaled-to-zero", p, JobOptions{AllowEmpty: true})
+		r.Register("strict", p, JobOptions{})
+		r.Register("new", Static{}, JobOptions{})
+		ctx := context.Background()
+		r.Targets(ctx, "scaled-to-zero")
+		r.Targets(ctx, "strict")
+		empty.Store(true)
+		if res, err := r.Targets(ctx, "scaled-to-zero"); err != nil || res.Targets() != 0 {
+			t.Fatalf("AllowEmpty: %+v %v", res, err)
 		}
-		return []*targetgroup.Group{group("a", "h:1")}, nil
+		if _, err := r.Targets(ctx, "strict"); !errors.Is(err, ErrEmpty) {
+			t.Fatalf("strict: %v", err)
+		}
+		// An empty first answer is an error too: there is nothing good to
+		// keep, and writing nothing beats emptying every collector's file.
+		if res, err := r.Targets(ctx, "new"); !errors.Is(err, ErrEmpty) || !res.Fetched.IsZero() {
+			t.Fatalf("first empty: %+v %v", res, err)
+		}
 	})
-	r, _ := newReg(t, RegistryOptions{})
-	r.Register("scaled-to-zero", p, JobOptions{AllowEmpty: true})
-	r.Register("strict", p, JobOptions{})
-	r.Register("new", Static{}, JobOptions{})
-	ctx := context.Background()
-	r.Targets(ctx, "scaled-to-zero")
-	r.Targets(ctx, "strict")
-	empty.Store(true)
-	if res, err := r.Targets(ctx, "scaled-to-zero"); err != nil || res.Targets() != 0 {
-		t.Fatalf("AllowEmpty: %+v %v", res, err)
-	}
-	if _, err := r.Targets(ctx, "strict"); !errors.Is(err, ErrEmpty) {
-		t.Fatalf("strict: %v", err)
-	}
-	// An empty first answer is an error too: there is nothing good to
-	// keep, and writing nothing beats emptying every collector's file.
-	if res, err := r.Targets(ctx, "new"); !errors.Is(err, ErrEmpty) || !res.Fetched.IsZero() {
-		t.Fatalf("first empty: %+v %v", res, err)
-	}
 }
 
 func TestValidate(t *testing.T) {

@@ -43,6 +43,17 @@ func newCollector(t *testing.T, i int) *collector {
 	return c
 }
 
+// startAgent starts a real Consul agent and a client of it.
+func startAgent(t *testing.T) (*testenv.Consul, *api.Client) {
+	t.Helper()
+	agent := testenv.StartConsul(t)
+	client, err := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return agent, client
+}
+
 func ids(ms []watch.Member) []string {
 	var out []string
 	for _, m := range ms {
@@ -75,11 +86,7 @@ func TestConsulWatcherWithRealAgent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	agent := testenv.StartConsul(t)
-	client, err := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	agent, client := startAgent(t)
 	ctx := t.Context()
 	cs := []*collector{newCollector(t, 1), newCollector(t, 2), newCollector(t, 3)}
 	registerAll := func() {
@@ -168,11 +175,7 @@ func TestTTLCheckWithRealAgent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	agent := testenv.StartConsul(t)
-	client, err := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, client := startAgent(t)
 	ctx := t.Context()
 	reg := watch.Registration{Service: "ttl-collector", Address: "127.0.0.1", Port: 9090, Weight: 4,
 		Check: watch.Check{Type: watch.CheckTTL, TTL: 10 * time.Second}}

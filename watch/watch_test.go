@@ -203,8 +203,15 @@ func TestWatcherIndexRules(t *testing.T) {
 	// An index of 0 is never sent back as is.
 	f.set(0, "b")
 	wantIDs(t, next(t, ch, 2*time.Second), "b")
-	time.Sleep(50 * time.Millisecond)
-	reqs := f.requests()
+	// The request after that answer is made once the report is taken: poll
+	// for it, within a bound.
+	var reqs []uint64
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		if reqs = f.requests(); len(reqs) >= 4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	sawReset := false
 	for i, idx := range reqs {
 		if i > 0 && idx == 0 {
