@@ -48,6 +48,10 @@ type Assignment struct {
 	// Replicas is the replication actually achieved:
 	// min(RequestedReplicas, len(Members)).
 	Replicas int
+	// Domains is the number of distinct failure domains among Members
+	// (see [Member.Domain]); the replicas of a target share a domain only
+	// when Domains < Replicas.
+	Domains int
 	// Targets is the number of input targets assigned.
 	Targets int
 	// Groups holds each member's target groups, keyed by member ID. Every
@@ -93,7 +97,7 @@ type item struct {
 }
 
 // Assign places every target of groups on opts.Replicas distinct members of
-// r. Each target is placed on its own (a big group is spread over all
+// r, in distinct failure domains where it can (see [Member.Domain]). Each target is placed on its own (a big group is spread over all
 // members) and keeps its group's labels and source, so the result written as
 // file_sd gives Prometheus the labels it would have had.
 //
@@ -111,11 +115,13 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 	members := r.Members()
 	req := max(opts.Replicas, 1)
 	reps := min(req, len(members))
+	sp := newSpread(members)
 	a := &Assignment{
 		Ring:              r.Kind(),
 		Members:           members,
 		RequestedReplicas: req,
 		Replicas:          reps,
+		Domains:           sp.domains(),
 		Groups:            make(map[string][]*targetgroup.Group, len(members)),
 	}
 	for _, m := range members {
@@ -129,6 +135,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		counts32 = make([]int32, 0, 1<<16+1)
 		owners   []int32
 		dst      = make([]int, 0, reps)
+		buf      []int
 		counts   = make([]int, len(members))
 		outs     = make([]*targetgroup.Group, len(members))
 	)
@@ -156,7 +163,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		owners = owners[:0]
 		clear(counts)
 		for _, it := range items {
-			dst = r.Owners(it.hash, reps, dst[:0])
+			dst, buf = sp.owners(r, it.hash, reps, dst[:0], buf)
 			for _, m := range dst {
 				owners = append(owners, int32(m))
 				counts[m]++

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/prometheus/prometheus/discovery/targetgroup"
@@ -103,6 +104,42 @@ func BenchmarkLookup(b *testing.B) {
 					i++
 					dst = r.Owners(mix(i), 1, dst[:0])
 				}
+			})
+		}
+	}
+}
+
+// BenchmarkAssignSpread measures R=2 over 100 members in 3 failure domains
+// against the same members without domains: ns/target, max/mean and
+// min/mean load, and moved/optimum when one whole domain leaves (replicas
+// moved, over the replicas the domain held: 1.0 is optimal).
+func BenchmarkAssignSpread(b *testing.B) {
+	for _, t := range []int{100_000, 1_000_000} {
+		for _, spread := range []bool{false, true} {
+			b.Run(fmt.Sprintf("T=%d/N=100/zones=3/spread=%v", t, spread), func(b *testing.B) {
+				gs := benchPool(t)
+				ms := members(100)
+				if spread {
+					for i := range ms {
+						ms[i].Domain = fmt.Sprintf("zone-%c", 'a'+i%3)
+					}
+				}
+				r := mustRing(b, KindRendezvous, ms)
+				var a *Assignment
+				for b.Loop() {
+					a = mustAssign(b, r, gs, Options{Replicas: 2})
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(t), "ns/target")
+				hi, lo := loads(a)
+				b.ReportMetric(hi, "max/mean")
+				b.ReportMetric(lo, "min/mean")
+				rest := slices.DeleteFunc(slices.Clone(ms), func(m Member) bool { return m.Domain == "zone-a" })
+				if !spread {
+					rest = ms[34:] // as many members as zone-a has
+				}
+				after := mustAssign(b, mustRing(b, KindRendezvous, rest), gs, Options{Replicas: 2})
+				lost, needless := movement(a, after)
+				b.ReportMetric(float64(lost+needless)/float64(lost), "moved/optimum")
 			})
 		}
 	}

@@ -24,8 +24,15 @@ type Explanation struct {
 	Ring     string `json:"ring"`
 	Replicas int    `json:"replicas"`
 	// Preference ranks every member of the ring for the key, best first;
-	// the first Replicas own it.
+	// the first Replicas own it, unless failure domains pass some over.
 	Preference []string `json:"preference"`
+	// Owners are the members that own the key, in the order picked: the
+	// first Replicas of Preference, skipping a member whose domain already
+	// holds a replica while another domain can take it.
+	Owners []string `json:"owners"`
+	// Domains maps each member of the ring to its failure domain, when the
+	// members have more than one.
+	Domains map[string]string `json:"domains,omitempty"`
 	// Why is a sentence for a person.
 	Why string `json:"why"`
 }
@@ -53,16 +60,66 @@ func Explain(r Ring, a *Assignment, target string, keyLabel model.LabelName) Exp
 	if keyLabel != "" && keyLabel != model.AddressLabel && e.Key != target {
 		e.KeyLabel = string(keyLabel)
 	}
-	for _, m := range Lookup(r, e.Key, len(r.Members())) {
-		e.Preference = append(e.Preference, m.ID)
+	ms := r.Members()
+	h := Hash(e.Key)
+	for _, i := range r.Owners(h, len(ms), nil) {
+		e.Preference = append(e.Preference, ms[i].ID)
 	}
-	e.KeyHash = fmt.Sprintf("%016x", Hash(e.Key))
-	owners := e.Preference[:min(a.Replicas, len(e.Preference))]
-	if e.InPool {
-		e.Why = fmt.Sprintf("the %s ring ranks the %d members for key %q (%s) as %s; the first %d own it",
-			a.Ring, len(e.Preference), e.Key, e.KeyLabel, strings.Join(e.Preference, ", "), a.Replicas)
-	} else {
-		e.Why = fmt.Sprintf("not in the target pool; if it were, key %q would go to %s", e.Key, strings.Join(owners, ", "))
+	e.KeyHash = fmt.Sprintf("%016x", h)
+	sp := newSpread(ms)
+	picked, _ := sp.owners(r, h, a.Replicas, nil, nil)
+	for _, i := range picked {
+		e.Owners = append(e.Owners, ms[i].ID)
 	}
+	if sp.domains() > 1 {
+		e.Domains = make(map[string]string, len(ms))
+		for _, m := range ms {
+			e.Domains[m.ID] = m.Domain
+		}
+	}
+	if !e.InPool {
+		e.Why = fmt.Sprintf("not in the target pool; if it were, key %q would go to %s", e.Key, strings.Join(e.Owners, ", "))
+		return e
+	}
+	e.Why = fmt.Sprintf("the %s ring ranks the %d members for key %q (%s) as %s", a.Ring, len(e.Preference), e.Key,
+		e.KeyLabel, strings.Join(e.Preference, ", "))
+	if e.Domains == nil || a.Replicas < 2 {
+		e.Why += fmt.Sprintf("; the first %d own it", a.Replicas)
+		return e
+	}
+	e.Why += "; " + strings.Join(spreadReasons(e), "; ")
 	return e
+}
+
+// spreadReasons says, member by member along the preference order, why
+// each owner was picked and each member before the last owner passed over.
+func spreadReasons(e Explanation) []string {
+	rank := make(map[string]int, len(e.Owners))
+	for i, id := range e.Owners {
+		rank[id] = i + 1
+	}
+	holder := map[string]string{} // domain -> the first owner in it
+	var out []string
+	left := len(e.Owners)
+	for _, id := range e.Preference {
+		if left == 0 {
+			break
+		}
+		d := e.Domains[id]
+		n, owns := rank[id]
+		h := holder[d]
+		switch {
+		case owns && h == "":
+			out = append(out, fmt.Sprintf("%s (domain %q) takes replica %d", id, d, n))
+			holder[d] = id
+		case owns:
+			out = append(out, fmt.Sprintf("%s (domain %q) takes replica %d, as there are fewer domains than replicas", id, d, n))
+		case h != "":
+			out = append(out, fmt.Sprintf("%s is passed over: %s in domain %q already holds replica %d", id, h, d, rank[h]))
+		}
+		if owns {
+			left--
+		}
+	}
+	return out
 }

@@ -42,6 +42,14 @@ type Member struct {
 	// Weights are integers so that every machine computes the same result
 	// without floating point.
 	Weight uint32
+	// Domain is the member's failure domain (a zone, a rack, a datacenter).
+	// The R replicas of a target never share a domain while a member of
+	// another domain can take one; only when there are fewer domains than R
+	// do replicas share one. Members without a domain form the domain "",
+	// so a fleet that is partly labelled treats the unlabelled members as
+	// one more domain. When every member has the same domain (or none) the
+	// assignment is exactly the ring's.
+	Domain string
 }
 
 func (m Member) weight() uint32 {

@@ -141,6 +141,38 @@ func (r *rendezvous) topSort(key uint64, n int, dst []int) []int {
 	return append(dst, idx[:n]...)
 }
 
+// spreadOwners takes each domain's best-scoring member in one pass and
+// returns the reps best of those, best first: the same members a walk of
+// the whole order would pick, at the cost of one lookup. It declines when
+// there are fewer domains than reps.
+func (r *rendezvous) spreadOwners(key uint64, reps int, s *spread, dst []int) ([]int, bool) {
+	if len(s.names) < reps {
+		return dst, false
+	}
+	for d := range s.who {
+		s.who[d] = -1
+	}
+	for i, sd := range r.seeds {
+		v, m := score(key, sd, r.seeds2[i]), r.owner[i]
+		if d := s.dom[m]; s.who[d] < 0 || v > s.best[d] {
+			s.best[d], s.who[d] = v, m
+		}
+	}
+	for range reps {
+		bd := -1
+		for d, m := range s.who {
+			if m >= 0 && (bd < 0 || s.best[d] > s.best[bd] || s.best[d] == s.best[bd] && m < s.who[bd]) {
+				bd = d
+			}
+		}
+		dst = append(dst, int(s.who[bd]))
+		s.who[bd] = -1
+	}
+	return dst, true
+}
+
+var _ spreadRing = (*rendezvous)(nil)
+
 // score is a member's score for a key: a 64×64→128-bit multiply of the key
 // under two member seeds, folded (the wyhash mix). One multiply instruction
 // per member; the key is already an xxhash output, so it is well mixed.

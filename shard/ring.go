@@ -22,13 +22,14 @@ type Ring interface {
 // the same on every machine.
 func Hash(key string) uint64 { return xxhash.Sum64String(key) }
 
-// Lookup returns the members that own key in r, most preferred first.
+// Lookup returns the members that own key in r, as [Assign] picks them:
+// most preferred first, in distinct failure domains where it can.
 func Lookup(r Ring, key string, replicas int) []Member {
 	if replicas < 1 {
 		replicas = 1
 	}
-	idx := r.Owners(Hash(key), replicas, nil)
 	ms := r.Members()
+	idx, _ := newSpread(ms).owners(r, Hash(key), replicas, nil, nil)
 	out := make([]Member, len(idx))
 	for i, j := range idx {
 		out[i] = ms[j]
