@@ -15,7 +15,8 @@ import (
 //
 //   - GET /-/ready: 200 when every job's outputs hold an assignment and its
 //     last reshard succeeded; 503 naming the first job that is not.
-//   - GET /api/v1/assignment: job → member → target addresses, as written.
+//   - GET /api/v1/assignment: job → member → its address, failure domain
+//     (with [Job.SpreadBy]) and target addresses, as written.
 //   - GET /api/v1/explain?target=ADDR[&job=NAME]: who owns a target, and why.
 //   - /sd/JOB/...: every output of a job that is an [http.Handler] (such as
 //     filesd.Handler), for Prometheus' http_sd_configs.
@@ -60,22 +61,33 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = enc.Encode(v)
 }
 
+// assignedMember is one member in /api/v1/assignment.
+type assignedMember struct {
+	Address string   `json:"address,omitempty"`
+	Domain  string   `json:"domain,omitempty"`
+	Targets []string `json:"targets"`
+}
+
 func (s *Sharder) serveAssignment(w http.ResponseWriter, _ *http.Request) {
-	out := map[string]map[string][]string{}
+	out := map[string]map[string]assignedMember{}
 	for _, name := range s.Jobs() {
 		snap, _ := s.Snapshot(name)
 		if snap.Assignment == nil {
 			continue
 		}
-		byMember := map[string][]string{}
+		addr := map[string]string{}
+		for _, m := range snap.Members {
+			addr[m.ID] = m.HostPort()
+		}
+		byMember := map[string]assignedMember{}
 		for _, m := range snap.Assignment.Members {
-			addrs := []string{}
+			am := assignedMember{Address: addr[m.ID], Domain: m.Domain, Targets: []string{}}
 			for _, g := range snap.Assignment.Groups[m.ID] {
 				for _, t := range g.Targets {
-					addrs = append(addrs, string(t[model.AddressLabel]))
+					am.Targets = append(am.Targets, string(t[model.AddressLabel]))
 				}
 			}
-			byMember[m.ID] = addrs
+			byMember[m.ID] = am
 		}
 		out[name] = byMember
 	}

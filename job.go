@@ -296,6 +296,9 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	sms := make([]shard.Member, len(members))
 	for i, m := range members {
 		sms[i] = shard.Member{ID: m.ID, Weight: m.Weight}
+		if j.cfg.SpreadBy != "" {
+			sms[i].Domain = m.Label(j.cfg.SpreadBy)
+		}
 	}
 	if len(sms) == 0 {
 		return rep, fmt.Errorf("job %q: no healthy collectors: %w", name, ErrNoMembers)

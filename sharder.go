@@ -88,6 +88,12 @@ type Job struct {
 	Ring shard.Kind
 	// Shard are the placement options (replicas, key label).
 	Shard shard.Options
+	// SpreadBy, when set, is the metadata key that names a collector's
+	// failure domain (a zone, a rack): its Consul service meta, else its
+	// node meta (see [watch.Member.Label]), or meta of a static member. The
+	// replicas of a target then never share a domain while another domain
+	// can take one. Collectors without the key form the domain "".
+	SpreadBy string
 	// Outputs receive the assignment. At least one is required, unless the
 	// Sharder runs with DryRun.
 	Outputs []Output

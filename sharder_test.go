@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/promshard/promshard/reload"
+	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/targets"
 	"github.com/promshard/promshard/watch"
 )
@@ -703,6 +704,49 @@ func TestHandler(t *testing.T) {
 		}
 		if code, _ := get("/api/v1/explain?target=x&job=nope"); code != 404 {
 			t.Fatalf("explain of an unknown job: %d", code)
+		}
+	})
+}
+
+// SpreadBy reads each member's domain from its service meta, else its node
+// meta; every target's two replicas then sit in two domains.
+func TestSpreadBy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src, out := newSource(), &output{}
+		ms := members("a1", "a2", "b1", "none")
+		ms[0].Meta = map[string]string{"zone": "a"}
+		ms[1].NodeMeta = map[string]string{"zone": "a"}
+		ms[2].Meta, ms[2].NodeMeta = map[string]string{"zone": "b"}, map[string]string{"zone": "a"}
+		s, err := New([]Job{{Name: "node", Targets: newProvider(200), Outputs: []Output{out},
+			Shard: shard.Options{Replicas: 2}, SpreadBy: "zone"}}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { src.sets <- ms }()
+		if _, err := s.Once(context.Background(), src); err != nil {
+			t.Fatal(err)
+		}
+		snap, _ := s.Snapshot("node")
+		got := map[string]string{}
+		for _, m := range snap.Assignment.Members {
+			got[m.ID] = m.Domain
+		}
+		if want := map[string]string{"a1": "a", "a2": "a", "b1": "b", "none": ""}; !maps.Equal(got, want) {
+			t.Fatalf("domains %v, want %v", got, want)
+		}
+		zone := map[string][]string{}
+		for id, gs := range out.last {
+			for _, g := range gs {
+				for _, tg := range g.Targets {
+					a := string(tg[model.AddressLabel])
+					zone[a] = append(zone[a], got[id])
+				}
+			}
+		}
+		for a, zs := range zone {
+			if len(zs) != 2 || zs[0] == zs[1] {
+				t.Fatalf("target %s in zones %q", a, zs)
+			}
 		}
 	})
 }

@@ -28,6 +28,13 @@
 // The package benchmarks (go test -bench . ./shard) compare them; the README
 // holds the numbers that chose the default.
 //
+// Members may name a failure domain ([Member.Domain]: a zone, a rack). The
+// R replicas of a target then never share a domain while another domain can
+// take one: walking the target's preference order, a member whose domain
+// already holds a replica is passed over. Movement stays minimal: a member
+// that leaves moves only its own replicas, a domain that leaves only its
+// own. [Explain] says who was passed over and why.
+//
 // [Compare] reports what changed between two assignments (targets added,
 // removed and moved, per member) for logs and metrics.
 package shard

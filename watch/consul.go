@@ -364,7 +364,7 @@ func (w *ConsulWatcher) members(entries []*api.ServiceEntry) []Member {
 			m.ID = s.Service
 		}
 		if e.Node != nil {
-			m.Node = e.Node.Node
+			m.Node, m.NodeMeta = e.Node.Node, e.Node.Meta
 			if m.Address == "" {
 				m.Address = e.Node.Address
 			}

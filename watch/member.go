@@ -25,14 +25,25 @@ type Member struct {
 	// Address and Port are where the collector's Prometheus listens.
 	Address string `yaml:"address"`
 	Port    int    `yaml:"port"`
-	// Node is the Consul node the instance is registered on.
-	Node string `yaml:"-"`
+	// Node is the Consul node the instance is registered on, and NodeMeta
+	// that node's metadata.
+	Node     string            `yaml:"-"`
+	NodeMeta map[string]string `yaml:"-"`
 	// Tags and Meta are the instance's Consul tags and metadata.
 	Tags []string          `yaml:"tags"`
 	Meta map[string]string `yaml:"meta"`
 	// Weight is the collector's relative share of targets, from its
 	// metadata (see ConsulOptions.WeightMeta); 0 means the default of 1.
 	Weight uint32 `yaml:"weight"`
+}
+
+// Label returns the value of metadata key k: the instance's own (service
+// meta) when it has the key, else its node's; "" when neither has it.
+func (m Member) Label(k string) string {
+	if v, ok := m.Meta[k]; ok {
+		return v
+	}
+	return m.NodeMeta[k]
 }
 
 // HostPort returns the collector's address and port joined as host:port.
@@ -49,7 +60,8 @@ type Source interface {
 // equalMember compares members field by field.
 func equalMember(a, b Member) bool {
 	return a.ID == b.ID && a.Service == b.Service && a.Address == b.Address && a.Port == b.Port &&
-		a.Node == b.Node && a.Weight == b.Weight && slices.Equal(a.Tags, b.Tags) && maps.Equal(a.Meta, b.Meta)
+		a.Node == b.Node && a.Weight == b.Weight && slices.Equal(a.Tags, b.Tags) && maps.Equal(a.Meta, b.Meta) &&
+		maps.Equal(a.NodeMeta, b.NodeMeta)
 }
 
 // Equal reports whether two member sets, as a Source sends them, are the

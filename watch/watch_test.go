@@ -632,3 +632,23 @@ func TestWatcherACLFilteredAnswer(t *testing.T) {
 	}
 	noReport(t, ch, 100*time.Millisecond) // and no empty set was reported
 }
+
+// A member carries its node's metadata, and Label prefers its own.
+func TestMemberNodeMetaAndLabel(t *testing.T) {
+	w, _ := NewConsulWatcher((&api.Client{}).Health(), ConsulOptions{Service: "prom"})
+	ms := w.members([]*api.ServiceEntry{{
+		Node:    &api.Node{Node: "n1", Address: "10.0.0.1", Meta: map[string]string{"zone": "a", "rack": "r1"}},
+		Service: &api.AgentService{ID: "c1", Service: "prom", Port: 9090, Meta: map[string]string{"zone": "b"}},
+	}})
+	if len(ms) != 1 || ms[0].NodeMeta["rack"] != "r1" {
+		t.Fatalf("%+v", ms)
+	}
+	if m := ms[0]; m.Label("zone") != "b" || m.Label("rack") != "r1" || m.Label("row") != "" {
+		t.Fatalf("Label: zone %q rack %q row %q", m.Label("zone"), m.Label("rack"), m.Label("row"))
+	}
+	other := ms[0]
+	other.NodeMeta = map[string]string{"zone": "c"}
+	if Equal(ms, []Member{other}) {
+		t.Fatal("Equal ignores node meta")
+	}
+}

@@ -50,15 +50,16 @@ func metric(t *testing.T, listen, name, match string) float64 {
 	return sum
 }
 
-// assigned counts the targets in the binary's /api/v1/assignment of a job.
-func assigned(listen, job string) (int, error) {
+// assignedCount counts the targets in the binary's /api/v1/assignment of a
+// job.
+func assignedCount(listen, job string) (int, error) {
 	a, err := assignment(listen)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, ts := range a[job] {
-		n += len(ts)
+	for _, m := range a[job] {
+		n += len(m.Targets)
 	}
 	return n, nil
 }
@@ -322,7 +323,7 @@ func TestChaosConsulRestart(t *testing.T) {
 	for up := time.Now(); time.Since(up) < 20*time.Second; time.Sleep(50 * time.Millisecond) {
 		sample()
 	}
-	n, err := assigned(listen, "node")
+	n, err := assignedCount(listen, "node")
 	t.Logf("chaos: Consul killed for 10 s under the binary, restarted empty, 30 s sampled every 50 ms (%d samples): samples with a target in no file %d; samples with a file changed %d; targets assigned after %d of 60 (%v)",
 		samples, lost, changed, n, err)
 	if lost != 0 || n != 60 {
@@ -374,7 +375,7 @@ mkdir -p $d && if [ -e "$f" ]; then cp "$f" $d/.t.tmp; else echo '[]' > $d/.t.tm
 		if err != nil || len(a["node"]) != 2 {
 			return fmt.Errorf("assignment %v %v", a, err)
 		}
-		share = a["node"]["collector-4"]
+		share = a["node"]["collector-4"].Targets
 		return nil
 	})
 	if err != nil {

@@ -23,8 +23,7 @@ import (
 	"github.com/promshard/promshard/watch"
 )
 
-// Config is the file given with -config, parsed; config.yaml beside this
-// file documents every field. Zero values mean the library's defaults.
+// Config is the parsed -config file, documented in config.yaml; zero is the default.
 type Config struct {
 	Listen          string             `yaml:"listen"`
 	RefreshInterval Duration           `yaml:"refresh_interval"`
@@ -88,6 +87,7 @@ type JobConfig struct {
 	Ring       shard.Kind      `yaml:"ring"`
 	Replicas   int             `yaml:"replicas"`
 	ShardKey   string          `yaml:"shard_key"`
+	SpreadBy   string          `yaml:"spread_by"`
 	Targets    TargetsConfig   `yaml:"targets"`
 	Output     OutputConfig    `yaml:"output"`
 	Reload     ReloadConfig    `yaml:"reload"`

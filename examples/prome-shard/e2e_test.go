@@ -212,13 +212,19 @@ func hostPortString(addr string) (string, string) {
 	return h, p
 }
 
+// assigned is one collector in /api/v1/assignment.
+type assigned struct {
+	Domain  string
+	Targets []string
+}
+
 // assignment reads /api/v1/assignment of a running binary.
-func assignment(addr string) (map[string]map[string][]string, error) {
+func assignment(addr string) (map[string]map[string]assigned, error) {
 	_, b, err := testenv.HTTPGet(context.Background(), "http://"+addr+"/api/v1/assignment")
 	if err != nil {
 		return nil, err
 	}
-	var out map[string]map[string][]string
+	var out map[string]map[string]assigned
 	return out, json.Unmarshal(b, &out)
 }
 
@@ -401,7 +407,7 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 	waitTargets := func(n int) {
 		t.Helper()
 		err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
-			got, err := assigned(listen, "node")
+			got, err := assignedCount(listen, "node")
 			if err == nil && got != n {
 				err = fmt.Errorf("%d targets assigned, want %d", got, n)
 			}
@@ -521,4 +527,47 @@ func TestTwoCopiesShareRegistrations(t *testing.T) {
 	if n := services(); n != 0 {
 		t.Fatalf("after the last copy stopped the agent has %d services, want 0", n)
 	}
+}
+
+// TestSpreadOverZones: three real collectors registered in zones a, a and
+// b (service meta), R=2 spread by zone: every target has its replica in
+// zone b; when the zone-b collector dies, every target is still scraped by
+// exactly two collectors.
+func TestSpreadOverZones(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	agent := testenv.StartConsul(t)
+	targets := testenv.ScrapeTargets(t, 30)
+	out := t.TempDir()
+	os.MkdirAll(filepath.Join(out, "r2"), 0o755)
+	var cs []*collector
+	var b strings.Builder
+	fmt.Fprintf(&b, "consul: {address: %q}\njobs:\n  - name: r2\n    replicas: 2\n    spread_by: zone\n", agent.Addr)
+	b.WriteString("    collectors:\n      consul_service: zoned\n      check: {interval: 1s, timeout: 1s}\n      register:\n")
+	for i, zone := range []string{"a", "a", "b"} {
+		id := fmt.Sprintf("collector-%d", i+1)
+		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), promConfig(out, id))}
+		cs = append(cs, c)
+		h, p := hostPortString(c.prom.Addr)
+		fmt.Fprintf(&b, "        - {id: %s, address: %s, port: %s, meta: {zone: %s}}\n", id, h, p, zone)
+	}
+	fmt.Fprintf(&b, "    targets: {static: [{targets: [%s]}]}\n    output: {dir: %q}\n", strings.Join(targets, ", "), filepath.Join(out, "r2"))
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startBinary(t, buildBinary(t), "-config", writeConfig(t, b.String()), "-listen", listen)
+
+	got := waitScraped(t, cs, "r2", targets, 2, 60*time.Second, nil)
+	for a, ids := range got {
+		if !strings.HasSuffix(ids, ",collector-3") {
+			t.Errorf("target %s scraped by %s: no replica in zone b", a, ids)
+		}
+	}
+	asg, err := assignment(listen)
+	if err != nil || asg["r2"]["collector-3"].Domain != "b" || len(asg["r2"]["collector-3"].Targets) != len(targets) {
+		t.Fatalf("assignment: %+v %v", asg["r2"]["collector-3"], err)
+	}
+	cs[2].prom.Kill()
+	cs[2].up = false
+	got = waitScraped(t, cs, "r2", targets, 2, 60*time.Second, nil)
+	t.Logf("zone b gone: %d targets, each on %s", len(got), got[targets[0]])
 }
