@@ -1,0 +1,48 @@
+package audit
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics follow the project's convention: one Auditor serves several
+// jobs, so job (and member) are variable labels.
+type metrics struct {
+	targets  *prometheus.GaugeVec
+	lastRun  *prometheus.GaugeVec
+	errors   *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		targets: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_audit_targets",
+			Help: "Targets with each audit state in the last audit, by job (a target can have several states)."},
+			[]string{"job", "state"}),
+		lastRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_audit_last_run_timestamp_seconds",
+			Help: "Unix time of the last audit, by job."}, []string{"job"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_audit_errors_total",
+			Help: "Reads of a collector's targets that failed, by job and member."}, []string{"job", "member"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "promshard_audit_duration_seconds",
+			Help: "Duration of an audit: every collector read and compared.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)},
+			[]string{"job"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.targets, m.lastRun, m.errors, m.duration} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("audit: register metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// observe exports a report; every state gets a series, zeros included.
+func (m *metrics) observe(r *Report) {
+	for _, s := range States() {
+		m.targets.WithLabelValues(r.Job, string(s)).Set(float64(r.Counts[s]))
+	}
+	m.lastRun.WithLabelValues(r.Job).Set(float64(r.Time.UnixNano()) / 1e9)
+	m.duration.WithLabelValues(r.Job).Observe(r.Took.Seconds())
+}
