@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/prometheus/common/model"
 
+	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/shard"
 )
 
@@ -17,7 +19,10 @@ import (
 //     last reshard succeeded; 503 naming the first job that is not.
 //   - GET /api/v1/assignment: job → member → its address, failure domain
 //     (with [Job.SpreadBy]) and target addresses, as written.
-//   - GET /api/v1/explain?target=ADDR[&job=NAME]: who owns a target, and why.
+//   - GET /api/v1/explain?target=ADDR[&job=NAME]: who owns a target, and why,
+//     and who scraped it at the last audit.
+//   - GET /api/v1/audit[?job=NAME][&state=STATE]: the last audit of each job
+//     (with Options.Audit), its problems filtered to one state if asked.
 //   - /sd/JOB/...: every output of a job that is an [http.Handler] (such as
 //     filesd.Handler), for Prometheus' http_sd_configs.
 //
@@ -27,6 +32,7 @@ func (s *Sharder) Handler() http.Handler {
 	mux.HandleFunc("GET /-/ready", s.serveReady)
 	mux.HandleFunc("GET /api/v1/assignment", s.serveAssignment)
 	mux.HandleFunc("GET /api/v1/explain", s.serveExplain)
+	mux.HandleFunc("GET /api/v1/audit", s.serveAudit)
 	for _, j := range s.jobs {
 		for _, o := range j.cfg.Outputs {
 			if h, ok := o.(http.Handler); ok {
@@ -94,10 +100,13 @@ func (s *Sharder) serveAssignment(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, out)
 }
 
-// jobExplanation is an explanation with its job, as /api/v1/explain answers.
+// jobExplanation is an explanation with its job, as /api/v1/explain
+// answers, and who scraped the target at the last audit.
 type jobExplanation struct {
 	Job string `json:"job"`
 	shard.Explanation
+	ScrapedBy []audit.Scrape `json:"scraped_by,omitempty"`
+	AuditedAt *time.Time     `json:"audited_at,omitempty"`
 }
 
 func (s *Sharder) serveExplain(w http.ResponseWriter, r *http.Request) {
@@ -116,11 +125,44 @@ func (s *Sharder) serveExplain(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if e, err := s.Explain(name, target); err == nil {
-			out = append(out, jobExplanation{Job: name, Explanation: e})
+			je := jobExplanation{Job: name, Explanation: e}
+			if snap, _ := s.Snapshot(name); snap.Audit != nil {
+				je.ScrapedBy, je.AuditedAt = snap.Audit.Scrapes(target), &snap.Audit.Time
+			}
+			out = append(out, je)
 		}
 	}
 	if len(out) == 0 {
 		http.Error(w, "no job has an assignment yet", http.StatusNotFound)
+		return
+	}
+	writeJSON(w, out)
+}
+
+func (s *Sharder) serveAudit(w http.ResponseWriter, r *http.Request) {
+	only, state := r.URL.Query().Get("job"), audit.State(r.URL.Query().Get("state"))
+	if state != "" && !slices.Contains(audit.States(), state) {
+		http.Error(w, fmt.Sprintf("state %q: want one of %v", state, audit.States()), http.StatusBadRequest)
+		return
+	}
+	if only != "" && !slices.Contains(s.Jobs(), only) {
+		http.Error(w, fmt.Sprintf("no job %q", only), http.StatusNotFound)
+		return
+	}
+	out := []audit.Report{}
+	for _, name := range s.Jobs() {
+		snap, _ := s.Snapshot(name)
+		if snap.Audit == nil || only != "" && name != only {
+			continue
+		}
+		rep := *snap.Audit
+		if state != "" {
+			rep.Problems = rep.Filter(state)
+		}
+		out = append(out, rep)
+	}
+	if len(out) == 0 {
+		http.Error(w, "no audit yet (the audit runs after the first reshard, with Options.Audit)", http.StatusNotFound)
 		return
 	}
 	writeJSON(w, out)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/reload"
 	"github.com/promshard/promshard/shard"
@@ -92,8 +93,13 @@ type Snapshot struct {
 	Members    []watch.Member
 	// KeyLabel is the label that places targets ("" for __address__).
 	KeyLabel string
+	// Generation counts the assignments that moved targets (the first
+	// included); it is what audit.Job.Generation is given.
+	Generation uint64
 	// LastSuccess is when the outputs last accepted an assignment.
 	LastSuccess time.Time
+	// Audit is the last audit's report (with Options.Audit), nil before.
+	Audit *audit.Report
 	// Last is the report of the last reshard, failed or not.
 	Last Report
 	// PendingReloads lists members whose reload has not succeeded yet.
@@ -132,6 +138,9 @@ type job struct {
 	haveCh      chan struct{} // closed at the first member set
 	reasons     map[string]bool
 	excluded    map[string]bool // members left out, to log each only once
+	departed    map[string]departed
+	disagree    map[string]time.Time // collectors the audit found wrong, since when
+	auditKick   chan struct{}        // size 1: an audit after a reshard
 
 	passMu  sync.Mutex // one reshard at a time
 	stateMu sync.RWMutex
@@ -194,7 +203,8 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 		return nil, err
 	}
 	j := &job{s: s, cfg: jc, m: s.m, trigger: make(chan struct{}, 1), haveCh: make(chan struct{}),
-		reasons: map[string]bool{}, excluded: map[string]bool{}}
+		reasons: map[string]bool{}, excluded: map[string]bool{}, departed: map[string]departed{},
+		disagree: map[string]time.Time{}, auditKick: make(chan struct{}, 1)}
 	j.snap = Snapshot{Job: jc.Name, Self: jc.Self, KeyLabel: string(jc.Shard.KeyLabel)}
 	j.reloads = newReloadQueue(j, pool)
 	return j, nil
@@ -339,7 +349,15 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	}
 	j.stateMu.Lock()
 	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.LastSuccess = asg, ring, members, time.Now()
+	if prev == nil || rep.Diff.Changed() {
+		j.snap.Generation++
+	}
 	j.stateMu.Unlock()
+	j.noteDeparted(members, prevMembers)
+	select {
+	case j.auditKick <- struct{}{}:
+	default:
+	}
 	j.m.assigned(name, asg, prev)
 	log.Info("reshard", "job", name, "reason", reason, "collectors", rep.Members, "targets", rep.Targets,
 		"replicas", rep.Replicas, "added", rep.Diff.Added, "removed", rep.Diff.Removed, "moved", rep.Diff.Moved,

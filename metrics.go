@@ -17,6 +17,7 @@ type metrics struct {
 	perMember   *prometheus.GaugeVec
 	lastSuccess *prometheus.GaugeVec
 	excluded    *prometheus.GaugeVec
+	repairs     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -34,9 +35,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Unix time of the last reshard whose assignment the outputs accepted, by job."}, []string{"job"}),
 		excluded: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_excluded_members",
 			Help: "Healthy collectors left out of the ring because an output cannot serve their ID, by job."}, []string{"job"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_audit_repairs_total",
+			Help: "Collectors repaired (resharded and reloaded) after the audit found them wrong for AuditRepairAfter."},
+			[]string{"job", "member"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.reshards, m.duration, m.moved, m.perMember, m.lastSuccess, m.excluded} {
+		for _, c := range []prometheus.Collector{m.reshards, m.duration, m.moved, m.perMember, m.lastSuccess, m.excluded, m.repairs} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("promshard: register metrics: %w", err)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/reload"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/targets"
@@ -29,6 +30,9 @@ const (
 	MinRefreshInterval      = time.Second
 	DefaultReloadBackoffMin = time.Second
 	DefaultReloadBackoffMax = 30 * time.Second
+	// DefaultAuditInterval is how often a job is audited besides after
+	// each reshard.
+	DefaultAuditInterval = 30 * time.Second
 	// DefaultDepartedReloadAttempts bounds the reload attempts of a
 	// collector that is no longer a healthy member (it may be dead for good).
 	DefaultDepartedReloadAttempts = 10
@@ -94,6 +98,9 @@ type Job struct {
 	// replicas of a target then never share a domain while another domain
 	// can take one. Collectors without the key form the domain "".
 	SpreadBy string
+	// ScrapePool is the collectors' scrape job (job_name) that reads this
+	// job's targets, for the audit; empty means Name.
+	ScrapePool string
 	// Outputs receive the assignment. At least one is required, unless the
 	// Sharder runs with DryRun.
 	Outputs []Output
@@ -139,6 +146,24 @@ type Options struct {
 	// DepartedReloadAttempts bounds the attempts to reload a collector that
 	// left the member set; default [DefaultDepartedReloadAttempts].
 	DepartedReloadAttempts int
+	// Audit, when set, checks what the collectors actually scrape against
+	// each job's assignment (see package audit): after each reshard and
+	// every AuditInterval (default [DefaultAuditInterval]). It asks the
+	// assignment's collectors, the Known ones and those that left in the
+	// last 10 minutes (a collector that left but still runs is caught
+	// scraping, as extra). Snapshot.Audit holds the last report, and the
+	// Handler serves it. Off when nil: the library cannot know that member
+	// addresses are Prometheus APIs.
+	Audit         *audit.Auditor
+	AuditInterval time.Duration
+	// AuditRepairAfter, when positive, repairs a collector that disagrees
+	// with its assignment (a target missing or extra, not in transit) for
+	// that long: its job reshards, which rewrites a file changed by hand,
+	// and the collector is reloaded. Zero never repairs.
+	AuditRepairAfter time.Duration
+	// CollectorURL is the base URL of a collector's Prometheus API, for the
+	// audit; nil means http://address:port.
+	CollectorURL func(watch.Member) string
 	// OnReshard, when set, is called with the report of every reshard,
 	// failed or not, while the job's reshard still holds its lock: keep it
 	// short, and do not call Sharder.Reshard from it.
@@ -152,12 +177,17 @@ type Options struct {
 
 func (o *Options) setDefaults() error {
 	for name, d := range map[string]time.Duration{"RefreshInterval": o.RefreshInterval,
-		"ReloadBackoffMin": o.ReloadBackoffMin, "ReloadBackoffMax": o.ReloadBackoffMax} {
+		"ReloadBackoffMin": o.ReloadBackoffMin, "ReloadBackoffMax": o.ReloadBackoffMax,
+		"AuditInterval": o.AuditInterval, "AuditRepairAfter": o.AuditRepairAfter} {
 		if d < 0 {
 			return fmt.Errorf("promshard: Options.%s %v: must not be negative", name, d)
 		}
 	}
 	o.RefreshInterval = cmp.Or(o.RefreshInterval, DefaultRefreshInterval)
+	o.AuditInterval = cmp.Or(o.AuditInterval, DefaultAuditInterval)
+	if o.CollectorURL == nil {
+		o.CollectorURL = func(m watch.Member) string { return "http://" + m.HostPort() }
+	}
 	if o.RefreshInterval < MinRefreshInterval {
 		return fmt.Errorf("promshard: Options.RefreshInterval %v: must be at least %v", o.RefreshInterval, MinRefreshInterval)
 	}
@@ -288,6 +318,9 @@ func (s *Sharder) Run(ctx context.Context, members watch.Source) error {
 	for _, j := range s.jobs {
 		g.Go(func() error { j.loop(ctx); return nil })
 		g.Go(func() error { j.reloads.run(ctx); return nil })
+		if s.opts.Audit != nil {
+			g.Go(func() error { j.auditLoop(ctx); return nil })
+		}
 	}
 	s.opts.Logger.Info("sharder running", "jobs", s.Jobs(), "refresh_interval", s.opts.RefreshInterval)
 	err = g.Wait()

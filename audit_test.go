@@ -1,0 +1,136 @@
+package promshard
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/promshard/promshard/audit"
+	"github.com/promshard/promshard/internal/testenv"
+	"github.com/promshard/promshard/watch"
+)
+
+// promStub is a collector's Prometheus API: it scrapes what the output
+// gave its member, minus what the test drops.
+type promStub struct {
+	mu   sync.Mutex
+	drop map[string]bool
+	srv  *httptest.Server
+}
+
+func newPromStub(t *testing.T, id string, out *output) *promStub {
+	p := &promStub{drop: map[string]bool{}}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		out.mu.Lock()
+		var active []map[string]any
+		for _, g := range out.last[id] {
+			for _, t := range g.Targets {
+				addr := string(t[model.AddressLabel])
+				p.mu.Lock()
+				dropped := p.drop[addr]
+				p.mu.Unlock()
+				if !dropped {
+					active = append(active, map[string]any{"discoveredLabels": map[string]string{"__address__": addr},
+						"scrapePool": "node", "health": "up", "lastScrape": time.Now()})
+				}
+			}
+		}
+		out.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]any{"activeTargets": active}})
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// The Sharder audits after its reshard and on its interval, serves the
+// report, shows who scrapes a target in explain, and repairs a collector
+// that stays wrong.
+func TestSharderAudit(t *testing.T) {
+	out, rl, src := &output{}, newReloader(), newSource()
+	stubs := map[string]*promStub{"a": newPromStub(t, "a", out), "b": newPromStub(t, "b", out)}
+	aud, err := audit.New(audit.Options{Grace: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New([]Job{{Name: "node", Targets: newProvider(20), Outputs: []Output{out}, Reloader: rl}}, Options{
+		Audit: aud, AuditInterval: 20 * time.Millisecond, AuditRepairAfter: 100 * time.Millisecond,
+		CollectorURL: func(m watch.Member) string { return stubs[m.ID].srv.URL },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx, src) }()
+	defer func() { cancel(); <-done }()
+	src.sets <- members("a", "b")
+
+	report := func(cond func(*audit.Report) bool) *audit.Report {
+		t.Helper()
+		var last *audit.Report
+		err := testenv.WaitFor(10*time.Second, 10*time.Millisecond, func() error {
+			snap, _ := s.Snapshot("node")
+			if last = snap.Audit; last == nil || !cond(last) {
+				return fmt.Errorf("audit %+v", last)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return last
+	}
+	r := report(func(r *audit.Report) bool { return r.OK() && r.Counts[audit.OK] == 20 })
+	if len(r.Unreachable) != 0 {
+		t.Fatalf("unreachable %v", r.Unreachable)
+	}
+
+	// Collector a stops scraping one of its targets: missing and orphan.
+	out.mu.Lock()
+	victim := string(out.last["a"][0].Targets[0][model.AddressLabel])
+	other := string(out.last["b"][0].Targets[0][model.AddressLabel])
+	out.mu.Unlock()
+	reloadsBefore := rl.count("a")
+	stubs["a"].mu.Lock()
+	stubs["a"].drop[victim] = true
+	stubs["a"].mu.Unlock()
+	r = report(func(r *audit.Report) bool { return r.Counts[audit.Orphan] == 1 })
+	if got := r.Filter(audit.Missing); len(got) != 1 || got[0].Address != victim || !slices.Equal(got[0].Intended, []string{"a"}) {
+		t.Fatalf("missing %+v", got)
+	}
+	h := s.Handler()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/audit?state=orphan", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), victim) || !strings.Contains(rec.Body.String(), `"orphan"`) {
+		t.Fatalf("/api/v1/audit: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/audit?state=bogus", nil))
+	if rec.Code != 400 {
+		t.Fatalf("bad state: %d", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/explain?target="+other, nil))
+	if !strings.Contains(rec.Body.String(), `"scraped_by"`) || !strings.Contains(rec.Body.String(), `"collector": "b"`) {
+		t.Fatalf("explain: %s", rec.Body)
+	}
+
+	// Wrong for longer than AuditRepairAfter: a is reloaded.
+	if err := testenv.WaitFor(10*time.Second, 10*time.Millisecond, func() error {
+		if rl.count("a") <= reloadsBefore {
+			return fmt.Errorf("a reloaded %d times", rl.count("a"))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
