@@ -98,7 +98,7 @@ func (j *job) runAudit(ctx context.Context) {
 	if snap.Assignment == nil {
 		return
 	}
-	rep, err := j.s.opts.Audit.Audit(ctx, j.auditJob(snap))
+	rep, err := j.s.audit.Audit(ctx, j.auditJob(snap))
 	if err != nil {
 		return // ctx ended
 	}

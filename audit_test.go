@@ -57,12 +57,8 @@ func newPromStub(t *testing.T, id string, out *output) *promStub {
 func TestSharderAudit(t *testing.T) {
 	out, rl, src := &output{}, newReloader(), newSource()
 	stubs := map[string]*promStub{"a": newPromStub(t, "a", out), "b": newPromStub(t, "b", out)}
-	aud, err := audit.New(audit.Options{Grace: time.Nanosecond})
-	if err != nil {
-		t.Fatal(err)
-	}
 	s, err := New([]Job{{Name: "node", Targets: newProvider(20), Outputs: []Output{out}, Reloader: rl}}, Options{
-		Audit: aud, AuditInterval: 20 * time.Millisecond, AuditRepairAfter: 100 * time.Millisecond,
+		Audit: &audit.Options{Grace: time.Nanosecond}, AuditInterval: 20 * time.Millisecond, AuditRepairAfter: 100 * time.Millisecond,
 		CollectorURL: func(m watch.Member) string { return stubs[m.ID].srv.URL },
 	})
 	if err != nil {
@@ -132,5 +128,32 @@ func TestSharderAudit(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Serve answers until ctx ends, then returns nil; a bad address fails.
+func TestServe(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		done <- Serve(ctx, addr, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "hi") }))
+	}()
+	err := testenv.WaitFor(5*time.Second, 10*time.Millisecond, func() error {
+		code, b, err := testenv.HTTPGet(context.Background(), "http://"+addr+"/")
+		if err != nil || code != 200 || string(b) != "hi" {
+			return fmt.Errorf("%d %q %v", code, b, err)
+		}
+		return nil
+	})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("after ctx ended: %v", err)
+	}
+	if err := Serve(context.Background(), "256.0.0.1:bad", http.NotFoundHandler()); err == nil {
+		t.Fatal("a bad address was served")
 	}
 }

@@ -1,8 +1,10 @@
 package promshard
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"time"
@@ -166,4 +168,28 @@ func (s *Sharder) serveAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, out)
+}
+
+// Serve serves h on addr until ctx ends, then shuts the server down,
+// giving requests in flight up to 5 seconds. It returns nil after ctx ends
+// and the listen or serve error otherwise. A daemon serves the Sharder's
+// Handler with it, beside its own /metrics.
+func Serve(ctx context.Context, addr string, h http.Handler) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-errc // http.ErrServerClosed
+		return nil
+	}
 }

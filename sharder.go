@@ -146,15 +146,17 @@ type Options struct {
 	// DepartedReloadAttempts bounds the attempts to reload a collector that
 	// left the member set; default [DefaultDepartedReloadAttempts].
 	DepartedReloadAttempts int
-	// Audit, when set, checks what the collectors actually scrape against
-	// each job's assignment (see package audit): after each reshard and
-	// every AuditInterval (default [DefaultAuditInterval]). It asks the
-	// assignment's collectors, the Known ones and those that left in the
-	// last 10 minutes (a collector that left but still runs is caught
-	// scraping, as extra). Snapshot.Audit holds the last report, and the
-	// Handler serves it. Off when nil: the library cannot know that member
-	// addresses are Prometheus APIs.
-	Audit         *audit.Auditor
+	// Audit, when set, turns on the audit of what the collectors actually
+	// scrape against each job's assignment (see package audit), with these
+	// options (the Sharder's Logger and Registerer where they are unset):
+	// after each reshard and every AuditInterval (default
+	// [DefaultAuditInterval]). It asks the assignment's collectors, the
+	// Known ones and those that left in the last 10 minutes (a collector
+	// that left but still runs is caught scraping, as extra).
+	// Snapshot.Audit holds the last report, and the Handler serves it. Off
+	// when nil: the library cannot know that member addresses are
+	// Prometheus APIs.
+	Audit         *audit.Options
 	AuditInterval time.Duration
 	// AuditRepairAfter, when positive, repairs a collector that disagrees
 	// with its assignment (a target missing or extra, not in transit) for
@@ -162,8 +164,10 @@ type Options struct {
 	// and the collector is reloaded. Zero never repairs.
 	AuditRepairAfter time.Duration
 	// CollectorURL is the base URL of a collector's Prometheus API, for the
-	// audit; nil means http://address:port.
+	// audit; nil means CollectorScheme://address:port.
 	CollectorURL func(watch.Member) string
+	// CollectorScheme is "http" (the default) or "https".
+	CollectorScheme string
 	// OnReshard, when set, is called with the report of every reshard,
 	// failed or not, while the job's reshard still holds its lock: keep it
 	// short, and do not call Sharder.Reshard from it.
@@ -185,8 +189,12 @@ func (o *Options) setDefaults() error {
 	}
 	o.RefreshInterval = cmp.Or(o.RefreshInterval, DefaultRefreshInterval)
 	o.AuditInterval = cmp.Or(o.AuditInterval, DefaultAuditInterval)
+	if o.CollectorScheme = cmp.Or(o.CollectorScheme, "http"); o.CollectorScheme != "http" && o.CollectorScheme != "https" {
+		return fmt.Errorf("promshard: Options.CollectorScheme %q: want http or https", o.CollectorScheme)
+	}
 	if o.CollectorURL == nil {
-		o.CollectorURL = func(m watch.Member) string { return "http://" + m.HostPort() }
+		scheme := o.CollectorScheme
+		o.CollectorURL = func(m watch.Member) string { return scheme + "://" + m.HostPort() }
 	}
 	if o.RefreshInterval < MinRefreshInterval {
 		return fmt.Errorf("promshard: Options.RefreshInterval %v: must be at least %v", o.RefreshInterval, MinRefreshInterval)
@@ -212,6 +220,7 @@ func (o *Options) setDefaults() error {
 // whose share changed. Create it with [New]; run it with [Sharder.Run].
 type Sharder struct {
 	opts   Options
+	audit  *audit.Auditor // nil without Options.Audit
 	reg    *targets.Registry
 	m      *metrics
 	jobs   []*job
@@ -236,6 +245,13 @@ func New(jobs []Job, opts Options) (*Sharder, error) {
 	}
 	if s.m, err = newMetrics(opts.Registerer); err != nil {
 		return nil, err
+	}
+	if ao := opts.Audit; ao != nil {
+		o := *ao
+		o.Logger, o.Registerer = cmp.Or(o.Logger, opts.Logger), cmp.Or(o.Registerer, opts.Registerer)
+		if s.audit, err = audit.New(o); err != nil {
+			return nil, fmt.Errorf("promshard: Options.Audit: %w", err)
+		}
 	}
 	for i, jc := range jobs {
 		j, err := s.newJob(jc)
@@ -318,7 +334,7 @@ func (s *Sharder) Run(ctx context.Context, members watch.Source) error {
 	for _, j := range s.jobs {
 		g.Go(func() error { j.loop(ctx); return nil })
 		g.Go(func() error { j.reloads.run(ctx); return nil })
-		if s.opts.Audit != nil {
+		if s.audit != nil {
 			g.Go(func() error { j.auditLoop(ctx); return nil })
 		}
 	}

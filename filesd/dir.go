@@ -35,10 +35,14 @@ const DefaultTemplate = "{{.ID}}.json"
 
 // DirOptions configures a [Dir].
 type DirOptions struct {
-	// Dir is the directory the files go to. Required; it must exist. Give
-	// each Dir a directory of its own: a Dir removes the files it wrote
-	// earlier (under any template) that it does not write now.
+	// Dir is the directory the files go to. Required; it must exist,
+	// unless Create is set. Give each Dir a directory of its own: a Dir
+	// removes the files it wrote earlier (under any template) that it does
+	// not write now.
 	Dir string
+	// Create makes the directory, and its parents (mode 0755), when a write
+	// finds it missing.
+	Create bool
 	// Template names a collector's file: a text/template over a value with
 	// the field ID (the collector ID). Default [DefaultTemplate]. The name
 	// must end in .json, .yml or .yaml and must depend on the ID.
@@ -232,6 +236,11 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 		}
 		files = append(files, struct{ id, name string }{id, name})
 		content[name] = b
+	}
+	if d.opts.Create {
+		if err := os.MkdirAll(d.opts.Dir, 0o755); err != nil {
+			return res, fmt.Errorf("filesd: %w", err)
+		}
 	}
 	owned, err := d.readManifest()
 	if err != nil {

@@ -154,3 +154,20 @@ func TestDirNoticesForeignWrites(t *testing.T) {
 		t.Fatalf("%v foreign changes counted, want 1", n)
 	}
 }
+
+// Create makes a missing directory at the first write; without it the
+// write fails and names the directory.
+func TestDirCreate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	plain, _ := NewDir(DirOptions{Dir: dir})
+	if _, err := plain.Update(context.Background(), map[string][]*targetgroup.Group{"c1": sample()}); err == nil {
+		t.Fatal("a write into a missing directory succeeded without Create")
+	}
+	d, _ := NewDir(DirOptions{Dir: dir, Create: true})
+	if changed, err := d.Update(context.Background(), map[string][]*targetgroup.Group{"c1": sample()}); err != nil || !slices.Equal(changed, []string{"c1"}) {
+		t.Fatalf("%v %v", changed, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "c1.json")); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/promshard/promshard"
+	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/reload"
 	"github.com/promshard/promshard/targets"
@@ -75,15 +76,24 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 			return nil, fmt.Errorf("collectors.register: %w", err)
 		}
 	}
-	a.sharder, err = promshard.New(jobs, promshard.Options{RefreshInterval: cfg.RefreshInterval.Duration, DryRun: f.DryRun,
-		Logger: logger, Registerer: reg})
+	opts := promshard.Options{RefreshInterval: cfg.RefreshInterval.Duration, DryRun: f.DryRun, Logger: logger, Registerer: reg,
+		AuditInterval: cfg.Audit.Interval.Duration, AuditRepairAfter: cfg.Audit.RepairAfter.Duration,
+		CollectorScheme: cfg.Audit.Scheme}
+	client, err := httpClient(cfg.Audit.Client, "audit")
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if !cfg.Audit.Disabled && !f.DryRun && !f.Once {
+		opts.Audit = &audit.Options{Grace: cfg.Audit.Grace.Duration, Client: client}
+	}
+	a.sharder, err = promshard.New(jobs, opts)
 	return a, err
 }
 
 // job builds one job's library values from its config.
 func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 	j := promshard.Job{Name: jc.Name, Ring: jc.Ring, Self: a.flags.Member, ReloadConcurrency: jc.Reload.Concurrency,
-		SpreadBy: jc.SpreadBy, TargetOptions: targets.JobOptions{AllowEmpty: jc.Targets.AllowEmpty}}
+		SpreadBy: jc.SpreadBy, ScrapePool: jc.ScrapePool, TargetOptions: targets.JobOptions{AllowEmpty: jc.Targets.AllowEmpty}}
 	j.Shard.Replicas, j.Shard.KeyLabel = jc.Replicas, model.LabelName(jc.ShardKey)
 	j.Known = append(slices.Clone(jc.Collectors.Register), jc.Collectors.Static...)
 	var err error
@@ -97,12 +107,7 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 		return j, fmt.Errorf("reload: %w", err)
 	}
 	if o := jc.Output; o.Dir != "" {
-		if !a.flags.DryRun {
-			if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-				return j, fmt.Errorf("output.dir: %w", err)
-			}
-		}
-		dir, err := filesd.NewDir(filesd.DirOptions{Dir: o.Dir, Template: o.File, Format: filesd.Format(o.Format),
+		dir, err := filesd.NewDir(filesd.DirOptions{Dir: o.Dir, Template: o.File, Format: filesd.Format(o.Format), Create: true,
 			Logger: a.log.With("job", jc.Name), Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"job": jc.Name}, a.reg)})
 		if err != nil {
 			return j, fmt.Errorf("output: %w", err)

@@ -29,7 +29,18 @@ type Config struct {
 	RefreshInterval Duration           `yaml:"refresh_interval"`
 	Settle          Duration           `yaml:"settle"`
 	Consul          watch.ClientConfig `yaml:"consul"`
+	Audit           AuditConfig        `yaml:"audit"`
 	Jobs            []JobConfig        `yaml:"jobs"`
+}
+
+// AuditConfig is the audit of what collectors scrape: on unless disabled.
+type AuditConfig struct {
+	Disabled    bool                     `yaml:"disabled"`
+	Interval    Duration                 `yaml:"interval"`
+	Grace       Duration                 `yaml:"grace"`
+	RepairAfter Duration                 `yaml:"repair_after"`
+	Scheme      string                   `yaml:"scheme"`
+	Client      promcfg.HTTPClientConfig `yaml:",inline"`
 }
 
 // Duration is a duration in the config ("30s"); LoadConfig names a bad one.
@@ -88,6 +99,7 @@ type JobConfig struct {
 	Replicas   int             `yaml:"replicas"`
 	ShardKey   string          `yaml:"shard_key"`
 	SpreadBy   string          `yaml:"spread_by"`
+	ScrapePool string          `yaml:"scrape_pool"`
 	Targets    TargetsConfig   `yaml:"targets"`
 	Output     OutputConfig    `yaml:"output"`
 	Reload     ReloadConfig    `yaml:"reload"`

@@ -5,5 +5,6 @@
 // -dry-run only prints. Exit codes: 0 on success or SIGINT/SIGTERM, 1 when
 // -once or a part of the daemon failed (the log names it), 2 for a flag or
 // config mistake. SIGHUP reloads the config. HTTP: /metrics, /-/healthy,
-// /-/ready, /api/v1/assignment, /api/v1/explain?target=ADDR, /sd/JOB/ID.
+// /-/ready, /api/v1/assignment, /api/v1/explain?target=ADDR, /api/v1/audit,
+// /sd/JOB/ID.
 package main

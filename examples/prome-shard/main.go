@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -18,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	_ "github.com/prometheus/prometheus/discovery/install" // every Prometheus SD, for prometheus_sd
 	"golang.org/x/sync/errgroup"
+
+	"github.com/promshard/promshard"
 )
 
 // version is set with -ldflags "-X main.version=…", else from the build info.
@@ -180,31 +181,11 @@ func (a *app) serve(ctx context.Context) error {
 	return err
 }
 
-// serveHTTP serves the Sharder's handler (/-/ready, /api/v1/assignment,
-// /api/v1/explain, /sd/JOB/COLLECTOR) with /metrics and /-/healthy on the
-// listen address until ctx ends, then shuts the server down.
+// serveHTTP serves the Sharder's handler, /metrics and /-/healthy.
 func (a *app) serveHTTP(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/", a.sharder.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "prome-shard is healthy.")
-	})
-	l, err := net.Listen("tcp", a.cfg.Listen)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		<-errc // http.ErrServerClosed
-		return nil
-	}
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "prome-shard is healthy.") })
+	return promshard.Serve(ctx, a.cfg.Listen, mux)
 }

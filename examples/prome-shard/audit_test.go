@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/audit"
+	"github.com/promshard/promshard/internal/testenv"
+)
+
+// auditReport reads the binary's last audit of a job.
+func auditReport(listen, job string) (*audit.Report, error) {
+	code, b, err := testenv.HTTPGet(context.Background(), "http://"+listen+"/api/v1/audit?job="+job)
+	if err != nil || code != 200 {
+		return nil, fmt.Errorf("GET /api/v1/audit: %d %v", code, err)
+	}
+	var rs []*audit.Report
+	if err := json.Unmarshal(b, &rs); err != nil || len(rs) != 1 {
+		return nil, fmt.Errorf("%d reports (%v)", len(rs), err)
+	}
+	return rs[0], nil
+}
+
+// editFile rewrites a collector's file_sd file by hand (atomically, as an
+// operator's editor would leave it), through edit.
+func editFile(t *testing.T, path string, edit func([]*targetgroup.Group) []*targetgroup.Group) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gs []*targetgroup.Group
+	if err := json.Unmarshal(b, &gs); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = json.Marshal(edit(gs)); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(t.TempDir(), "edit.json")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func addresses(gs []*targetgroup.Group) []string {
+	var out []string
+	for _, g := range gs {
+		for _, t := range g.Targets {
+			out = append(out, string(t[model.AddressLabel]))
+		}
+	}
+	return out
+}
+
+func problemAddrs(r *audit.Report, s audit.State) []string {
+	var out []string
+	for _, t := range r.Filter(s) {
+		out = append(out, t.Address)
+	}
+	return out
+}
+
+// TestAuditAgainstRealCollectors: three real collectors, R=1, the binary's
+// audit on. After the first reshard every target is ok; five targets
+// removed from a collector's file by hand are exactly five missing and
+// orphan; a target of another collector added by hand is extra; a killed
+// collector's targets are never called orphan while it is still assigned,
+// and after the reshard everything is ok again (the reshard also rewrites
+// the hand-edited file).
+func TestAuditAgainstRealCollectors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	agent := testenv.StartConsul(t)
+	targets := testenv.ScrapeTargets(t, 30)
+	out := t.TempDir()
+	os.MkdirAll(filepath.Join(out, "r1"), 0o755) // before Prometheus starts, so that its file SD watches it
+	var cs []*collector
+	var b strings.Builder
+	fmt.Fprintf(&b, "refresh_interval: 1m\nconsul: {address: %q}\naudit: {interval: 500ms, grace: 3s}\n", agent.Addr)
+	b.WriteString("jobs:\n  - name: r1\n    collectors:\n      consul_service: audited\n      check: {interval: 1s, timeout: 1s}\n      register:\n")
+	for i := range 3 {
+		id := fmt.Sprintf("collector-%d", i+1)
+		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), promConfig(out, id))}
+		cs = append(cs, c)
+		h, p := hostPortString(c.prom.Addr)
+		fmt.Fprintf(&b, "        - {id: %s, address: %s, port: %s}\n", id, h, p)
+	}
+	fmt.Fprintf(&b, "    targets: {static: [{targets: [%s]}]}\n    output: {dir: %q}\n", strings.Join(targets, ", "), filepath.Join(out, "r1"))
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startBinary(t, buildBinary(t), "-config", writeConfig(t, b.String()), "-listen", listen)
+	waitScraped(t, cs, "r1", targets, 1, 60*time.Second, nil)
+
+	waitAudit := func(what string, cond func(r *audit.Report) error) *audit.Report {
+		t.Helper()
+		var last *audit.Report
+		err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
+			r, err := auditReport(listen, "r1")
+			if err != nil {
+				return err
+			}
+			last = r
+			return cond(r)
+		})
+		if err != nil {
+			t.Fatalf("%s: %v (last report: counts %v, unreachable %v)", what, err, last.Counts, last.Unreachable)
+		}
+		return last
+	}
+	waitAudit("all ok after the first reshard", func(r *audit.Report) error {
+		if !r.OK() || r.Counts[audit.OK] != len(targets) || r.Counts[audit.InTransit] != 0 {
+			return fmt.Errorf("counts %v", r.Counts)
+		}
+		return nil
+	})
+
+	// Five targets dropped from collector-1's file by hand.
+	file1 := filepath.Join(out, "r1", "collector-1.json")
+	var dropped []string
+	editFile(t, file1, func(gs []*targetgroup.Group) []*targetgroup.Group {
+		for _, g := range gs {
+			for len(dropped) < 5 && len(g.Targets) > 0 {
+				dropped = append(dropped, string(g.Targets[0][model.AddressLabel]))
+				g.Targets = g.Targets[1:]
+			}
+		}
+		return gs
+	})
+	if len(dropped) != 5 {
+		t.Fatalf("collector-1 had %d targets, the test needs 5", len(dropped))
+	}
+	slices.Sort(dropped)
+	waitAudit("five missing and orphan", func(r *audit.Report) error {
+		if m, o := problemAddrs(r, audit.Missing), problemAddrs(r, audit.Orphan); !slices.Equal(m, dropped) || !slices.Equal(o, dropped) {
+			return fmt.Errorf("missing %v, orphan %v, want %v", m, o, dropped)
+		}
+		return nil
+	})
+
+	// A target of collector-2 added to collector-1's file: extra.
+	b2, _ := os.ReadFile(filepath.Join(out, "r1", "collector-2.json"))
+	var gs2 []*targetgroup.Group
+	if err := json.Unmarshal(b2, &gs2); err != nil || len(addresses(gs2)) == 0 {
+		t.Fatalf("collector-2's file: %v", err)
+	}
+	stolen := addresses(gs2)[0]
+	editFile(t, file1, func(gs []*targetgroup.Group) []*targetgroup.Group {
+		return append(gs, &targetgroup.Group{Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(stolen)}}})
+	})
+	waitAudit("one extra", func(r *audit.Report) error {
+		if e := problemAddrs(r, audit.Extra); !slices.Equal(e, []string{stolen}) || r.Counts[audit.Missing] != 5 {
+			return fmt.Errorf("extra %v, want [%s]; missing %d", e, stolen, r.Counts[audit.Missing])
+		}
+		if s := r.Filter(audit.Extra)[0].Scrapes; len(s) != 2 {
+			return fmt.Errorf("the extra target is scraped by %+v, want collector-1 and collector-2", s)
+		}
+		return nil
+	})
+
+	// collector-3 dies: while it is still assigned its targets are unknown,
+	// never orphan; after the reshard all is ok.
+	cs[2].prom.Kill()
+	cs[2].up = false
+	sawUnknown := false
+	waitAudit("all ok after collector-3 died", func(r *audit.Report) error {
+		if _, ok := r.Unreachable["collector-3"]; ok {
+			for _, p := range r.Problems {
+				if slices.Contains(p.Intended, "collector-3") {
+					if slices.Contains(p.States, audit.Orphan) || !slices.Contains(p.States, audit.Unknown) {
+						t.Errorf("a target of the unreachable collector-3 is %v, want unknown", p.States)
+					}
+					sawUnknown = true
+				}
+			}
+		}
+		if !r.OK() || r.Counts[audit.OK] != len(targets) {
+			return fmt.Errorf("counts %v", r.Counts)
+		}
+		return nil
+	})
+	t.Logf("unknown targets seen while collector-3 was still assigned: %v", sawUnknown)
+}
