@@ -3,6 +3,7 @@ package audit_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -290,5 +291,23 @@ func TestOptionsAndJobErrors(t *testing.T) {
 	cancel()
 	if _, err := a.Audit(ctx, audit.Job{Name: "x", Collectors: []audit.Collector{{ID: "c", URL: "http://127.0.0.1:1"}}}); err == nil {
 		t.Fatal("an audit with a cancelled context succeeded")
+	}
+}
+
+// A huge answer (100k targets, about 50 MB) is read whole and right.
+func TestHugeAnswer(t *testing.T) {
+	c := newFakeProm(t)
+	var addrs []string
+	for i := range 100_000 {
+		addrs = append(addrs, fmt.Sprintf("10.%d.%d.%d:9100", i>>16, i>>8&255, i&255))
+	}
+	c.scrape("node", "up", addrs...)
+	a, _ := audit.New(audit.Options{Timeout: time.Minute}) // the stub renders 50 MB of JSON per answer
+	got, err := a.Read(context.Background(), audit.Collector{ID: "c1", URL: c.srv.URL}, "node")
+	if err != nil || len(got) != len(addrs) || got[addrs[99_999]].Health != "up" {
+		t.Fatalf("%d targets, %v", len(got), err)
+	}
+	if _, err := a.Read(context.Background(), audit.Collector{ID: "c1", URL: "ftp://x"}, "node"); err == nil {
+		t.Fatal("an ftp URL was read")
 	}
 }

@@ -3,7 +3,6 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -312,15 +311,34 @@ func (d *decoder) target(t *activeTarget) error {
 	})
 }
 
-var errDepth = errors.New("nested too deep")
+// skipComposite consumes an object or array by counting brackets outside
+// strings, without looking at keys and values one by one: it is most of
+// an answer (labels, URLs, dropped targets). Brackets that do not pair up
+// are not noticed, as the audit keeps nothing from inside.
+func (d *decoder) skipComposite() error {
+	depth := 0
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case '"':
+			if _, _, err := d.rawString(); err != nil {
+				return err
+			}
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				d.i++
+				return nil
+			}
+		}
+		d.i++
+	}
+	return d.errorf("unterminated object or array")
+}
 
 // skip consumes any value.
-func (d *decoder) skip() error { return d.skipDepth(0) }
-
-func (d *decoder) skipDepth(depth int) error {
-	if depth > 1000 {
-		return errDepth
-	}
+func (d *decoder) skip() error {
 	d.ws()
 	if d.i >= len(d.b) {
 		return d.errorf("want a value")
@@ -329,10 +347,8 @@ func (d *decoder) skipDepth(depth int) error {
 	case c == '"':
 		_, _, err := d.rawString()
 		return err
-	case c == '{':
-		return d.object(func([]byte) error { return d.skipDepth(depth + 1) })
-	case c == '[':
-		return d.array(func() error { return d.skipDepth(depth + 1) })
+	case c == '{' || c == '[':
+		return d.skipComposite()
 	case c == '-' || c >= '0' && c <= '9':
 		start := d.i
 		for d.i < len(d.b) && strings.IndexByte("+-.0123456789eE", d.b[d.i]) >= 0 {

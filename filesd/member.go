@@ -3,7 +3,10 @@ package filesd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
@@ -23,17 +26,20 @@ type MemberFile struct {
 	Format Format
 	// Mode of the file; zero means [DefaultMode].
 	Mode fs.FileMode
+	// Create makes the file's directory, and its parents (mode 0755), when
+	// a write finds it missing.
+	Create bool
 }
 
 // File returns the [MemberFile] of collector id under the Dir's template,
-// format and mode.
+// format, mode and Create.
 func (d *Dir) File(id string) (*MemberFile, error) {
 	name, err := d.render(id)
 	if err != nil {
 		return nil, err
 	}
 	p, _ := d.Path(id)
-	return &MemberFile{ID: id, Path: p, Format: d.format(name), Mode: d.opts.Mode}, nil
+	return &MemberFile{ID: id, Path: p, Format: d.format(name), Mode: d.opts.Mode, Create: d.opts.Create}, nil
 }
 
 // Update writes groups[f.ID] (or an empty list) to the file, atomically,
@@ -46,6 +52,11 @@ func (f *MemberFile) Update(_ context.Context, groups map[string][]*targetgroup.
 	gs := groups[f.ID]
 	if gs == nil {
 		gs = []*targetgroup.Group{}
+	}
+	if f.Create {
+		if err := os.MkdirAll(filepath.Dir(f.Path), 0o755); err != nil {
+			return nil, fmt.Errorf("filesd: %w", err)
+		}
 	}
 	changed, err := WriteFile(f.Path, gs, WriteOptions{Format: f.Format, Mode: f.Mode})
 	if err != nil || !changed {

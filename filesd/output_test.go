@@ -170,4 +170,10 @@ func TestDirCreate(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "c1.json")); err != nil {
 		t.Fatal(err)
 	}
+	other := filepath.Join(t.TempDir(), "x")
+	d, _ = NewDir(DirOptions{Dir: other, Create: true})
+	mf, _ := d.File("c2")
+	if changed, err := mf.Update(context.Background(), nil); err != nil || !slices.Equal(changed, []string{"c2"}) {
+		t.Fatalf("member file: %v %v", changed, err)
+	}
 }

@@ -84,7 +84,7 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if !cfg.Audit.Disabled && !f.DryRun && !f.Once {
-		opts.Audit = &audit.Options{Grace: cfg.Audit.Grace.Duration, Client: client}
+		opts.Audit = &audit.Options{Grace: cfg.Audit.Grace.Duration, Concurrency: cfg.Audit.Concurrency, Client: client}
 	}
 	a.sharder, err = promshard.New(jobs, opts)
 	return a, err

@@ -39,6 +39,7 @@ type AuditConfig struct {
 	Interval    Duration                 `yaml:"interval"`
 	Grace       Duration                 `yaml:"grace"`
 	RepairAfter Duration                 `yaml:"repair_after"`
+	Concurrency int                      `yaml:"concurrency"`
 	Scheme      string                   `yaml:"scheme"`
 	Client      promcfg.HTTPClientConfig `yaml:",inline"`
 }
