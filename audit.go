@@ -75,10 +75,10 @@ func (j *job) auditJob(snap Snapshot) audit.Job {
 		}
 	}
 	j.mu.Unlock()
-	aj := audit.Job{Name: j.cfg.Name, ScrapePool: j.cfg.ScrapePool, Assignment: snap.Assignment.Groups,
+	aj := audit.Job{Name: j.cfg.Name, ScrapePool: j.cfg.ScrapePool, Assignment: snap.Groups,
 		Generation: snap.Generation}
 	if self := j.cfg.Self; self != "" {
-		aj.Assignment = map[string][]*targetgroup.Group{self: snap.Assignment.Groups[self]}
+		aj.Assignment = map[string][]*targetgroup.Group{self: snap.Groups[self]}
 		ms = map[string]watch.Member{self: ms[self]}
 	}
 	for _, id := range slices.Sorted(maps.Keys(ms)) {

@@ -93,13 +93,19 @@ type Snapshot struct {
 	Members    []watch.Member
 	// KeyLabel is the label that places targets ("" for __address__).
 	KeyLabel string
-	// Generation counts the assignments that moved targets (the first
-	// included); it is what audit.Job.Generation is given.
+	// Generation counts the reshards that changed the assignment or an
+	// output (the first included); it is what audit.Job.Generation is
+	// given.
 	Generation uint64
 	// LastSuccess is when the outputs last accepted an assignment.
 	LastSuccess time.Time
 	// Audit is the last audit's report (with Options.Audit), nil before.
 	Audit *audit.Report
+	// Groups is what the outputs hold: the assignment's groups, plus the
+	// targets that old owners keep while hand-offs are pending.
+	Groups map[string][]*targetgroup.Group
+	// Handoffs is the number of targets with a pending hand-off.
+	Handoffs int
 	// Last is the report of the last reshard, failed or not.
 	Last Report
 	// PendingReloads lists members whose reload has not succeeded yet.
@@ -141,6 +147,11 @@ type job struct {
 	departed    map[string]departed
 	disagree    map[string]time.Time // collectors the audit found wrong, since when
 	auditKick   chan struct{}        // size 1: an audit after a reshard
+
+	hmu         sync.Mutex // the hand-off state below
+	pending     map[string]*handoff
+	written     map[string][]*targetgroup.Group // what the outputs hold
+	lastMembers string                          // memberKey of the last reshard
 
 	passMu  sync.Mutex // one reshard at a time
 	stateMu sync.RWMutex
@@ -326,7 +337,11 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	j.stateMu.RLock()
 	prev, prevMembers := j.snap.Assignment, j.snap.Members
 	j.stateMu.RUnlock()
-	changed, werr := j.update(ctx, asg)
+	groups := asg.Groups
+	if j.s.opts.Handoff {
+		groups = j.planHandoffs(groups, members, time.Now())
+	}
+	changed, werr := j.update(ctx, groups)
 	rep.Changed = changed
 	// What was written is reloaded even when another write failed.
 	cs := j.collectors(changed, members, prevMembers)
@@ -347,10 +362,15 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 			}
 		}
 	}
+	j.hmu.Lock()
+	j.written = groups
+	handoffs := len(j.pending)
+	j.hmu.Unlock()
 	j.stateMu.Lock()
 	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.LastSuccess = asg, ring, members, time.Now()
-	if prev == nil || rep.Diff.Changed() {
-		j.snap.Generation++
+	j.snap.Groups, j.snap.Handoffs = groups, handoffs
+	if prev == nil || rep.Diff.Changed() || len(changed) > 0 {
+		j.snap.Generation++ // the outputs changed (a hand-off ending changes them alone)
 	}
 	j.stateMu.Unlock()
 	j.noteDeparted(members, prevMembers)
@@ -421,11 +441,10 @@ func (j *job) checkMembers(ms []watch.Member) (ok []watch.Member, excluded []str
 
 // update hands the assignment to every output (only Self's groups in self
 // mode) and returns the members whose output changed.
-func (j *job) update(ctx context.Context, asg *shard.Assignment) ([]string, error) {
+func (j *job) update(ctx context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
 	if j.s.opts.DryRun {
 		return nil, nil
 	}
-	groups := asg.Groups
 	if self := j.cfg.Self; self != "" {
 		gs := groups[self]
 		if gs == nil {

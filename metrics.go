@@ -18,6 +18,10 @@ type metrics struct {
 	lastSuccess *prometheus.GaugeVec
 	excluded    *prometheus.GaugeVec
 	repairs     *prometheus.CounterVec
+
+	handoffs        *prometheus.CounterVec
+	handoffsPending *prometheus.GaugeVec
+	handoffTime     *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -38,9 +42,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_audit_repairs_total",
 			Help: "Collectors repaired (resharded and reloaded) after the audit found them wrong for AuditRepairAfter."},
 			[]string{"job", "member"}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_handoffs_total",
+			Help: "Hand-offs ended, by job and result: confirmed (the new owner scrapes), timeout, cancelled."},
+			[]string{"job", "result"}),
+		handoffsPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_handoffs_pending",
+			Help: "Targets kept by their old owners until the new owners scrape them, by job."}, []string{"job"}),
+		handoffTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "promshard_handoff_duration_seconds",
+			Help:    "From a move to the new owners' confirmed scrape, by job.",
+			Buckets: prometheus.ExponentialBuckets(0.5, 2, 10)}, []string{"job"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.reshards, m.duration, m.moved, m.perMember, m.lastSuccess, m.excluded, m.repairs} {
+		for _, c := range []prometheus.Collector{m.reshards, m.duration, m.moved, m.perMember, m.lastSuccess, m.excluded, m.repairs,
+			m.handoffs, m.handoffsPending, m.handoffTime} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("promshard: register metrics: %w", err)
 			}

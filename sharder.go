@@ -168,6 +168,16 @@ type Options struct {
 	CollectorURL func(watch.Member) string
 	// CollectorScheme is "http" (the default) or "https".
 	CollectorScheme string
+	// Handoff makes planned moves gap-free: when a target moves from a live
+	// collector to another (one joined or came back, weights changed), the
+	// new owner gets it at once and the old one keeps it until the new
+	// owner's Prometheus reports it scraped (health up, scraped after the
+	// move began; read as the audit reads), or HandoffTimeout (default
+	// [DefaultHandoffTimeout]) passed. Meanwhile R+1 collectors scrape it.
+	// A move away from a collector that left is immediate, as without it.
+	// Off when false, for the audit's reason.
+	Handoff        bool
+	HandoffTimeout time.Duration
 	// OnReshard, when set, is called with the report of every reshard,
 	// failed or not, while the job's reshard still holds its lock: keep it
 	// short, and do not call Sharder.Reshard from it.
@@ -182,13 +192,14 @@ type Options struct {
 func (o *Options) setDefaults() error {
 	for name, d := range map[string]time.Duration{"RefreshInterval": o.RefreshInterval,
 		"ReloadBackoffMin": o.ReloadBackoffMin, "ReloadBackoffMax": o.ReloadBackoffMax,
-		"AuditInterval": o.AuditInterval, "AuditRepairAfter": o.AuditRepairAfter} {
+		"AuditInterval": o.AuditInterval, "AuditRepairAfter": o.AuditRepairAfter, "HandoffTimeout": o.HandoffTimeout} {
 		if d < 0 {
 			return fmt.Errorf("promshard: Options.%s %v: must not be negative", name, d)
 		}
 	}
 	o.RefreshInterval = cmp.Or(o.RefreshInterval, DefaultRefreshInterval)
 	o.AuditInterval = cmp.Or(o.AuditInterval, DefaultAuditInterval)
+	o.HandoffTimeout = cmp.Or(o.HandoffTimeout, DefaultHandoffTimeout)
 	if o.CollectorScheme = cmp.Or(o.CollectorScheme, "http"); o.CollectorScheme != "http" && o.CollectorScheme != "https" {
 		return fmt.Errorf("promshard: Options.CollectorScheme %q: want http or https", o.CollectorScheme)
 	}
@@ -221,6 +232,7 @@ func (o *Options) setDefaults() error {
 type Sharder struct {
 	opts   Options
 	audit  *audit.Auditor // nil without Options.Audit
+	reader scrapeReader   // reads collectors for hand-offs: audit, or one of its own
 	reg    *targets.Registry
 	m      *metrics
 	jobs   []*job
@@ -252,6 +264,15 @@ func New(jobs []Job, opts Options) (*Sharder, error) {
 		if s.audit, err = audit.New(o); err != nil {
 			return nil, fmt.Errorf("promshard: Options.Audit: %w", err)
 		}
+	}
+	if opts.Handoff {
+		r := s.audit
+		if r == nil {
+			if r, err = audit.New(audit.Options{Logger: opts.Logger}); err != nil {
+				return nil, err
+			}
+		}
+		s.reader = r
 	}
 	for i, jc := range jobs {
 		j, err := s.newJob(jc)
@@ -336,6 +357,9 @@ func (s *Sharder) Run(ctx context.Context, members watch.Source) error {
 		g.Go(func() error { j.reloads.run(ctx); return nil })
 		if s.audit != nil {
 			g.Go(func() error { j.auditLoop(ctx); return nil })
+		}
+		if s.opts.Handoff {
+			g.Go(func() error { j.handoffLoop(ctx); return nil })
 		}
 	}
 	s.opts.Logger.Info("sharder running", "jobs", s.Jobs(), "refresh_interval", s.opts.RefreshInterval)

@@ -260,6 +260,12 @@ type harness struct {
 
 func start(t *testing.T, job Job, opts Options) *harness {
 	t.Helper()
+	return startWith(t, job, opts, nil)
+}
+
+// startWith is start with prepare called on the Sharder before it runs.
+func startWith(t *testing.T, job Job, opts Options, prepare func(*Sharder)) *harness {
+	t.Helper()
 	h := &harness{t: t, src: newSource(), prov: newProvider(100), out: &output{}, rl: newReloader(),
 		reg: prometheus.NewRegistry(), done: make(chan error, 1)}
 	job.Name = "node"
@@ -278,6 +284,9 @@ func start(t *testing.T, job Job, opts Options) *harness {
 		t.Fatal(err)
 	}
 	h.s = s
+	if prepare != nil {
+		prepare(s)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- s.Run(ctx, h.src) }()

@@ -1,0 +1,232 @@
+package promshard
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/audit"
+	"github.com/promshard/promshard/shard"
+)
+
+// fakeScrapes is a hand-off confirmer: a collector the test marks as
+// scraping reports every target its output holds, scraped just now.
+type fakeScrapes struct {
+	mu       sync.Mutex
+	out      *output
+	scraping map[string]bool
+}
+
+func (f *fakeScrapes) set(id string, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.scraping[id] = on
+}
+
+func (f *fakeScrapes) Read(_ context.Context, c audit.Collector, _ string) (map[string]audit.Scrape, error) {
+	f.mu.Lock()
+	on := f.scraping[c.ID]
+	f.mu.Unlock()
+	if !on {
+		return nil, fmt.Errorf("%s: connection refused", c.ID)
+	}
+	got := map[string]audit.Scrape{}
+	f.out.mu.Lock()
+	defer f.out.mu.Unlock()
+	for _, a := range flat(f.out.last[c.ID]) {
+		got[a] = audit.Scrape{Collector: c.ID, Health: "up", LastScrape: time.Now()}
+	}
+	return got, nil
+}
+
+// holders maps each target to the members whose output holds it.
+func (h *harness) holders() map[string][]string {
+	h.out.mu.Lock()
+	defer h.out.mu.Unlock()
+	out := map[string][]string{}
+	for _, id := range slices.Sorted(maps.Keys(h.out.last)) {
+		for _, a := range flat(h.out.last[id]) {
+			out[a] = append(out[a], id)
+		}
+	}
+	return out
+}
+
+func (h *harness) pendingHandoffs() int {
+	snap, _ := h.s.Snapshot("node")
+	return snap.Handoffs
+}
+
+func startHandoff(t *testing.T, replicas int) (*harness, *fakeScrapes) {
+	t.Helper()
+	f := &fakeScrapes{scraping: map[string]bool{}}
+	h := startWith(t, Job{Shard: shard.Options{Replicas: replicas}}, Options{Handoff: true},
+		func(s *Sharder) { s.reader = f })
+	f.out = h.out
+	return h, f
+}
+
+// countHolders checks that every target is held by want members, and
+// returns how many are held by more.
+func countHolders(t *testing.T, h *harness, want int) (over int) {
+	t.Helper()
+	got := h.holders()
+	if len(got) != 100 {
+		t.Fatalf("%d targets held, want 100", len(got))
+	}
+	for a, ids := range got {
+		switch {
+		case len(ids) < want:
+			t.Fatalf("target %s held by %v, want at least %d", a, ids, want)
+		case len(ids) > want:
+			over++
+		}
+	}
+	return over
+}
+
+func TestHandoffConfirmed(t *testing.T) {
+	for _, r := range []int{1, 2} {
+		t.Run(fmt.Sprintf("R=%d", r), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h, f := startHandoff(t, r)
+				h.members("a", "b")
+				before := h.holders()
+				if over := countHolders(t, h, r); over != 0 {
+					t.Fatalf("%d targets over-held before any move", over)
+				}
+				// c joins: what moves to c stays with its old owner too.
+				h.members("a", "b", "c")
+				moving := h.pendingHandoffs()
+				if moving == 0 || countHolders(t, h, r) != moving {
+					t.Fatalf("%d hand-offs, %d targets over-held", moving, countHolders(t, h, r))
+				}
+				// A refresh and a provider change meanwhile keep them.
+				time.Sleep(DefaultRefreshInterval + time.Second)
+				h.prov.changed()
+				synctest.Wait()
+				if got := countHolders(t, h, r); got != moving {
+					t.Fatalf("after a reshard %d over-held, want %d", got, moving)
+				}
+				// c scrapes: within a poll the old owners let go.
+				f.set("c", true)
+				time.Sleep(handoffPoll + time.Millisecond)
+				synctest.Wait()
+				if over := countHolders(t, h, r); over != 0 {
+					t.Fatalf("%d targets still over-held after c scraped", over)
+				}
+				after := h.holders()
+				for a, ids := range after {
+					if !slices.Contains(ids, "c") && !slices.Equal(ids, before[a]) {
+						t.Fatalf("target %s moved from %v to %v, not to c", a, before[a], ids)
+					}
+				}
+				if v := testutil.ToFloat64(h.s.m.handoffs.WithLabelValues("node", "confirmed")); int(v) != moving {
+					t.Fatalf("confirmed %v, want %d", v, moving)
+				}
+			})
+		})
+	}
+}
+
+func TestHandoffTimeoutAndCancel(t *testing.T) {
+	t.Run("timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h, _ := startHandoff(t, 1)
+			h.members("a", "b")
+			h.members("a", "b", "c")
+			moving := h.pendingHandoffs()
+			time.Sleep(DefaultHandoffTimeout - 2*handoffPoll)
+			synctest.Wait()
+			if countHolders(t, h, 1) != moving {
+				t.Fatal("a hand-off ended before its timeout")
+			}
+			time.Sleep(3 * handoffPoll)
+			synctest.Wait()
+			if over := countHolders(t, h, 1); over != 0 {
+				t.Fatalf("%d over-held after the timeout", over)
+			}
+			if v := testutil.ToFloat64(h.s.m.handoffs.WithLabelValues("node", "timeout")); int(v) != moving {
+				t.Fatalf("timeouts %v, want %d", v, moving)
+			}
+		})
+	})
+	t.Run("new owner dies", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h, _ := startHandoff(t, 1)
+			h.members("a", "b")
+			before := h.holders()
+			h.members("a", "b", "c")
+			h.members("a", "b") // c dies: back to the old assignment at once
+			if got := h.holders(); !maps.EqualFunc(got, before, slices.Equal) {
+				t.Fatal("after the new owner died the assignment is not the old one")
+			}
+			if h.pendingHandoffs() != 0 {
+				t.Fatal("hand-offs still pending")
+			}
+		})
+	})
+	t.Run("old owner dies", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h, _ := startHandoff(t, 1)
+			h.members("a", "b")
+			h.members("a", "b", "c")
+			h.members("b", "c") // a dies: nothing to wait for; b's hand-offs to c go on
+			j := h.s.byName["node"]
+			j.hmu.Lock()
+			pending := maps.Clone(j.pending)
+			j.hmu.Unlock()
+			for _, ho := range pending {
+				if !slices.Equal(ho.keep, []string{"b"}) || !slices.Equal(ho.wait, []string{"c"}) {
+					t.Fatalf("a hand-off from %v to %v after a died", ho.keep, ho.wait)
+				}
+			}
+			if over := countHolders(t, h, 1); over != len(pending) {
+				t.Fatalf("%d over-held, %d hand-offs from b", over, len(pending))
+			}
+			for _, ids := range h.holders() {
+				if slices.Contains(ids, "a") {
+					t.Fatal("a dead collector still holds targets")
+				}
+			}
+		})
+	})
+	t.Run("failover is immediate", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h, _ := startHandoff(t, 1)
+			h.members("a", "b", "c")
+			h.members("a", "b") // c leaves: its targets move at once
+			if over := countHolders(t, h, 1); over != 0 || h.pendingHandoffs() != 0 {
+				t.Fatalf("a failover made %d hand-offs", h.pendingHandoffs())
+			}
+		})
+	})
+}
+
+// withKept adds each kept target in a group of its own source and labels,
+// after the member's others, the same way whatever the map order.
+func TestWithKept(t *testing.T) {
+	g1 := &targetgroup.Group{Source: "s1", Labels: model.LabelSet{"env": "a"}}
+	g2 := &targetgroup.Group{Source: "s2"} // c's, which must not grow
+	t1, t2, t3 := model.LabelSet{model.AddressLabel: "h1"}, model.LabelSet{model.AddressLabel: "h2"}, model.LabelSet{model.AddressLabel: "h3"}
+	pending := map[string]*handoff{
+		"x": {group: g2, target: t3, keep: []string{"a"}},
+		"y": {group: g1, target: t2, keep: []string{"a", "b"}},
+		"z": {group: g1, target: t1, keep: []string{"a"}},
+	}
+	for range 5 {
+		out := withKept(map[string][]*targetgroup.Group{"a": {}, "b": {}, "c": {g2}}, pending)
+		if got := fmt.Sprint(flat(out["a"]), len(out["a"]), flat(out["b"]), flat(out["c"])); got != "[h1 h2 h3] 2 [h2] []" {
+			t.Fatal(got)
+		}
+	}
+}
