@@ -21,6 +21,13 @@
 // is not healthy. [Sharder.Snapshot], [Sharder.Explain] and
 // [Sharder.Handler] serve status pages and HTTP APIs.
 //
+// Two options read the collectors' own Prometheus APIs, and are off unless
+// set, since only the caller knows that member addresses are Prometheus
+// servers: Options.Audit checks, after each reshard and on a timer, that
+// every target is scraped by exactly its collectors (package audit), and
+// Options.Handoff makes a move between two live collectors make-before-break:
+// the old owner keeps the target until the new owner scrapes it.
+//
 // The parts are packages of their own that do not import each other and
 // exchange plain values (member IDs and Prometheus target groups), so each
 // is useful alone:
@@ -37,6 +44,8 @@
 //     self-mode file and an http_sd handler: the outputs.
 //   - [github.com/promshard/promshard/reload]: telling a collector that its
 //     targets changed (HTTP, a signal, a command).
+//   - [github.com/promshard/promshard/audit]: what each collector actually
+//     scrapes, against the assignment.
 //
 // Every long-running part follows one contract. Run(ctx, ...) works until
 // ctx is done and then returns nil; it returns an error only when it fails

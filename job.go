@@ -194,6 +194,18 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 	if jc.ReloadConcurrency < 0 {
 		return nil, fmt.Errorf("Job.ReloadConcurrency %d: must not be negative", jc.ReloadConcurrency)
 	}
+	if jc.Self != "" { // self mode writes one file: a directory output is narrowed to it
+		jc.Outputs = slices.Clone(jc.Outputs)
+		for i, o := range jc.Outputs {
+			if d, ok := o.(*filesd.Dir); ok {
+				mf, err := d.File(jc.Self)
+				if err != nil {
+					return nil, fmt.Errorf("Job.Self %q: %w", jc.Self, err)
+				}
+				jc.Outputs[i] = mf
+			}
+		}
+	}
 	if jc.Targets != nil {
 		if err := s.reg.Register(jc.Name, jc.Targets, jc.TargetOptions); err != nil {
 			return nil, err

@@ -113,7 +113,8 @@ type Job struct {
 	// Self, when set, is self mode: the Sharder runs beside the collector
 	// with this member ID and its outputs receive only that member's groups
 	// (an empty list while it is not a healthy member, so that its old
-	// targets are not scraped twice). Use a [filesd.MemberFile] as output.
+	// targets are not scraped twice). Use a [filesd.MemberFile] as output;
+	// a [filesd.Dir] is narrowed to the Self collector's file.
 	//
 	// [filesd.MemberFile]: https://pkg.go.dev/github.com/promshard/promshard/filesd#MemberFile
 	Self string

@@ -78,7 +78,7 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 	}
 	opts := promshard.Options{RefreshInterval: cfg.RefreshInterval.Duration, DryRun: f.DryRun, Logger: logger, Registerer: reg,
 		AuditInterval: cfg.Audit.Interval.Duration, AuditRepairAfter: cfg.Audit.RepairAfter.Duration,
-		CollectorScheme: cfg.Audit.Scheme}
+		CollectorScheme: cfg.Audit.Scheme, Handoff: cfg.Handoff.Mode != "off", HandoffTimeout: cfg.Handoff.Timeout.Duration}
 	client, err := httpClient(cfg.Audit.Client, "audit")
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -112,13 +112,7 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 		if err != nil {
 			return j, fmt.Errorf("output: %w", err)
 		}
-		var out promshard.Output = dir
-		if j.Self != "" { // self mode: only this collector's file
-			if out, err = dir.File(j.Self); err != nil {
-				return j, fmt.Errorf("output (-member %q): %w", j.Self, err)
-			}
-		}
-		j.Outputs = append(j.Outputs, out)
+		j.Outputs = append(j.Outputs, dir) // self mode: the Sharder writes only this collector's file
 	}
 	if jc.Output.HTTPSD {
 		j.Outputs = append(j.Outputs, &filesd.Handler{})

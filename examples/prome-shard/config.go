@@ -30,7 +30,11 @@ type Config struct {
 	Settle          Duration           `yaml:"settle"`
 	Consul          watch.ClientConfig `yaml:"consul"`
 	Audit           AuditConfig        `yaml:"audit"`
-	Jobs            []JobConfig        `yaml:"jobs"`
+	Handoff         struct {
+		Mode    string   `yaml:"mode"` // overlap (the default) or off
+		Timeout Duration `yaml:"timeout"`
+	} `yaml:"handoff"`
+	Jobs []JobConfig `yaml:"jobs"`
 }
 
 // AuditConfig is the audit of what collectors scrape: on unless disabled.
@@ -196,6 +200,8 @@ func (c *Config) check() error {
 		return lerr
 	case cerr != nil:
 		return fmt.Errorf("consul: %w", cerr)
+	case c.Handoff.Mode != "" && c.Handoff.Mode != "overlap" && c.Handoff.Mode != "off":
+		return fmt.Errorf("handoff.mode: %q, want overlap or off", c.Handoff.Mode)
 	case len(c.Jobs) == 0:
 		return fmt.Errorf("jobs: no job configured")
 	}
