@@ -191,8 +191,9 @@ type Auditor struct {
 	opts Options
 	m    *metrics
 
-	mu   sync.Mutex
-	jobs map[string]*jobState
+	mu    sync.Mutex
+	jobs  map[string]*jobState
+	sizes map[string]int // targets per collector at its last read
 }
 
 type jobState struct {
@@ -213,7 +214,7 @@ func New(opts Options) (*Auditor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Auditor{opts: opts, m: m, jobs: map[string]*jobState{}}, nil
+	return &Auditor{opts: opts, m: m, jobs: map[string]*jobState{}, sizes: map[string]int{}}, nil
 }
 
 // Grace is the grace period in use.
@@ -253,7 +254,7 @@ func (a *Auditor) Read(ctx context.Context, c Collector, pool string) (map[strin
 		return nil, fmt.Errorf("audit: collector %q: GET %s: %w", c.ID, u.Redacted(), err)
 	}
 	var out map[string]Scrape
-	reset := func() { out = make(map[string]Scrape, 1024) }
+	reset := func() { out = make(map[string]Scrape, a.sizeHint(c.ID)) }
 	reset()
 	ans, derr := decodeAnswer(buf.Bytes(), func(t *activeTarget) {
 		if t.ScrapePool != pool || t.Address == "" {
@@ -273,7 +274,18 @@ func (a *Auditor) Read(ctx context.Context, c Collector, pool string) (map[strin
 	case ans.Status != "success":
 		return nil, fmt.Errorf("audit: collector %q: GET %s: status %q", c.ID, u.Redacted(), ans.Status)
 	}
+	a.mu.Lock()
+	a.sizes[c.ID] = len(out)
+	a.mu.Unlock()
 	return out, nil
+}
+
+// sizeHint is how many targets a collector had at its last read: a map of
+// ten thousand entries grown from nothing costs more than the decoding.
+func (a *Auditor) sizeHint(id string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sizes[id]
 }
 
 // bodies keeps answer buffers between audits: an audit reads the same
