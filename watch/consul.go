@@ -116,8 +116,9 @@ type State struct {
 	ConsecutiveErrors int
 	// LastIndex is the Consul index the next query waits on.
 	LastIndex uint64
-	// Members is the last reported member set.
-	Members []Member
+	// Members is the last reported member set, and Unhealthy the
+	// registered instances that are not passing (see [Roster]).
+	Members, Unhealthy []Member
 }
 
 // ConsulWatcher follows the passing instances of a Consul service with
@@ -132,7 +133,10 @@ type ConsulWatcher struct {
 	warned map[string]bool // warnings already logged, so each is logged once
 }
 
-var _ Source = (*ConsulWatcher)(nil)
+var (
+	_ Source = (*ConsulWatcher)(nil)
+	_ Roster = (*ConsulWatcher)(nil)
+)
 
 // NewConsulWatcher validates opts and registers the watcher's metrics. It
 // does no I/O and starts nothing.
@@ -155,9 +159,13 @@ func (w *ConsulWatcher) State() State {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := w.state
-	s.Members = slices.Clone(s.Members)
+	s.Members, s.Unhealthy = slices.Clone(s.Members), slices.Clone(s.Unhealthy)
 	return s
 }
+
+// Unhealthy returns the instances that are registered but not passing
+// (critical, warning, or in maintenance), as of the last set sent.
+func (w *ConsulWatcher) Unhealthy() []Member { return w.State().Unhealthy }
 
 // Run queries Consul until ctx is done and sends the member set on out each
 // time it changes, starting with the first answer. Errors are logged,
@@ -169,6 +177,7 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 		index     uint64
 		errs      int
 		reported  []Member
+		sick      []Member // the unhealthy instances last reported
 		first     = true
 		joinAt    time.Time                // when the next pending member may join
 		since     = map[string]time.Time{} // since when each member passes without a break
@@ -228,16 +237,19 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 		w.m.lastSuccess.Set(float64(now.UnixNano()) / 1e9)
 		w.setState(func(s *State) { s.LastSuccess, s.LastError, s.ConsecutiveErrors, s.LastIndex = now, nil, 0, index })
 
+		all := w.members(entries)
+		healthy := slices.DeleteFunc(slices.Clone(all), func(m Member) bool { return m.State != "" })
+		unhealthy := slices.DeleteFunc(all, func(m Member) bool { return m.State == "" })
 		var set []Member
-		set, joinAt = w.damp(w.members(entries), reported, since, now, first)
-		if !first && Equal(set, reported) {
-			continue // an index bump with the same healthy set, or a join still pending
+		set, joinAt = w.damp(healthy, reported, since, now, first)
+		if !first && Equal(set, reported) && Equal(unhealthy, sick) {
+			continue // an index bump with the same sets, or a join still pending
 		}
 		first = false
-		reported = set
+		reported, sick = set, unhealthy
 		w.m.changes.Inc()
 		w.m.members.Set(float64(len(set)))
-		w.setState(func(s *State) { s.Members = set })
+		w.setState(func(s *State) { s.Members, s.Unhealthy = set, unhealthy })
 		w.opts.Logger.Info("member set changed", "service", w.opts.Service, "members", len(set), "index", index)
 		select {
 		case out <- slices.Clone(set):
@@ -297,7 +309,9 @@ func (w *ConsulWatcher) query(ctx context.Context, index uint64, wait time.Durat
 		WaitIndex:  index,
 		WaitTime:   wait,
 	}
-	entries, meta, err := w.client.ServiceMultipleTags(w.opts.Service, w.opts.Tags, true, q.WithContext(rctx))
+	// All instances, not only the passing ones: one that fails its check or
+	// is in maintenance may still run, and the Sharder empties its file.
+	entries, meta, err := w.client.ServiceMultipleTags(w.opts.Service, w.opts.Tags, false, q.WithContext(rctx))
 	if err != nil {
 		return nil, nil, fmt.Errorf("consul health query for service %q: %w", w.opts.Service, err)
 	}
@@ -350,7 +364,8 @@ func nextIndex(prev, got uint64) uint64 {
 	return got
 }
 
-// members turns the passing instances into a sorted member set.
+// members turns the instances into a sorted member set; those not passing
+// carry their State.
 func (w *ConsulWatcher) members(entries []*api.ServiceEntry) []Member {
 	out := make([]Member, 0, len(entries))
 	for _, e := range entries {
@@ -376,6 +391,15 @@ func (w *ConsulWatcher) members(entries []*api.ServiceEntry) []Member {
 				"meta_key", w.opts.WeightMeta, "value", v)
 		}
 		m.Weight = w8
+		switch st := e.Checks.AggregatedStatus(); st {
+		case api.HealthPassing:
+		case api.HealthMaint:
+			m.State = StateMaintenance
+		case api.HealthWarning:
+			m.State = StateWarning
+		default:
+			m.State = StateCritical
+		}
 		out = append(out, m)
 	}
 	// The same service ID on several nodes is one collector when every

@@ -35,6 +35,26 @@ type Member struct {
 	// Weight is the collector's relative share of targets, from its
 	// metadata (see ConsulOptions.WeightMeta); 0 means the default of 1.
 	Weight uint32 `yaml:"weight"`
+	// State is empty for a healthy member. A member that [Roster.Unhealthy]
+	// lists has StateCritical, StateWarning or StateMaintenance.
+	State string `yaml:"-"`
+}
+
+// States of a member that is registered but not healthy.
+const (
+	StateCritical    = "critical"
+	StateWarning     = "warning"
+	StateMaintenance = "maintenance" // drained on purpose: consul maint
+)
+
+// Roster is implemented by sources that also know the collectors that are
+// registered (or configured) but not healthy: a collector that failed its
+// check, or one put in maintenance to drain it, may still run and scrape.
+// Unhealthy returns them, each with its State, as of the last set sent; a
+// source sends its set again when only these change. A collector in
+// neither the set nor Unhealthy is gone for good (deregistered).
+type Roster interface {
+	Unhealthy() []Member
 }
 
 // Label returns the value of metadata key k: the instance's own (service
@@ -60,7 +80,7 @@ type Source interface {
 // equalMember compares members field by field.
 func equalMember(a, b Member) bool {
 	return a.ID == b.ID && a.Service == b.Service && a.Address == b.Address && a.Port == b.Port &&
-		a.Node == b.Node && a.Weight == b.Weight && slices.Equal(a.Tags, b.Tags) && maps.Equal(a.Meta, b.Meta) &&
+		a.Node == b.Node && a.Weight == b.Weight && a.State == b.State && slices.Equal(a.Tags, b.Tags) && maps.Equal(a.Meta, b.Meta) &&
 		maps.Equal(a.NodeMeta, b.NodeMeta)
 }
 
@@ -69,11 +89,15 @@ func equalMember(a, b Member) bool {
 func Equal(a, b []Member) bool { return slices.EqualFunc(a, b, equalMember) }
 
 // sortMembers sorts by ID and drops later duplicates of an ID (the same
-// service ID on two nodes keeps the first node in name order).
+// service ID on two nodes keeps a healthy one, then the first node in name
+// order).
 func sortMembers(ms []Member) []Member {
 	slices.SortStableFunc(ms, func(a, b Member) int {
 		if c := strings.Compare(a.ID, b.ID); c != 0 {
 			return c
+		}
+		if (a.State == "") != (b.State == "") {
+			return strings.Compare(a.State, b.State) // "" (healthy) first
 		}
 		return strings.Compare(a.Node, b.Node)
 	})

@@ -106,9 +106,23 @@ type StaticWatcher struct {
 	opts    StaticOptions
 	members []Member
 	m       *watchMetrics
+
+	mu        sync.Mutex
+	unhealthy []Member // the configured members that failed their probe
 }
 
-var _ Source = (*StaticWatcher)(nil)
+var (
+	_ Source = (*StaticWatcher)(nil)
+	_ Roster = (*StaticWatcher)(nil)
+)
+
+// Unhealthy returns the configured members whose last probe failed, with
+// State critical, as of the last set sent.
+func (s *StaticWatcher) Unhealthy() []Member {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.unhealthy)
+}
 
 // NewStaticWatcher validates opts and registers the source's metrics. It does no
 // I/O and starts nothing.
@@ -170,6 +184,16 @@ func (s *StaticWatcher) Run(ctx context.Context, out chan<- []Member) error {
 			s.m.changes.Inc()
 			s.m.members.Set(float64(len(set)))
 			s.opts.Logger.Info("member set changed", "source", s.opts.Name, "members", len(set))
+			var sick []Member
+			for _, m := range s.members {
+				if !slices.ContainsFunc(set, func(h Member) bool { return h.ID == m.ID }) {
+					m.State = StateCritical
+					sick = append(sick, m)
+				}
+			}
+			s.mu.Lock()
+			s.unhealthy = sick
+			s.mu.Unlock()
 			select {
 			case out <- slices.Clone(set):
 			case <-ctx.Done():

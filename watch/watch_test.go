@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -650,5 +651,47 @@ func TestMemberNodeMetaAndLabel(t *testing.T) {
 	other.NodeMeta = map[string]string{"zone": "c"}
 	if Equal(ms, []Member{other}) {
 		t.Fatal("Equal ignores node meta")
+	}
+}
+
+// Instances that fail their check or are in maintenance are not members,
+// but Unhealthy lists them with their state; a change of only those is
+// reported too (a deregistration is news to the Sharder).
+func TestWatcherUnhealthyRoster(t *testing.T) {
+	f, hc := startFake(t)
+	check := func(id, status string) *api.HealthCheck {
+		return &api.HealthCheck{CheckID: "service:" + id, ServiceID: id, Status: status}
+	}
+	entry := func(id string, checks ...*api.HealthCheck) *api.ServiceEntry {
+		return &api.ServiceEntry{Node: &api.Node{Node: "n1", Address: "127.0.0.1"},
+			Service: &api.AgentService{ID: id, Service: "prom", Port: 9000 + int(id[0]-'a')}, Checks: checks}
+	}
+	setEntries := func(index uint64, es ...*api.ServiceEntry) {
+		f.mu.Lock()
+		f.index, f.entries = index, es
+		close(f.changed)
+		f.changed = make(chan struct{})
+		f.mu.Unlock()
+	}
+	setEntries(20, entry("a", check("a", api.HealthPassing)), entry("b", check("b", api.HealthCritical)),
+		entry("c", check("c", api.HealthPassing), &api.HealthCheck{CheckID: "_service_maintenance:c", Status: api.HealthCritical}),
+		entry("d", check("d", api.HealthWarning)))
+	w, _ := NewConsulWatcher(hc, fastOpts())
+	ch, _ := run(t, w)
+	wantIDs(t, next(t, ch, 2*time.Second), "a")
+	states := map[string]string{}
+	for _, m := range w.Unhealthy() {
+		states[m.ID] = m.State
+	}
+	if want := map[string]string{"b": StateCritical, "c": StateMaintenance, "d": StateWarning}; !maps.Equal(states, want) {
+		t.Fatalf("unhealthy %v, want %v", states, want)
+	}
+	// b is deregistered: the healthy set is the same, but it is reported.
+	setEntries(21, entry("a", check("a", api.HealthPassing)),
+		entry("c", check("c", api.HealthPassing), &api.HealthCheck{CheckID: "_service_maintenance:c", Status: api.HealthCritical}),
+		entry("d", check("d", api.HealthWarning)))
+	wantIDs(t, next(t, ch, 2*time.Second), "a")
+	if u := w.Unhealthy(); len(u) != 2 || u[0].ID != "c" || u[1].ID != "d" {
+		t.Fatalf("after b left Consul: %+v", u)
 	}
 }
