@@ -88,10 +88,13 @@ func (j *job) memberKey(ms []watch.Member) string {
 // left is no hand-off: its new owner gets it at once, as always. Targets
 // move between live collectors only when the member set changes, so the
 // targets are compared only then, or while hand-offs are pending.
-func (j *job) planHandoffs(next map[string][]*targetgroup.Group, alive []watch.Member, now time.Time) map[string][]*targetgroup.Group {
+//
+// ring are the members the assignment was made for, alive those that still
+// scrape: the ring and drained collectors.
+func (j *job) planHandoffs(next map[string][]*targetgroup.Group, ring, alive []watch.Member, now time.Time) map[string][]*targetgroup.Group {
 	j.hmu.Lock()
 	defer j.hmu.Unlock()
-	key := j.memberKey(alive)
+	key := j.memberKey(ring)
 	changed := key != j.lastMembers
 	j.lastMembers = key
 	if j.written == nil || (!changed && len(j.pending) == 0) {

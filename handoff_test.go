@@ -70,7 +70,7 @@ func startHandoff(t *testing.T, replicas int) (*harness, *fakeScrapes) {
 	t.Helper()
 	f := &fakeScrapes{scraping: map[string]bool{}}
 	h := startWith(t, Job{Shard: shard.Options{Replicas: replicas}}, Options{Handoff: true},
-		func(s *Sharder) { s.reader = f })
+		func(h *harness) { h.s.reader = f })
 	f.out = h.out
 	return h, f
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/shard"
+	"github.com/promshard/promshard/watch"
 )
 
 // Handler serves the Sharder's state over HTTP, for a daemon's mux:
@@ -74,6 +75,11 @@ type assignedMember struct {
 	Address string   `json:"address,omitempty"`
 	Domain  string   `json:"domain,omitempty"`
 	Targets []string `json:"targets"`
+	// State is draining or leaving for a collector out of the ring that is
+	// still registered, and PushPending whether its output's last change
+	// has not reached it yet.
+	State       string `json:"state,omitempty"`
+	PushPending bool   `json:"push_pending,omitempty"`
 }
 
 func (s *Sharder) serveAssignment(w http.ResponseWriter, _ *http.Request) {
@@ -91,6 +97,19 @@ func (s *Sharder) serveAssignment(w http.ResponseWriter, _ *http.Request) {
 		for _, m := range snap.Assignment.Members {
 			am := assignedMember{Address: addr[m.ID], Domain: m.Domain, Targets: []string{}}
 			for _, g := range snap.Assignment.Groups[m.ID] {
+				for _, t := range g.Targets {
+					am.Targets = append(am.Targets, string(t[model.AddressLabel]))
+				}
+			}
+			byMember[m.ID] = am
+		}
+		for _, m := range snap.Leavers {
+			am := assignedMember{Address: m.HostPort(), State: "leaving", Targets: []string{},
+				PushPending: slices.Contains(snap.PendingReloads, m.ID)}
+			if m.State == watch.StateMaintenance {
+				am.State = "draining"
+			}
+			for _, g := range snap.Groups[m.ID] {
 				for _, t := range g.Targets {
 					am.Targets = append(am.Targets, string(t[model.AddressLabel]))
 				}

@@ -47,6 +47,11 @@ type Report struct {
 	Diff shard.Diff
 	// Changed lists the members whose output changed.
 	Changed []string
+	// Draining lists the collectors drained on purpose (Consul maintenance,
+	// Job.DrainTag) and Leaving those that failed their check, both still
+	// registered: they are out of the ring and get an empty list, not a
+	// removed file, so that one that still runs scrapes nothing.
+	Draining, Leaving []string
 	// Files maps each member whose file an output wrote (only Self in self
 	// mode; none in a dry run) to that file.
 	Files map[string]string
@@ -106,6 +111,10 @@ type Snapshot struct {
 	Groups map[string][]*targetgroup.Group
 	// Handoffs is the number of targets with a pending hand-off.
 	Handoffs int
+	// Leavers are the collectors out of the ring that are still registered,
+	// each with its State (maintenance when drained): they get an empty
+	// list.
+	Leavers []watch.Member
 	// Last is the report of the last reshard, failed or not.
 	Last Report
 	// PendingReloads lists members whose reload has not succeeded yet.
@@ -140,6 +149,8 @@ type job struct {
 
 	mu          sync.Mutex
 	members     []watch.Member
+	sick        []watch.Member // registered, not healthy (watch.Roster)
+	draining    map[string]bool
 	haveMembers bool
 	haveCh      chan struct{} // closed at the first member set
 	reasons     map[string]bool
@@ -227,15 +238,17 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 	}
 	j := &job{s: s, cfg: jc, m: s.m, trigger: make(chan struct{}, 1), haveCh: make(chan struct{}),
 		reasons: map[string]bool{}, excluded: map[string]bool{}, departed: map[string]departed{},
-		disagree: map[string]time.Time{}, auditKick: make(chan struct{}, 1)}
+		disagree: map[string]time.Time{}, auditKick: make(chan struct{}, 1), draining: map[string]bool{}}
 	j.snap = Snapshot{Job: jc.Name, Self: jc.Self, KeyLabel: string(jc.Shard.KeyLabel)}
 	j.reloads = newReloadQueue(j, pool)
 	return j, nil
 }
 
-func (j *job) setMembers(ms []watch.Member) {
+// setMembers takes a member set and, from a [watch.Roster], the collectors
+// that are registered but not healthy (nil when the source has no roster).
+func (j *job) setMembers(ms, sick []watch.Member) {
 	j.mu.Lock()
-	j.members = ms
+	j.members, j.sick = ms, sick
 	if !j.haveMembers {
 		j.haveMembers = true
 		close(j.haveCh)
@@ -313,7 +326,7 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 		}
 	}()
 	j.mu.Lock()
-	members := j.members
+	members, sick := j.members, j.sick
 	j.mu.Unlock()
 
 	res, terr := j.s.reg.Targets(ctx, name)
@@ -325,7 +338,16 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 		log.Warn("target provider failed; using its last good targets", "job", name,
 			"age", res.Age(time.Now()).Round(time.Second), "err", terr)
 	}
+	members, drained := j.splitDrains(members)
 	members, rep.Excluded = j.checkMembers(members)
+	leavers := j.leavers(sick, drained)
+	for _, m := range leavers {
+		if m.State == watch.StateMaintenance {
+			rep.Draining = append(rep.Draining, m.ID)
+		} else {
+			rep.Leaving = append(rep.Leaving, m.ID)
+		}
+	}
 	sms := make([]shard.Member, len(members))
 	for i, m := range members {
 		sms[i] = shard.Member{ID: m.ID, Weight: m.Weight}
@@ -350,13 +372,16 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	prev, prevMembers := j.snap.Assignment, j.snap.Members
 	j.stateMu.RUnlock()
 	groups := asg.Groups
-	if j.s.opts.Handoff {
-		groups = j.planHandoffs(groups, members, time.Now())
+	if j.s.opts.Handoff { // a drained collector still scrapes: its targets are handed over
+		alive := slices.Concat(members, slices.DeleteFunc(slices.Clone(leavers),
+			func(m watch.Member) bool { return m.State != watch.StateMaintenance }))
+		groups = j.planHandoffs(groups, members, alive, time.Now())
 	}
+	groups = withEmpty(groups, leavers)
 	changed, werr := j.update(ctx, groups)
 	rep.Changed = changed
 	// What was written is reloaded even when another write failed.
-	cs := j.collectors(changed, members, prevMembers)
+	cs := j.collectors(j.stillThere(changed, members, leavers, sick), members, slices.Concat(prevMembers, leavers))
 	if wait {
 		rep.Reloads = j.reloads.now(ctx, cs)
 	} else {
@@ -380,7 +405,7 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	j.hmu.Unlock()
 	j.stateMu.Lock()
 	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.LastSuccess = asg, ring, members, time.Now()
-	j.snap.Groups, j.snap.Handoffs = groups, handoffs
+	j.snap.Groups, j.snap.Handoffs, j.snap.Leavers = groups, handoffs, leavers
 	if prev == nil || rep.Diff.Changed() || len(changed) > 0 {
 		j.snap.Generation++ // the outputs changed (a hand-off ending changes them alone)
 	}
@@ -393,6 +418,7 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	j.m.assigned(name, asg, prev)
 	log.Info("reshard", "job", name, "reason", reason, "collectors", rep.Members, "targets", rep.Targets,
 		"replicas", rep.Replicas, "added", rep.Diff.Added, "removed", rep.Diff.Removed, "moved", rep.Diff.Moved,
+		"draining", rep.Draining, "leaving", rep.Leaving,
 		"outputs_changed", len(changed), "reloads", len(cs), "took", time.Since(rep.Start).Round(time.Microsecond))
 	if asg.Degraded() {
 		log.Warn("fewer collectors than replicas: every collector scrapes everything", "job", name,

@@ -19,6 +19,7 @@ type metrics struct {
 	excluded    *prometheus.GaugeVec
 	repairs     *prometheus.CounterVec
 
+	drains          *prometheus.CounterVec
 	handoffs        *prometheus.CounterVec
 	handoffsPending *prometheus.GaugeVec
 	handoffTime     *prometheus.HistogramVec
@@ -42,6 +43,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_audit_repairs_total",
 			Help: "Collectors repaired (resharded and reloaded) after the audit found them wrong for AuditRepairAfter."},
 			[]string{"job", "member"}),
+		drains: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_drains_total",
+			Help: "Collectors that began to drain (Consul maintenance or the drain tag), by job."}, []string{"job"}),
 		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_handoffs_total",
 			Help: "Hand-offs ended, by job and result: confirmed (the new owner scrapes), timeout, cancelled."},
 			[]string{"job", "result"}),
@@ -53,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.reshards, m.duration, m.moved, m.perMember, m.lastSuccess, m.excluded, m.repairs,
-			m.handoffs, m.handoffsPending, m.handoffTime} {
+			m.drains, m.handoffs, m.handoffsPending, m.handoffTime} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("promshard: register metrics: %w", err)
 			}

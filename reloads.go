@@ -17,7 +17,9 @@ import (
 // backoff, a collector whose output changes again while its reload runs is
 // reloaded once more afterwards, and a hung reload occupies one slot of the
 // job's concurrency without delaying anything else. A collector that left
-// the member set is given up after Options.DepartedReloadAttempts.
+// the member set is tried while it is still registered (its empty list
+// must reach it) and given up once it is gone; when the source keeps no
+// roster of registered collectors, after Options.DepartedReloadAttempts.
 type reloadQueue struct {
 	j    *job
 	pool *reload.Pool
@@ -87,8 +89,11 @@ func (q *reloadQueue) failed(c reload.Collector) {
 	o := q.j.s.opts
 	q.fails[c.ID]++
 	n := q.fails[c.ID]
-	if !q.j.isMember(c.ID) && n >= o.DepartedReloadAttempts {
-		o.Logger.Warn("giving up reloading a collector that is no longer a member", "job", q.j.cfg.Name,
+	// A collector that is still registered may still run: keep trying
+	// (its empty list must reach it). One that is gone, or not a member
+	// with nobody to tell, is given up.
+	if known, registered := q.j.registration(c.ID); !registered && (known || n >= o.DepartedReloadAttempts) {
+		o.Logger.Warn("giving up reloading a collector that is gone", "job", q.j.cfg.Name,
 			"collector", c.ID, "attempts", n)
 		delete(q.fails, c.ID)
 		delete(q.due, c.ID)

@@ -98,6 +98,12 @@ type Job struct {
 	// replicas of a target then never share a domain while another domain
 	// can take one. Collectors without the key form the domain "".
 	SpreadBy string
+	// DrainTag, when set, drains a healthy collector that carries this
+	// Consul tag, like one in Consul maintenance (consul maint): it leaves
+	// the ring as a planned move (with Options.Handoff, its targets go to
+	// their new owners first and leave it only once those scrape them),
+	// then it gets an empty list.
+	DrainTag string
 	// ScrapePool is the collectors' scrape job (job_name) that reads this
 	// job's targets, for the audit; empty means Name.
 	ScrapePool string
@@ -145,7 +151,10 @@ type Options struct {
 	// [DefaultReloadBackoffMax].
 	ReloadBackoffMin, ReloadBackoffMax time.Duration
 	// DepartedReloadAttempts bounds the attempts to reload a collector that
-	// left the member set; default [DefaultDepartedReloadAttempts].
+	// left the member set when its source keeps no roster (a
+	// [watch.Roster] tells whether it is still registered: then it is
+	// retried until it succeeds, comes back or is gone); default
+	// [DefaultDepartedReloadAttempts].
 	DepartedReloadAttempts int
 	// Audit, when set, turns on the audit of what the collectors actually
 	// scrape against each job's assignment (see package audit), with these
@@ -436,7 +445,7 @@ func (s *Sharder) SetMembers(job string, ms []watch.Member) error {
 	if err != nil {
 		return err
 	}
-	j.setMembers(ms)
+	j.setMembers(ms, nil)
 	return nil
 }
 
@@ -461,8 +470,12 @@ func (sg *sourceGroup) forward(ctx context.Context, ch <-chan []watch.Member) {
 		case <-ctx.Done():
 			return
 		case ms := <-ch:
+			var sick []watch.Member // nil: the source keeps no roster
+			if r, ok := sg.src.(watch.Roster); ok {
+				sick = append([]watch.Member{}, r.Unhealthy()...)
+			}
 			for _, j := range sg.jobs {
-				j.setMembers(ms)
+				j.setMembers(ms, sick)
 			}
 		}
 	}

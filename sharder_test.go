@@ -256,6 +256,7 @@ type harness struct {
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
 	done   chan error
+	runSrc watch.Source // when set, the source Run gets instead of src
 }
 
 func start(t *testing.T, job Job, opts Options) *harness {
@@ -263,8 +264,9 @@ func start(t *testing.T, job Job, opts Options) *harness {
 	return startWith(t, job, opts, nil)
 }
 
-// startWith is start with prepare called on the Sharder before it runs.
-func startWith(t *testing.T, job Job, opts Options, prepare func(*Sharder)) *harness {
+// startWith is start with prepare called on the harness before the Sharder
+// runs (to replace its reader, or the source it runs with: runSrc).
+func startWith(t *testing.T, job Job, opts Options, prepare func(*harness)) *harness {
 	t.Helper()
 	h := &harness{t: t, src: newSource(), prov: newProvider(100), out: &output{}, rl: newReloader(),
 		reg: prometheus.NewRegistry(), done: make(chan error, 1)}
@@ -284,12 +286,16 @@ func startWith(t *testing.T, job Job, opts Options, prepare func(*Sharder)) *har
 		t.Fatal(err)
 	}
 	h.s = s
+	var src watch.Source = h.src
 	if prepare != nil {
-		prepare(s)
+		prepare(h)
+		if h.runSrc != nil {
+			src = h.runSrc
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	go func() { h.done <- s.Run(ctx, h.src) }()
+	go func() { h.done <- s.Run(ctx, src) }()
 	t.Cleanup(h.stop)
 	return h
 }
