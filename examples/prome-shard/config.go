@@ -29,23 +29,20 @@ type Config struct {
 	RefreshInterval Duration           `yaml:"refresh_interval"`
 	Settle          Duration           `yaml:"settle"`
 	Consul          watch.ClientConfig `yaml:"consul"`
-	Audit           AuditConfig        `yaml:"audit"`
-	Handoff         struct {
+	Audit           struct {           // what collectors scrape: on unless disabled
+		Disabled    bool                     `yaml:"disabled"`
+		Interval    Duration                 `yaml:"interval"`
+		Grace       Duration                 `yaml:"grace"`
+		RepairAfter Duration                 `yaml:"repair_after"`
+		Concurrency int                      `yaml:"concurrency"`
+		Scheme      string                   `yaml:"scheme"`
+		Client      promcfg.HTTPClientConfig `yaml:",inline"`
+	} `yaml:"audit"`
+	Handoff struct {
 		Mode    string   `yaml:"mode"` // overlap (the default) or off
 		Timeout Duration `yaml:"timeout"`
 	} `yaml:"handoff"`
 	Jobs []JobConfig `yaml:"jobs"`
-}
-
-// AuditConfig is the audit of what collectors scrape: on unless disabled.
-type AuditConfig struct {
-	Disabled    bool                     `yaml:"disabled"`
-	Interval    Duration                 `yaml:"interval"`
-	Grace       Duration                 `yaml:"grace"`
-	RepairAfter Duration                 `yaml:"repair_after"`
-	Concurrency int                      `yaml:"concurrency"`
-	Scheme      string                   `yaml:"scheme"`
-	Client      promcfg.HTTPClientConfig `yaml:",inline"`
 }
 
 // Duration is a duration in the config ("30s"); LoadConfig names a bad one.
@@ -115,6 +112,7 @@ type JobConfig struct {
 type CollectorConfig struct {
 	ConsulService string         `yaml:"consul_service"`
 	Tags          []string       `yaml:"tags"`
+	DrainTag      string         `yaml:"drain_tag"`
 	Register      []watch.Member `yaml:"register"`
 	Check         CheckConfig    `yaml:"check"`
 	Static        []watch.Member `yaml:"static"`
