@@ -28,16 +28,22 @@ func activeTargets(c *collector, pool string) (int, error) {
 	return n, err
 }
 
-// TestDrainAndFailedCheckWithPushedFiles: central mode pushes each
-// collector's file into the collector's own directory with a command (no
-// shared directory). A collector put in Consul maintenance, and one whose
-// check fails while its Prometheus runs on, ends up scraping nothing, with
-// every target scraped by exactly one collector; the drain loses no scrape
-// (the hand-off); when it is healthy again the first assignment returns.
-func TestDrainAndFailedCheckWithPushedFiles(t *testing.T) {
+// TestDrainAndFailedCheck: a collector put in Consul maintenance, and one
+// whose check fails while its Prometheus runs on, ends up scraping nothing,
+// with every target scraped by exactly one collector; the drain loses no
+// scrape (the hand-off); when it is healthy again the first assignment
+// returns. In central mode each collector's file is pushed into the
+// collector's own directory by a command (no shared directory); in self
+// mode each copy writes its own collector's file.
+func TestDrainAndFailedCheck(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
+	t.Run("central, pushed files", func(t *testing.T) { drainAndFail(t, false) })
+	t.Run("self", func(t *testing.T) { drainAndFail(t, true) })
+}
+
+func drainAndFail(t *testing.T, self bool) {
 	agent := testenv.StartConsul(t)
 	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
 	base := t.TempDir()
@@ -46,8 +52,12 @@ func TestDrainAndFailedCheckWithPushedFiles(t *testing.T) {
 		id := fmt.Sprintf("c%d", i)
 		dir := filepath.Join(base, id)
 		os.MkdirAll(dir, 0o755)
+		file := filepath.Join(dir, "targets.json")
+		if self {
+			file = filepath.Join(base, id+".json")
+		}
 		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [%q]}]\n",
-			filepath.Join(dir, "targets.json"))
+			file)
 		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), cfg)}
 		cs = append(cs, c)
 		h, port := hostPort(t, c.prom.Addr)
@@ -66,16 +76,25 @@ func TestDrainAndFailedCheckWithPushedFiles(t *testing.T) {
 	}
 	targets := testenv.ScrapeTargets(t, 30)
 	push := fmt.Sprintf("d=%s/{{.ID}} && cp {{.File}} $d/.targets.tmp && mv $d/.targets.tmp $d/targets.json", base)
+	out, reload := t.TempDir(), fmt.Sprintf("{method: command, command: {args: [sh, -c, %q]}}", push)
+	if self {
+		out, reload = base, "{method: none}"
+	}
 	cfg := writeConfig(t, fmt.Sprintf(`consul: {address: %q}
 jobs:
   - name: node
     collectors: {consul_service: pushed}
     targets: {static: [{targets: [%s]}]}
     output: {dir: %q}
-    reload: {method: command, command: {args: [sh, -c, %q]}}
-`, agent.Addr, strings.Join(targets, ", "), t.TempDir(), push))
-	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	startBinary(t, buildBinary(t), "-config", cfg, "-listen", listen)
+    reload: %s
+`, agent.Addr, strings.Join(targets, ", "), out, reload))
+	if self {
+		for _, c := range cs {
+			startBinary(t, buildBinary(t), "-config", cfg, "-member", c.id)
+		}
+	} else {
+		startBinary(t, buildBinary(t), "-config", cfg)
+	}
 	first := waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
 
 	for _, step := range []struct {

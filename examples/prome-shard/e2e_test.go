@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -216,16 +217,22 @@ func hostPortString(addr string) (string, string) {
 type assigned struct {
 	Domain  string
 	Targets []string
+	State   string // draining or leaving: out of the ring
 }
 
-// assignment reads /api/v1/assignment of a running binary.
+// assignment reads /api/v1/assignment of a running binary: the collectors
+// in each job's ring (those leaving it are left out).
 func assignment(addr string) (map[string]map[string]assigned, error) {
 	_, b, err := testenv.HTTPGet(context.Background(), "http://"+addr+"/api/v1/assignment")
 	if err != nil {
 		return nil, err
 	}
 	var out map[string]map[string]assigned
-	return out, json.Unmarshal(b, &out)
+	err = json.Unmarshal(b, &out)
+	for _, ms := range out {
+		maps.DeleteFunc(ms, func(_ string, m assigned) bool { return m.State != "" })
+	}
+	return out, err
 }
 
 // TestEndToEndFailover runs the whole loop for real: a Consul agent, three
