@@ -39,16 +39,22 @@ func (j *job) noteDeparted(now, prev []watch.Member) {
 
 // auditLoop audits the job after each reshard and every AuditInterval.
 func (j *job) auditLoop(ctx context.Context) {
-	t := time.NewTicker(j.s.opts.AuditInterval)
+	every(ctx, j.s.opts.AuditInterval, j.auditKick, func() { j.runAudit(ctx) })
+}
+
+// every calls fn every d, and whenever kick fires (nil: never), until ctx
+// ends.
+func every(ctx context.Context, d time.Duration, kick <-chan struct{}, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-j.auditKick:
+		case <-kick:
 		}
-		j.runAudit(ctx)
+		fn()
 	}
 }
 

@@ -185,16 +185,7 @@ func withKept(groups map[string][]*targetgroup.Group, pending map[string]*handof
 
 // handoffLoop confirms pending hand-offs every handoffPoll until ctx ends.
 func (j *job) handoffLoop(ctx context.Context) {
-	t := time.NewTicker(handoffPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		j.confirmHandoffs(ctx)
-	}
+	every(ctx, handoffPoll, nil, func() { j.confirmHandoffs(ctx) })
 }
 
 // confirmHandoffs reads what the awaited new owners scrape, ends the

@@ -107,23 +107,13 @@ func TestChaosFlappingCollector(t *testing.T) {
 	agent := testenv.StartConsul(t)
 	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
 	out := t.TempDir()
-	var cs []*collector
-	for i := 1; i <= 3; i++ {
-		id := fmt.Sprintf("c%d", i)
-		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [%q]}]\n",
-			filepath.Join(out, id+".json"))
-		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), cfg)}
-		cs = append(cs, c)
-		h, port := hostPort(t, c.prom.Addr)
-		chk := watch.Check{Interval: time.Second, Timeout: time.Second}
-		if id == "c3" {
-			chk = watch.Check{Type: watch.CheckTTL, TTL: time.Hour}
-		}
-		if err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: "flap", ID: id,
-			Address: h, Port: port, Check: chk}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cs := startCollectors(t, client, "flap", 3, func(id string) string { return filepath.Join(out, id+".json") },
+		func(id string) watch.Check {
+			if id == "c3" {
+				return watch.Check{Type: watch.CheckTTL, TTL: time.Hour}
+			}
+			return watch.Check{Interval: time.Second, Timeout: time.Second}
+		})
 	pass := func(ok bool) {
 		st := api.HealthCritical
 		if ok {
@@ -144,28 +134,7 @@ jobs:
 	startBinary(t, buildBinary(t), "-config", cfg, "-listen", listen)
 	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
 	reshards0, writes0 := metric(t, listen, "promshard_reshards_total", ""), metric(t, listen, "promshard_filesd_writes_total", "")
-	var unscraped atomic.Int64 // target-samples with no up scraper, every 250 ms
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(250 * time.Millisecond):
-			}
-			got, err := scrapers(cs, "node")
-			if err != nil {
-				continue
-			}
-			for _, a := range targets {
-				if len(got[a]) == 0 {
-					unscraped.Add(1)
-				}
-			}
-		}
-	}()
+	stopSampling := countUnscraped(cs, "node", targets)
 	for start := time.Now(); time.Since(start) < time.Minute; {
 		pass(false)
 		time.Sleep(250 * time.Millisecond)
@@ -178,10 +147,9 @@ jobs:
 	waitCollectors(t, listen, 3)
 	rejoined := time.Since(back)
 	time.Sleep(3 * time.Second) // keep sampling through the rejoin
-	close(stop)
-	<-sampled
+	unscraped := stopSampling()
 	t.Logf("chaos: a collector flapping every 0.5 s for 60 s: %v reshards and %v file writes while it flapped; unscraped target-seconds %.2f (its one departure moves its targets); it rejoined %v after it stopped flapping",
-		reshards, writes, float64(unscraped.Load())/4, rejoined.Round(100*time.Millisecond))
+		reshards, writes, float64(unscraped)/4, rejoined.Round(100*time.Millisecond))
 	if reshards > 2 || writes > 4 {
 		t.Fatalf("%v reshards, %v writes: flapping is not damped", reshards, writes)
 	}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,25 +46,13 @@ func drainAndFail(t *testing.T, self bool) {
 	agent := testenv.StartConsul(t)
 	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
 	base := t.TempDir()
-	var cs []*collector
-	for i := 1; i <= 3; i++ {
-		id := fmt.Sprintf("c%d", i)
-		dir := filepath.Join(base, id)
-		os.MkdirAll(dir, 0o755)
-		file := filepath.Join(dir, "targets.json")
+	cs := startCollectors(t, client, "pushed", 3, func(id string) string {
 		if self {
-			file = filepath.Join(base, id+".json")
+			return filepath.Join(base, id+".json")
 		}
-		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [%q]}]\n",
-			file)
-		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), cfg)}
-		cs = append(cs, c)
-		h, port := hostPort(t, c.prom.Addr)
-		if err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: "pushed", ID: id,
-			Address: h, Port: port, Check: watch.Check{Type: watch.CheckTTL, TTL: time.Hour}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+		os.MkdirAll(filepath.Join(base, id), 0o755)
+		return filepath.Join(base, id, "targets.json")
+	}, func(string) watch.Check { return watch.Check{Type: watch.CheckTTL, TTL: time.Hour} })
 	ttl := func(id, status string) {
 		if err := client.Agent().UpdateTTLOpts("service:"+id, "", status, nil); err != nil {
 			t.Fatal(err)
@@ -113,25 +100,7 @@ jobs:
 		}, true},
 		{"failed check", func() { ttl("c1", api.HealthCritical) }, func() { ttl("c1", api.HealthPassing) }, false},
 	} {
-		var unscraped atomic.Int64
-		stop, sampled := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(sampled)
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(250 * time.Millisecond):
-				}
-				if got, err := scrapers(cs, "node"); err == nil {
-					for _, a := range targets {
-						if len(got[a]) == 0 {
-							unscraped.Add(1)
-						}
-					}
-				}
-			}
-		}()
+		stopSampling := countUnscraped(cs, "node", targets)
 		start := time.Now()
 		step.out()
 		// c1 runs on but scrapes nothing of the job; everything else once.
@@ -150,12 +119,11 @@ jobs:
 			t.Fatalf("%s: c1 has %d targets again", step.name, n)
 		}
 		waitScraped(t, cs, "node", targets, 1, 30*time.Second, nil) // nobody scrapes twice
-		close(stop)
-		<-sampled
+		unscraped := stopSampling()
 		t.Logf("%s: c1 scraped nothing %v after; unscraped target-seconds meanwhile %.2f",
-			step.name, emptied.Round(100*time.Millisecond), float64(unscraped.Load())/4)
-		if step.noGapWanted && unscraped.Load() != 0 {
-			t.Fatalf("%s: %d target-samples unscraped during a drain with the hand-off", step.name, unscraped.Load())
+			step.name, emptied.Round(100*time.Millisecond), float64(unscraped)/4)
+		if step.noGapWanted && unscraped != 0 {
+			t.Fatalf("%s: %d target-samples unscraped during a drain with the hand-off", step.name, unscraped)
 		}
 		step.back()
 		waitScraped(t, cs, "node", targets, 1, 90*time.Second, first)

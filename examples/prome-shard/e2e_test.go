@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -579,4 +580,61 @@ func TestSpreadOverZones(t *testing.T) {
 	cs[2].up = false
 	got = waitScraped(t, cs, "r2", targets, 2, 60*time.Second, nil)
 	t.Logf("zone b gone: %d targets, each on %s", len(got), got[targets[0]])
+}
+
+// sample asks every running collector who scrapes what in pool every
+// 250 ms and hands each answer to see, until the returned stop is called
+// (stop waits for the last one).
+func sample(cs []*collector, pool string, see func(got map[string][]string)) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			if got, err := scrapers(cs, pool); err == nil {
+				see(got)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// countUnscraped samples cs and counts target-samples with no up scraper;
+// stop returns the count.
+func countUnscraped(cs []*collector, pool string, targets []string) (stop func() int64) {
+	var n atomic.Int64
+	halt := sample(cs, pool, func(got map[string][]string) {
+		for _, a := range targets {
+			if len(got[a]) == 0 {
+				n.Add(1)
+			}
+		}
+	})
+	return func() int64 { halt(); return n.Load() }
+}
+
+// startCollectors starts real Prometheus collectors c1..cn, each scraping
+// job node every second from the file file(id), and registers each in
+// Consul as service with the check check(id).
+func startCollectors(t *testing.T, client *api.Client, service string, n int, file func(id string) string,
+	check func(id string) watch.Check) []*collector {
+	t.Helper()
+	var cs []*collector
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("c%d", i)
+		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [%q]}]\n",
+			file(id))
+		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), cfg)}
+		cs = append(cs, c)
+		h, port := hostPort(t, c.prom.Addr)
+		if err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: service, ID: id,
+			Address: h, Port: port, Check: check(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cs
 }

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,19 +31,8 @@ func runRecovery(t *testing.T, self bool, handoff string) (failover time.Duratio
 	agent := testenv.StartConsul(t)
 	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
 	out := t.TempDir()
-	var cs []*collector
-	for i := 1; i <= 3; i++ {
-		id := fmt.Sprintf("c%d", i)
-		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [%q]}]\n",
-			filepath.Join(out, id+".json"))
-		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), cfg)}
-		cs = append(cs, c)
-		h, port := hostPort(t, c.prom.Addr)
-		if err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: "pool", ID: id,
-			Address: h, Port: port, Check: watch.Check{Interval: time.Second, Timeout: time.Second}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cs := startCollectors(t, client, "pool", 3, func(id string) string { return filepath.Join(out, id+".json") },
+		func(string) watch.Check { return watch.Check{Interval: time.Second, Timeout: time.Second} })
 	targets := testenv.ScrapeTargets(t, 60)
 	cfg := writeConfig(t, fmt.Sprintf(`consul: {address: %q}
 handoff: {mode: %s}
@@ -82,47 +69,28 @@ jobs:
 	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
 	failover = time.Since(killed)
 
-	var mu sync.Mutex
 	overlapSince := map[string]time.Time{}
-	stop, sampled := make(chan struct{}), make(chan struct{})
 	cs[0].prom.Start()
 	restarted := time.Now()
-	mu.Lock()
 	cs[0].up = true
-	mu.Unlock()
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(250 * time.Millisecond):
+	stop := sample(cs, "node", func(got map[string][]string) {
+		now := time.Now()
+		for _, a := range targets {
+			switch n := len(got[a]); {
+			case n == 0:
+				r.unscraped++
+			case n > 1 && overlapSince[a].IsZero():
+				overlapSince[a] = now
+			case n == 1 && !overlapSince[a].IsZero():
+				r.overlapMax = max(r.overlapMax, now.Sub(overlapSince[a]))
+				overlapSince[a] = time.Time{}
 			}
-			got, err := scrapers(cs, "node")
-			if err != nil {
-				continue
-			}
-			now := time.Now()
-			mu.Lock()
-			for _, a := range targets {
-				switch n := len(got[a]); {
-				case n == 0:
-					r.unscraped++
-				case n > 1 && overlapSince[a].IsZero():
-					overlapSince[a] = now
-				case n == 1 && !overlapSince[a].IsZero():
-					r.overlapMax = max(r.overlapMax, now.Sub(overlapSince[a]))
-					overlapSince[a] = time.Time{}
-				}
-			}
-			mu.Unlock()
 		}
-	}()
+	})
 	waitScraped(t, cs, "node", targets, 1, 90*time.Second, before)
 	r.took = time.Since(restarted)
 	time.Sleep(2 * time.Second) // and a little after
-	close(stop)
-	<-sampled
+	stop()
 	return failover, r
 }
 
