@@ -47,6 +47,10 @@ type Report struct {
 	Diff shard.Diff
 	// Changed lists the members whose output changed.
 	Changed []string
+	// Skipped is set when the loop found the members and the targets as
+	// at the last successful reshard and left the outputs alone;
+	// Assignment is then that reshard's.
+	Skipped bool
 	// Draining lists the collectors drained on purpose (Consul maintenance,
 	// Job.DrainTag) and Leaving those that failed their check, both still
 	// registered: they are out of the ring and get an empty list, not a
@@ -165,6 +169,7 @@ type job struct {
 	lastMembers string                          // memberKey of the last reshard
 
 	passMu  sync.Mutex // one reshard at a time
+	lastKey uint64     // inputKey of the last successful reshard; under passMu
 	stateMu sync.RWMutex
 	snap    Snapshot
 }
@@ -358,6 +363,18 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	if len(sms) == 0 {
 		return rep, fmt.Errorf("job %q: no healthy collectors: %w", name, ErrNoMembers)
 	}
+	key := j.inputKey(res.Groups, members, leavers)
+	if !wait && j.unchanged(key, reason) {
+		j.stateMu.RLock()
+		asg := j.snap.Assignment
+		j.stateMu.RUnlock()
+		rep.Skipped, rep.Assignment = true, asg
+		rep.Members, rep.Targets, rep.Replicas = len(asg.Members), asg.Targets, asg.Replicas
+		log.Info("reshard skipped: members and targets are as at the last reshard", "job", name, "reason", reason,
+			"took", time.Since(rep.Start).Round(time.Microsecond))
+		return rep, nil
+	}
+	j.lastKey = 0 // set again only when this pass succeeds
 	ring, err := shard.New(j.cfg.Ring, sms)
 	if err != nil {
 		return rep, fmt.Errorf("job %q: %w", name, err)
@@ -403,6 +420,9 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	j.written = groups
 	handoffs := len(j.pending)
 	j.hmu.Unlock()
+	if handoffs == 0 { // outputs that hold kept targets must be written again when the hand-offs end
+		j.lastKey = key
+	}
 	j.stateMu.Lock()
 	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.LastSuccess = asg, ring, members, time.Now()
 	j.snap.Groups, j.snap.Handoffs, j.snap.Leavers = groups, handoffs, leavers

@@ -1,0 +1,70 @@
+package promshard
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/watch"
+)
+
+// inputKey fingerprints what an assignment and the outputs depend on: the
+// targets (each group's source and labels, each target's labels; in any
+// order, as Assign's result does not depend on it), the ring's members
+// (IDs, weights, domains, addresses) and the leavers (IDs and states). It
+// is never 0.
+func (j *job) inputKey(groups []*targetgroup.Group, members, leavers []watch.Member) uint64 {
+	var targets uint64
+	for _, g := range groups {
+		gh := xxhash.Sum64String(g.Source) ^ mix(labelsHash(g.Labels))
+		for _, t := range g.Targets {
+			targets += mix(gh ^ labelsHash(t))
+		}
+	}
+	var b strings.Builder
+	for _, set := range [][]watch.Member{members, leavers} {
+		for _, m := range set {
+			b.WriteString(m.ID + "\x00" + strconv.FormatUint(uint64(m.Weight), 10) + "\x00" + m.HostPort() + "\x00" + m.State)
+			if j.cfg.SpreadBy != "" {
+				b.WriteString("\x00" + m.Label(j.cfg.SpreadBy))
+			}
+			b.WriteString("\x01")
+		}
+		b.WriteString("\x02")
+	}
+	return mix(targets^xxhash.Sum64String(b.String())) | 1
+}
+
+// labelsHash is an order-independent hash of a label set.
+func labelsHash(ls model.LabelSet) uint64 {
+	var h uint64
+	for k, v := range ls {
+		h += mix(xxhash.Sum64String(string(k)) ^ (xxhash.Sum64String(string(v)) * 0x9e3779b97f4a7c15))
+	}
+	return h
+}
+
+// mix is splitmix64's finalizer.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// unchanged reports whether the loop may skip a reshard: the inputs are
+// those of the last successful one, no hand-off is pending (its end
+// changes the outputs), and nobody asked for the outputs to be written
+// again (an audit repair rewrites files changed by hand).
+func (j *job) unchanged(key uint64, reason string) bool {
+	if key != j.lastKey || strings.Contains(reason, "audit repair") {
+		return false
+	}
+	j.hmu.Lock()
+	defer j.hmu.Unlock()
+	return len(j.pending) == 0
+}
