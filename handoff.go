@@ -91,14 +91,17 @@ func (j *job) memberKey(ms []watch.Member) string {
 //
 // ring are the members the assignment was made for, alive those that still
 // scrape: the ring and drained collectors.
-func (j *job) planHandoffs(next map[string][]*targetgroup.Group, ring, alive []watch.Member, now time.Time) map[string][]*targetgroup.Group {
+//
+// kept is the number of pending hand-offs the returned groups hold: the
+// confirmer may end some meanwhile, but those groups still keep them.
+func (j *job) planHandoffs(next map[string][]*targetgroup.Group, ring, alive []watch.Member, now time.Time) (groups map[string][]*targetgroup.Group, kept int) {
 	j.hmu.Lock()
 	defer j.hmu.Unlock()
 	key := j.memberKey(ring)
 	changed := key != j.lastMembers
 	j.lastMembers = key
 	if j.written == nil || (!changed && len(j.pending) == 0) {
-		return next
+		return next, 0
 	}
 	isAlive := map[string]bool{}
 	for _, m := range alive {
@@ -146,7 +149,7 @@ func (j *job) planHandoffs(next map[string][]*targetgroup.Group, ring, alive []w
 	}
 	j.pending = pending
 	j.m.handoffsPending.WithLabelValues(j.cfg.Name).Set(float64(len(pending)))
-	return withKept(next, pending)
+	return withKept(next, pending), len(pending)
 }
 
 // withKept returns groups with each pending target added back to the

@@ -153,7 +153,9 @@ func TestHandoffTimeoutAndCancel(t *testing.T) {
 			time.Sleep(3 * handoffPoll)
 			synctest.Wait()
 			if over := countHolders(t, h, 1); over != 0 {
-				t.Fatalf("%d over-held after the timeout", over)
+				snap, _ := h.s.Snapshot("node")
+				t.Fatalf("%d over-held after the timeout; pending %d, last %q skipped %v, timeouts %v", over, snap.Handoffs, snap.Last.Reason, snap.Last.Skipped,
+					testutil.ToFloat64(h.s.m.handoffs.WithLabelValues("node", "timeout")))
 			}
 			if v := testutil.ToFloat64(h.s.m.handoffs.WithLabelValues("node", "timeout")); int(v) != moving {
 				t.Fatalf("timeouts %v, want %d", v, moving)

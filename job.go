@@ -154,7 +154,6 @@ type job struct {
 	mu          sync.Mutex
 	members     []watch.Member
 	sick        []watch.Member // registered, not healthy (watch.Roster)
-	draining    map[string]bool
 	haveMembers bool
 	haveCh      chan struct{} // closed at the first member set
 	reasons     map[string]bool
@@ -168,10 +167,11 @@ type job struct {
 	written     map[string][]*targetgroup.Group // what the outputs hold
 	lastMembers string                          // memberKey of the last reshard
 
-	passMu  sync.Mutex // one reshard at a time
-	lastKey uint64     // inputKey of the last successful reshard; under passMu
-	stateMu sync.RWMutex
-	snap    Snapshot
+	passMu   sync.Mutex      // one reshard at a time
+	lastKey  uint64          // inputKey of the last successful reshard; under passMu
+	draining map[string]bool // collectors draining at the last reshard; under passMu
+	stateMu  sync.RWMutex
+	snap     Snapshot
 }
 
 func (s *Sharder) newJob(jc Job) (*job, error) {
@@ -388,11 +388,11 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	j.stateMu.RLock()
 	prev, prevMembers := j.snap.Assignment, j.snap.Members
 	j.stateMu.RUnlock()
-	groups := asg.Groups
+	groups, kept := asg.Groups, 0
 	if j.s.opts.Handoff { // a drained collector still scrapes: its targets are handed over
 		alive := slices.Concat(members, slices.DeleteFunc(slices.Clone(leavers),
 			func(m watch.Member) bool { return m.State != watch.StateMaintenance }))
-		groups = j.planHandoffs(groups, members, alive, time.Now())
+		groups, kept = j.planHandoffs(groups, members, alive, time.Now())
 	}
 	groups = withEmpty(groups, leavers)
 	changed, werr := j.update(ctx, groups)
@@ -418,9 +418,9 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	}
 	j.hmu.Lock()
 	j.written = groups
-	handoffs := len(j.pending)
+	handoffs := len(j.pending) // now, for the snapshot
 	j.hmu.Unlock()
-	if handoffs == 0 { // outputs that hold kept targets must be written again when the hand-offs end
+	if kept == 0 { // outputs that hold kept targets must be written again when the hand-offs end
 		j.lastKey = key
 	}
 	j.stateMu.Lock()
