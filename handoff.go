@@ -5,7 +5,6 @@ import (
 	"context"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -67,19 +66,6 @@ func placements(groups map[string][]*targetgroup.Group) map[string]*placement {
 		}
 	}
 	return out
-}
-
-// memberKey is what decides where targets go: IDs, weights and domains.
-func (j *job) memberKey(ms []watch.Member) string {
-	var b strings.Builder
-	for _, m := range ms {
-		b.WriteString(m.ID + "\x00" + strconv.FormatUint(uint64(m.Weight), 10) + "\x00")
-		if j.cfg.SpreadBy != "" {
-			b.WriteString(m.Label(j.cfg.SpreadBy))
-		}
-		b.WriteString("\x01")
-	}
-	return b.String()
 }
 
 // planHandoffs updates the pending hand-offs for the next assignment and

@@ -24,18 +24,21 @@ func (j *job) inputKey(groups []*targetgroup.Group, members, leavers []watch.Mem
 			targets += mix(gh ^ labelsHash(t))
 		}
 	}
+	return mix(targets^xxhash.Sum64String(j.memberKey(members)+"\x02"+j.memberKey(leavers))) | 1
+}
+
+// memberKey is what the assignment and the outputs take from members:
+// IDs, weights, addresses, states and domains.
+func (j *job) memberKey(ms []watch.Member) string {
 	var b strings.Builder
-	for _, set := range [][]watch.Member{members, leavers} {
-		for _, m := range set {
-			b.WriteString(m.ID + "\x00" + strconv.FormatUint(uint64(m.Weight), 10) + "\x00" + m.HostPort() + "\x00" + m.State)
-			if j.cfg.SpreadBy != "" {
-				b.WriteString("\x00" + m.Label(j.cfg.SpreadBy))
-			}
-			b.WriteString("\x01")
+	for _, m := range ms {
+		b.WriteString(m.ID + "\x00" + strconv.FormatUint(uint64(m.Weight), 10) + "\x00" + m.HostPort() + "\x00" + m.State)
+		if j.cfg.SpreadBy != "" {
+			b.WriteString("\x00" + m.Label(j.cfg.SpreadBy))
 		}
-		b.WriteString("\x02")
+		b.WriteString("\x01")
 	}
-	return mix(targets^xxhash.Sum64String(b.String())) | 1
+	return b.String()
 }
 
 // labelsHash is an order-independent hash of a label set.
