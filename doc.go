@@ -28,6 +28,12 @@
 // Options.Handoff makes a move between two live collectors make-before-break:
 // the old owner keeps the target until the new owner scrapes it.
 //
+// Central mode (one process writes every collector's output) runs as
+// several copies with Options.Elector ([github.com/promshard/promshard/watch.ConsulLock]):
+// one leader writes and reloads, each write fenced by a check with Consul,
+// each new plan published as a numbered epoch; the standbys keep the
+// assignment computed and take over when the leader dies.
+//
 // The parts are packages of their own that do not import each other and
 // exchange plain values (member IDs and Prometheus target groups), so each
 // is useful alone:

@@ -1,6 +1,7 @@
 package promshard
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,15 +20,20 @@ import (
 // Handler serves the Sharder's state over HTTP, for a daemon's mux:
 //
 //   - GET /-/ready: 200 when every job's outputs hold an assignment and its
-//     last reshard succeeded; 503 naming the first job that is not.
-//   - GET /api/v1/assignment: job → member → its address, failure domain
+//     last reshard succeeded (on a standby: its assignment is computed);
+//     503 naming the first job that is not. The body says "ready", and
+//     with Options.Elector "leader" or "standby" and the leader's name.
+//   - GET /api/v1/assignment: job → its epoch, role and leader (with
+//     Options.Elector), and per collector its address, failure domain
 //     (with [Job.SpreadBy]) and target addresses, as written.
 //   - GET /api/v1/explain?target=ADDR[&job=NAME]: who owns a target, and why,
 //     and who scraped it at the last audit.
 //   - GET /api/v1/audit[?job=NAME][&state=STATE]: the last audit of each job
 //     (with Options.Audit), its problems filtered to one state if asked.
 //   - /sd/JOB/...: every output of a job that is an [http.Handler] (such as
-//     filesd.Handler), for Prometheus' http_sd_configs.
+//     filesd.Handler), for Prometheus' http_sd_configs, with the epoch in
+//     the Promshard-Epoch header; 503 on a standby, whose outputs are
+//     not written (Prometheus keeps its targets on an error).
 //
 // Metrics and liveness are the daemon's own.
 func (s *Sharder) Handler() http.Handler {
@@ -40,7 +46,7 @@ func (s *Sharder) Handler() http.Handler {
 		for _, o := range j.cfg.Outputs {
 			if h, ok := o.(http.Handler); ok {
 				prefix := "/sd/" + j.cfg.Name + "/"
-				mux.Handle(prefix, http.StripPrefix(prefix, h))
+				mux.Handle(prefix, http.StripPrefix(prefix, j.serveSD(h)))
 				break
 			}
 		}
@@ -60,7 +66,33 @@ func (s *Sharder) serveReady(w http.ResponseWriter, _ *http.Request) {
 			return
 		}
 	}
+	if el := s.opts.Elector; el != nil {
+		role := RoleStandby
+		if el.Leading() {
+			role = RoleLeader
+		}
+		fmt.Fprintf(w, "ready: %s (leader: %s)\n", role, cmp.Or(el.Leader(), "none"))
+		return
+	}
 	fmt.Fprintln(w, "ready")
+}
+
+// serveSD serves an http_sd output with its epoch; a standby's output is
+// not written, so it answers 503.
+func (j *job) serveSD(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if j.role() == RoleStandby {
+			http.Error(w, fmt.Sprintf("standby: ask the leader (%s)", j.s.opts.Elector.Leader()), http.StatusServiceUnavailable)
+			return
+		}
+		j.stateMu.RLock()
+		ep := j.snap.Epoch.Epoch
+		j.stateMu.RUnlock()
+		if ep > 0 {
+			w.Header().Set(epochHeader, epochString(ep))
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -82,8 +114,18 @@ type assignedMember struct {
 	PushPending bool   `json:"push_pending,omitempty"`
 }
 
+// assignedJob is one job in /api/v1/assignment.
+type assignedJob struct {
+	Epoch      uint64                    `json:"epoch,omitempty"`
+	Hash       string                    `json:"hash,omitempty"`
+	Agrees     bool                      `json:"agrees,omitempty"`
+	Role       string                    `json:"role,omitempty"`
+	Leader     string                    `json:"leader,omitempty"`
+	Collectors map[string]assignedMember `json:"collectors"`
+}
+
 func (s *Sharder) serveAssignment(w http.ResponseWriter, _ *http.Request) {
-	out := map[string]map[string]assignedMember{}
+	out := map[string]assignedJob{}
 	for _, name := range s.Jobs() {
 		snap, _ := s.Snapshot(name)
 		if snap.Assignment == nil {
@@ -116,7 +158,8 @@ func (s *Sharder) serveAssignment(w http.ResponseWriter, _ *http.Request) {
 			}
 			byMember[m.ID] = am
 		}
-		out[name] = byMember
+		out[name] = assignedJob{Epoch: snap.Epoch.Epoch, Hash: snap.Epoch.Hash, Agrees: snap.Agrees,
+			Role: snap.Role, Leader: snap.Leader, Collectors: byMember}
 	}
 	writeJSON(w, out)
 }

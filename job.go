@@ -51,6 +51,9 @@ type Report struct {
 	// at the last successful reshard and left the outputs alone;
 	// Assignment is then that reshard's.
 	Skipped bool
+	// Standby is set when this copy does not lead (Options.Elector): it
+	// computed the assignment and wrote nothing.
+	Standby bool
 	// Draining lists the collectors drained on purpose (Consul maintenance,
 	// Job.DrainTag) and Leaving those that failed their check, both still
 	// registered: they are out of the ring and get an empty list, not a
@@ -119,6 +122,16 @@ type Snapshot struct {
 	// each with its State (maintenance when drained): they get an empty
 	// list.
 	Leavers []watch.Member
+	// Role is RoleLeader or RoleStandby for a job under Options.Elector,
+	// "" otherwise; Leader names the current leader. On a standby,
+	// Assignment is what this copy computed, ready for a takeover; the
+	// outputs hold the leader's.
+	Role, Leader string
+	// Epoch is the job's last published epoch that this copy knows: the one
+	// it published as leader, or read as a standby or in self mode; Agrees
+	// says whether it is the plan of this copy's Assignment.
+	Epoch  watch.Epoch
+	Agrees bool
 	// Last is the report of the last reshard, failed or not.
 	Last Report
 	// PendingReloads lists members whose reload has not succeeded yet.
@@ -140,6 +153,9 @@ func (s *Sharder) Snapshot(job string) (Snapshot, error) {
 	snap := j.snap
 	j.stateMu.RUnlock()
 	snap.PendingReloads = j.reloads.pending()
+	if snap.Role = j.role(); snap.Role != "" {
+		snap.Leader = s.opts.Elector.Leader()
+	}
 	return snap, nil
 }
 
@@ -167,8 +183,11 @@ type job struct {
 	written     map[string][]*targetgroup.Group // what the outputs hold
 	lastMembers string                          // memberKey of the last reshard
 
-	passMu   sync.Mutex      // one reshard at a time
-	lastKey  uint64          // inputKey of the last successful reshard; under passMu
+	passMu   sync.Mutex // one reshard at a time
+	lastKey  uint64     // inputKey of the last successful reshard; under passMu
+	asgKey   uint64     // inputKey of snap.Assignment; under passMu
+	pubKey   uint64     // inputKey of the epoch this copy last published, in term pubTerm; under passMu
+	pubTerm  uint64
 	draining map[string]bool // collectors draining at the last reshard; under passMu
 	stateMu  sync.RWMutex
 	snap     Snapshot
@@ -375,15 +394,22 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 		return rep, nil
 	}
 	j.lastKey = 0 // set again only when this pass succeeds
-	ring, err := shard.New(j.cfg.Ring, sms)
-	if err != nil {
-		return rep, fmt.Errorf("job %q: %w", name, err)
-	}
-	asg, err := shard.Assign(ring, res.Groups, j.cfg.Shard)
-	if err != nil {
-		return rep, fmt.Errorf("job %q: %w", name, err)
+	j.stateMu.RLock()
+	ring, asg := j.snap.Ring, j.snap.Assignment
+	j.stateMu.RUnlock()
+	if key != j.asgKey || asg == nil { // else the same inputs: the same assignment (a standby's, warm)
+		if ring, err = shard.New(j.cfg.Ring, sms); err != nil {
+			return rep, fmt.Errorf("job %q: %w", name, err)
+		}
+		if asg, err = shard.Assign(ring, res.Groups, j.cfg.Shard); err != nil {
+			return rep, fmt.Errorf("job %q: %w", name, err)
+		}
 	}
 	rep.Members, rep.Targets, rep.Replicas = len(asg.Members), asg.Targets, asg.Replicas
+	if j.elected() && !j.s.opts.Elector.Leading() {
+		j.standby(ctx, &rep, ring, asg, members, leavers, key)
+		return rep, nil
+	}
 
 	j.stateMu.RLock()
 	prev, prevMembers := j.snap.Assignment, j.snap.Members
@@ -395,6 +421,11 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 		groups, kept = j.planHandoffs(groups, members, alive, time.Now())
 	}
 	groups = withEmpty(groups, leavers)
+	if j.elected() && !j.s.opts.DryRun {
+		if err := j.fence(ctx, key, asg); err != nil {
+			return rep, fmt.Errorf("job %q: not written: %w", name, err)
+		}
+	}
 	changed, werr := j.update(ctx, groups)
 	rep.Changed = changed
 	// What was written is reloaded even when another write failed.
@@ -423,14 +454,19 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	if kept == 0 { // outputs that hold kept targets must be written again when the hand-offs end
 		j.lastKey = key
 	}
+	j.asgKey = key
 	j.stateMu.Lock()
 	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.LastSuccess = asg, ring, members, time.Now()
 	j.snap.Groups, j.snap.Handoffs, j.snap.Leavers = groups, handoffs, leavers
 	if prev == nil || rep.Diff.Changed() || len(changed) > 0 {
 		j.snap.Generation++ // the outputs changed (a hand-off ending changes them alone)
 	}
+	epoch := j.snap.Epoch.Epoch
 	j.stateMu.Unlock()
 	j.noteDeparted(members, prevMembers)
+	if j.s.opts.Elector != nil && !j.elected() {
+		j.readEpoch(ctx, key)
+	}
 	select {
 	case j.auditKick <- struct{}{}:
 	default:
@@ -439,12 +475,33 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	log.Info("reshard", "job", name, "reason", reason, "collectors", rep.Members, "targets", rep.Targets,
 		"replicas", rep.Replicas, "added", rep.Diff.Added, "removed", rep.Diff.Removed, "moved", rep.Diff.Moved,
 		"draining", rep.Draining, "leaving", rep.Leaving,
-		"outputs_changed", len(changed), "reloads", len(cs), "took", time.Since(rep.Start).Round(time.Microsecond))
+		"outputs_changed", len(changed), "reloads", len(cs), "epoch", epoch, "took", time.Since(rep.Start).Round(time.Microsecond))
 	if asg.Degraded() {
 		log.Warn("fewer collectors than replicas: every collector scrapes everything", "job", name,
 			"replicas", asg.RequestedReplicas, "collectors", len(asg.Members))
 	}
 	return rep, nil
+}
+
+// standby ends the pass of a copy that does not lead: it keeps the
+// assignment warm for a takeover and writes nothing. What only a leader
+// keeps (hand-offs, what the outputs hold) is dropped: a new leader starts
+// from its own plan.
+func (j *job) standby(ctx context.Context, rep *Report, ring shard.Ring, asg *shard.Assignment,
+	members, leavers []watch.Member, key uint64) {
+	rep.Standby, rep.Assignment = true, asg
+	j.hmu.Lock()
+	clear(j.pending)
+	j.written = nil
+	j.hmu.Unlock()
+	j.lastKey, j.asgKey = key, key
+	j.stateMu.Lock()
+	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.Leavers = asg, ring, members, leavers
+	j.snap.Groups, j.snap.Handoffs = asg.Groups, 0
+	j.stateMu.Unlock()
+	j.readEpoch(ctx, key)
+	j.s.opts.Logger.Debug("standby: assignment computed, nothing written", "job", j.cfg.Name, "collectors", rep.Members,
+		"targets", rep.Targets, "leader", j.s.opts.Elector.Leader())
 }
 
 // isMember reports whether id is in the job's current member set.

@@ -23,6 +23,10 @@ type metrics struct {
 	handoffs        *prometheus.CounterVec
 	handoffsPending *prometheus.GaugeVec
 	handoffTime     *prometheus.HistogramVec
+
+	leader        *prometheus.GaugeVec
+	leaderChanges prometheus.Counter
+	epoch         *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,10 +57,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		handoffTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "promshard_handoff_duration_seconds",
 			Help:    "From a move to the new owners' confirmed scrape, by job.",
 			Buckets: prometheus.ExponentialBuckets(0.5, 2, 10)}, []string{"job"}),
+		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_leader",
+			Help: "1 while this copy leads (writes the job's outputs), 0 on a standby; with Options.Elector."}, []string{"job"}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "promshard_leader_changes_total",
+			Help: "Times this copy became leader or stopped being one."}),
+		epoch: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_assignment_epoch",
+			Help: "Epoch of the job's assignment: published by this copy as leader, else the last one read."}, []string{"job"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.reshards, m.duration, m.moved, m.perMember, m.lastSuccess, m.excluded, m.repairs,
-			m.drains, m.handoffs, m.handoffsPending, m.handoffTime} {
+			m.drains, m.handoffs, m.handoffsPending, m.handoffTime, m.leader, m.leaderChanges, m.epoch} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("promshard: register metrics: %w", err)
 			}

@@ -3,6 +3,7 @@ package promshard
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -68,6 +69,13 @@ func (q *reloadQueue) poke() {
 func (q *reloadQueue) now(ctx context.Context, cs []reload.Collector) reload.Results {
 	if q.none || len(cs) == 0 {
 		return nil
+	}
+	if err := q.j.checkLeader(ctx); err != nil { // fenced: the leader reloads
+		res := make(reload.Results, len(cs))
+		for i, c := range cs {
+			res[i] = reload.Result{Collector: c, Err: fmt.Errorf("not reloaded: %w", err)}
+		}
+		return res
 	}
 	res := q.pool.Reload(ctx, cs)
 	q.mu.Lock()
@@ -163,7 +171,9 @@ func (q *reloadQueue) reload(ctx context.Context, c reload.Collector) {
 	var err error
 	select {
 	case q.sem <- struct{}{}:
-		err = q.pool.Reload(ctx, []reload.Collector{c})[0].Err
+		if err = q.j.checkLeader(ctx); err == nil { // fenced: a copy that does not lead reloads nothing
+			err = q.pool.Reload(ctx, []reload.Collector{c})[0].Err
+		}
 		<-q.sem
 	case <-ctx.Done():
 		err = ctx.Err()
@@ -172,6 +182,10 @@ func (q *reloadQueue) reload(ctx context.Context, c reload.Collector) {
 	delete(q.inflight, c.ID)
 	switch {
 	case ctx.Err() != nil:
+	case isNotLeader(err): // the leader reloads what it writes
+		delete(q.fails, c.ID)
+		delete(q.due, c.ID)
+		q.j.s.opts.Logger.Info("not the leader: reload left to the leader", "job", q.j.cfg.Name, "collector", c.ID)
 	case err == nil:
 		delete(q.fails, c.ID)
 		delete(q.due, c.ID)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"reflect"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -188,6 +189,12 @@ type Options struct {
 	// Off when false, for the audit's reason.
 	Handoff        bool
 	HandoffTimeout time.Duration
+	// Elector, when set, runs central mode as several copies: only the
+	// leader writes outputs and reloads collectors, each write fenced by a
+	// check with the election's source of truth, and each new plan
+	// published as an epoch (see [Elector]). Jobs in self mode are not
+	// elected.
+	Elector Elector
 	// OnReshard, when set, is called with the report of every reshard,
 	// failed or not, while the job's reshard still holds its lock: keep it
 	// short, and do not call Sharder.Reshard from it.
@@ -247,6 +254,7 @@ type Sharder struct {
 	m      *metrics
 	jobs   []*job
 	byName map[string]*job
+	term   atomic.Uint64 // counts leadership changes
 }
 
 // New validates the jobs and options and registers the metrics. It does no
@@ -347,6 +355,20 @@ func (s *Sharder) Run(ctx context.Context, members watch.Source) error {
 		ch := make(chan []watch.Member)
 		part(fmt.Sprintf("member source of %v", sg.names()), func() error { return sg.src.Run(ctx, ch) })
 		g.Go(func() error { sg.forward(ctx, ch); return nil })
+	}
+	if el := s.opts.Elector; el != nil {
+		lead := make(chan struct{}, 1)
+		part("leader election", func() error { return el.Run(ctx, lead) })
+		g.Go(func() error {
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-lead:
+					s.leadershipChanged()
+				}
+			}
+		})
 	}
 	changed := make(chan string)
 	part("target discovery", func() error { return s.reg.Run(ctx, changed) })

@@ -62,9 +62,10 @@ func mix(x uint64) uint64 {
 // unchanged reports whether the loop may skip a reshard: the inputs are
 // those of the last successful one, no hand-off is pending (its end
 // changes the outputs), and nobody asked for the outputs to be written
-// again (an audit repair rewrites files changed by hand).
+// again (an audit repair rewrites files changed by hand; a copy that
+// became leader writes what it computed as a standby).
 func (j *job) unchanged(key uint64, reason string) bool {
-	if key != j.lastKey || strings.Contains(reason, "audit repair") {
+	if key != j.lastKey || strings.Contains(reason, "audit repair") || strings.Contains(reason, "leader") {
 		return false
 	}
 	j.hmu.Lock()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -85,6 +86,15 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 	}
 	if !cfg.Audit.Disabled && !f.DryRun && !f.Once {
 		opts.Audit = &audit.Options{Grace: cfg.Audit.Grace.Duration, Concurrency: cfg.Audit.Concurrency, Client: client}
+	}
+	if le := cfg.LeaderElection; le.Key != "" && f.Once && !f.DryRun {
+		return nil, errors.New("leader_election: -once takes no lock, so it would write beside the leader; use -dry-run")
+	} else if le.Key != "" && !f.DryRun { // self mode only reads the epochs
+		opts.Elector, err = watch.NewConsulLock(a.consul, watch.LockOptions{Key: le.Key, Name: le.Name,
+			SessionTTL: le.SessionTTL.Duration, LockDelay: le.LockDelay.Duration, Observe: f.Member != "", Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("leader_election: %w", err)
+		}
 	}
 	a.sharder, err = promshard.New(jobs, opts)
 	return a, err

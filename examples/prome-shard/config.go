@@ -42,6 +42,11 @@ type Config struct {
 		Mode    string   `yaml:"mode"` // overlap (the default) or off
 		Timeout Duration `yaml:"timeout"`
 	} `yaml:"handoff"`
+	LeaderElection struct { // several copies of central mode: one leads
+		Key, Name  string   // yaml: key, name
+		SessionTTL Duration `yaml:"session_ttl"`
+		LockDelay  Duration `yaml:"lock_delay"`
+	} `yaml:"leader_election"`
 	Jobs []JobConfig `yaml:"jobs"`
 }
 

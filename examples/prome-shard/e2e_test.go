@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -190,7 +189,7 @@ scrape_configs:
 
 func binaryConfig(consulAddr, out string, cs []*collector, targets []string, register bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "refresh_interval: 1m\nconsul: {address: %q}\njobs:\n", consulAddr)
+	fmt.Fprintf(&b, "refresh_interval: 1m\nconsul: {address: %q}\nleader_election: {key: promshard/e2e}\njobs:\n", consulAddr)
 	for _, job := range []struct {
 		name     string
 		replicas int
@@ -228,10 +227,17 @@ func assignment(addr string) (map[string]map[string]assigned, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out map[string]map[string]assigned
-	err = json.Unmarshal(b, &out)
-	for _, ms := range out {
-		maps.DeleteFunc(ms, func(_ string, m assigned) bool { return m.State != "" })
+	var jobs map[string]struct{ Collectors map[string]assigned }
+	err = json.Unmarshal(b, &jobs)
+	out := map[string]map[string]assigned{}
+	for name, j := range jobs {
+		ms := map[string]assigned{}
+		for id, m := range j.Collectors {
+			if m.State == "" {
+				ms[id] = m
+			}
+		}
+		out[name] = ms
 	}
 	return out, err
 }
@@ -269,6 +275,9 @@ func TestEndToEndFailover(t *testing.T) {
 		counts[id]++
 	}
 	t.Logf("R=1 spread over 3 collectors: %v", counts)
+	if _, b, err := testenv.HTTPGet(context.Background(), "http://"+listen+"/-/ready"); err != nil || !strings.HasPrefix(string(b), "ready: leader") {
+		t.Fatalf("the only copy of central mode with leader_election: ready says %q (%v), want leader", b, err)
+	}
 	if len(counts) != 3 {
 		t.Fatalf("targets on %d collectors, want 3: %v", len(counts), counts)
 	}

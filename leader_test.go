@@ -1,0 +1,181 @@
+package promshard
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/promshard/promshard/filesd"
+	"github.com/promshard/promshard/watch"
+)
+
+// fakeElector is an election the test decides: leading is the copy's own
+// view, holds what the source of truth says (a paused leader believes it
+// leads while it no longer holds the lock).
+type fakeElector struct {
+	mu        sync.Mutex
+	leading   bool
+	holds     bool
+	changed   chan<- struct{}
+	published []watch.Epoch
+	checks    int
+}
+
+func (f *fakeElector) Run(ctx context.Context, changed chan<- struct{}) error {
+	f.mu.Lock()
+	f.changed = changed
+	f.mu.Unlock()
+	<-ctx.Done()
+	return nil
+}
+
+func (f *fakeElector) Leading() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.leading
+}
+
+func (f *fakeElector) Leader() string { return "copy-1" }
+
+func (f *fakeElector) Check(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.checks++
+	if !f.leading || !f.holds {
+		return ErrNotLeader
+	}
+	return nil
+}
+
+func (f *fakeElector) Publish(ctx context.Context, e watch.Epoch) (watch.Epoch, error) {
+	if err := f.Check(ctx); err != nil {
+		return watch.Epoch{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e.Epoch = uint64(len(f.published) + 1)
+	f.published = append(f.published, e)
+	return e, nil
+}
+
+func (f *fakeElector) Published(_ context.Context, job string) (watch.Epoch, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.published) == 0 {
+		return watch.Epoch{}, nil
+	}
+	return f.published[len(f.published)-1], nil
+}
+
+// lead sets both views and tells the Sharder.
+func (f *fakeElector) lead(v bool) {
+	f.mu.Lock()
+	f.leading, f.holds = v, v
+	ch := f.changed
+	f.mu.Unlock()
+	ch <- struct{}{}
+	synctest.Wait()
+}
+
+func (f *fakeElector) epochs() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.published)
+}
+
+func serve(s *Sharder, path string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	return rec
+}
+
+// A standby computes and writes nothing; on taking the lead it writes at
+// once and publishes epoch 1; an unchanged refresh publishes nothing, a new
+// plan the next epoch; a leader that no longer holds the lock (paused, then
+// resumed) writes and reloads nothing.
+func TestLeaderElection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		el := &fakeElector{}
+		sd := &filesd.Handler{}
+		h := start(t, Job{Outputs: []Output{&output{}, sd}}, Options{Elector: el})
+		h.out = h.s.jobs[0].cfg.Outputs[0].(*output)
+		synctest.Wait()
+		h.members("a", "b", "c")
+		if calls, _ := h.out.snapshot(); calls != 0 {
+			t.Fatalf("a standby wrote %d times", calls)
+		}
+		snap, _ := h.s.Snapshot("node")
+		if snap.Role != RoleStandby || snap.Assignment == nil || !snap.Last.Standby || snap.Last.Err != nil {
+			t.Fatalf("standby snapshot: role %q, assignment %v, last %+v", snap.Role, snap.Assignment != nil, snap.Last)
+		}
+		if rec := serve(h.s, "/sd/node/a"); rec.Code != 503 {
+			t.Fatalf("http_sd on a standby: %d, want 503", rec.Code)
+		}
+		if rec := serve(h.s, "/-/ready"); rec.Code != 200 || !strings.Contains(rec.Body.String(), "standby (leader: copy-1)") {
+			t.Fatalf("ready on a standby: %d %q", rec.Code, rec.Body)
+		}
+
+		el.lead(true)
+		calls, counts := h.out.snapshot()
+		if calls != 1 || counts["a"]+counts["b"]+counts["c"] != 100 || el.epochs() != 1 {
+			t.Fatalf("after the takeover: %d writes %v, %d epochs; want 1 write of 100 targets, epoch 1", calls, counts, el.epochs())
+		}
+		if snap, _ = h.s.Snapshot("node"); snap.Role != RoleLeader || snap.Epoch.Epoch != 1 || !snap.Agrees ||
+			!strings.Contains(snap.Last.Reason, "leader") {
+			t.Fatalf("leader snapshot: role %q epoch %+v agrees %v reason %q", snap.Role, snap.Epoch, snap.Agrees, snap.Last.Reason)
+		}
+		if rec := serve(h.s, "/sd/node/a"); rec.Code != 200 || rec.Header().Get("Promshard-Epoch") != "1" {
+			t.Fatalf("http_sd on the leader: %d, epoch header %q", rec.Code, rec.Header().Get("Promshard-Epoch"))
+		}
+		if rec := serve(h.s, "/api/v1/assignment"); !strings.Contains(rec.Body.String(), `"epoch": 1`) ||
+			!strings.Contains(rec.Body.String(), `"role": "leader"`) {
+			t.Fatalf("assignment: %s", rec.Body)
+		}
+		if v := testutil.ToFloat64(h.s.m.leader.WithLabelValues("node")); v != 1 {
+			t.Fatalf("promshard_leader %v", v)
+		}
+
+		if _, err := h.s.Reshard(context.Background(), "node"); err != nil { // same plan: checked, not published
+			t.Fatal(err)
+		}
+		if el.epochs() != 1 {
+			t.Fatalf("an unchanged plan was published again: %d epochs", el.epochs())
+		}
+		h.members("a", "b", "c", "d")
+		if el.epochs() != 2 {
+			t.Fatalf("a new plan: %d epochs, want 2", el.epochs())
+		}
+		reloadsBefore := h.rl.count("a") + h.rl.count("b") + h.rl.count("c") + h.rl.count("d")
+
+		// Paused: it still believes it leads, but another copy holds the
+		// lock. Nothing is written, published or reloaded.
+		el.mu.Lock()
+		el.holds = false
+		el.mu.Unlock()
+		callsBefore, _ := h.out.snapshot()
+		h.members("a", "b")
+		if calls, _ := h.out.snapshot(); calls != callsBefore || el.epochs() != 2 {
+			t.Fatalf("a fenced leader wrote (%d → %d) or published (%d)", callsBefore, calls, el.epochs())
+		}
+		if snap, _ = h.s.Snapshot("node"); !strings.Contains(snap.Last.Err.Error(), "not written") {
+			t.Fatalf("fenced reshard: %v", snap.Last.Err)
+		}
+		h.s.jobs[0].reloads.add(h.s.jobs[0].collectors([]string{"a"}, members("a"), nil))
+		synctest.Wait()
+		if n := h.rl.count("a") + h.rl.count("b") + h.rl.count("c") + h.rl.count("d"); n != reloadsBefore {
+			t.Fatalf("a fenced leader reloaded: %d → %d", reloadsBefore, n)
+		}
+		el.lead(false)
+		if snap, _ = h.s.Snapshot("node"); snap.Role != RoleStandby || snap.Last.Err != nil || !snap.Last.Standby {
+			t.Fatalf("after losing the lead: role %q, last %+v", snap.Role, snap.Last)
+		}
+		if v := testutil.ToFloat64(h.s.m.leaderChanges); v != 2 {
+			t.Fatalf("promshard_leader_changes_total %v, want 2", v)
+		}
+	})
+}

@@ -1,0 +1,148 @@
+package watch_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/promshard/promshard/internal/testenv"
+	"github.com/promshard/promshard/watch"
+)
+
+func TestLockOptionsErrors(t *testing.T) {
+	c, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		o    watch.LockOptions
+		want string
+	}{
+		{watch.LockOptions{}, "LockOptions.Key is empty"},
+		{watch.LockOptions{Key: "/"}, "LockOptions.Key is empty"},
+		{watch.LockOptions{Key: "k", SessionTTL: time.Second}, "LockOptions.SessionTTL 1s: want 10s to 24h0m0s"},
+		{watch.LockOptions{Key: "k", LockDelay: 2 * time.Minute}, "LockOptions.LockDelay 2m0s: at most 1m0s"},
+	} {
+		if _, err := watch.NewConsulLock(c, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: got %v, want %q", tc.o, err, tc.want)
+		}
+	}
+	if _, err := watch.NewConsulLock(nil, watch.LockOptions{Key: "k"}); err == nil {
+		t.Error("a nil client was accepted")
+	}
+}
+
+// runLock runs a lock until the test ends or stop is called.
+func runLock(t *testing.T, client *api.Client, name string) (l *watch.ConsulLock, stop func()) {
+	t.Helper()
+	l, err := watch.NewConsulLock(client, watch.LockOptions{Key: "promshard/test", Name: name, LockDelay: -1,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx, nil) }()
+	stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: Run: %v", name, err)
+		}
+	}
+	t.Cleanup(func() {
+		if ctx.Err() == nil {
+			stop()
+		}
+	})
+	return l, stop
+}
+
+func waitLeading(t *testing.T, l *watch.ConsulLock, want bool) {
+	t.Helper()
+	if err := testenv.WaitFor(30*time.Second, 20*time.Millisecond, func() error {
+		if l.Leading() != want {
+			return errors.New("not yet")
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%s: leading is not %v after 30 s", l.Name(), want)
+	}
+}
+
+// TestConsulLock runs two copies against a real agent: one leads, only it
+// can publish epochs, which count up; when its session ends the other
+// takes over and continues the count; a copy that stops hands the lock
+// over at once.
+func TestConsulLock(t *testing.T) {
+	_, client := startAgent(t)
+	ctx := context.Background()
+	a, _ := runLock(t, client, "a")
+	waitLeading(t, a, true)
+	b, stopB := runLock(t, client, "b")
+	if err := testenv.WaitFor(10*time.Second, 20*time.Millisecond, func() error {
+		if b.Leader() != "a" {
+			return errors.New("b does not see a as the leader")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if b.Leading() {
+		t.Fatal("both lead")
+	}
+	for want := uint64(1); want <= 2; want++ {
+		e, err := a.Publish(ctx, watch.Epoch{Job: "j", Members: []string{"c1", "c2"}, Hash: "h"})
+		if err != nil || e.Epoch != want || e.Leader != "a" {
+			t.Fatalf("a.Publish: %+v, %v; want epoch %d by a", e, err, want)
+		}
+	}
+	if _, err := b.Publish(ctx, watch.Epoch{Job: "j"}); !errors.Is(err, watch.ErrNotLeader) {
+		t.Fatalf("b.Publish: %v, want ErrNotLeader", err)
+	}
+	if err := a.Check(ctx); err != nil {
+		t.Fatalf("a.Check: %v", err)
+	}
+	if err := b.Check(ctx); !errors.Is(err, watch.ErrNotLeader) {
+		t.Fatalf("b.Check: %v, want ErrNotLeader", err)
+	}
+	if e, err := b.Published(ctx, "j"); err != nil || e.Epoch != 2 || e.Leader != "a" || e.Hash != "h" {
+		t.Fatalf("b.Published: %+v, %v", e, err)
+	}
+
+	// a's session ends (as when its check fails): a is fenced at once, and
+	// b takes the lock and publishes the next number.
+	sessions, _, err := client.Session().List(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sessions {
+		if s.Name == "promshard a" {
+			if _, err := client.Session().Destroy(s.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := a.Check(ctx); !errors.Is(err, watch.ErrNotLeader) {
+		t.Fatalf("a.Check after its session ended: %v, want ErrNotLeader", err)
+	}
+	waitLeading(t, b, true)
+	if e, err := b.Publish(ctx, watch.Epoch{Job: "j"}); err != nil || e.Epoch != 3 {
+		t.Fatalf("b.Publish after the takeover: %+v, %v", e, err)
+	}
+	if a.Leading() {
+		t.Fatal("a still believes it leads")
+	}
+
+	// b stops: it releases the lock, and a (campaigning again with a new
+	// session) takes it.
+	stopB()
+	waitLeading(t, a, true)
+	if e, err := a.Publish(ctx, watch.Epoch{Job: "j"}); err != nil || e.Epoch != 4 {
+		t.Fatalf("a.Publish after b stopped: %+v, %v", e, err)
+	}
+}
