@@ -146,3 +146,34 @@ func TestConsulLock(t *testing.T) {
 		t.Fatalf("a.Publish after b stopped: %+v, %v", e, err)
 	}
 }
+
+// TestConsulLockOutage: while Consul is down the leader's fence fails at
+// once, and it stops leading once its session could not be renewed for a
+// TTL; when Consul is back (a dev agent that starts empty) it leads again.
+func TestConsulLockOutage(t *testing.T) {
+	agent, client := startAgent(t)
+	l, err := watch.NewConsulLock(client, watch.LockOptions{Key: "promshard/outage", Name: "a", BackoffMax: time.Second,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx, nil) }()
+	defer func() { cancel(); <-done }()
+	waitLeading(t, l, true)
+	agent.Stop()
+	down := time.Now()
+	if err := l.Check(context.Background()); err == nil {
+		t.Fatal("the fence passed with Consul down")
+	}
+	waitLeading(t, l, false)
+	if d := time.Since(down); d > watch.DefaultSessionTTL+5*time.Second {
+		t.Errorf("stopped leading %v after Consul went down, want about the TTL (%v)", d, watch.DefaultSessionTTL)
+	}
+	agent.Start()
+	waitLeading(t, l, true)
+	if err := l.Check(context.Background()); err != nil {
+		t.Fatalf("the fence after Consul came back: %v", err)
+	}
+}
