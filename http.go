@@ -8,13 +8,14 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
-	"github.com/prometheus/common/model"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/shard"
-	"github.com/promshard/promshard/watch"
 )
 
 // Handler serves the Sharder's state over HTTP, for a daemon's mux:
@@ -30,18 +31,28 @@ import (
 //     and who scraped it at the last audit.
 //   - GET /api/v1/audit[?job=NAME][&state=STATE]: the last audit of each job
 //     (with Options.Audit), its problems filtered to one state if asked.
+//   - GET /api/v1/simulate?remove=ID&add=ID[:W]&weight=ID=W[&capacity=N][&job=NAME]:
+//     what the change would do to each job now ([Sharder.Simulate]); the
+//     parameters repeat.
 //   - /sd/JOB/...: every output of a job that is an [http.Handler] (such as
 //     filesd.Handler), for Prometheus' http_sd_configs, with the epoch in
 //     the Promshard-Epoch header; 503 on a standby, whose outputs are
 //     not written (Prometheus keeps its targets on an error).
 //
-// Metrics and liveness are the daemon's own.
+// It also answers GET /-/healthy (200 while the process runs) and, when
+// Options.Registerer is also a prometheus.Gatherer (a *prometheus.Registry),
+// GET /metrics with everything registered there.
 func (s *Sharder) Handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "healthy") })
+	if g, ok := s.opts.Registerer.(prometheus.Gatherer); ok {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{Registry: s.opts.Registerer}))
+	}
 	mux.HandleFunc("GET /-/ready", s.serveReady)
 	mux.HandleFunc("GET /api/v1/assignment", s.serveAssignment)
 	mux.HandleFunc("GET /api/v1/explain", s.serveExplain)
 	mux.HandleFunc("GET /api/v1/audit", s.serveAudit)
+	mux.HandleFunc("GET /api/v1/simulate", s.serveSimulate)
 	for _, j := range s.jobs {
 		for _, o := range j.cfg.Outputs {
 			if h, ok := o.(http.Handler); ok {
@@ -102,64 +113,12 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = enc.Encode(v)
 }
 
-// assignedMember is one member in /api/v1/assignment.
-type assignedMember struct {
-	Address string   `json:"address,omitempty"`
-	Domain  string   `json:"domain,omitempty"`
-	Targets []string `json:"targets"`
-	// State is draining or leaving for a collector out of the ring that is
-	// still registered, and PushPending whether its output's last change
-	// has not reached it yet.
-	State       string `json:"state,omitempty"`
-	PushPending bool   `json:"push_pending,omitempty"`
-}
-
-// assignedJob is one job in /api/v1/assignment.
-type assignedJob struct {
-	Epoch      uint64                    `json:"epoch,omitempty"`
-	Hash       string                    `json:"hash,omitempty"`
-	Agrees     bool                      `json:"agrees,omitempty"`
-	Role       string                    `json:"role,omitempty"`
-	Leader     string                    `json:"leader,omitempty"`
-	Collectors map[string]assignedMember `json:"collectors"`
-}
-
 func (s *Sharder) serveAssignment(w http.ResponseWriter, _ *http.Request) {
-	out := map[string]assignedJob{}
+	out := map[string]JobAssignment{}
 	for _, name := range s.Jobs() {
-		snap, _ := s.Snapshot(name)
-		if snap.Assignment == nil {
-			continue
+		if ja, ok := s.assignment(name); ok {
+			out[name] = ja
 		}
-		addr := map[string]string{}
-		for _, m := range snap.Members {
-			addr[m.ID] = m.HostPort()
-		}
-		byMember := map[string]assignedMember{}
-		for _, m := range snap.Assignment.Members {
-			am := assignedMember{Address: addr[m.ID], Domain: m.Domain, Targets: []string{}}
-			for _, g := range snap.Assignment.Groups[m.ID] {
-				for _, t := range g.Targets {
-					am.Targets = append(am.Targets, string(t[model.AddressLabel]))
-				}
-			}
-			byMember[m.ID] = am
-		}
-		for _, m := range snap.Leavers {
-			am := assignedMember{Address: m.HostPort(), State: "leaving", Targets: []string{},
-				PushPending: slices.Contains(snap.PendingReloads, m.ID)}
-			if m.State == watch.StateMaintenance {
-				am.State = "draining"
-			}
-			for _, g := range snap.Groups[m.ID] {
-				for _, t := range g.Targets {
-					am.Targets = append(am.Targets, string(t[model.AddressLabel]))
-				}
-			}
-			byMember[m.ID] = am
-		}
-		out[name] = assignedJob{Epoch: snap.Epoch.Epoch, Hash: snap.Epoch.Hash, Agrees: snap.Agrees,
-			Role: snap.Role, Leader: snap.Leader, Collectors: byMember}
 	}
 	writeJSON(w, out)
 }
@@ -227,6 +186,33 @@ func (s *Sharder) serveAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(out) == 0 {
 		http.Error(w, "no audit yet (the audit runs after the first reshard, with Options.Audit)", http.StatusNotFound)
+		return
+	}
+	writeJSON(w, out)
+}
+
+func (s *Sharder) serveSimulate(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	change, err := ParseChange(q["remove"], q["add"], q["weight"])
+	capacity := 0
+	if c := q.Get("capacity"); err == nil && c != "" {
+		if capacity, err = strconv.Atoi(c); err != nil || capacity < 0 {
+			err = fmt.Errorf("capacity %q: want a number of targets, 0 or more", c)
+		}
+	}
+	if only := q.Get("job"); err == nil && only != "" && !slices.Contains(s.Jobs(), only) {
+		err = fmt.Errorf("no job %q", only)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	out, err := s.SimulateAll(r.Context(), change, capacity)
+	if only := q.Get("job"); only != "" && err == nil {
+		out = map[string]*shard.Simulation{only: out[only]}
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	writeJSON(w, out)

@@ -189,6 +189,16 @@ type Options struct {
 	// Off when false, for the audit's reason.
 	Handoff        bool
 	HandoffTimeout time.Duration
+	// Listen, when set, is the address Run serves [Sharder.Handler] on
+	// while it runs (the status page, the API, /metrics, /-/healthy).
+	Listen string
+	// Registrar, when set, keeps collectors registered in Consul for the
+	// life of Run (see [watch.Registrar]): Run runs it and reshards only
+	// once its collectors are registered and their first checks passed (or
+	// its InitialWait ran out), so that a fresh start never shards to the
+	// one collector whose check ran first; Once registers them and waits
+	// the same way.
+	Registrar *watch.Registrar
 	// Elector, when set, runs central mode as several copies: only the
 	// leader writes outputs and reloads collectors, each write fenced by a
 	// check with the election's source of truth, and each new plan
@@ -340,6 +350,7 @@ func (s *Sharder) Run(ctx context.Context, members watch.Source) error {
 			case parent.Err() != nil:
 				return nil
 			case err != nil:
+				s.opts.Logger.Error("a part failed; stopping", "part", name, "err", err)
 				return fmt.Errorf("%s: %w", name, err)
 			case ctx.Err() == nil:
 				return fmt.Errorf("%s stopped", name)
@@ -350,6 +361,20 @@ func (s *Sharder) Run(ctx context.Context, members watch.Source) error {
 	groups, err := s.sources(members)
 	if err != nil {
 		return err
+	}
+	if addr := s.opts.Listen; addr != "" {
+		part("http server on "+addr, func() error { return Serve(ctx, addr, s.Handler()) })
+	}
+	if r := s.opts.Registrar; r != nil {
+		part("consul registrar", func() error { return r.Run(ctx) })
+		select { // its collectors registered and checked
+		case <-r.Ready():
+		case <-ctx.Done():
+			if err := g.Wait(); parent.Err() == nil {
+				return err // the registrar failed for good
+			}
+			return nil
+		}
 	}
 	for _, sg := range groups {
 		ch := make(chan []watch.Member)
@@ -402,13 +427,17 @@ func (s *Sharder) Run(ctx context.Context, members watch.Source) error {
 	return nil
 }
 
-// Once waits for each job's first member set, reshards it once, and waits
+// Once registers the collectors of Options.Registrar and waits for their
+// first checks, then waits for each job's first member set, reshards it once, and waits
 // for the reloads of the collectors whose output changed. It is the
 // "-once" of a command line: it returns a report per job and the errors of
 // the jobs that failed, joined.
 func (s *Sharder) Once(ctx context.Context, members watch.Source) ([]Report, error) {
 	groups, err := s.sources(members)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.opts.Registrar.RegisterAndWait(ctx); err != nil { // checks start critical
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)

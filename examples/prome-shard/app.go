@@ -78,6 +78,7 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 		}
 	}
 	opts := promshard.Options{RefreshInterval: cfg.RefreshInterval.Duration, DryRun: f.DryRun, Logger: logger, Registerer: reg,
+		Registrar: a.registrar, Listen: cfg.Listen,
 		AuditInterval: cfg.Audit.Interval.Duration, AuditRepairAfter: cfg.Audit.RepairAfter.Duration,
 		CollectorScheme: cfg.Audit.Scheme, Handoff: cfg.Handoff.Mode != "off", HandoffTimeout: cfg.Handoff.Timeout.Duration}
 	client, err := httpClient(cfg.Audit.Client, "audit")
@@ -199,12 +200,17 @@ func httpClient(c promcfg.HTTPClientConfig, name string) (*http.Client, error) {
 	return promcfg.NewClientFromConfig(c, name)
 }
 
-// once registers the collectors, reshards every job once, prints tables.
+// once registers the collectors, reshards every job once, prints tables
+// (or what a change would move: simulate).
 func (a *app) once(ctx context.Context, w io.Writer) error {
-	if err := a.registrar.RegisterAndWait(ctx); err != nil { // checks start critical
-		return err
-	}
 	reports, err := a.sharder.Once(ctx, nil)
+	if a.flags.Simulate && err == nil { // what the change would move, from the collectors as they are now
+		sims, err := a.sharder.SimulateAll(ctx, a.flags.Change, a.flags.Capacity)
+		if err != nil {
+			return err
+		}
+		return promshard.WriteSimulations(w, sims, a.flags.Output)
+	}
 	for _, r := range reports {
 		_ = r.WriteTable(w)
 	}

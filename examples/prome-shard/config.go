@@ -1,17 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	promcfg "github.com/prometheus/common/config"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"go.yaml.in/yaml/v2"
@@ -26,76 +24,28 @@ import (
 // Config is the parsed -config file, documented in config.yaml; zero is the default.
 type Config struct {
 	Listen          string             `yaml:"listen"`
-	RefreshInterval Duration           `yaml:"refresh_interval"`
-	Settle          Duration           `yaml:"settle"`
+	RefreshInterval promshard.Duration `yaml:"refresh_interval"`
+	Settle          promshard.Duration `yaml:"settle"`
 	Consul          watch.ClientConfig `yaml:"consul"`
 	Audit           struct {           // what collectors scrape: on unless disabled
 		Disabled    bool                     `yaml:"disabled"`
-		Interval    Duration                 `yaml:"interval"`
-		Grace       Duration                 `yaml:"grace"`
-		RepairAfter Duration                 `yaml:"repair_after"`
+		Interval    promshard.Duration       `yaml:"interval"`
+		Grace       promshard.Duration       `yaml:"grace"`
+		RepairAfter promshard.Duration       `yaml:"repair_after"`
 		Concurrency int                      `yaml:"concurrency"`
 		Scheme      string                   `yaml:"scheme"`
 		Client      promcfg.HTTPClientConfig `yaml:",inline"`
 	} `yaml:"audit"`
 	Handoff struct {
-		Mode    string   `yaml:"mode"` // overlap (the default) or off
-		Timeout Duration `yaml:"timeout"`
+		Mode    string             `yaml:"mode"` // overlap (the default) or off
+		Timeout promshard.Duration `yaml:"timeout"`
 	} `yaml:"handoff"`
 	LeaderElection struct { // several copies of central mode: one leads
-		Key, Name  string   // yaml: key, name
-		SessionTTL Duration `yaml:"session_ttl"`
-		LockDelay  Duration `yaml:"lock_delay"`
+		Key, Name  string             // yaml: key, name
+		SessionTTL promshard.Duration `yaml:"session_ttl"`
+		LockDelay  promshard.Duration `yaml:"lock_delay"`
 	} `yaml:"leader_election"`
 	Jobs []JobConfig `yaml:"jobs"`
-}
-
-// Duration is a duration in the config ("30s"); LoadConfig names a bad one.
-type Duration struct {
-	time.Duration
-	text string
-}
-
-// UnmarshalYAML records the text and its value, if it is a duration.
-func (d *Duration) UnmarshalYAML(unmarshal func(any) error) error {
-	err := unmarshal(&d.text)
-	v, _ := model.ParseDuration(d.text)
-	d.Duration = time.Duration(v)
-	return err
-}
-
-// badDuration returns an error for the first Duration under v (a struct,
-// slice or pointer, addressable) that did not parse, named by its path.
-func badDuration(v reflect.Value, path string) error {
-	switch v.Kind() {
-	case reflect.Pointer:
-		if !v.IsNil() {
-			return badDuration(v.Elem(), path)
-		}
-	case reflect.Slice:
-		for i := range v.Len() {
-			if err := badDuration(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
-	case reflect.Struct:
-		if d, ok := v.Addr().Interface().(*Duration); ok && d.text != "" {
-			if _, err := model.ParseDuration(d.text); err == nil {
-				return nil
-			}
-			return fmt.Errorf("%s: %q is not a duration (e.g. 30s, 5m)", path, d.text)
-		}
-		for i := range v.NumField() {
-			tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
-			if tag == "" || !v.Type().Field(i).IsExported() {
-				continue
-			}
-			if err := badDuration(v.Field(i), strings.TrimPrefix(path+"."+tag, ".")); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // JobConfig is one job: its collectors, its targets, where they go.
@@ -115,23 +65,23 @@ type JobConfig struct {
 // CollectorConfig says where the job's collectors come from: a Consul
 // service (optionally registered by promshard), or a static list.
 type CollectorConfig struct {
-	ConsulService string         `yaml:"consul_service"`
-	Tags          []string       `yaml:"tags"`
-	DrainTag      string         `yaml:"drain_tag"`
-	Register      []watch.Member `yaml:"register"`
-	Check         CheckConfig    `yaml:"check"`
-	Static        []watch.Member `yaml:"static"`
-	Probe         string         `yaml:"probe"`
-	ProbeInterval Duration       `yaml:"probe_interval"`
+	ConsulService string             `yaml:"consul_service"`
+	Tags          []string           `yaml:"tags"`
+	DrainTag      string             `yaml:"drain_tag"`
+	Register      []watch.Member     `yaml:"register"`
+	Check         CheckConfig        `yaml:"check"`
+	Static        []watch.Member     `yaml:"static"`
+	Probe         string             `yaml:"probe"`
+	ProbeInterval promshard.Duration `yaml:"probe_interval"`
 }
 
 // CheckConfig is the health check of registered collectors.
 type CheckConfig struct {
-	Type                    string   `yaml:"type"`
-	Path                    string   `yaml:"path"`
-	Interval                Duration `yaml:"interval"`
-	Timeout                 Duration `yaml:"timeout"`
-	DeregisterCriticalAfter Duration `yaml:"deregister_critical_after"`
+	Type                    string             `yaml:"type"`
+	Path                    string             `yaml:"path"`
+	Interval                promshard.Duration `yaml:"interval"`
+	Timeout                 promshard.Duration `yaml:"timeout"`
+	DeregisterCriticalAfter promshard.Duration `yaml:"deregister_critical_after"`
 }
 
 // TargetsConfig names exactly one target provider.
@@ -140,7 +90,7 @@ type TargetsConfig struct {
 	FileSD []string             `yaml:"file_sd"`
 	HTTPSD *struct {
 		URL     string                   `yaml:"url"`
-		Timeout Duration                 `yaml:"timeout"`
+		Timeout promshard.Duration       `yaml:"timeout"`
 		Client  promcfg.HTTPClientConfig `yaml:",inline"` // auth and TLS as in a Prometheus scrape config
 	} `yaml:"http_sd"`
 	PrometheusSD map[string]any `yaml:"prometheus_sd"`
@@ -164,7 +114,7 @@ type ReloadConfig struct {
 	HTTP        struct {
 		Path    string                   `yaml:"path"`
 		Scheme  string                   `yaml:"scheme"`
-		Timeout Duration                 `yaml:"timeout"`
+		Timeout promshard.Duration       `yaml:"timeout"`
 		Retries int                      `yaml:"retries"`
 		Client  promcfg.HTTPClientConfig `yaml:",inline"`
 	} `yaml:"http"`
@@ -172,8 +122,8 @@ type ReloadConfig struct {
 		PIDFile string `yaml:"pid_file"`
 	} `yaml:"signal"`
 	Command struct {
-		Args    []string `yaml:"args"`
-		Timeout Duration `yaml:"timeout"`
+		Args    []string           `yaml:"args"`
+		Timeout promshard.Duration `yaml:"timeout"`
 	} `yaml:"command"`
 }
 
@@ -186,7 +136,7 @@ func LoadConfig(path string) (*Config, error) {
 		err = yaml.UnmarshalStrict(b, &c)
 	}
 	if err == nil {
-		err = badDuration(reflect.ValueOf(&c).Elem(), "")
+		err = promshard.CheckDurations(&c)
 	}
 	if err == nil {
 		err = c.check()
@@ -197,8 +147,8 @@ func LoadConfig(path string) (*Config, error) {
 func (c *Config) check() error {
 	_, cerr := c.Consul.APIConfig()
 	switch lerr, d := c.checkListen("listen"), c.RefreshInterval; {
-	case d.text != "" && d.Duration < promshard.MinRefreshInterval:
-		return fmt.Errorf("refresh_interval: %q, want at least %v", d.text, promshard.MinRefreshInterval)
+	case d.Text() != "" && d.Duration < promshard.MinRefreshInterval:
+		return fmt.Errorf("refresh_interval: %q, want at least %v", d.Text(), promshard.MinRefreshInterval)
 	case lerr != nil:
 		return lerr
 	case cerr != nil:
@@ -286,6 +236,9 @@ func (j *JobConfig) check(at string) error {
 		b, err := yaml.Marshal(t.PrometheusSD)
 		if err == nil {
 			t.sd, err = promsd.ParseConfigs(b)
+		}
+		if errors.Is(err, promsd.ErrNotCompiled) {
+			err = fmt.Errorf("%w; %s", err, sdBuild)
 		}
 		if err != nil {
 			return fmt.Errorf("%s.targets.prometheus_sd: %w", at, err)

@@ -7,32 +7,42 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	_ "github.com/prometheus/prometheus/discovery/install" // every Prometheus SD, for prometheus_sd
-	"golang.org/x/sync/errgroup"
+	_ "github.com/prometheus/prometheus/discovery/consul" // the SDs of a Consul-based VM fleet, which build in seconds;
+	_ "github.com/prometheus/prometheus/discovery/dns"    // -tags promsd_all (sd_all.go) builds every one
+	_ "github.com/prometheus/prometheus/discovery/file"
+	_ "github.com/prometheus/prometheus/discovery/http"
 
 	"github.com/promshard/promshard"
+	"github.com/promshard/promshard/shard"
 )
+
+// sdBuild says which Prometheus SDs this build has.
+var sdBuild = "this build has consul, dns, file and http; build with -tags promsd_all for every Prometheus SD"
 
 // version is set with -ldflags "-X main.version=…", else from the build info.
 var version = ""
 
 // Flags are the command line.
 type Flags struct {
-	Config, Member, Listen string
-	Once, DryRun, Version  bool
-	LogLevel               slog.Level
+	Config, Member, Listen, From, Output string
+	Once, DryRun, Version, Simulate      bool
+	LogLevel                             slog.Level
+	Change                               shard.Change // simulate: -remove, -add, -weight
+	Capacity                             int
 }
 
 func parseFlags(args []string, stderr io.Writer) (Flags, error) {
 	var f Flags
+	sim := len(args) > 0 && args[0] == "simulate" // a dry run that prints what a change would move
+	if sim {
+		args = args[1:]
+	}
 	fs := flag.NewFlagSet("prome-shard", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.Config, "config", "", "path of the YAML config file (required)")
@@ -42,13 +52,27 @@ func parseFlags(args []string, stderr io.Writer) (Flags, error) {
 	fs.BoolVar(&f.DryRun, "dry-run", false, "reshard once and print the assignment summary; write and reload nothing")
 	fs.BoolVar(&f.Version, "version", false, "print the version and exit")
 	fs.TextVar(&f.LogLevel, "log.level", slog.LevelInfo, "log level: debug, info, warn or error")
-	switch err := fs.Parse(args); {
+	var remove, add, weight []string
+	for name, list := range map[string]*[]string{"remove": &remove, "add": &add, "weight": &weight} {
+		fs.Func(name, "simulate: a collector that leaves (ID), joins (ID[:WEIGHT]) or gets a weight (ID=W); repeat",
+			func(v string) error { *list = append(*list, v); return nil })
+	}
+	fs.StringVar(&f.From, "from", "", "simulate: a saved /api/v1/assignment instead of -config")
+	fs.StringVar(&f.Output, "o", "table", "simulate: table or json")
+	fs.IntVar(&f.Capacity, "capacity", 0, "simulate: the most targets a collector may hold (0: no cap)")
+	err := fs.Parse(args)
+	if f.Simulate, f.DryRun = sim, f.DryRun || sim; err == nil {
+		f.Change, err = promshard.ParseChange(remove, add, weight)
+	}
+	switch {
 	case err != nil:
 		return f, err
 	case fs.NArg() > 0:
 		return f, fmt.Errorf("unexpected arguments %q", fs.Args())
-	case !f.Version && f.Config == "":
-		return f, errors.New("-config is required")
+	case f.Output != "table" && f.Output != "json":
+		return f, fmt.Errorf("-o %q: want table or json", f.Output)
+	case !f.Version && (f.Config == "") == (f.From == ""):
+		return f, errors.New("-config is required (simulate: -config or -from)")
 	}
 	return f, nil
 }
@@ -85,12 +109,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.LogLevel}))
-	a, err := load(f, logger)
-	if err != nil {
-		fmt.Fprintf(stderr, "prome-shard: %s: %v\n", f.Config, err)
-		return exitConfig
+	var a *app
+	if f.From == "" { // simulate -from needs no config
+		if a, err = load(f, logger); err != nil {
+			fmt.Fprintf(stderr, "prome-shard: %s: %v\n", f.Config, err)
+			return exitConfig
+		}
 	}
-	if f.Once || f.DryRun {
+	if f.From != "" {
+		err = simulateSaved(f, stdout)
+	} else if f.Once || f.DryRun { // simulate is a dry run
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		err = a.once(ctx, stdout)
@@ -127,65 +155,53 @@ func load(f Flags, logger *slog.Logger) (*app, error) {
 // errReload ends serve when a SIGHUP brought a config that builds.
 var errReload = errors.New("config reloaded")
 
-// reloadOnHUP loads the config again on each SIGHUP. One that builds ends
-// serve with errReload, leaving the registrations in place, and run serves
-// it; one that does not is logged and the running config stays.
-func (a *app) reloadOnHUP(ctx context.Context) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-a.hup:
+// serve runs the Sharder (its HTTP server and registrar with it) until ctx
+// ends (nil) or a part of it fails (its error, naming the part). It loads
+// the config again on each SIGHUP: one that builds ends serve with
+// errReload, leaving the registrations in place, and run serves it; one
+// that does not is logged and the running config stays.
+func (a *app) serve(ctx context.Context) error {
+	ctx, reload := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	defer func() { reload(nil); <-done }()
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.hup:
+			}
 			next, err := load(a.flags, a.log)
 			if err == nil {
 				a.next = next
 				a.registrar.Keep()
-				return errReload
+				reload(errReload)
+				return
 			}
 			a.reloaded.Set(0)
 			a.log.Error("config reload failed; the running config stays", "err", err)
 		}
-	}
-}
-
-// serve runs the daemon's parts until ctx ends (nil) or one of them fails
-// (its error, naming the part, logged); the others are stopped either way.
-func (a *app) serve(ctx context.Context) error {
-	parent := ctx
-	g, ctx := errgroup.WithContext(ctx)
-	part := func(name string, fn func(context.Context) error) {
-		g.Go(func() error {
-			if err := fn(ctx); err != nil && parent.Err() == nil {
-				if !errors.Is(err, errReload) {
-					a.log.Error("a part failed; stopping", "part", name, "err", err)
-				}
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			return nil
-		})
-	}
-	if a.cfg.Listen != "" {
-		part("http server", a.serveHTTP)
-	}
-	if a.registrar != nil {
-		part("consul registrar", a.registrar.Run)
-	}
-	part("config reload", a.reloadOnHUP)
-	part("sharder", func(ctx context.Context) error {
-		<-a.registrar.Ready() // its collectors registered and checked (at once when none)
-		return a.sharder.Run(ctx, nil)
-	})
+	}()
 	a.log.Info("prome-shard running", "version", version, "jobs", len(a.cfg.Jobs), "listen", a.cfg.Listen, "self", a.flags.Member)
-	err := g.Wait() // nil after a signal: parts then return nil
+	err := a.sharder.Run(ctx, nil) // nil after a signal
 	a.log.Info("stopped")
+	if context.Cause(ctx) == errReload {
+		return errReload
+	}
 	return err
 }
 
-// serveHTTP serves the Sharder's handler, /metrics and /-/healthy.
-func (a *app) serveHTTP(ctx context.Context) error {
-	mux := http.NewServeMux()
-	mux.Handle("/", a.sharder.Handler())
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "prome-shard is healthy.") })
-	return promshard.Serve(ctx, a.cfg.Listen, mux)
+// simulateSaved is simulate over a saved /api/v1/assignment (-from).
+func simulateSaved(f Flags, w io.Writer) error {
+	r, err := os.Open(f.From)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	sims, err := promshard.SimulateSaved(r, f.Change, f.Capacity)
+	if err != nil {
+		return err
+	}
+	return promshard.WriteSimulations(w, sims, f.Output)
 }

@@ -207,7 +207,7 @@ func TestExitCodes(t *testing.T) {
 		}
 		defer l.Close()
 		code, _, stderr := runCmd("-config", p, "-listen", l.Addr().String())
-		if code != 1 || !strings.Contains(stderr, "part=\"http server\"") || !strings.Contains(stderr, "address already in use") {
+		if code != 1 || !strings.Contains(stderr, "part=\"http server on") || !strings.Contains(stderr, "address already in use") {
 			t.Fatalf("exit %d, stderr %q; want 1 naming the http server", code, stderr)
 		}
 	})

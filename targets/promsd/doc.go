@@ -15,7 +15,9 @@
 //
 //	import _ "github.com/prometheus/prometheus/discovery/consul"
 //
-// or all of them with github.com/prometheus/prometheus/discovery/install.
+// or all of them with github.com/prometheus/prometheus/discovery/install
+// (which makes a binary take minutes to build and weigh about 100 MB). A
+// config that names a mechanism left out fails with [ErrNotCompiled].
 //
 // Relabelling is not applied here. The discovered labels, __meta_* labels
 // included, are passed on to the collectors unchanged, and the collector's

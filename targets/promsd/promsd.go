@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,11 +25,21 @@ import (
 //	  - server: 127.0.0.1:8500
 //	    services: [node-exporter]
 //
-// Unknown keys are errors. A mechanism whose package is not imported is an
-// unknown key.
+// Unknown keys are errors. A *_sd_configs key whose mechanism's package is
+// not imported fails with an error that wraps [ErrNotCompiled] and names
+// the key.
 func ParseConfigs(b []byte) (discovery.Configs, error) {
 	var c discovery.Configs
 	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+		var keys yaml.MapSlice
+		_ = yaml.Unmarshal(b, &keys)
+		for _, kv := range keys {
+			k, _ := kv.Key.(string)
+			var one discovery.Configs
+			if strings.HasSuffix(k, "_sd_configs") && yaml.UnmarshalStrict([]byte(k+": []"), &one) != nil {
+				return nil, fmt.Errorf("promsd: %s: %w (its package is not imported, or the name is misspelt)", k, ErrNotCompiled)
+			}
+		}
 		return nil, fmt.Errorf("promsd: service discovery configs: %w", err)
 	}
 	if len(c) == 0 {
@@ -36,6 +47,10 @@ func ParseConfigs(b []byte) (discovery.Configs, error) {
 	}
 	return c, nil
 }
+
+// ErrNotCompiled says that a service discovery mechanism is not compiled
+// into the program.
+var ErrNotCompiled = errors.New("not compiled into this program")
 
 // DefaultUpdateInterval is how often the discovery manager passes on
 // updates, as in Prometheus.

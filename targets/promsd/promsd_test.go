@@ -2,6 +2,7 @@ package promsd_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -170,5 +171,13 @@ func TestParseConfigsErrors(t *testing.T) {
 	}
 	if _, err := promsd.New("", nil, promsd.Options{}); err == nil {
 		t.Error("empty job accepted")
+	}
+	// This test binary imports consul and file only.
+	_, err := promsd.ParseConfigs([]byte("consul_sd_configs: [{server: a}]\nkubernetes_sd_configs: [{role: pod}]"))
+	if !errors.Is(err, promsd.ErrNotCompiled) || !strings.Contains(err.Error(), "kubernetes_sd_configs") {
+		t.Errorf("a mechanism not compiled in: %v", err)
+	}
+	if _, err := promsd.ParseConfigs([]byte("file_sd_configs: [{files: [a.json], bogus: 1}]")); errors.Is(err, promsd.ErrNotCompiled) {
+		t.Errorf("a bad field of a compiled mechanism: %v", err)
 	}
 }

@@ -1,0 +1,253 @@
+package promshard
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/shard"
+	"github.com/promshard/promshard/watch"
+)
+
+// JobAssignment is one job in /api/v1/assignment: how it is placed, which
+// plan it is, and each collector's share. It reads back as written, so a
+// saved copy can be simulated offline ([JobAssignment.Simulate]).
+type JobAssignment struct {
+	Ring     shard.Kind `json:"ring"`
+	Replicas int        `json:"replicas"`
+	KeyLabel string     `json:"key_label,omitempty"`
+	// Epoch, Hash and Agrees are the published epoch (with Options.Elector)
+	// and whether this copy's plan is it; Role and Leader the election.
+	Epoch  uint64 `json:"epoch,omitempty"`
+	Hash   string `json:"hash,omitempty"`
+	Agrees bool   `json:"agrees,omitempty"`
+	Role   string `json:"role,omitempty"`
+	Leader string `json:"leader,omitempty"`
+	// Collectors are the ring's members and the registered collectors out
+	// of it (State draining or leaving), by ID.
+	Collectors map[string]CollectorAssignment `json:"collectors"`
+}
+
+// CollectorAssignment is one collector's share in a [JobAssignment].
+type CollectorAssignment struct {
+	Address string   `json:"address,omitempty"`
+	Domain  string   `json:"domain,omitempty"`
+	Weight  uint32   `json:"weight,omitempty"`
+	Targets []string `json:"targets"`
+	// State is draining or leaving for a collector out of the ring that is
+	// still registered, and PushPending whether its output's last change
+	// has not reached it yet.
+	State       string `json:"state,omitempty"`
+	PushPending bool   `json:"push_pending,omitempty"`
+}
+
+// assignment is a job's JobAssignment; false before its first assignment.
+func (s *Sharder) assignment(name string) (JobAssignment, bool) {
+	snap, _ := s.Snapshot(name)
+	asg := snap.Assignment
+	if asg == nil {
+		return JobAssignment{}, false
+	}
+	addr := map[string]string{}
+	for _, m := range snap.Members {
+		addr[m.ID] = m.HostPort()
+	}
+	addrs := func(gs []*targetgroup.Group) []string {
+		out := []string{}
+		for _, g := range gs {
+			for _, t := range g.Targets {
+				out = append(out, string(t[model.AddressLabel]))
+			}
+		}
+		return out
+	}
+	ja := JobAssignment{Ring: asg.Ring, Replicas: asg.RequestedReplicas, KeyLabel: snap.KeyLabel, Epoch: snap.Epoch.Epoch,
+		Hash: snap.Epoch.Hash, Agrees: snap.Agrees, Role: snap.Role, Leader: snap.Leader, Collectors: map[string]CollectorAssignment{}}
+	for _, m := range asg.Members {
+		ja.Collectors[m.ID] = CollectorAssignment{Address: addr[m.ID], Domain: m.Domain, Weight: m.Weight, Targets: addrs(asg.Groups[m.ID])}
+	}
+	for _, m := range snap.Leavers {
+		ca := CollectorAssignment{Address: m.HostPort(), State: "leaving", Targets: addrs(snap.Groups[m.ID]),
+			PushPending: slices.Contains(snap.PendingReloads, m.ID)}
+		if m.State == watch.StateMaintenance {
+			ca.State = "draining"
+		}
+		ja.Collectors[m.ID] = ca
+	}
+	return ja, true
+}
+
+// Simulate computes what change would do to the saved assignment: its
+// ring members (the collectors without a State) and its targets. A job
+// placed by a key label other than __address__ cannot be simulated from a
+// saved copy, which holds only addresses.
+func (ja JobAssignment) Simulate(change shard.Change, capacity int) (*shard.Simulation, error) {
+	if ja.KeyLabel != "" && ja.KeyLabel != string(model.AddressLabel) {
+		return nil, fmt.Errorf("promshard: the assignment is placed by label %q, which a saved copy does not hold", ja.KeyLabel)
+	}
+	var ms []shard.Member
+	seen := map[string]bool{}
+	g := &targetgroup.Group{Source: "saved"}
+	for _, id := range slices.Sorted(maps.Keys(ja.Collectors)) {
+		c := ja.Collectors[id]
+		if c.State != "" {
+			continue
+		}
+		ms = append(ms, shard.Member{ID: id, Weight: c.Weight, Domain: c.Domain})
+		for _, a := range c.Targets {
+			if !seen[a] {
+				seen[a] = true
+				g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(a)})
+			}
+		}
+	}
+	return shard.Simulate(ja.Ring, ms, []*targetgroup.Group{g}, shard.Options{Replicas: ja.Replicas}, change, capacity)
+}
+
+// ReadAssignment reads a saved /api/v1/assignment.
+func ReadAssignment(r io.Reader) (map[string]JobAssignment, error) {
+	var out map[string]JobAssignment
+	if err := json.NewDecoder(r).Decode(&out); err != nil {
+		return nil, fmt.Errorf("promshard: not an /api/v1/assignment answer: %w", err)
+	}
+	return out, nil
+}
+
+// SimulateSaved simulates change on every job of a saved
+// /api/v1/assignment, offline.
+func SimulateSaved(r io.Reader, change shard.Change, capacity int) (map[string]*shard.Simulation, error) {
+	saved, err := ReadAssignment(r)
+	if err != nil {
+		return nil, err
+	}
+	sims := map[string]*shard.Simulation{}
+	for _, job := range slices.Sorted(maps.Keys(saved)) {
+		if sims[job], err = saved[job].Simulate(change, capacity); err != nil {
+			return nil, fmt.Errorf("job %q: %w", job, err)
+		}
+	}
+	return sims, nil
+}
+
+// Simulate computes what change would do to a job now: over its current
+// ring members and the targets its provider gives (the last good ones),
+// placed exactly as a reshard would place them, and with capacity (targets
+// per collector; 0: none) how many would be above it. It changes nothing:
+// an ops daemon asks it before it drains a host.
+func (s *Sharder) Simulate(ctx context.Context, job string, change shard.Change, capacity int) (*shard.Simulation, error) {
+	j, err := s.job(job)
+	if err != nil {
+		return nil, err
+	}
+	snap, _ := s.Snapshot(job)
+	if snap.Assignment == nil {
+		return nil, fmt.Errorf("job %q: %w", job, ErrNotStarted)
+	}
+	res, err := s.reg.Targets(ctx, job)
+	if err != nil && res.Fetched.IsZero() {
+		return nil, fmt.Errorf("job %q: %w", job, err)
+	}
+	return shard.Simulate(snap.Assignment.Ring, snap.Assignment.Members, res.Groups, j.cfg.Shard, change, capacity)
+}
+
+// SimulateAll is [Sharder.Simulate] for every job, by name.
+func (s *Sharder) SimulateAll(ctx context.Context, change shard.Change, capacity int) (map[string]*shard.Simulation, error) {
+	sims := map[string]*shard.Simulation{}
+	for _, name := range s.Jobs() {
+		sim, err := s.Simulate(ctx, name, change, capacity)
+		if err != nil {
+			return nil, fmt.Errorf("job %q: %w", name, err)
+		}
+		sims[name] = sim
+	}
+	return sims, nil
+}
+
+// ParseChange reads a what-if as a command line or a query gives it:
+// remove holds member IDs, add "ID" or "ID:WEIGHT", weight "ID=WEIGHT".
+// Errors name the value.
+func ParseChange(remove, add, weight []string) (shard.Change, error) {
+	c := shard.Change{Remove: remove, Weight: map[string]uint32{}}
+	parseWeight := func(what, v string) (uint32, error) {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 || n > shard.MaxWeight {
+			return 0, fmt.Errorf("%s: weight %q: want 1 to %d", what, v, shard.MaxWeight)
+		}
+		return uint32(n), nil
+	}
+	for _, a := range add {
+		id, w, hasW := strings.Cut(a, ":")
+		m := shard.Member{ID: id}
+		if hasW {
+			n, err := parseWeight("add "+a, w)
+			if err != nil {
+				return c, err
+			}
+			m.Weight = n
+		}
+		c.Add = append(c.Add, m)
+	}
+	for _, kv := range weight {
+		id, w, ok := strings.Cut(kv, "=")
+		if !ok || id == "" {
+			return c, fmt.Errorf("weight %q: want ID=WEIGHT", kv)
+		}
+		n, err := parseWeight("weight "+kv, w)
+		if err != nil {
+			return c, err
+		}
+		c.Weight[id] = n
+	}
+	return c, nil
+}
+
+// WriteSimulations prints the simulation of each job: as tables for a
+// person, by job name (format "table" or ""), or as JSON ("json").
+func WriteSimulations(w io.Writer, sims map[string]*shard.Simulation, format string) error {
+	switch format {
+	case "json":
+		return json.NewEncoder(w).Encode(sims)
+	case "table", "":
+	default:
+		return fmt.Errorf("promshard: format %q: want table or json", format)
+	}
+	for _, job := range slices.Sorted(maps.Keys(sims)) {
+		if err := WriteSimulation(w, job, sims[job]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteSimulation prints a simulation for a person: the balance before and
+// after, the moves per pair of collectors, and every collector's counts.
+func WriteSimulation(w io.Writer, job string, sim *shard.Simulation) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "job %s: %d targets, %d would move\n", job, sim.Targets, sim.Moved)
+	fmt.Fprintf(tw, "  before: %d collectors, max %d, mean %.1f, max/mean %.3f\n", sim.Before.Members, sim.Before.Max,
+		sim.Before.Mean, sim.Before.MaxOverMean())
+	fmt.Fprintf(tw, "  after:  %d collectors, max %d, mean %.1f, max/mean %.3f\n", sim.After.Members, sim.After.Max,
+		sim.After.Mean, sim.After.MaxOverMean())
+	if sim.Capacity > 0 {
+		fmt.Fprintf(tw, "  capacity %d targets per collector: %d unplaced\n", sim.Capacity, sim.Unplaced)
+	}
+	fmt.Fprintf(tw, "  FROM\tTO\tTARGETS\n")
+	for _, m := range sim.Moves {
+		fmt.Fprintf(tw, "  %s\t%s\t%d\n", cmp.Or(m.From, "(new replica)"), cmp.Or(m.To, "(dropped)"), m.Targets)
+	}
+	fmt.Fprintf(tw, "  COLLECTOR\tBEFORE\tAFTER\tSTATE\n")
+	for _, l := range sim.Loads {
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\n", l.ID, l.Before, l.After, l.State)
+	}
+	return tw.Flush()
+}
