@@ -20,6 +20,12 @@ import (
 
 // Handler serves the Sharder's state over HTTP, for a daemon's mux:
 //
+//   - GET /: the status page, for a person: per job its collectors as bars
+//     with their target counts (50 a page), the ring, the replicas, the
+//     election and epoch, the audit's counts (linking to their lists), the
+//     last reshards, and a search box that explains who owns a target and
+//     who scraped it. One HTML page with a small script, nothing fetched
+//     from elsewhere; it stays the same size at a million targets.
 //   - GET /-/ready: 200 when every job's outputs hold an assignment and its
 //     last reshard succeeded (on a standby: its assignment is computed);
 //     503 naming the first job that is not. The body says "ready", and
@@ -48,6 +54,7 @@ func (s *Sharder) Handler() http.Handler {
 	if g, ok := s.opts.Registerer.(prometheus.Gatherer); ok {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{Registry: s.opts.Registerer}))
 	}
+	mux.HandleFunc("GET /{$}", s.serveStatus)
 	mux.HandleFunc("GET /-/ready", s.serveReady)
 	mux.HandleFunc("GET /api/v1/assignment", s.serveAssignment)
 	mux.HandleFunc("GET /api/v1/explain", s.serveExplain)

@@ -134,6 +134,9 @@ type Snapshot struct {
 	Agrees bool
 	// Last is the report of the last reshard, failed or not.
 	Last Report
+	// Recent are the last reshards, newest first (at most 10), without
+	// their assignments, files and reloads.
+	Recent []Report
 	// PendingReloads lists members whose reload has not succeeded yet.
 	PendingReloads []string
 }
@@ -339,8 +342,11 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	defer func() {
 		rep.Took, rep.Err = time.Since(rep.Start), err
 		j.m.observe(name, rep)
+		slim := rep
+		slim.Assignment, slim.Files, slim.Reloads, slim.Diff.Members = nil, nil, nil, nil
 		j.stateMu.Lock()
 		j.snap.Last = rep
+		j.snap.Recent = append([]Report{slim}, j.snap.Recent[:min(len(j.snap.Recent), recentReshards-1)]...)
 		j.stateMu.Unlock()
 		if err != nil && ctx.Err() == nil {
 			log.Error("reshard failed; outputs stay as they are", "job", name, "reason", reason, "err", err)
