@@ -2,9 +2,9 @@
 // library's values from a YAML config (config.yaml documents every field,
 // demo.yaml runs without Consul or Prometheus) and runs a promshard.Sharder,
 // centrally or beside one collector (-member ID); -once reshards once,
-// -dry-run only prints. Exit codes: 0 on success or SIGINT/SIGTERM, 1 when
-// -once or a part of the daemon failed (the log names it), 2 for a flag or
-// config mistake. SIGHUP reloads the config. HTTP: /metrics, /-/healthy,
-// /-/ready, /api/v1/assignment, /api/v1/explain?target=ADDR, /api/v1/audit,
-// /sd/JOB/ID.
+// -dry-run only prints, "simulate -remove ID -add ID[:W]" prints what a
+// change would move. Exit codes: 0 on success or SIGINT/SIGTERM, 1 when a
+// run or a part of the daemon failed (the log names it), 2 for a flag or
+// config mistake. SIGHUP reloads the config. HTTP: / (status page), /metrics,
+// /-/healthy, /-/ready, /api/v1/{assignment,explain,audit,simulate}, /sd/JOB/ID.
 package main

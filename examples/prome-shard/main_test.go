@@ -3,17 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/promshard/promshard/internal/testenv"
+	"github.com/promshard/promshard/shard"
 )
 
 const okJob = `
@@ -62,6 +66,7 @@ func TestConfigErrorsExit2(t *testing.T) {
 		{"bad reload", okJob[:len(okJob)-1] + "\n    reload: {method: ansible}\n", `reload.method: "ansible"`},
 		{"bad template", strings.Replace(okJob, "{dir: OUT}", "{dir: OUT, file: all.json}", 1), "must depend on {{.ID}}"},
 		{"no jobs", "listen: 127.0.0.1:1\n", "no job configured"},
+		{"an SD not compiled in", strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "prometheus_sd: {kubernetes_sd_configs: [{role: pod}]}", 1), "kubernetes_sd_configs: not compiled into this program (its package is not imported, or the name is misspelt); this build has consul, dns, file and http; build with -tags promsd_all"},
 		{"bad prometheus_sd", strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "prometheus_sd: {foo_sd_configs: [{}]}", 1), "prometheus_sd"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -277,5 +282,45 @@ func TestHTTPSDWithAuthorization(t *testing.T) {
 	code, _, stderr = runCmd("-config", writeConfig(t, source("bearer_token: a, authorization: {credentials: b}")), "-once")
 	if code != 2 || !strings.Contains(stderr, "authorization") {
 		t.Fatalf("two credentials: exit %d, %q; want 2", code, stderr)
+	}
+}
+
+// simulate prints what a change would move, from the config or from a
+// saved /api/v1/assignment, and the two agree; a bad change is a usage
+// mistake (2), a collector that is not there a failure (1).
+func TestSimulateCommand(t *testing.T) {
+	code, table, stderr := runCmd("simulate", "-config", "demo.yaml", "-remove", "collector-a", "-add", "collector-d:2")
+	if code != 0 || !strings.Contains(table, "job node: 12 targets") || !regexp.MustCompile(`collector-a\s+4\s+0\s+removed`).MatchString(table) {
+		t.Fatalf("exit %d\n%s\n%s", code, table, stderr)
+	}
+	code, live, stderr := runCmd("simulate", "-config", "demo.yaml", "-remove", "collector-a", "-o", "json")
+	var sims map[string]*shard.Simulation
+	if code != 0 || json.Unmarshal([]byte(live), &sims) != nil || sims["node"].Moved == 0 {
+		t.Fatalf("json: exit %d %q %q", code, live, stderr)
+	}
+	// The same from a saved assignment, without the providers.
+	saved := filepath.Join(t.TempDir(), "assignment.json")
+	a, err := load(Flags{Config: "demo.yaml", DryRun: true}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.sharder.Once(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	a.sharder.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/assignment", nil))
+	os.WriteFile(saved, rec.Body.Bytes(), 0o644)
+	code, offline, stderr := runCmd("simulate", "-from", saved, "-remove", "collector-a", "-o", "json")
+	if code != 0 || offline != live {
+		t.Fatalf("from the saved assignment: exit %d %q %q; live %q", code, offline, stderr, live)
+	}
+	if code, _, stderr := runCmd("simulate", "-config", "demo.yaml", "-add", "x:0"); code != exitConfig || !strings.Contains(stderr, `weight "0"`) {
+		t.Fatalf("a bad weight: exit %d %q", code, stderr)
+	}
+	if code, _, stderr := runCmd("simulate", "-config", "demo.yaml", "-remove", "nope"); code != exitFailed || !strings.Contains(stderr, `remove "nope": no such member`) {
+		t.Fatalf("an unknown collector: exit %d %q", code, stderr)
+	}
+	if code, _, _ := runCmd("simulate", "-config", "demo.yaml", "-from", saved); code != exitConfig {
+		t.Fatalf("-config and -from: exit %d, want 2", code)
 	}
 }
