@@ -43,6 +43,9 @@ func BenchmarkReshardScale(b *testing.B) {
 	ctx := context.Background()
 	var full, unchanged, forced, left time.Duration
 	var heap uint64
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before) // the input: 1M label sets (Go maps), as a provider holds them
 	for b.Loop() {
 		s, err := New([]Job{{Name: "node", Targets: gs, TargetOptions: targets.JobOptions{MaxDrop: 1},
 			Outputs: []Output{nopOutput{}}}}, Options{})
@@ -78,4 +81,6 @@ func BenchmarkReshardScale(b *testing.B) {
 	b.ReportMetric(float64(forced.Milliseconds())/n, "unchanged-unskipped-ms")
 	b.ReportMetric(float64(left.Milliseconds())/n, "one-left-ms")
 	b.ReportMetric(float64(heap)/n/groups/per, "heap-B/target")
+	b.ReportMetric(float64(before.HeapAlloc)/groups/per, "input-B/target")
+	b.ReportMetric((float64(heap)/n-float64(before.HeapAlloc))/groups/per, "sharder-B/target")
 }

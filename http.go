@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strconv"
 	"time"
@@ -40,6 +41,7 @@ import (
 //   - GET /api/v1/simulate?remove=ID&add=ID[:W]&weight=ID=W[&capacity=N][&job=NAME]:
 //     what the change would do to each job now ([Sharder.Simulate]); the
 //     parameters repeat.
+//   - /debug/pprof/: Go's profiles, with Options.Pprof.
 //   - /sd/JOB/...: every output of a job that is an [http.Handler] (such as
 //     filesd.Handler), for Prometheus' http_sd_configs, with the epoch in
 //     the Promshard-Epoch header; 503 on a standby, whose outputs are
@@ -55,6 +57,13 @@ func (s *Sharder) Handler() http.Handler {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{Registry: s.opts.Registerer}))
 	}
 	mux.HandleFunc("GET /{$}", s.serveStatus)
+	if s.opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /-/ready", s.serveReady)
 	mux.HandleFunc("GET /api/v1/assignment", s.serveAssignment)
 	mux.HandleFunc("GET /api/v1/explain", s.serveExplain)

@@ -388,7 +388,7 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	if len(sms) == 0 {
 		return rep, fmt.Errorf("job %q: no healthy collectors: %w", name, ErrNoMembers)
 	}
-	key := j.inputKey(res.Groups, members, leavers)
+	key := j.inputKey(res.Fingerprint, members, leavers)
 	if !wait && j.unchanged(key, reason) {
 		j.stateMu.RLock()
 		asg := j.snap.Assignment

@@ -192,6 +192,9 @@ type Options struct {
 	// Listen, when set, is the address Run serves [Sharder.Handler] on
 	// while it runs (the status page, the API, /metrics, /-/healthy).
 	Listen string
+	// Pprof adds Go's profiles to the Handler under /debug/pprof/ (CPU,
+	// heap, goroutines...): off by default, as they expose the process.
+	Pprof bool
 	// Registrar, when set, keeps collectors registered in Consul for the
 	// life of Run (see [watch.Registrar]): Run runs it and reshards only
 	// once its collectors are registered and their first checks passed (or

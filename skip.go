@@ -5,26 +5,19 @@ import (
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/promshard/promshard/internal/labels"
 	"github.com/promshard/promshard/watch"
 )
 
 // inputKey fingerprints what an assignment and the outputs depend on: the
-// targets (each group's source and labels, each target's labels; in any
+// targets (their fingerprint, computed by the registry as it validated
+// them: each group's source and labels, each target's labels, in any
 // order, as Assign's result does not depend on it), the ring's members
 // (IDs, weights, domains, addresses) and the leavers (IDs and states). It
 // is never 0.
-func (j *job) inputKey(groups []*targetgroup.Group, members, leavers []watch.Member) uint64 {
-	var targets uint64
-	for _, g := range groups {
-		gh := xxhash.Sum64String(g.Source) ^ mix(labelsHash(g.Labels))
-		for _, t := range g.Targets {
-			targets += mix(gh ^ labelsHash(t))
-		}
-	}
-	return mix(targets^xxhash.Sum64String(j.memberKey(members)+"\x02"+j.memberKey(leavers))) | 1
+func (j *job) inputKey(targets uint64, members, leavers []watch.Member) uint64 {
+	return labels.Mix(targets^xxhash.Sum64String(j.memberKey(members)+"\x02"+j.memberKey(leavers))) | 1
 }
 
 // memberKey is what the assignment and the outputs take from members:
@@ -39,24 +32,6 @@ func (j *job) memberKey(ms []watch.Member) string {
 		b.WriteString("\x01")
 	}
 	return b.String()
-}
-
-// labelsHash is an order-independent hash of a label set.
-func labelsHash(ls model.LabelSet) uint64 {
-	var h uint64
-	for k, v := range ls {
-		h += mix(xxhash.Sum64String(string(k)) ^ (xxhash.Sum64String(string(v)) * 0x9e3779b97f4a7c15))
-	}
-	return h
-}
-
-// mix is splitmix64's finalizer.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	return x ^ x>>31
 }
 
 // unchanged reports whether the loop may skip a reshard: the inputs are

@@ -49,3 +49,15 @@ func TestStatusPagePaginates(t *testing.T) {
 		}
 	})
 }
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		s, err := New([]Job{{Name: "node", Targets: newProvider(1), Outputs: []Output{&output{}}}}, Options{Pprof: on})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec := serve(s, "/debug/pprof/heap?debug=1"); (rec.Code == 200) != on {
+			t.Fatalf("Pprof %v: /debug/pprof/heap answers %d", on, rec.Code)
+		}
+	}
+}

@@ -61,6 +61,8 @@ type Assignment struct {
 	// share their Labels maps and target label sets with the input: treat
 	// them as read-only.
 	Groups map[string][]*targetgroup.Group
+
+	table ownerTable // every target's identity and owners, for Compare
 }
 
 // Degraded reports whether fewer replicas were placed than requested
@@ -127,6 +129,13 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 	for _, m := range members {
 		a.Groups[m.ID] = []*targetgroup.Group{}
 	}
+	total := 0
+	for _, g := range groups {
+		if g != nil {
+			total += len(g.Targets)
+		}
+	}
+	a.table.ids, a.table.owners = make([]uint64, 0, total), make([]int32, 0, total*reps)
 
 	byLabel := opts.KeyLabel != "" && opts.KeyLabel != model.AddressLabel
 	var (
@@ -197,6 +206,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 			g := outs[m]
 			g.Targets = append(g.Targets, items[i/reps].t)
 		}
+		a.table.add(in, items, owners, byLabel)
 	}
 	return a, nil
 }
@@ -215,6 +225,9 @@ func compareItems(a, b item) int {
 func tieBreak(a, b item) int {
 	if c := strings.Compare(string(a.t[model.AddressLabel]), string(b.t[model.AddressLabel])); c != 0 {
 		return c
+	}
+	if a.t.Equal(b.t) { // the same target twice: no need to render both
+		return 0
 	}
 	return strings.Compare(a.t.String(), b.t.String())
 }

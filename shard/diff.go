@@ -36,8 +36,14 @@ func (d Diff) Changed() bool { return d.Added+d.Removed+d.Moved > 0 }
 
 // Compare reports what changed from prev to next. A nil prev counts every
 // target of next as added. A target is identified by its group's source and
-// labels and its own labels.
+// labels and its address (targets of a group with the same address count
+// once). Assignments made by [Assign] are compared in one linear pass over
+// the owners Assign recorded; others (built by hand) through a map of every
+// target.
 func Compare(prev, next *Assignment) Diff {
+	if next != nil && next.table.groups != nil && (prev == nil || prev.table.groups != nil) {
+		return compareTables(prev, next)
+	}
 	d := Diff{Members: map[string]MemberDiff{}}
 	before := placements(prev)
 	after := placements(next)
@@ -100,5 +106,5 @@ func placements(a *Assignment) map[uint64][]string {
 // given source and labels.
 func targetID(source string, groupLabels, t model.LabelSet) uint64 {
 	gid := xxhash.Sum64String(source) ^ uint64(groupLabels.Fingerprint())*31
-	return mix(gid ^ uint64(t.Fingerprint()))
+	return mix(gid ^ Hash(string(t[model.AddressLabel])))
 }

@@ -96,6 +96,12 @@ type Result struct {
 	Stale bool
 	// Invalid lists the groups of the last good fetch that were dropped.
 	Invalid []*GroupError
+	// Fingerprint is an order-independent hash of Groups: every group's
+	// source and labels and every target's labels. Equal results have
+	// equal fingerprints, whatever the order of groups and targets; a
+	// changed label changes it (but for a 64-bit collision). It is computed
+	// as the fetch is validated, at no extra pass over the targets.
+	Fingerprint uint64
 }
 
 // Age returns how old the groups are at now.
@@ -211,7 +217,7 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	valid, invalid, err := r.fetch(ctx, j)
+	valid, invalid, fp, err := r.fetch(ctx, j)
 	if n, last := (Result{Groups: valid}).Targets(), j.last.Targets(); err == nil && last > 0 && n < last &&
 		float64(last-n) > j.opts.maxDrop()*float64(last) {
 		// A sudden large drop is often a source caught mid-write (a YAML
@@ -224,7 +230,7 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-t.C:
-			v2, inv2, err2 := r.fetch(ctx, j)
+			v2, inv2, fp2, err2 := r.fetch(ctx, j)
 			n2 := (Result{Groups: v2}).Targets()
 			switch {
 			case err2 != nil:
@@ -234,7 +240,7 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 			case float64(last-n2) > j.opts.maxDrop()*float64(last):
 				err = fmt.Errorf("%w: from %d to %d, then %d targets", ErrSuddenDrop, last, n, n2)
 			}
-			valid, invalid = v2, inv2
+			valid, invalid, fp = v2, inv2, fp2
 		}
 		t.Stop()
 	}
@@ -248,7 +254,7 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 	for _, e := range invalid {
 		r.opts.Logger.Warn("dropping invalid target group", "job", e.Job, "source", e.Source, "reason", e.Reason)
 	}
-	j.last = Result{Groups: valid, Fetched: time.Now(), Invalid: invalid}
+	j.last = Result{Groups: valid, Fetched: time.Now(), Invalid: invalid, Fingerprint: fp}
 	r.m.targets.WithLabelValues(name).Set(float64(j.last.Targets()))
 	r.m.invalid.WithLabelValues(name).Set(float64(len(invalid)))
 	r.m.lastSuccess.WithLabelValues(name).Set(float64(j.last.Fetched.UnixNano()) / 1e9)
@@ -262,7 +268,7 @@ type timeouter interface{ Timeout() time.Duration }
 
 // fetch reads a job's provider once, within the timeout, and validates what
 // it returned. An empty answer is an error unless the job allows it.
-func (r *Registry) fetch(ctx context.Context, j *job) (valid []*targetgroup.Group, invalid []*GroupError, err error) {
+func (r *Registry) fetch(ctx context.Context, j *job) (valid []*targetgroup.Group, invalid []*GroupError, fp uint64, err error) {
 	start := time.Now()
 	timeout := r.opts.Timeout
 	if tp, ok := j.p.(timeouter); ok {
@@ -276,16 +282,16 @@ func (r *Registry) fetch(ctx context.Context, j *job) (valid []*targetgroup.Grou
 		err = fmt.Errorf("timed out after %v (%v)", timeout, cmp.Or(err, error(context.DeadlineExceeded)))
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	valid, invalid = Validate(j.name, groups)
+	valid, invalid, fp = validate(j.name, groups)
 	if (Result{Groups: valid}).Targets() == 0 && !j.opts.AllowEmpty {
 		err = ErrEmpty
 		if len(invalid) > 0 {
 			err = fmt.Errorf("%w (%d groups invalid, first: %v)", ErrEmpty, len(invalid), invalid[0])
 		}
 	}
-	return valid, invalid, err
+	return valid, invalid, fp, err
 }
 
 // Last returns a job's last good result without fetching.

@@ -3,6 +3,7 @@ package targets
 import (
 	"fmt"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
@@ -30,18 +31,30 @@ func (e *GroupError) Error() string {
 // (in a copy: the input is not modified). Nil and empty groups are dropped
 // silently.
 func Validate(job string, groups []*targetgroup.Group) (valid []*targetgroup.Group, invalid []*GroupError) {
+	valid, invalid, _ = validate(job, groups)
+	return valid, invalid
+}
+
+// validate is Validate that also fingerprints what it keeps (see
+// [Result.Fingerprint]), in the same pass over the labels.
+func validate(job string, groups []*targetgroup.Group) (valid []*targetgroup.Group, invalid []*GroupError, fp uint64) {
 	valid = make([]*targetgroup.Group, 0, len(groups))
 	for _, g := range groups {
 		if g == nil || len(g.Targets) == 0 {
 			continue
 		}
-		if r := labels.Check(g.Labels); r != "" {
+		r, gh := labels.CheckHash(g.Labels)
+		if r != "" {
 			invalid = append(invalid, &GroupError{Job: job, Source: g.Source, Reason: "group " + r})
 			continue
 		}
+		gh = xxhash.Sum64String(g.Source) ^ labels.Mix(gh)
 		var kept []model.LabelSet // nil while every target is good
 		for i, t := range g.Targets {
-			r := labels.Check(t)
+			r, th := labels.CheckHash(t)
+			if r == "" && t[model.AddressLabel] != "" {
+				fp += labels.Mix(gh ^ th)
+			}
 			if t[model.AddressLabel] == "" {
 				r = fmt.Sprintf("target %d (%v) has no __address__", i, t)
 			} else if r != "" {
@@ -64,5 +77,5 @@ func Validate(job string, groups []*targetgroup.Group) (valid []*targetgroup.Gro
 			valid = append(valid, &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: kept})
 		}
 	}
-	return valid, invalid
+	return valid, invalid, fp
 }

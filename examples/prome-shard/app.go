@@ -78,7 +78,7 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 		}
 	}
 	opts := promshard.Options{RefreshInterval: cfg.RefreshInterval.Duration, DryRun: f.DryRun, Logger: logger, Registerer: reg,
-		Registrar: a.registrar, Listen: cfg.Listen,
+		Registrar: a.registrar, Listen: cfg.Listen, Pprof: cfg.Pprof,
 		AuditInterval: cfg.Audit.Interval.Duration, AuditRepairAfter: cfg.Audit.RepairAfter.Duration,
 		CollectorScheme: cfg.Audit.Scheme, Handoff: cfg.Handoff.Mode != "off", HandoffTimeout: cfg.Handoff.Timeout.Duration}
 	client, err := httpClient(cfg.Audit.Client, "audit")

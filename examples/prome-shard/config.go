@@ -26,6 +26,7 @@ type Config struct {
 	Listen          string             `yaml:"listen"`
 	RefreshInterval promshard.Duration `yaml:"refresh_interval"`
 	Settle          promshard.Duration `yaml:"settle"`
+	Pprof           bool               `yaml:"pprof"` // /debug/pprof/ on listen
 	Consul          watch.ClientConfig `yaml:"consul"`
 	Audit           struct {           // what collectors scrape: on unless disabled
 		Disabled    bool                     `yaml:"disabled"`

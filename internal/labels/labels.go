@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
 )
 
@@ -19,13 +20,31 @@ func ValidValue(v string) bool { return utf8.ValidString(v) }
 
 // Check returns why Prometheus would refuse ls, or "" when it would not.
 func Check(ls model.LabelSet) string {
+	r, _ := CheckHash(ls)
+	return r
+}
+
+// CheckHash is Check that also returns an order-independent hash of ls
+// (the same for equal sets, whatever their iteration order), in the same
+// pass over the labels.
+func CheckHash(ls model.LabelSet) (reason string, hash uint64) {
 	for n, v := range ls {
 		if !ValidName(string(n)) {
-			return fmt.Sprintf("label name %q is not valid", n)
+			return fmt.Sprintf("label name %q is not valid", n), 0
 		}
 		if !ValidValue(string(v)) {
-			return fmt.Sprintf("label %q value is not valid UTF-8", n)
+			return fmt.Sprintf("label %q value is not valid UTF-8", n), 0
 		}
+		hash += Mix(xxhash.Sum64String(string(n)) ^ (xxhash.Sum64String(string(v)) * 0x9e3779b97f4a7c15))
 	}
-	return ""
+	return "", hash
+}
+
+// Mix is splitmix64's finalizer: a bijection with full avalanche.
+func Mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }

@@ -1,0 +1,206 @@
+package shard
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/common/model"
+)
+
+// ownerTable records, as Assign places them, every target's identity and
+// owners, in Assign's own order: groups by source and labels, targets by
+// identity within a group. Compare joins two tables in one linear pass
+// instead of building a map of every target, which at a million targets
+// costs far more than the assignment itself.
+//
+// A target's identity is its group (source and labels) and its address:
+// Assign already hashed the address to place it, unless a key label places
+// it (then the address is hashed here, and the group's entries sorted).
+type ownerTable struct {
+	groups []tableGroup
+	ids    []uint64 // per target, sorted within each group
+	owners []int32  // per target, reps indexes into Members
+	reps   int
+}
+
+// tableGroup is one merged group's stretch of the table.
+type tableGroup struct {
+	source     string
+	labels     model.LabelSet
+	start, end int // into ids
+}
+
+// add records one merged group: items sorted by key hash, and reps owners
+// per item.
+func (t *ownerTable) add(in merged, items []item, owners []int32, byLabel bool) {
+	if len(items) > 0 {
+		t.reps = len(owners) / len(items)
+	}
+	start := len(t.ids)
+	for _, it := range items {
+		id := it.hash
+		if byLabel {
+			id = Hash(string(it.t[model.AddressLabel]))
+		}
+		t.ids = append(t.ids, id)
+	}
+	t.owners = append(t.owners, owners...)
+	if byLabel { // sort the group's entries by address hash, owners with them
+		n := len(items)
+		idx := make([]int, n)
+		for i := range idx {
+			idx[i] = i
+		}
+		ids := slices.Clone(t.ids[start:])
+		own := slices.Clone(t.owners[start*t.reps:])
+		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(ids[a], ids[b]) })
+		for k, i := range idx {
+			t.ids[start+k] = ids[i]
+			copy(t.owners[(start+k)*t.reps:(start+k+1)*t.reps], own[i*t.reps:(i+1)*t.reps])
+		}
+	}
+	t.groups = append(t.groups, tableGroup{source: in.source, labels: in.labels, start: start, end: len(t.ids)})
+}
+
+// compareGroups orders two table groups as mergeGroups does: by source,
+// then by labels.
+func compareGroups(a, b tableGroup) int {
+	if c := strings.Compare(a.source, b.source); c != 0 {
+		return c
+	}
+	if a.labels.Equal(b.labels) {
+		return 0
+	}
+	return strings.Compare(a.labels.String(), b.labels.String())
+}
+
+// compareTables is Compare over two owner tables; prev may be nil.
+func compareTables(prev, next *Assignment) Diff {
+	var pt ownerTable
+	var pm []Member
+	if prev != nil {
+		pt, pm = prev.table, prev.Members
+	}
+	nt, nm := next.table, next.Members
+	// Member indexes of prev in next, and per-member counts.
+	toNext := make([]int32, len(pm))
+	byID := make(map[string]int32, len(nm))
+	for i, m := range nm {
+		byID[m.ID] = int32(i)
+	}
+	for i, m := range pm {
+		j, ok := byID[m.ID]
+		if !ok {
+			j = -1
+		}
+		toNext[i] = j
+	}
+	lost, gained := make([]int, len(pm)), make([]int, len(nm))
+	var d Diff
+	was := func(i int) []int32 { return pt.owners[i*pt.reps : (i+1)*pt.reps] }
+	now := func(i int) []int32 { return nt.owners[i*nt.reps : (i+1)*nt.reps] }
+	removed := func(i int) {
+		d.Removed++
+		for _, o := range was(i) {
+			lost[o]++
+		}
+	}
+	added := func(i int) {
+		d.Added++
+		for _, o := range now(i) {
+			gained[o]++
+		}
+	}
+	both := func(i, j int) {
+		w, n, same := was(i), now(j), true
+		for _, o := range w {
+			if t := toNext[o]; t < 0 || !slices.Contains(n, t) {
+				lost[o]++
+				same = false
+			}
+		}
+		for _, o := range n {
+			if !slices.ContainsFunc(w, func(p int32) bool { return toNext[p] == o }) {
+				gained[o]++
+				same = false
+			}
+		}
+		if same {
+			d.Unchanged++
+		} else {
+			d.Moved++
+		}
+	}
+	// each walks a group's distinct identities.
+	each := func(t ownerTable, g tableGroup, fn func(int)) {
+		for i := g.start; i < g.end; i++ {
+			if i == g.start || t.ids[i] != t.ids[i-1] {
+				fn(i)
+			}
+		}
+	}
+	gi, gj := 0, 0
+	for gi < len(pt.groups) || gj < len(nt.groups) {
+		c := 1
+		switch {
+		case gi == len(pt.groups):
+			c = 1
+		case gj == len(nt.groups):
+			c = -1
+		default:
+			c = compareGroups(pt.groups[gi], nt.groups[gj])
+		}
+		switch {
+		case c < 0:
+			each(pt, pt.groups[gi], removed)
+			gi++
+		case c > 0:
+			each(nt, nt.groups[gj], added)
+			gj++
+		default:
+			g, h := pt.groups[gi], nt.groups[gj]
+			i, j := g.start, h.start
+			for i < g.end || j < h.end {
+				switch {
+				case j == h.end || i < g.end && pt.ids[i] < nt.ids[j]:
+					removed(i)
+					i = skipSame(pt.ids, i, g.end)
+				case i == g.end || nt.ids[j] < pt.ids[i]:
+					added(j)
+					j = skipSame(nt.ids, j, h.end)
+				default:
+					both(i, j)
+					i, j = skipSame(pt.ids, i, g.end), skipSame(nt.ids, j, h.end)
+				}
+			}
+			gi++
+			gj++
+		}
+	}
+	d.Members = map[string]MemberDiff{}
+	for i, n := range lost {
+		if n > 0 {
+			md := d.Members[pm[i].ID]
+			md.Lost += n
+			d.Members[pm[i].ID] = md
+		}
+	}
+	for i, n := range gained {
+		if n > 0 {
+			md := d.Members[nm[i].ID]
+			md.Gained += n
+			d.Members[nm[i].ID] = md
+		}
+	}
+	return d
+}
+
+// skipSame returns the index after the run of ids equal to ids[i].
+func skipSame(ids []uint64, i, end int) int {
+	for j := i + 1; ; j++ {
+		if j == end || ids[j] != ids[i] {
+			return j
+		}
+	}
+}

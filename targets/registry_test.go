@@ -1,0 +1,50 @@
+package targets
+
+import (
+	"context"
+	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+// The fingerprint does not depend on the order of groups or targets, and a
+// changed label, target or source changes it.
+func TestResultFingerprint(t *testing.T) {
+	fp := func(gs []*targetgroup.Group) uint64 {
+		r, err := NewRegistry(RegistryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Register("j", Static(gs), JobOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := r.Targets(context.Background(), "j")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Fingerprint
+	}
+	g := func(src, env string, addrs ...string) *targetgroup.Group {
+		out := &targetgroup.Group{Source: src, Labels: model.LabelSet{"env": model.LabelValue(env)}}
+		for _, a := range addrs {
+			out.Targets = append(out.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(a)})
+		}
+		return out
+	}
+	base := fp([]*targetgroup.Group{g("a", "prod", "h1:1", "h2:1"), g("b", "dev", "h3:1")})
+	if base == 0 || fp([]*targetgroup.Group{g("b", "dev", "h3:1"), g("a", "prod", "h2:1", "h1:1")}) != base {
+		t.Fatal("the fingerprint depends on the order")
+	}
+	for name, gs := range map[string][]*targetgroup.Group{
+		"group label": {g("a", "staging", "h1:1", "h2:1"), g("b", "dev", "h3:1")},
+		"target":      {g("a", "prod", "h1:1", "h2:2"), g("b", "dev", "h3:1")},
+		"source":      {g("a2", "prod", "h1:1", "h2:1"), g("b", "dev", "h3:1")},
+		"one fewer":   {g("a", "prod", "h1:1"), g("b", "dev", "h3:1")},
+		"moved":       {g("a", "prod", "h1:1"), g("b", "dev", "h3:1", "h2:1")},
+	} {
+		if fp(gs) == base {
+			t.Errorf("%s changed, the fingerprint did not", name)
+		}
+	}
+}
