@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/targets"
 	"github.com/promshard/promshard/watch"
 )
@@ -26,7 +27,14 @@ func (nopOutput) Update(context.Context, map[string][]*targetgroup.Group) ([]str
 // 100 collectors, in the loop's own pass: the first reshard, an unchanged
 // one (the refresh timer: skipped), and one after a collector left. It
 // reports milliseconds per phase and the live heap per target after them.
-func BenchmarkReshardScale(b *testing.B) {
+func BenchmarkReshardScale(b *testing.B) { reshardScale(b, false) }
+
+// BenchmarkReshardScaleFiles is BenchmarkReshardScale writing a file_sd
+// file per collector (filesd.Dir, atomic with fsync) in a temp directory:
+// from the member change to every changed file written.
+func BenchmarkReshardScaleFiles(b *testing.B) { reshardScale(b, true) }
+
+func reshardScale(b *testing.B, files bool) {
 	const groups, per, collectors = 1000, 1000, 100
 	var gs targets.Static
 	for i := range groups {
@@ -47,8 +55,16 @@ func BenchmarkReshardScale(b *testing.B) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before) // the input: 1M label sets (Go maps), as a provider holds them
 	for b.Loop() {
+		var out Output = nopOutput{}
+		if files {
+			dir, err := filesd.NewDir(filesd.DirOptions{Dir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			out = dir
+		}
 		s, err := New([]Job{{Name: "node", Targets: gs, TargetOptions: targets.JobOptions{MaxDrop: 1},
-			Outputs: []Output{nopOutput{}}}}, Options{})
+			Outputs: []Output{out}}}, Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -50,7 +50,7 @@ func FormatOf(path string) (Format, error) {
 // entry is one element of a file_sd file.
 type entry struct {
 	Targets []string          `json:"targets" yaml:"targets"`
-	Labels  map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	Labels  model.LabelSet `json:"labels,omitempty" yaml:"labels,omitempty"` // shared with the input: read only
 }
 
 // Marshal renders groups as a file_sd file in format f. Groups keep their
@@ -65,11 +65,7 @@ func Marshal(groups []*targetgroup.Group, f Format) ([]byte, error) {
 	}
 	switch f {
 	case JSON, "":
-		b, err := json.MarshalIndent(entries, "", "  ")
-		if err != nil {
-			return nil, fmt.Errorf("encode JSON: %w", err)
-		}
-		return append(b, '\n'), nil
+		return marshalJSON(entries), nil
 	case YAML:
 		return marshalYAML(entries), nil
 	}
@@ -111,7 +107,7 @@ func toEntries(groups []*targetgroup.Group) ([]entry, error) {
 			}
 			merged := maps.Clone(base)
 			if merged == nil {
-				merged = map[string]string{}
+				merged = model.LabelSet{}
 			}
 			maps.Copy(merged, tl)
 			key := model.LabelSet(rest).String()
@@ -135,19 +131,83 @@ func toEntries(groups []*targetgroup.Group) ([]entry, error) {
 	return entries, nil
 }
 
-// labelMap validates a label set and returns it as plain strings.
-func labelMap(ls model.LabelSet) (map[string]string, error) {
+// labelMap validates a label set and returns it (nil when empty); it is
+// shared, not copied.
+func labelMap(ls model.LabelSet) (model.LabelSet, error) {
 	if len(ls) == 0 {
 		return nil, nil
 	}
 	if reason := labels.Check(ls); reason != "" {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidLabel, reason)
 	}
-	out := make(map[string]string, len(ls))
-	for n, v := range ls {
-		out[string(n)] = string(v)
+	return ls, nil
+}
+
+// marshalJSON writes entries as json.MarshalIndent(entries, "", "  ")
+// does, byte for byte, and a newline, by hand: a file of 100k targets is
+// written several times over in a big reshard, and reflection dominated
+// it. Strings of plain ASCII are written as they are; any other string
+// goes through encoding/json, so that every escape is its own.
+func marshalJSON(entries []entry) []byte {
+	if len(entries) == 0 {
+		return []byte("[]\n")
 	}
-	return out, nil
+	n := 4
+	for _, e := range entries {
+		n += 48 + 24*len(e.Targets) + 40*len(e.Labels)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, "[\n"...)
+	for i, e := range entries {
+		if i > 0 {
+			b = append(b, ",\n"...)
+		}
+		b = append(b, "  {\n    \"targets\": "...)
+		switch {
+		case e.Targets == nil: // not written: toEntries gives every entry a target
+			b = append(b, "null"...)
+		case len(e.Targets) == 0:
+			b = append(b, "[]"...)
+		default:
+			b = append(b, "[\n"...)
+			for j, t := range e.Targets {
+				if j > 0 {
+					b = append(b, ",\n"...)
+				}
+				b = append(b, "      "...)
+				b = appendJSONString(b, t)
+			}
+			b = append(b, "\n    ]"...)
+		}
+		if len(e.Labels) > 0 {
+			b = append(b, ",\n    \"labels\": {\n"...)
+			for j, k := range slices.Sorted(maps.Keys(e.Labels)) {
+				if j > 0 {
+					b = append(b, ",\n"...)
+				}
+				b = append(b, "      "...)
+				b = appendJSONString(b, string(k))
+				b = append(b, ": "...)
+				b = appendJSONString(b, string(e.Labels[k]))
+			}
+			b = append(b, "\n    }"...)
+		}
+		b = append(b, "\n  }"...)
+	}
+	return append(b, "\n]\n"...)
+}
+
+// appendJSONString appends s as encoding/json writes it.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // marshalYAML writes entries as YAML by hand: the shape is fixed, and a
@@ -177,9 +237,9 @@ func marshalYAML(entries []entry) []byte {
 		b = append(b, "  labels:\n"...)
 		for _, k := range slices.Sorted(maps.Keys(e.Labels)) {
 			b = append(b, "    "...)
-			b = strconv.AppendQuote(b, k)
+			b = strconv.AppendQuote(b, string(k))
 			b = append(b, ": "...)
-			b = strconv.AppendQuote(b, e.Labels[k])
+			b = strconv.AppendQuote(b, string(e.Labels[k]))
 			b = append(b, '\n')
 		}
 	}
