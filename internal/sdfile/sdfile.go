@@ -49,7 +49,7 @@ func FormatOf(path string) (Format, error) {
 
 // entry is one element of a file_sd file.
 type entry struct {
-	Targets []string          `json:"targets" yaml:"targets"`
+	Targets []string       `json:"targets" yaml:"targets"`
 	Labels  model.LabelSet `json:"labels,omitempty" yaml:"labels,omitempty"` // shared with the input: read only
 }
 
