@@ -152,15 +152,11 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		items = items[:0]
 		for _, g := range in.parts {
 			for i, t := range g.Targets {
-				addr := t[model.AddressLabel]
-				if addr == "" {
-					return nil, fmt.Errorf("group %q target %d (%v): %w", g.Source, i, t, ErrNoAddress)
+				h, err := placeHash(g, i, opts.KeyLabel, byLabel)
+				if err != nil {
+					return nil, err
 				}
-				key := string(addr)
-				if byLabel {
-					key = Key(t, g.Labels, opts.KeyLabel)
-				}
-				items = append(items, item{Hash(key), t})
+				items = append(items, item{h, t})
 			}
 		}
 		if len(items) == 0 {
@@ -209,6 +205,20 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		a.table.add(in, items, owners, byLabel)
 	}
 	return a, nil
+}
+
+// placeHash is the hash that places target i of g: of its address, or of
+// the key label's value when byLabel.
+func placeHash(g *targetgroup.Group, i int, keyLabel model.LabelName, byLabel bool) (uint64, error) {
+	t := g.Targets[i]
+	addr := t[model.AddressLabel]
+	if addr == "" {
+		return 0, fmt.Errorf("group %q target %d (%v): %w", g.Source, i, t, ErrNoAddress)
+	}
+	if byLabel {
+		return Hash(Key(t, g.Labels, keyLabel)), nil
+	}
+	return Hash(string(addr)), nil
 }
 
 // compareItems orders targets by key hash, then address, then all labels, so

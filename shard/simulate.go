@@ -147,16 +147,11 @@ func Simulate(kind Kind, members []Member, groups []*targetgroup.Group, opts Opt
 		if g == nil {
 			continue
 		}
-		for i, t := range g.Targets {
-			addr := t[model.AddressLabel]
-			if addr == "" {
-				return nil, fmt.Errorf("group %q target %d (%v): %w", g.Source, i, t, ErrNoAddress)
+		for i := range g.Targets {
+			h, err := placeHash(g, i, opts.KeyLabel, byLabel)
+			if err != nil {
+				return nil, err
 			}
-			key := string(addr)
-			if byLabel {
-				key = Key(t, g.Labels, opts.KeyLabel)
-			}
-			h := Hash(key)
 			sim.Targets++
 			db, buf = sb.owners(rb, h, sim.ReplicasBefore, db[:0], buf)
 			da, buf = sa.owners(ra, h, sim.ReplicasAfter, da[:0], buf)

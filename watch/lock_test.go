@@ -1,6 +1,7 @@
 package watch_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -37,11 +38,13 @@ func TestLockOptionsErrors(t *testing.T) {
 	}
 }
 
-// runLock runs a lock until the test ends or stop is called.
-func runLock(t *testing.T, client *api.Client, name string) (l *watch.ConsulLock, stop func()) {
+// runLock runs a lock (no lock delay unless o says otherwise) until the
+// test ends or stop is called.
+func runLock(t *testing.T, client *api.Client, o watch.LockOptions) (l *watch.ConsulLock, stop func()) {
 	t.Helper()
-	l, err := watch.NewConsulLock(client, watch.LockOptions{Key: "promshard/test", Name: name, LockDelay: -1,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	o.LockDelay = cmp.Or(o.LockDelay, -1)
+	o.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	l, err := watch.NewConsulLock(client, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +54,7 @@ func runLock(t *testing.T, client *api.Client, name string) (l *watch.ConsulLock
 	stop = func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("%s: Run: %v", name, err)
+			t.Errorf("%s: Run: %v", o.Name, err)
 		}
 	}
 	t.Cleanup(func() {
@@ -81,9 +84,9 @@ func waitLeading(t *testing.T, l *watch.ConsulLock, want bool) {
 func TestConsulLock(t *testing.T) {
 	_, client := startAgent(t)
 	ctx := context.Background()
-	a, _ := runLock(t, client, "a")
+	a, _ := runLock(t, client, watch.LockOptions{Key: "promshard/test", Name: "a"})
 	waitLeading(t, a, true)
-	b, stopB := runLock(t, client, "b")
+	b, stopB := runLock(t, client, watch.LockOptions{Key: "promshard/test", Name: "b"})
 	if err := testenv.WaitFor(10*time.Second, 20*time.Millisecond, func() error {
 		if b.Leader() != "a" {
 			return errors.New("b does not see a as the leader")
@@ -152,15 +155,8 @@ func TestConsulLock(t *testing.T) {
 // TTL; when Consul is back (a dev agent that starts empty) it leads again.
 func TestConsulLockOutage(t *testing.T) {
 	agent, client := startAgent(t)
-	l, err := watch.NewConsulLock(client, watch.LockOptions{Key: "promshard/outage", Name: "a", BackoffMax: time.Second,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx, nil) }()
-	defer func() { cancel(); <-done }()
+	l, _ := runLock(t, client, watch.LockOptions{Key: "promshard/outage", Name: "a", BackoffMax: time.Second,
+		LockDelay: watch.DefaultLockDelay})
 	waitLeading(t, l, true)
 	agent.Stop()
 	down := time.Now()
