@@ -179,3 +179,40 @@ func TestLeaderElection(t *testing.T) {
 		}
 	})
 }
+
+// A job in self mode is not elected: it writes its own collector's file
+// whoever leads, and reports the published epoch it agrees with.
+func TestSelfModeReportsTheEpochItAgreesWith(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		el := &fakeElector{}
+		h := start(t, Job{Self: "a"}, Options{Elector: el})
+		synctest.Wait()
+		h.members("a", "b")
+		if calls, counts := h.out.snapshot(); calls != 1 || len(counts) != 1 || counts["a"] == 0 {
+			t.Fatalf("self mode under an election: %d writes %v; want a's file written", calls, counts)
+		}
+		snap, _ := h.s.Snapshot("node")
+		if snap.Role != "" || snap.Epoch.Epoch != 0 || snap.Agrees {
+			t.Fatalf("nothing published yet: role %q epoch %+v agrees %v", snap.Role, snap.Epoch, snap.Agrees)
+		}
+		j := h.s.jobs[0]
+		el.mu.Lock()
+		el.published = append(el.published, watch.Epoch{Job: "node", Epoch: 7, Hash: planHash(j.asgKey)})
+		el.mu.Unlock()
+		if _, err := h.s.Reshard(context.Background(), "node"); err != nil {
+			t.Fatal(err)
+		}
+		if snap, _ = h.s.Snapshot("node"); snap.Epoch.Epoch != 7 || !snap.Agrees {
+			t.Fatalf("epoch %+v agrees %v; want 7, agreeing", snap.Epoch, snap.Agrees)
+		}
+		el.mu.Lock()
+		el.published = append(el.published, watch.Epoch{Job: "node", Epoch: 8, Hash: "another plan"})
+		el.mu.Unlock()
+		if _, err := h.s.Reshard(context.Background(), "node"); err != nil {
+			t.Fatal(err)
+		}
+		if snap, _ = h.s.Snapshot("node"); snap.Epoch.Epoch != 8 || snap.Agrees {
+			t.Fatalf("epoch %+v agrees %v; want 8, not agreeing", snap.Epoch, snap.Agrees)
+		}
+	})
+}
