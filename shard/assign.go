@@ -24,6 +24,25 @@ type Options struct {
 	// share its value stay together. The value is looked up on the target,
 	// then on its group; a target without it falls back to its address.
 	KeyLabel model.LabelName
+	// Costs, when set, balances by cost rather than by count: each
+	// target's cost (its series, say) by address; a target without one
+	// costs the median of those known. Targets are taken heaviest first,
+	// and each goes to the first members of its preference order that stay
+	// within (1+Epsilon) times their weight's share of the total cost (a
+	// member is passed over only while another can take the target within
+	// its own bound). When no member's natural share exceeds its bound the
+	// result is exactly the count assignment's; a single target costlier
+	// than the room left anywhere goes where there is room within capacity.
+	Costs map[string]uint64
+	// Epsilon is the slack of the bound; zero means [DefaultEpsilon].
+	Epsilon float64
+	// Capacity bounds a member's total cost, by member ID (absent or 0:
+	// none). It is never exceeded: a target that no member can take within
+	// its capacity is left with fewer owners than Replicas, or none, and
+	// listed in Assignment.Unplaced, unless Overcommit gives it its usual
+	// owners anyway. Used with Costs.
+	Capacity   map[string]uint64
+	Overcommit bool
 }
 
 // Validate checks the options and names the bad field.
@@ -34,7 +53,7 @@ func (o Options) Validate() error {
 	if o.KeyLabel != "" && !labels.ValidName(string(o.KeyLabel)) {
 		return fmt.Errorf("shard: Options.KeyLabel %q: not a valid label name", o.KeyLabel)
 	}
-	return nil
+	return o.validateBalance()
 }
 
 // Assignment is the result of [Assign].
@@ -61,6 +80,11 @@ type Assignment struct {
 	// share their Labels maps and target label sets with the input: treat
 	// them as read-only.
 	Groups map[string][]*targetgroup.Group
+	// Cost is each member's total cost, and Unplaced the addresses of the
+	// targets placed on fewer than Replicas members because no member had
+	// the capacity (both only with Options.Costs).
+	Cost     map[string]uint64
+	Unplaced []string
 
 	table ownerTable // every target's identity and owners, for Compare
 }
@@ -147,17 +171,27 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		buf      []int
 		counts   = make([]int, len(members))
 		outs     = make([]*targetgroup.Group, len(members))
+		err      error
 	)
-	for _, in := range mergeGroups(groups) {
-		items = items[:0]
-		for _, g := range in.parts {
-			for i, t := range g.Targets {
-				h, err := placeHash(g, i, opts.KeyLabel, byLabel)
-				if err != nil {
-					return nil, err
-				}
-				items = append(items, item{h, t})
+	merged := mergeGroups(groups)
+	var bal *balancer
+	if opts.Costs != nil { // every target's owners first: the order is global
+		sorted := make([][]item, len(merged))
+		for k, in := range merged {
+			if items, err = groupItems(in, opts.KeyLabel, byLabel, nil); err != nil {
+				return nil, err
 			}
+			sorted[k], _ = sortItems(items, nil, counts32[:0])
+		}
+		bal = newBalancer(r, sp, sorted, reps, opts)
+		a.Cost = map[string]uint64{}
+		for m, l := range bal.load {
+			a.Cost[members[m].ID] = l
+		}
+	}
+	for k, in := range merged {
+		if items, err = groupItems(in, opts.KeyLabel, byLabel, items[:0]); err != nil {
+			return nil, err
 		}
 		if len(items) == 0 {
 			continue
@@ -167,10 +201,22 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 
 		owners = owners[:0]
 		clear(counts)
-		for _, it := range items {
+		for i, it := range items {
+			if bal != nil {
+				placed := bal.owners[k][i*reps : (i+1)*reps]
+				owners = append(owners, placed...)
+				if slices.Contains(placed, -1) {
+					a.Unplaced = append(a.Unplaced, string(it.t[model.AddressLabel]))
+				}
+				continue
+			}
 			dst, buf = sp.owners(r, it.hash, reps, dst[:0], buf)
 			for _, m := range dst {
 				owners = append(owners, int32(m))
+			}
+		}
+		for _, m := range owners {
+			if m >= 0 {
 				counts[m]++
 			}
 		}
@@ -199,12 +245,28 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 			a.Groups[members[m].ID] = append(a.Groups[members[m].ID], g)
 		}
 		for i, m := range owners {
-			g := outs[m]
-			g.Targets = append(g.Targets, items[i/reps].t)
+			if m >= 0 {
+				outs[m].Targets = append(outs[m].Targets, items[i/reps].t)
+			}
 		}
 		a.table.add(in, items, owners, byLabel)
 	}
 	return a, nil
+}
+
+// groupItems appends to items every target of a merged group with the hash
+// that places it.
+func groupItems(in merged, keyLabel model.LabelName, byLabel bool, items []item) ([]item, error) {
+	for _, g := range in.parts {
+		for i, t := range g.Targets {
+			h, err := placeHash(g, i, keyLabel, byLabel)
+			if err != nil {
+				return nil, err
+			}
+			items = append(items, item{h, t})
+		}
+	}
+	return items, nil
 }
 
 // placeHash is the hash that places target i of g: of its address, or of

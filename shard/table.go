@@ -98,8 +98,16 @@ func compareTables(prev, next *Assignment) Diff {
 	}
 	lost, gained := make([]int, len(pm)), make([]int, len(nm))
 	var d Diff
-	was := func(i int) []int32 { return pt.owners[i*pt.reps : (i+1)*pt.reps] }
-	now := func(i int) []int32 { return nt.owners[i*nt.reps : (i+1)*nt.reps] }
+	// Owners of a target; -1 (unplaced: no capacity left) is dropped.
+	placed := func(t ownerTable, i int) []int32 {
+		os := t.owners[i*t.reps : (i+1)*t.reps]
+		if !slices.Contains(os, -1) {
+			return os
+		}
+		return slices.DeleteFunc(slices.Clone(os), func(o int32) bool { return o < 0 })
+	}
+	was := func(i int) []int32 { return placed(pt, i) }
+	now := func(i int) []int32 { return placed(nt, i) }
 	removed := func(i int) {
 		d.Removed++
 		for _, o := range was(i) {

@@ -1,0 +1,195 @@
+package shard
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+
+	"github.com/prometheus/common/model"
+)
+
+// DefaultEpsilon is how far above its share of the total cost a member may
+// go when Options.Costs places targets: 10 %.
+const DefaultEpsilon = 0.1
+
+// balancer places targets by cost with bounded loads (consistent hashing
+// with bounded loads, after Mirrokni, Thorup and Zadimoorghaddam, over
+// costs instead of counts): targets are taken heaviest first (then by key
+// hash), and each goes to the first members of its own preference order
+// that stay within (1+ε) times their weight's share of the total cost, and
+// within their capacity. Every quantity is an integer, so every machine
+// computes the same result.
+type balancer struct {
+	r      Ring
+	sp     *spread
+	reps   int
+	bound  []uint64 // per member: (1+ε) × its share of the total cost
+	limit  []uint64 // per member: its capacity (MaxUint64 when none)
+	load   []uint64
+	owners [][]int32 // per merged group: reps owners per item, -1 when unplaced
+	over   bool
+}
+
+// unknownCost marks a target without a cost until the median is known.
+const unknownCost = math.MaxUint64
+
+// newBalancer chooses every target's owners; groups[k] are the sorted items
+// of merged group k.
+func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *balancer {
+	members := r.Members()
+	b := &balancer{r: r, sp: sp, reps: reps, bound: make([]uint64, len(members)), limit: make([]uint64, len(members)),
+		load: make([]uint64, len(members)), owners: make([][]int32, len(groups)), over: opts.Overcommit}
+	type ref struct {
+		cost, hash uint64
+		k, i       int32
+	}
+	n := 0
+	for _, items := range groups {
+		n += len(items)
+	}
+	order, known := make([]ref, 0, n), make([]uint64, 0, n)
+	for k, items := range groups {
+		b.owners[k] = make([]int32, len(items)*reps)
+		for i, it := range items {
+			c, ok := opts.Costs[string(it.t[model.AddressLabel])]
+			if ok {
+				known = append(known, c)
+			} else {
+				c = unknownCost
+			}
+			order = append(order, ref{c, it.hash, int32(k), int32(i)})
+		}
+	}
+	// Unknown costs are the median of the known ones in the pool.
+	def := uint64(1)
+	if len(known) > 0 {
+		slices.Sort(known)
+		def = max(known[len(known)/2], 1)
+	}
+	var total, weights uint64
+	for j := range order {
+		if order[j].cost == unknownCost {
+			order[j].cost = def
+		}
+		total += order[j].cost * uint64(reps)
+	}
+	for _, m := range members {
+		weights += uint64(m.weight())
+	}
+	eps := opts.Epsilon
+	if eps == 0 {
+		eps = DefaultEpsilon
+	}
+	milli := uint64(math.Round(eps * 1000))
+	for i, m := range members {
+		b.bound[i] = mulDiv(total, uint64(m.weight())*(1000+milli), weights*1000)
+		b.limit[i] = math.MaxUint64
+		if c, ok := opts.Capacity[m.ID]; ok && c > 0 {
+			b.limit[i] = c
+		}
+	}
+	slices.SortFunc(order, func(a, b ref) int {
+		switch {
+		case a.cost != b.cost:
+			return cmp.Compare(b.cost, a.cost)
+		case a.hash != b.hash:
+			return cmp.Compare(a.hash, b.hash)
+		case a.k != b.k:
+			return cmp.Compare(a.k, b.k)
+		}
+		return cmp.Compare(a.i, b.i)
+	})
+	var dst, buf, pref []int
+	for _, o := range order {
+		out := b.owners[o.k][int(o.i)*reps : int(o.i+1)*reps]
+		dst, buf, pref = b.place(o.hash, o.cost, dst[:0], buf, pref)
+		for j := range out {
+			out[j] = -1
+			if j < len(dst) {
+				out[j] = int32(dst[j])
+				b.load[dst[j]] += o.cost
+			}
+		}
+	}
+	return b
+}
+
+// fits reports whether member m can take cost: within its bound (unless
+// loose) and its capacity.
+func (b *balancer) fits(m int, cost uint64, loose bool) bool {
+	l := b.load[m] + cost
+	return l <= b.limit[m] && (loose || l <= b.bound[m])
+}
+
+// place picks the owners of a target: its usual owners when they all fit,
+// else the first members of its preference order that fit, in distinct
+// domains where it can; a member whose bound is reached is passed over
+// only while another can take the target within its own, and a capacity
+// is never exceeded (unless Overcommit, for what nobody can take).
+func (b *balancer) place(hash, cost uint64, dst, buf, pref []int) (owners, scratch, full []int) {
+	dst, buf = b.sp.owners(b.r, hash, b.reps, dst, buf)
+	if !slices.ContainsFunc(dst, func(m int) bool { return !b.fits(m, cost, false) }) {
+		return dst, buf, pref
+	}
+	n := len(b.r.Members())
+	want := min(b.reps, b.sp.domains())
+	for k := min(n, 2*b.reps+6); ; k = n { // the best few members first; all of them unless those do
+		pref = b.r.Owners(hash, k, pref[:0])
+		var spread int
+		if dst, spread = b.pick(pref, cost, want, false, dst[:0]); len(dst) == b.reps && spread == want || k == n {
+			break
+		}
+	}
+	if len(dst) < b.reps {
+		dst, _ = b.pick(pref, cost, want, true, dst[:0])
+	}
+	if len(dst) < b.reps && b.over { // nobody can take it within capacity: its usual owners do
+		for _, m := range pref {
+			if len(dst) < b.reps && !slices.Contains(dst, m) {
+				dst = append(dst, m)
+			}
+		}
+	}
+	return dst, buf, pref
+}
+
+// pick appends to dst, from pref, members that fit cost (within their
+// bound unless loose): first up to want in distinct domains (spread says
+// how many), then any.
+func (b *balancer) pick(pref []int, cost uint64, want int, loose bool, dst []int) (picked []int, spread int) {
+	for pass := range 2 {
+		if pass == 1 {
+			spread = len(dst)
+		}
+		for _, m := range pref {
+			if len(dst) == b.reps || pass == 0 && len(dst) == want {
+				break
+			}
+			if !slices.Contains(dst, m) && (pass == 1 || !b.sp.held(dst, m)) && b.fits(m, cost, loose) {
+				dst = append(dst, m)
+			}
+		}
+	}
+	return dst, spread
+}
+
+// mulDiv is a*b/c without overflow (MaxUint64 when the quotient does not
+// fit).
+func mulDiv(a, b, c uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	if c == 0 || hi >= c {
+		return math.MaxUint64
+	}
+	q, _ := bits.Div64(hi, lo, c)
+	return q
+}
+
+// validateBalance checks the balancing options.
+func (o Options) validateBalance() error {
+	if o.Epsilon < 0 || math.IsNaN(o.Epsilon) || o.Epsilon > 10 {
+		return fmt.Errorf("shard: Options.Epsilon %v: want 0 (the default, %v) to 10", o.Epsilon, DefaultEpsilon)
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+package shard
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+// pareto draws a heavy-tailed cost: 1k to 1M series, α = 1.2.
+func pareto(rng *rand.Rand) uint64 {
+	return uint64(min(1e6, 1000/math.Pow(1-rng.Float64(), 1/1.2)))
+}
+
+func costsOf(rng *rand.Rand, gs []*targetgroup.Group, draw func(*rand.Rand) uint64) map[string]uint64 {
+	costs := map[string]uint64{}
+	for _, g := range gs {
+		for _, t := range g.Targets {
+			costs[string(t[model.AddressLabel])] = draw(rng)
+		}
+	}
+	return costs
+}
+
+// maxOverMean is the most cost on a member over the mean, by weight.
+func maxOverMean(a *Assignment) float64 {
+	var total, wsum float64
+	for _, m := range a.Members {
+		total += float64(a.Cost[m.ID])
+		wsum += float64(m.weight())
+	}
+	worst := 0.0
+	for _, m := range a.Members {
+		worst = max(worst, float64(a.Cost[m.ID])/(total*float64(m.weight())/wsum))
+	}
+	return worst
+}
+
+// The bound holds for heavy-tailed costs and random weights, up to one
+// target's granularity; every target keeps Replicas distinct owners; the
+// result does not depend on the input order; it is far flatter than the
+// count assignment's.
+func TestBalanceBounds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for round := range 12 {
+		gs := pool(rng, 5000, 200)
+		costs := costsOf(rng, gs, pareto)
+		ms := members(4 + rng.IntN(12))
+		for i := range ms {
+			ms[i].Weight = uint32(1 + rng.IntN(3))
+			ms[i].Domain = fmt.Sprintf("z%d", i%3)
+		}
+		reps := 1 + round%2
+		opts := Options{Replicas: reps, Costs: costs}
+		kind := Kinds()[round%len(Kinds())]
+		a := mustAssign(t, mustRing(t, kind, ms), gs, opts)
+		var total, wsum, biggest uint64
+		for _, c := range costs {
+			total += c * uint64(reps)
+			biggest = max(biggest, c)
+		}
+		for _, m := range ms {
+			wsum += uint64(m.weight())
+		}
+		for _, m := range ms {
+			bound := float64(total) * float64(m.weight()) / float64(wsum) * (1 + DefaultEpsilon)
+			if c := float64(a.Cost[m.ID]); c > bound+float64(biggest) {
+				t.Fatalf("round %d: %s holds %.0f, bound %.0f (+ one target %d)", round, m.ID, c, bound, biggest)
+			}
+		}
+		for id, ms := range ownersOf(a) {
+			if len(ms) != reps {
+				t.Fatalf("round %d: target %x on %v, want %d owners", round, id, ms, reps)
+			}
+		}
+		shuffled := slices.Clone(gs)
+		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		if b := mustAssign(t, mustRing(t, kind, ms), shuffled, opts); dump(a) != dump(b) {
+			t.Fatalf("round %d: the result depends on the input order", round)
+		}
+		count := mustAssign(t, mustRing(t, kind, ms), gs, Options{Replicas: reps, Costs: costs, Epsilon: 10})
+		if got, was := maxOverMean(a), maxOverMean(count); got > was {
+			t.Fatalf("round %d: balanced max/mean %.3f is worse than unbounded %.3f", round, got, was)
+		}
+	}
+}
+
+// With equal costs the assignment is the count assignment, as long as no
+// member's natural share exceeds its bound (a large pool).
+func TestBalanceEqualCostsIsCountAssignment(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	gs := pool(rng, 20000, 500)
+	ms := members(8)
+	compared := 0
+	defer func() {
+		if compared == 0 {
+			t.Error("no ring's natural spread was within the bound: nothing compared")
+		}
+	}()
+	for _, reps := range []int{1, 2} {
+		for _, kind := range Kinds() {
+			count := mustAssign(t, mustRing(t, kind, ms), gs, Options{Replicas: reps})
+			worst := 0
+			for _, m := range ms {
+				worst = max(worst, count.Count(m.ID))
+			}
+			mean := float64(count.Targets*reps) / float64(len(ms))
+			if float64(worst) > mean*(1+DefaultEpsilon) {
+				continue // this ring's natural spread exceeds the bound here: the results may differ, by design
+			}
+			costs := costsOf(rng, gs, func(*rand.Rand) uint64 { return 1000 })
+			bal := mustAssign(t, mustRing(t, kind, ms), gs, Options{Replicas: reps, Costs: costs})
+			compared++
+			if dump(bal) != dump(count) {
+				t.Fatalf("%s R=%d: equal costs changed the assignment", kind, reps)
+			}
+		}
+	}
+}
+
+// A capacity is never exceeded: what does not fit is unplaced and listed,
+// or, with Overcommit, given its usual owners.
+func TestBalanceCapacity(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	gs := pool(rng, 1000, 100)
+	costs := costsOf(rng, gs, func(*rand.Rand) uint64 { return 100 })
+	ms := members(4)
+	capacity := map[string]uint64{}
+	for _, m := range ms {
+		capacity[m.ID] = 100 * 200 // 200 targets each: 800 of 1000 fit
+	}
+	a := mustAssign(t, mustRing(t, KindRendezvous, ms), gs, Options{Costs: costs, Capacity: capacity})
+	for _, m := range ms {
+		if a.Cost[m.ID] > capacity[m.ID] {
+			t.Fatalf("%s holds %d, capacity %d", m.ID, a.Cost[m.ID], capacity[m.ID])
+		}
+	}
+	placed := 0
+	for _, m := range ms {
+		placed += a.Count(m.ID)
+	}
+	if placed != 800 || len(a.Unplaced) != 200 {
+		t.Fatalf("placed %d, unplaced %d; want 800 and 200", placed, len(a.Unplaced))
+	}
+	over := mustAssign(t, mustRing(t, KindRendezvous, ms), gs, Options{Costs: costs, Capacity: capacity, Overcommit: true})
+	if len(over.Unplaced) != 0 || over.Targets != 1000 {
+		t.Fatalf("overcommit: %d unplaced", len(over.Unplaced))
+	}
+	if d := Compare(a, over); d.Moved != 200 || d.Unchanged != 800 {
+		t.Fatalf("compare with unplaced targets: %+v", d)
+	}
+	if _, err := Assign(mustRing(t, KindRendezvous, ms), gs, Options{Costs: costs, Epsilon: -1}); err == nil {
+		t.Fatal("a negative epsilon was accepted")
+	}
+}
+
+// BenchmarkBalance places 100k targets with Pareto costs (α 1.2, 1k to 1M
+// series) over 10 and 100 members: the series max/mean by count and by
+// cost, ns per target of each, and the targets moved when one member leaves
+// over the optimum (that member's targets).
+func BenchmarkBalance(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	gs := pool(rng, 100_000, 1000)
+	costs := costsOf(rng, gs, pareto)
+	for _, n := range []int{10, 100} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			ms := members(n)
+			r, _ := New(KindRendezvous, ms)
+			var count, bal *Assignment
+			var tc, tb float64
+			for b.Loop() {
+				start := nowNanos()
+				count, _ = Assign(r, gs, Options{})
+				tc += float64(nowNanos() - start)
+				start = nowNanos()
+				bal, _ = Assign(r, gs, Options{Costs: costs})
+				tb += float64(nowNanos() - start)
+			}
+			count.Cost = map[string]uint64{} // the series each member would carry by count
+			for _, m := range ms {
+				for _, g := range count.Groups[m.ID] {
+					for _, t := range g.Targets {
+						count.Cost[m.ID] += costs[string(t[model.AddressLabel])]
+					}
+				}
+			}
+			left, _ := New(KindRendezvous, ms[1:])
+			after, _ := Assign(left, gs, Options{Costs: costs})
+			optimum := bal.Count(ms[0].ID)
+			nb := float64(b.N) * float64(bal.Targets)
+			b.ReportMetric(maxOverMean(count), "count-max/mean")
+			b.ReportMetric(maxOverMean(bal), "series-max/mean")
+			b.ReportMetric(tc/nb, "count-ns/target")
+			b.ReportMetric(tb/nb, "series-ns/target")
+			b.ReportMetric(float64(Compare(bal, after).Moved)/float64(optimum), "moved/optimum")
+		})
+	}
+}
+
+func nowNanos() int64 { return time.Now().UnixNano() }
