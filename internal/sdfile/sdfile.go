@@ -152,11 +152,7 @@ func marshalJSON(entries []entry) []byte {
 	if len(entries) == 0 {
 		return []byte("[]\n")
 	}
-	n := 4
-	for _, e := range entries {
-		n += 48 + 24*len(e.Targets) + 40*len(e.Labels)
-	}
-	b := make([]byte, 0, n)
+	b := buffer(entries, 48, 40)
 	b = append(b, "[\n"...)
 	for i, e := range entries {
 		if i > 0 {
@@ -197,6 +193,16 @@ func marshalJSON(entries []entry) []byte {
 	return append(b, "\n]\n"...)
 }
 
+// buffer is an empty buffer about the size of entries written with
+// perEntry bytes of frame per entry and perLabel per label (24 per target).
+func buffer(entries []entry, perEntry, perLabel int) []byte {
+	n := 4
+	for _, e := range entries {
+		n += perEntry + 24*len(e.Targets) + perLabel*len(e.Labels)
+	}
+	return make([]byte, 0, n)
+}
+
 // appendJSONString appends s as encoding/json writes it.
 func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
@@ -219,11 +225,7 @@ func marshalYAML(entries []entry) []byte {
 	if len(entries) == 0 {
 		return []byte("[]\n")
 	}
-	n := 0
-	for _, e := range entries {
-		n += 16 + 24*len(e.Targets) + 32*len(e.Labels)
-	}
-	b := make([]byte, 0, n)
+	b := buffer(entries, 16, 32)
 	for _, e := range entries {
 		b = append(b, "- targets:\n"...)
 		for _, t := range e.Targets {
