@@ -26,7 +26,7 @@ type Options struct {
 	KeyLabel model.LabelName
 	// Costs, when set, balances by cost rather than by count: each
 	// target's cost (its series, say) by address; a target without one
-	// costs the median of those known. Targets are taken heaviest first,
+	// costs the median of those known. Targets are taken in key-hash order,
 	// and each goes to the first members of its preference order that stay
 	// within (1+Epsilon) times their weight's share of the total cost (a
 	// member is passed over only while another can take the target within
@@ -175,8 +175,9 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 	)
 	merged := mergeGroups(groups)
 	var bal *balancer
+	var sorted [][]item // with Costs: every group's items, sorted, kept for the second pass
 	if opts.Costs != nil { // every target's owners first: the order is global
-		sorted := make([][]item, len(merged))
+		sorted = make([][]item, len(merged))
 		for k, in := range merged {
 			if items, err = groupItems(in, opts.KeyLabel, byLabel, nil); err != nil {
 				return nil, err
@@ -190,14 +191,17 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		}
 	}
 	for k, in := range merged {
-		if items, err = groupItems(in, opts.KeyLabel, byLabel, items[:0]); err != nil {
+		if sorted != nil {
+			items = sorted[k]
+		} else if items, err = groupItems(in, opts.KeyLabel, byLabel, items[:0]); err != nil {
 			return nil, err
+		} else {
+			items, scratch = sortItems(items, scratch, counts32[:0])
 		}
 		if len(items) == 0 {
 			continue
 		}
 		a.Targets += len(items)
-		items, scratch = sortItems(items, scratch, counts32[:0])
 
 		owners = owners[:0]
 		clear(counts)

@@ -16,8 +16,8 @@ const DefaultEpsilon = 0.1
 
 // balancer places targets by cost with bounded loads (consistent hashing
 // with bounded loads, after Mirrokni, Thorup and Zadimoorghaddam, over
-// costs instead of counts): targets are taken heaviest first (then by key
-// hash), and each goes to the first members of its own preference order
+// costs instead of counts): targets are taken in key-hash order, and each
+// goes to the first members of its own preference order
 // that stay within (1+ε) times their weight's share of the total cost, and
 // within their capacity. Every quantity is an integer, so every machine
 // computes the same result.
@@ -90,10 +90,11 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 			b.limit[i] = c
 		}
 	}
+	// Arrival order is key-hash order, as in consistent hashing with
+	// bounded loads: heaviest-first packs tighter but cascades when a
+	// member leaves (moved/optimum 1.78 against 1.30 in BenchmarkBalance).
 	slices.SortFunc(order, func(a, b ref) int {
 		switch {
-		case a.cost != b.cost:
-			return cmp.Compare(b.cost, a.cost)
 		case a.hash != b.hash:
 			return cmp.Compare(a.hash, b.hash)
 		case a.k != b.k:

@@ -36,7 +36,7 @@
 // own. [Explain] says who was passed over and why.
 //
 // With Options.Costs (measured series per target, say) targets are placed
-// by cost with bounded loads: heaviest first, each on the first members of
+// by cost with bounded loads: in key-hash order, each on the first members of
 // its preference order that stay within (1+Epsilon) of their share of the
 // total cost, and never above a member's Options.Capacity (what fits
 // nowhere is listed in Assignment.Unplaced). Still pure and deterministic.
