@@ -175,7 +175,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 	)
 	merged := mergeGroups(groups)
 	var bal *balancer
-	var sorted [][]item // with Costs: every group's items, sorted, kept for the second pass
+	var sorted [][]item    // with Costs: every group's items, sorted, kept for the second pass
 	if opts.Costs != nil { // every target's owners first: the order is global
 		sorted = make([][]item, len(merged))
 		for k, in := range merged {
