@@ -130,30 +130,38 @@ type lockValue struct {
 	Since time.Time `json:"since"`
 }
 
+// Validate checks the options and names the first bad field.
+func (o LockOptions) Validate() error {
+	switch {
+	case strings.Trim(o.Key, "/") == "":
+		return errors.New("watch: LockOptions.Key is empty")
+	case o.SessionTTL != 0 && (o.SessionTTL < MinSessionTTL || o.SessionTTL > MaxSessionTTL):
+		return fmt.Errorf("watch: LockOptions.SessionTTL %v: want %v to %v", o.SessionTTL, MinSessionTTL, MaxSessionTTL)
+	case o.LockDelay > MaxLockDelay:
+		return fmt.Errorf("watch: LockOptions.LockDelay %v: at most %v", o.LockDelay, MaxLockDelay)
+	}
+	return nil
+}
+
 // NewConsulLock validates the options. It does no I/O.
 func NewConsulLock(c *api.Client, o LockOptions) (*ConsulLock, error) {
 	if c == nil {
 		return nil, errors.New("watch: nil Consul client")
 	}
-	o.Key = strings.Trim(o.Key, "/")
-	if o.Key == "" {
-		return nil, errors.New("watch: LockOptions.Key is empty")
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
+	o.Key = strings.Trim(o.Key, "/")
 	if o.Name == "" {
 		host, _ := os.Hostname()
 		o.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	o.SessionTTL = cmp.Or(o.SessionTTL, DefaultSessionTTL)
-	if o.SessionTTL < MinSessionTTL || o.SessionTTL > MaxSessionTTL {
-		return nil, fmt.Errorf("watch: LockOptions.SessionTTL %v: want %v to %v", o.SessionTTL, MinSessionTTL, MaxSessionTTL)
-	}
 	switch {
 	case o.LockDelay == 0:
 		o.LockDelay = DefaultLockDelay
 	case o.LockDelay < 0:
 		o.LockDelay = time.Millisecond // Consul takes 0 for its default
-	case o.LockDelay > MaxLockDelay:
-		return nil, fmt.Errorf("watch: LockOptions.LockDelay %v: at most %v", o.LockDelay, MaxLockDelay)
 	}
 	o.BackoffMin = cmp.Or(o.BackoffMin, DefaultBackoffMin)
 	o.BackoffMax = cmp.Or(o.BackoffMax, DefaultBackoffMax)

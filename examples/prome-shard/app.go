@@ -88,11 +88,11 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 	if !cfg.Audit.Disabled && !f.DryRun && !f.Once {
 		opts.Audit = &audit.Options{Grace: cfg.Audit.Grace.Duration, Concurrency: cfg.Audit.Concurrency, Client: client}
 	}
-	if le := cfg.LeaderElection; le.Key != "" && f.Once && !f.DryRun {
+	if cfg.lock.Key != "" && f.Once && !f.DryRun {
 		return nil, errors.New("leader_election: -once takes no lock, so it would write beside the leader; use -dry-run")
-	} else if le.Key != "" && !f.DryRun { // self mode only reads the epochs
-		opts.Elector, err = watch.NewConsulLock(a.consul, watch.LockOptions{Key: le.Key, Name: le.Name,
-			SessionTTL: le.SessionTTL.Duration, LockDelay: le.LockDelay.Duration, Observe: f.Member != "", Logger: logger})
+	} else if cfg.lock.Key != "" && !f.DryRun { // self mode only reads the epochs
+		cfg.lock.Observe, cfg.lock.Logger = f.Member != "", logger
+		opts.Elector, err = watch.NewConsulLock(a.consul, cfg.lock)
 		if err != nil {
 			return nil, fmt.Errorf("leader_election: %w", err)
 		}

@@ -46,7 +46,8 @@ type Config struct {
 		SessionTTL promshard.Duration `yaml:"session_ttl"`
 		LockDelay  promshard.Duration `yaml:"lock_delay"`
 	} `yaml:"leader_election"`
-	Jobs []JobConfig `yaml:"jobs"`
+	Jobs []JobConfig       `yaml:"jobs"`
+	lock watch.LockOptions // leader_election, checked
 }
 
 // JobConfig is one job: its collectors, its targets, where they go.
@@ -147,6 +148,8 @@ func LoadConfig(path string) (*Config, error) {
 
 func (c *Config) check() error {
 	_, cerr := c.Consul.APIConfig()
+	le := c.LeaderElection
+	c.lock = watch.LockOptions{Key: le.Key, Name: le.Name, SessionTTL: le.SessionTTL.Duration, LockDelay: le.LockDelay.Duration}
 	switch lerr, d := c.checkListen("listen"), c.RefreshInterval; {
 	case d.Text() != "" && d.Duration < promshard.MinRefreshInterval:
 		return fmt.Errorf("refresh_interval: %q, want at least %v", d.Text(), promshard.MinRefreshInterval)
@@ -154,6 +157,8 @@ func (c *Config) check() error {
 		return lerr
 	case cerr != nil:
 		return fmt.Errorf("consul: %w", cerr)
+	case c.lock.Key != "" && c.lock.Validate() != nil:
+		return fmt.Errorf("leader_election: %w", c.lock.Validate())
 	case c.Handoff.Mode != "" && c.Handoff.Mode != "overlap" && c.Handoff.Mode != "off":
 		return fmt.Errorf("handoff.mode: %q, want overlap or off", c.Handoff.Mode)
 	case len(c.Jobs) == 0:

@@ -67,6 +67,8 @@ func TestConfigErrorsExit2(t *testing.T) {
 		{"bad template", strings.Replace(okJob, "{dir: OUT}", "{dir: OUT, file: all.json}", 1), "must depend on {{.ID}}"},
 		{"no jobs", "listen: 127.0.0.1:1\n", "no job configured"},
 		{"an SD not compiled in", strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "prometheus_sd: {kubernetes_sd_configs: [{role: pod}]}", 1), "kubernetes_sd_configs: not compiled into this program (its package is not imported, or the name is misspelt); this build has consul, dns, file and http; build with -tags promsd_all"},
+		{"bad session_ttl", "leader_election: {key: k, session_ttl: 1s}\n" + okJob, "leader_election: watch: LockOptions.SessionTTL 1s: want 10s to 24h0m0s"},
+		{"bad lock_delay", "leader_election: {key: k, lock_delay: 2x}\n" + okJob, `leader_election.lock_delay: "2x" is not a duration`},
 		{"bad prometheus_sd", strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "prometheus_sd: {foo_sd_configs: [{}]}", 1), "prometheus_sd"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -322,5 +324,17 @@ func TestSimulateCommand(t *testing.T) {
 	}
 	if code, _, _ := runCmd("simulate", "-config", "demo.yaml", "-from", saved); code != exitConfig {
 		t.Fatalf("-config and -from: exit %d, want 2", code)
+	}
+}
+
+// -once takes no lock, so with leader_election it would write beside the
+// leader: it is refused at start; -dry-run writes nothing and is allowed.
+func TestOnceRefusedWithLeaderElection(t *testing.T) {
+	cfg := writeConfig(t, "leader_election: {key: promshard/x}\n"+okJob)
+	if code, _, stderr := runCmd("-config", cfg, "-once"); code != exitConfig || !strings.Contains(stderr, "-once takes no lock") {
+		t.Fatalf("-once: exit %d %q", code, stderr)
+	}
+	if code, out, stderr := runCmd("-config", cfg, "-dry-run"); code != exitOK || !strings.Contains(out, "job node: 3 targets") {
+		t.Fatalf("-dry-run: exit %d %q %q", code, out, stderr)
 	}
 }
