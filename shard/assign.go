@@ -25,15 +25,16 @@ type Options struct {
 	// then on its group; a target without it falls back to its address.
 	KeyLabel model.LabelName
 	// Costs, when set, balances by cost rather than by count: each
-	// target's cost (its series, say) by address; a target without one
-	// costs the median of those known. Targets are taken in key-hash order,
+	// target's cost (its series, say), keyed by the hash of its address
+	// (build it with [CostTable]); a target without one costs the median of
+	// those known. Targets are taken in key-hash order,
 	// and each goes to the first members of its preference order that stay
 	// within (1+Epsilon) times their weight's share of the total cost (a
 	// member is passed over only while another can take the target within
 	// its own bound). When no member's natural share exceeds its bound the
 	// result is exactly the count assignment's; a single target costlier
 	// than the room left anywhere goes where there is room within capacity.
-	Costs map[string]uint64
+	Costs map[uint64]uint64
 	// Epsilon is the slack of the bound; zero means [DefaultEpsilon].
 	Epsilon float64
 	// Capacity bounds a member's total cost, by member ID (absent or 0:
@@ -308,41 +309,47 @@ func tieBreak(a, b item) int {
 	return strings.Compare(a.t.String(), b.t.String())
 }
 
-// sortItems sorts items by compareItems. Key hashes are uniform, so a
-// counting pass on their top bits leaves about one item per bucket and an
-// insertion pass finishes in linear time. It returns the sorted slice and
-// the spare buffer for reuse.
+// sortItems sorts items by compareItems (see radixSort). It returns the
+// sorted slice and the spare buffer for reuse.
 func sortItems(items, scratch []item, counts []int32) (sorted, spare []item) {
-	n := len(items)
+	return radixSort(items, scratch, counts, func(it item) uint64 { return it.hash }, compareItems)
+}
+
+// radixSort sorts xs by cmp, whose first key is hash. Hashes are uniform,
+// so a counting pass on their top bits leaves about one element per
+// bucket and an insertion pass finishes in linear time. It returns the
+// sorted slice and the spare buffer for reuse.
+func radixSort[T any](xs, scratch []T, counts []int32, hash func(T) uint64, cmp func(a, b T) int) (sorted, spare []T) {
+	n := len(xs)
 	if n < 256 {
-		slices.SortFunc(items, compareItems)
-		return items, scratch
+		slices.SortFunc(xs, cmp)
+		return xs, scratch
 	}
 	bits := uint(8)
 	for 1<<bits < n && bits < 16 {
 		bits++
 	}
 	shift := 64 - bits
-	counts = counts[:1<<bits+1]
+	counts = slices.Grow(counts[:0], 1<<bits+1)[:1<<bits+1]
 	clear(counts)
-	for _, it := range items {
-		counts[it.hash>>shift+1]++
+	for _, x := range xs {
+		counts[hash(x)>>shift+1]++
 	}
 	for i := 1; i < len(counts); i++ {
 		counts[i] += counts[i-1]
 	}
 	scratch = slices.Grow(scratch[:0], n)[:n]
-	for _, it := range items {
-		b := it.hash >> shift
-		scratch[counts[b]] = it
+	for _, x := range xs {
+		b := hash(x) >> shift
+		scratch[counts[b]] = x
 		counts[b]++
 	}
 	for i := 1; i < n; i++ {
-		for j := i; j > 0 && compareItems(scratch[j-1], scratch[j]) > 0; j-- {
+		for j := i; j > 0 && cmp(scratch[j-1], scratch[j]) > 0; j-- {
 			scratch[j-1], scratch[j] = scratch[j], scratch[j-1]
 		}
 	}
-	return scratch, items
+	return scratch, xs
 }
 
 // merged is one output group: input groups with the same source and labels.

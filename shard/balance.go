@@ -32,12 +32,24 @@ type balancer struct {
 	over   bool
 }
 
+// CostTable keys costs by address as Options.Costs wants them: by the
+// hash of the address. Costs change far less often than a pool is
+// assigned, so the look-ups by string are made once, here.
+func CostTable(byAddress map[string]uint64) map[uint64]uint64 {
+	out := make(map[uint64]uint64, len(byAddress))
+	for a, c := range byAddress {
+		out[Hash(a)] = c
+	}
+	return out
+}
+
 // unknownCost marks a target without a cost until the median is known.
 const unknownCost = math.MaxUint64
 
 // newBalancer chooses every target's owners; groups[k] are the sorted items
 // of merged group k.
 func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *balancer {
+	byLabel := opts.KeyLabel != "" && opts.KeyLabel != model.AddressLabel
 	members := r.Members()
 	b := &balancer{r: r, sp: sp, reps: reps, bound: make([]uint64, len(members)), limit: make([]uint64, len(members)),
 		load: make([]uint64, len(members)), owners: make([][]int32, len(groups)), over: opts.Overcommit}
@@ -53,7 +65,11 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 	for k, items := range groups {
 		b.owners[k] = make([]int32, len(items)*reps)
 		for i, it := range items {
-			c, ok := opts.Costs[string(it.t[model.AddressLabel])]
+			h := it.hash // the address's hash, unless a key label placed it
+			if byLabel {
+				h = Hash(string(it.t[model.AddressLabel]))
+			}
+			c, ok := opts.Costs[h]
 			if ok {
 				known = append(known, c)
 			} else {
@@ -65,8 +81,7 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 	// Unknown costs are the median of the known ones in the pool.
 	def := uint64(1)
 	if len(known) > 0 {
-		slices.Sort(known)
-		def = max(known[len(known)/2], 1)
+		def = max(nth(known, len(known)/2), 1)
 	}
 	var total, weights uint64
 	for j := range order {
@@ -93,7 +108,7 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 	// Arrival order is key-hash order, as in consistent hashing with
 	// bounded loads: heaviest-first packs tighter but cascades when a
 	// member leaves (moved/optimum 1.78 against 1.30 in BenchmarkBalance).
-	slices.SortFunc(order, func(a, b ref) int {
+	order, _ = radixSort(order, nil, nil, func(r ref) uint64 { return r.hash }, func(a, b ref) int {
 		switch {
 		case a.hash != b.hash:
 			return cmp.Compare(a.hash, b.hash)
@@ -174,6 +189,39 @@ func (b *balancer) pick(pref []int, cost uint64, want int, loose bool, dst []int
 		}
 	}
 	return dst, spread
+}
+
+// nth returns the k-th smallest of xs (reordering xs): quickselect with a
+// median-of-three pivot, linear on average.
+func nth(xs []uint64, k int) uint64 {
+	lo, hi := 0, len(xs)-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		p := max(min(xs[lo], xs[mid]), min(max(xs[lo], xs[mid]), xs[hi])) // median of three
+		i, j := lo, hi
+		for i <= j {
+			for xs[i] < p {
+				i++
+			}
+			for xs[j] > p {
+				j--
+			}
+			if i <= j {
+				xs[i], xs[j] = xs[j], xs[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return xs[k]
+		}
+	}
+	return xs[k]
 }
 
 // mulDiv is a*b/c without overflow (MaxUint64 when the quotient does not

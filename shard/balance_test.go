@@ -17,14 +17,14 @@ func pareto(rng *rand.Rand) uint64 {
 	return uint64(min(1e6, 1000/math.Pow(1-rng.Float64(), 1/1.2)))
 }
 
-func costsOf(rng *rand.Rand, gs []*targetgroup.Group, draw func(*rand.Rand) uint64) map[string]uint64 {
+func costsOf(rng *rand.Rand, gs []*targetgroup.Group, draw func(*rand.Rand) uint64) map[uint64]uint64 {
 	costs := map[string]uint64{}
 	for _, g := range gs {
 		for _, t := range g.Targets {
 			costs[string(t[model.AddressLabel])] = draw(rng)
 		}
 	}
-	return costs
+	return CostTable(costs)
 }
 
 // maxOverMean is the most cost on a member over the mean, by weight.
@@ -185,7 +185,7 @@ func BenchmarkBalance(b *testing.B) {
 			for _, m := range ms {
 				for _, g := range count.Groups[m.ID] {
 					for _, t := range g.Targets {
-						count.Cost[m.ID] += costs[string(t[model.AddressLabel])]
+						count.Cost[m.ID] += costs[Hash(string(t[model.AddressLabel]))]
 					}
 				}
 			}
@@ -203,3 +203,19 @@ func BenchmarkBalance(b *testing.B) {
 }
 
 func nowNanos() int64 { return time.Now().UnixNano() }
+
+func TestNth(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	for n := 1; n < 300; n += 7 {
+		xs := make([]uint64, n)
+		for i := range xs {
+			xs[i] = uint64(rng.IntN(20)) // many ties
+		}
+		want := slices.Sorted(slices.Values(xs))
+		for _, k := range []int{0, n / 2, n - 1} {
+			if got := nth(slices.Clone(xs), k); got != want[k] {
+				t.Fatalf("n %d k %d: %d, want %d", n, k, got, want[k])
+			}
+		}
+	}
+}
