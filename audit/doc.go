@@ -42,4 +42,8 @@
 // each state, so promshard_audit_targets{state=~"missing|orphan|extra"} > 0
 // for a few minutes is the alert. Every state is exported, zeros included,
 // so the absence of a series never hides a problem.
+//
+// [Auditor.Series] reads what each target costs, for placement by cost
+// (shard.Options.Costs): its most samples per scrape after relabelling
+// over the last hour, through the collectors' query API.
 package audit

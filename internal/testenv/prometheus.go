@@ -166,21 +166,43 @@ func Metric(ctx context.Context, addr, name string) (float64, error) {
 // when the test ends.
 func ScrapeTargets(t testing.TB, n int) []string {
 	t.Helper()
+	series := make([]int, n)
+	for i := range series {
+		series[i] = 1
+	}
+	out := SeriesTargets(t, series...)
+	sort.Strings(out)
+	return out
+}
+
+// SeriesTargets starts an HTTP server on loopback per entry of series,
+// whose /metrics page has that many series, and returns their host:port
+// addresses in the same order. They stop when the test ends.
+func SeriesTargets(t testing.TB, series ...int) []string {
+	t.Helper()
 	var out []string
-	for range n {
+	for _, n := range series {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
+		var page strings.Builder
+		page.WriteString("# TYPE promshard_test_up gauge\npromshard_test_up 1\n")
+		if n > 1 {
+			page.WriteString("# TYPE promshard_test_series gauge\n")
+			for i := 1; i < n; i++ {
+				fmt.Fprintf(&page, "promshard_test_series{i=\"%d\"} %d\n", i, i)
+			}
+		}
+		body := page.String()
 		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-			_, _ = io.WriteString(w, "# TYPE promshard_test_up gauge\npromshard_test_up 1\n")
+			_, _ = io.WriteString(w, body)
 		}), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(l)
 		t.Cleanup(func() { srv.Close() })
 		out = append(out, l.Addr().String())
 	}
-	sort.Strings(out)
 	return out
 }
 
