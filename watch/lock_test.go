@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -84,7 +85,7 @@ func waitLeading(t *testing.T, l *watch.ConsulLock, want bool) {
 func TestConsulLock(t *testing.T) {
 	_, client := startAgent(t)
 	ctx := context.Background()
-	a, _ := runLock(t, client, watch.LockOptions{Key: "promshard/test", Name: "a"})
+	a, stopA := runLock(t, client, watch.LockOptions{Key: "promshard/test", Name: "a"})
 	waitLeading(t, a, true)
 	b, stopB := runLock(t, client, watch.LockOptions{Key: "promshard/test", Name: "b"})
 	if err := testenv.WaitFor(10*time.Second, 20*time.Millisecond, func() error {
@@ -117,8 +118,9 @@ func TestConsulLock(t *testing.T) {
 		t.Fatalf("b.Published: %+v, %v", e, err)
 	}
 
-	// a's session ends (as when its check fails): a is fenced at once, and
-	// b takes the lock and publishes the next number.
+	// a's session ends (as when its check fails): a is fenced at once. The
+	// lock is free; a campaigns again with a new session at once, so either
+	// copy may take it. Whoever does publishes the next number.
 	sessions, _, err := client.Session().List(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -133,20 +135,38 @@ func TestConsulLock(t *testing.T) {
 	if err := a.Check(ctx); !errors.Is(err, watch.ErrNotLeader) {
 		t.Fatalf("a.Check after its session ended: %v, want ErrNotLeader", err)
 	}
-	waitLeading(t, b, true)
-	if e, err := b.Publish(ctx, watch.Epoch{Job: "j"}); err != nil || e.Epoch != 3 {
-		t.Fatalf("b.Publish after the takeover: %+v, %v", e, err)
+	copies := map[*watch.ConsulLock]func(){a: stopA, b: stopB}
+	leader := func() *watch.ConsulLock {
+		t.Helper()
+		var l *watch.ConsulLock
+		if err := testenv.WaitFor(30*time.Second, 20*time.Millisecond, func() error {
+			var leading []*watch.ConsulLock
+			for c := range copies {
+				if c.Leading() {
+					leading = append(leading, c)
+				}
+			}
+			if len(leading) != 1 {
+				return fmt.Errorf("%d copies lead", len(leading))
+			}
+			l = leading[0]
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return l
 	}
-	if a.Leading() {
-		t.Fatal("a still believes it leads")
+	next := leader()
+	if e, err := next.Publish(ctx, watch.Epoch{Job: "j"}); err != nil || e.Epoch != 3 {
+		t.Fatalf("%s.Publish after the session ended: %+v, %v", next.Name(), e, err)
 	}
 
-	// b stops: it releases the lock, and a (campaigning again with a new
-	// session) takes it.
-	stopB()
-	waitLeading(t, a, true)
-	if e, err := a.Publish(ctx, watch.Epoch{Job: "j"}); err != nil || e.Epoch != 4 {
-		t.Fatalf("a.Publish after b stopped: %+v, %v", e, err)
+	// The leader stops: it releases the lock, and the other takes it.
+	copies[next]()
+	delete(copies, next)
+	last := leader()
+	if e, err := last.Publish(ctx, watch.Epoch{Job: "j"}); err != nil || e.Epoch != 4 || e.Leader != last.Name() {
+		t.Fatalf("%s.Publish after %s stopped: %+v, %v", last.Name(), next.Name(), e, err)
 	}
 }
 
