@@ -47,9 +47,10 @@ func browser(t *testing.T) (ctx context.Context, errs func() []string) {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
 		chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()), chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-component-update", true))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bounded, stop := context.WithTimeout(context.Background(), 3*time.Minute) // a hung browser fails the test, never CI
+	actx, cancelAlloc := chromedp.NewExecAllocator(bounded, opts...)
 	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
+	t.Cleanup(func() { cancel(); cancelAlloc(); stop() })
 	var mu sync.Mutex
 	var seen []string
 	err := chromedp.Listen(ctx, func(ev any) {
