@@ -44,16 +44,9 @@ func browser(t *testing.T) (ctx context.Context, errs func() []string) {
 		}
 		t.Skip("no chromium on PATH (set PROMSHARD_CHROMIUM)")
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
-		chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()), chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true))
-	bounded, stop := context.WithTimeout(context.Background(), 3*time.Minute) // a hung browser fails the test, never CI
-	actx, cancelAlloc := chromedp.NewExecAllocator(bounded, opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc(); stop() })
 	var mu sync.Mutex
 	var seen []string
-	err := chromedp.Listen(ctx, func(ev any) {
+	record := func(ev any) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch ev := ev.(type) {
@@ -77,9 +70,26 @@ func browser(t *testing.T) (ctx context.Context, errs func() []string) {
 				seen = append(seen, "log: "+ev.Entry.Text+" "+ev.Entry.URL)
 			}
 		}
-	})
-	if err == nil {
-		err = chromedp.Do(ctx) // starts chromium; chromedp enables the runtime and log domains
+	}
+	// Chromium in a container now and then exits before it listens (about
+	// one start in fifteen here): a start is tried three times.
+	var err error
+	for range 3 {
+		opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
+			chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()), chromedp.Flag("disable-quic", true),
+			chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-dev-shm-usage", true))
+		bounded, stop := context.WithTimeout(context.Background(), 3*time.Minute) // a hung browser fails the test, never CI
+		actx, cancelAlloc := chromedp.NewExecAllocator(bounded, opts...)
+		c, cancel := chromedp.NewContext(actx)
+		ctx = c
+		t.Cleanup(func() { cancel(); cancelAlloc(); stop() })
+		if err = chromedp.Listen(ctx, record); err == nil {
+			err = chromedp.Do(ctx) // starts chromium; chromedp enables the runtime and log domains
+		}
+		if err == nil || !strings.Contains(err.Error(), "chrome failed to start") {
+			break
+		}
+		t.Logf("chromium did not start; trying again: %v", err)
 	}
 	if err != nil {
 		t.Fatalf("start chromium %s: %v", path, err)
