@@ -116,7 +116,7 @@ func (j *job) serveSD(h http.Handler) http.Handler {
 		ep := j.snap.Epoch.Epoch
 		j.stateMu.RUnlock()
 		if ep > 0 {
-			w.Header().Set(epochHeader, epochString(ep))
+			w.Header().Set(epochHeader, strconv.FormatUint(ep, 10))
 		}
 		h.ServeHTTP(w, r)
 	})

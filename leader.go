@@ -2,9 +2,7 @@ package promshard
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/watch"
@@ -140,8 +138,3 @@ func (j *job) checkLeader(ctx context.Context) error {
 // epochHeader is the http_sd response header that carries the epoch of
 // the assignment served.
 const epochHeader = "Promshard-Epoch"
-
-func epochString(n uint64) string { return strconv.FormatUint(n, 10) }
-
-// isNotLeader reports whether err says that this copy does not lead.
-func isNotLeader(err error) bool { return errors.Is(err, ErrNotLeader) }

@@ -3,6 +3,7 @@ package promshard
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -182,7 +183,7 @@ func (q *reloadQueue) reload(ctx context.Context, c reload.Collector) {
 	delete(q.inflight, c.ID)
 	switch {
 	case ctx.Err() != nil:
-	case isNotLeader(err): // the leader reloads what it writes
+	case errors.Is(err, ErrNotLeader): // the leader reloads what it writes
 		delete(q.fails, c.ID)
 		delete(q.due, c.ID)
 		q.j.s.opts.Logger.Info("not the leader: reload left to the leader", "job", q.j.cfg.Name, "collector", c.ID)

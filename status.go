@@ -39,7 +39,6 @@ type statusJob struct {
 	Bars                          []statusBar
 	Out                           []statusBar // out of the ring, holding nothing
 	Pages                         []int
-	Page                          int
 	Audit                         *statusAudit
 	Recent                        []Report
 }
@@ -73,7 +72,7 @@ func (s *Sharder) serveStatus(w http.ResponseWriter, r *http.Request) {
 	for _, name := range s.Jobs() {
 		snap, _ := s.Snapshot(name)
 		sj := statusJob{Name: name, Role: snap.Role, Leader: snap.Leader, Epoch: snap.Epoch.Epoch, Agrees: snap.Agrees,
-			Ready: snap.Ready(), Recent: snap.Recent, Page: page}
+			Ready: snap.Ready(), Recent: snap.Recent}
 		if snap.Last.Err != nil {
 			sj.Err = snap.Last.Err.Error()
 		}
