@@ -83,8 +83,11 @@ func (j *job) auditJob(snap Snapshot) audit.Job {
 	j.mu.Unlock()
 	aj := audit.Job{Name: j.cfg.Name, ScrapePool: j.cfg.ScrapePool, Assignment: snap.Groups,
 		Generation: snap.Generation}
+	if snap.Assignment != nil {
+		aj.Unplaced = snap.Assignment.Unplaced
+	}
 	if self := j.cfg.Self; self != "" {
-		aj.Assignment = map[string][]*targetgroup.Group{self: snap.Groups[self]}
+		aj.Assignment, aj.Unplaced = map[string][]*targetgroup.Group{self: snap.Groups[self]}, nil
 		ms = map[string]watch.Member{self: ms[self]}
 	}
 	for _, id := range slices.Sorted(maps.Keys(ms)) {

@@ -192,6 +192,15 @@ type job struct {
 	pubKey   uint64     // inputKey of the epoch this copy last published, in term pubTerm; under passMu
 	pubTerm  uint64
 	draining map[string]bool // collectors draining at the last reshard; under passMu
+
+	costReader CostReader // with Balance.By series
+	costMu     sync.Mutex
+	costs      *costTable        // in use; nil while placing by count
+	costSum    string            // checksum of the published table in costs, as read
+	next       map[uint64]uint64 // costs the balance tick chose, for the next reshard
+	partial    bool              // costs holds only part of the last next: the tick goes on at once
+	overSince  time.Time         // since when a collector is above its bound; balance tick only
+	costTerm   uint64            // the leadership term whose table was read; balance tick only
 	stateMu  sync.RWMutex
 	snap     Snapshot
 }
@@ -228,6 +237,9 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 	}
 	if jc.Self != "" && len(jc.Known) > 0 && !slices.ContainsFunc(jc.Known, func(m watch.Member) bool { return m.ID == jc.Self }) {
 		return nil, fmt.Errorf("Job.Self %q is none of the known collectors", jc.Self)
+	}
+	if err := jc.Balance.validate(); err != nil {
+		return nil, err
 	}
 	if jc.ReloadConcurrency < 0 {
 		return nil, fmt.Errorf("Job.ReloadConcurrency %d: must not be negative", jc.ReloadConcurrency)
@@ -268,6 +280,13 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 		disagree: map[string]time.Time{}, auditKick: make(chan struct{}, 1), draining: map[string]bool{}}
 	j.snap = Snapshot{Job: jc.Name, Self: jc.Self, KeyLabel: string(jc.Shard.KeyLabel)}
 	j.reloads = newReloadQueue(j, pool)
+	if j.balancing() {
+		if j.costReader = jc.Balance.Costs; j.costReader == nil {
+			if j.costReader, err = s.seriesReader(); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return j, nil
 }
 
@@ -388,7 +407,16 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	if len(sms) == 0 {
 		return rep, fmt.Errorf("job %q: no healthy collectors: %w", name, ErrNoMembers)
 	}
-	key := j.inputKey(res.Fingerprint, members, leavers)
+	if j.balancing() {
+		if err := j.adopt(ctx, sms, members, res.Groups); err != nil {
+			return rep, fmt.Errorf("job %q: balance: %w", name, err)
+		}
+	}
+	opts, costKey := j.cfg.Shard, uint64(0)
+	if tab := j.table(); tab != nil {
+		opts, costKey = j.placement(members, tab.costs), tab.key
+	}
+	key := j.inputKey(res.Fingerprint^costKey, members, leavers)
 	if !wait && j.unchanged(key, reason) {
 		j.stateMu.RLock()
 		asg := j.snap.Assignment
@@ -407,7 +435,7 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 		if ring, err = shard.New(j.cfg.Ring, sms); err != nil {
 			return rep, fmt.Errorf("job %q: %w", name, err)
 		}
-		if asg, err = shard.Assign(ring, res.Groups, j.cfg.Shard); err != nil {
+		if asg, err = shard.Assign(ring, res.Groups, opts); err != nil {
 			return rep, fmt.Errorf("job %q: %w", name, err)
 		}
 	}
@@ -478,6 +506,13 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	default:
 	}
 	j.m.assigned(name, asg, prev)
+	if j.balancing() {
+		j.m.unplaced.WithLabelValues(name).Set(float64(len(asg.Unplaced)))
+		if len(asg.Unplaced) > 0 {
+			log.Warn("balance: targets left unplaced: no collector has room for them within its max_series",
+				"job", name, "unplaced", len(asg.Unplaced), "first", asg.Unplaced[:min(5, len(asg.Unplaced))])
+		}
+	}
 	log.Info("reshard", "job", name, "reason", reason, "collectors", rep.Members, "targets", rep.Targets,
 		"replicas", rep.Replicas, "added", rep.Diff.Added, "removed", rep.Diff.Removed, "moved", rep.Diff.Moved,
 		"draining", rep.Draining, "leaving", rep.Leaving,

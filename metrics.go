@@ -27,6 +27,10 @@ type metrics struct {
 	leader        *prometheus.GaugeVec
 	leaderChanges prometheus.Counter
 	epoch         *prometheus.GaugeVec
+
+	unplaced   *prometheus.GaugeVec
+	overloaded *prometheus.GaugeVec
+	costTables *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -63,10 +67,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Times this copy became leader or stopped being one."}),
 		epoch: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_assignment_epoch",
 			Help: "Epoch of the job's assignment: published by this copy as leader, else the last one read."}, []string{"job"}),
+		unplaced: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_unplaced_targets",
+			Help: "Targets with fewer collectors than replicas because none had room within its max_series, by job."},
+			[]string{"job"}),
+		overloaded: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_balance_overloaded_collectors",
+			Help: "Collectors above their bound under the series last read, by job (targets move once they stay there)."},
+			[]string{"job"}),
+		costTables: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_balance_cost_tables_total",
+			Help: "Cost tables put in use by this copy as decider, by job."}, []string{"job"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.reshards, m.duration, m.moved, m.perMember, m.lastSuccess, m.excluded, m.repairs,
-			m.drains, m.handoffs, m.handoffsPending, m.handoffTime, m.leader, m.leaderChanges, m.epoch} {
+			m.drains, m.handoffs, m.handoffsPending, m.handoffTime, m.leader, m.leaderChanges, m.epoch,
+			m.unplaced, m.overloaded, m.costTables} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("promshard: register metrics: %w", err)
 			}

@@ -105,6 +105,9 @@ type Job struct {
 	// their new owners first and leave it only once those scrape them),
 	// then it gets an empty list.
 	DrainTag string
+	// Balance is how the job balances its collectors: by target count (the
+	// default) or by measured series, with caps (see [Balance]).
+	Balance Balance
 	// ScrapePool is the collectors' scrape job (job_name) that reads this
 	// job's targets, for the audit; empty means Name.
 	ScrapePool string
@@ -262,6 +265,7 @@ func (o *Options) setDefaults() error {
 type Sharder struct {
 	opts   Options
 	audit  *audit.Auditor // nil without Options.Audit
+	plain  *audit.Auditor // reads collectors without Options.Audit (hand-offs, costs)
 	reader scrapeReader   // reads collectors for hand-offs: audit, or one of its own
 	reg    *targets.Registry
 	m      *metrics
@@ -297,13 +301,9 @@ func New(jobs []Job, opts Options) (*Sharder, error) {
 		}
 	}
 	if opts.Handoff {
-		r := s.audit
-		if r == nil {
-			if r, err = audit.New(audit.Options{Logger: opts.Logger}); err != nil {
-				return nil, err
-			}
+		if s.reader, err = s.seriesReader(); err != nil {
+			return nil, err
 		}
-		s.reader = r
 	}
 	for i, jc := range jobs {
 		j, err := s.newJob(jc)
@@ -314,6 +314,22 @@ func New(jobs []Job, opts Options) (*Sharder, error) {
 		s.byName[jc.Name] = j
 	}
 	return s, nil
+}
+
+// seriesReader is the auditor that reads collectors for hand-offs and
+// costs: the audit's, else a plain one, made once.
+func (s *Sharder) seriesReader() (*audit.Auditor, error) {
+	if s.audit != nil {
+		return s.audit, nil
+	}
+	if s.plain == nil {
+		a, err := audit.New(audit.Options{Logger: s.opts.Logger})
+		if err != nil {
+			return nil, err
+		}
+		s.plain = a
+	}
+	return s.plain, nil
 }
 
 // Jobs returns the job names in the order given to [New].
@@ -420,6 +436,9 @@ func (s *Sharder) Run(ctx context.Context, members watch.Source) error {
 		}
 		if s.opts.Handoff {
 			g.Go(func() error { j.handoffLoop(ctx); return nil })
+		}
+		if j.balancing() {
+			g.Go(func() error { j.balanceLoop(ctx); return nil })
 		}
 	}
 	s.opts.Logger.Info("sharder running", "jobs", s.Jobs(), "refresh_interval", s.opts.RefreshInterval)

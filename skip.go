@@ -14,7 +14,7 @@ import (
 // targets (their fingerprint, computed by the registry as it validated
 // them: each group's source and labels, each target's labels, in any
 // order, as Assign's result does not depend on it), the ring's members
-// (IDs, weights, domains, addresses) and the leavers (IDs and states). It
+// (IDs, weights, domains, caps, addresses) and the leavers (IDs and states). It
 // is never 0.
 func (j *job) inputKey(targets uint64, members, leavers []watch.Member) uint64 {
 	return labels.Mix(targets^xxhash.Sum64String(j.memberKey(members)+"\x02"+j.memberKey(leavers))) | 1
@@ -28,6 +28,9 @@ func (j *job) memberKey(ms []watch.Member) string {
 		b.WriteString(m.ID + "\x00" + strconv.FormatUint(uint64(m.Weight), 10) + "\x00" + m.HostPort() + "\x00" + m.State)
 		if j.cfg.SpreadBy != "" {
 			b.WriteString("\x00" + m.Label(j.cfg.SpreadBy))
+		}
+		if j.balancing() {
+			b.WriteString("\x00" + m.Label(MaxSeriesMeta))
 		}
 		b.WriteString("\x01")
 	}

@@ -113,6 +113,11 @@ type Job struct {
 	Assignment map[string][]*targetgroup.Group
 	// Collectors are read; one missing from Assignment intends nothing.
 	Collectors []Collector
+	// Unplaced are targets that the assignment left without collectors on
+	// purpose (no collector had room for them within its cap). Those that
+	// no collector holds are reported: as [Orphan] while nobody scrapes
+	// them, as [Extra] where one does.
+	Unplaced []string
 	// Generation, when not zero, changes whenever Assignment does (a
 	// Sharder's assignment generation). An audit whose Generation equals
 	// the last one's skips finding which targets moved, which at a million
@@ -351,6 +356,7 @@ func (a *Auditor) Audit(ctx context.Context, job Job) (*Report, error) {
 	}
 
 	a.compare(rep, st, job.Assignment, job.Generation)
+	a.unplaced(rep, job.Assignment, job.Unplaced)
 	rep.Took = time.Since(start)
 	a.m.observe(rep)
 	return rep, nil
@@ -422,6 +428,36 @@ func (a *Auditor) compare(rep *Report, st *jobState, asg map[string][]*targetgro
 	}
 	rep.Problems = a.problems(rep, st, flags, asg, start)
 	rep.Counts[OK] = rep.Targets - len(rep.Problems)
+}
+
+// unplaced adds the targets that the assignment gives to no collector and
+// that nobody scrapes to rep, as orphans (one that is scraped is already
+// extra; one with fewer collectors than replicas is judged by those).
+func (a *Auditor) unplaced(rep *Report, asg map[string][]*targetgroup.Group, addrs []string) {
+	if len(addrs) == 0 {
+		return
+	}
+	left := make(map[string]bool, len(addrs))
+	for _, addr := range addrs {
+		left[addr] = true
+	}
+	for _, gs := range asg {
+		for _, g := range gs {
+			for _, t := range g.Targets {
+				delete(left, string(t[model.AddressLabel]))
+			}
+		}
+	}
+	for _, addr := range slices.Sorted(maps.Keys(left)) {
+		if len(rep.Scrapes(addr)) > 0 {
+			continue
+		}
+		rep.Targets++
+		rep.Counts[Orphan]++
+		rep.Problems = append(rep.Problems, Target{Address: addr, States: []State{Orphan}, Intended: []string{},
+			Scrapes: []Scrape{}})
+	}
+	slices.SortFunc(rep.Problems, func(x, y Target) int { return cmp.Compare(x.Address, y.Address) })
 }
 
 // Problem flags of a target.

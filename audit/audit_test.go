@@ -311,3 +311,33 @@ func TestHugeAnswer(t *testing.T) {
 		t.Fatal("an ftp URL was read")
 	}
 }
+
+// Targets the assignment left unplaced are orphans while nobody scrapes
+// them, from the first audit on (nobody is about to take them), and extra
+// where a collector still does; one that has a collector is judged by it.
+func TestUnplacedAreOrphans(t *testing.T) {
+	c1 := newFakeProm(t)
+	c1.scrape("node", "up", "h1:9100", "h3:9100")
+	job := audit.Job{Name: "node", Assignment: map[string][]*targetgroup.Group{"c1": groups("h1:9100", "h4:9100")},
+		Unplaced:   []string{"h2:9100", "h3:9100", "h4:9100"},
+		Collectors: []audit.Collector{{ID: "c1", URL: c1.srv.URL}}}
+	reg := prometheus.NewRegistry()
+	a := newAuditor(t, time.Hour, reg)
+	r, err := a.Audit(context.Background(), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStates(t, r, map[audit.State][]string{audit.Orphan: {"h2:9100"},
+		audit.InTransit: {"h3:9100", "h4:9100"}}) // within the grace after start
+	a = newAuditor(t, time.Nanosecond, prometheus.NewRegistry())
+	a.Audit(context.Background(), job)
+	r, _ = a.Audit(context.Background(), job)
+	wantStates(t, r, map[audit.State][]string{audit.Orphan: {"h2:9100", "h4:9100"}, audit.Missing: {"h4:9100"},
+		audit.Extra: {"h3:9100"}})
+	if r.Targets != 4 || r.OK() {
+		t.Fatalf("%d targets, OK %v", r.Targets, r.OK())
+	}
+	if v := testutil.ToFloat64(mustVec(t, reg, "orphan")); v != 1 {
+		t.Fatalf("promshard_audit_targets{state=orphan} = %v", v)
+	}
+}

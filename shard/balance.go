@@ -51,8 +51,8 @@ const unknownCost = math.MaxUint64
 func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *balancer {
 	byLabel := opts.KeyLabel != "" && opts.KeyLabel != model.AddressLabel
 	members := r.Members()
-	b := &balancer{r: r, sp: sp, reps: reps, bound: make([]uint64, len(members)), limit: make([]uint64, len(members)),
-		load: make([]uint64, len(members)), owners: make([][]int32, len(groups)), over: opts.Overcommit}
+	b := &balancer{r: r, sp: sp, reps: reps, load: make([]uint64, len(members)), owners: make([][]int32, len(groups)),
+		over: opts.Overcommit}
 	type ref struct {
 		cost, hash uint64
 		k, i       int32
@@ -83,28 +83,14 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 	if len(known) > 0 {
 		def = max(nth(known, len(known)/2), 1)
 	}
-	var total, weights uint64
+	var total uint64
 	for j := range order {
 		if order[j].cost == unknownCost {
 			order[j].cost = def
 		}
 		total += order[j].cost * uint64(reps)
 	}
-	for _, m := range members {
-		weights += uint64(m.weight())
-	}
-	eps := opts.Epsilon
-	if eps == 0 {
-		eps = DefaultEpsilon
-	}
-	milli := uint64(math.Round(eps * 1000))
-	for i, m := range members {
-		b.bound[i] = mulDiv(total, uint64(m.weight())*(1000+milli), weights*1000)
-		b.limit[i] = math.MaxUint64
-		if c, ok := opts.Capacity[m.ID]; ok && c > 0 {
-			b.limit[i] = c
-		}
-	}
+	b.bound, b.limit = bounds(members, total, opts)
 	// Arrival order is key-hash order, as in consistent hashing with
 	// bounded loads: heaviest-first packs tighter but cascades when a
 	// member leaves (moved/optimum 1.78 against 1.30 in BenchmarkBalance).
@@ -130,6 +116,97 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 		}
 	}
 	return b
+}
+
+// bounds are the members' bounds on their load, out of a total cost: (1+ε)
+// times their weight's share, and their capacity (MaxUint64 when none).
+func bounds(members []Member, total uint64, opts Options) (bound, limit []uint64) {
+	var weights uint64
+	for _, m := range members {
+		weights += uint64(m.weight())
+	}
+	eps := opts.Epsilon
+	if eps == 0 {
+		eps = DefaultEpsilon
+	}
+	milli := uint64(math.Round(eps * 1000))
+	bound, limit = make([]uint64, len(members)), make([]uint64, len(members))
+	for i, m := range members {
+		bound[i] = mulDiv(total, uint64(m.weight())*(1000+milli), weights*1000)
+		limit[i] = math.MaxUint64
+		if c, ok := opts.Capacity[m.ID]; ok && c > 0 {
+			limit[i] = c
+		}
+	}
+	return bound, limit
+}
+
+// Overloaded returns the IDs of a's members (sorted) that opts.Costs put
+// above the bound [Assign] keeps (see Options.Costs): more than
+// (1+Epsilon) times their weight's share of the total cost, or more than
+// their Capacity. It judges a's placement under costs measured since, and
+// changes nothing: a caller asks it whether new costs call for a new
+// assignment. A target without a cost counts the median of those known,
+// as in Assign; so do unplaced targets, once per missing replica.
+func Overloaded(a *Assignment, opts Options) []string {
+	var known []uint64
+	cost := func(addr string) uint64 {
+		c, ok := opts.Costs[Hash(addr)]
+		if !ok {
+			return unknownCost
+		}
+		known = append(known, c)
+		return c
+	}
+	costs := make([][]uint64, len(a.Members)) // per member; unknown costs as unknownCost
+	held := make(map[string]int, len(a.Unplaced))
+	for _, addr := range a.Unplaced {
+		held[addr] = 0
+	}
+	for i, m := range a.Members {
+		for _, g := range a.Groups[m.ID] {
+			for _, t := range g.Targets {
+				addr := string(t[model.AddressLabel])
+				costs[i] = append(costs[i], cost(addr))
+				if n, ok := held[addr]; ok {
+					held[addr] = n + 1
+				}
+			}
+		}
+	}
+	unplaced := make([]uint64, len(a.Unplaced))
+	for k, addr := range a.Unplaced {
+		unplaced[k] = cost(addr)
+	}
+	def := uint64(1)
+	if len(known) > 0 {
+		def = max(nth(known, len(known)/2), 1)
+	}
+	or := func(c uint64) uint64 {
+		if c == unknownCost {
+			return def
+		}
+		return c
+	}
+	load := make([]uint64, len(a.Members))
+	var total uint64
+	for i := range costs {
+		for _, c := range costs[i] {
+			load[i] += or(c)
+		}
+		total += load[i]
+	}
+	for k, c := range unplaced { // the replicas they lack count in the total
+		total += or(c) * uint64(max(0, a.Replicas-held[a.Unplaced[k]]))
+	}
+	bound, limit := bounds(a.Members, total, opts)
+	var out []string
+	for i, m := range a.Members {
+		if load[i] > bound[i] || load[i] > limit[i] {
+			out = append(out, m.ID)
+		}
+	}
+	return out
 }
 
 // fits reports whether member m can take cost: within its bound (unless

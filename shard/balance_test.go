@@ -219,3 +219,46 @@ func TestNth(t *testing.T) {
 		}
 	}
 }
+
+// Overloaded judges an assignment under costs measured since: the count
+// assignment of heavy-tailed costs has members above the bound; the cost
+// assignment of the same costs has none of the members it could keep
+// within it; a capacity below a member's load names it.
+func TestOverloaded(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 2))
+	gs := pool(rng, 3000, 100)
+	costs := costsOf(rng, gs, pareto)
+	ring := mustRing(t, DefaultKind, members(20))
+	byCount := mustAssign(t, ring, gs, Options{})
+	opts := Options{Costs: costs}
+	if over := Overloaded(byCount, opts); len(over) == 0 {
+		t.Fatalf("the count assignment of Pareto costs: no member above its bound (max/mean %.2f)",
+			maxOverMean(mustAssign(t, ring, gs, Options{Costs: costs, Epsilon: 10})))
+	}
+	byCost := mustAssign(t, ring, gs, opts)
+	var total uint64
+	for _, c := range byCost.Cost {
+		total += c
+	}
+	var want []string
+	for _, m := range byCost.Members {
+		if float64(byCost.Cost[m.ID]) > float64(total)/20*1.1 {
+			want = append(want, m.ID) // a target bigger than the room left anywhere
+		}
+	}
+	if got := Overloaded(byCost, opts); !slices.Equal(got, want) {
+		t.Fatalf("the cost assignment: Overloaded %v, want %v (loads %v)", got, want, byCost.Cost)
+	}
+	heaviest := slices.MaxFunc(byCost.Members, func(a, b Member) int { return int(byCost.Cost[a.ID]) - int(byCost.Cost[b.ID]) })
+	opts.Capacity = map[string]uint64{heaviest.ID: byCost.Cost[heaviest.ID] - 1}
+	if got := Overloaded(byCost, opts); !slices.Contains(got, heaviest.ID) {
+		t.Fatalf("%s holds %d over a capacity of %d: Overloaded %v", heaviest.ID, byCost.Cost[heaviest.ID],
+			opts.Capacity[heaviest.ID], got)
+	}
+	// Targets without a cost count the median, as in Assign: what Assign
+	// placed by equal costs is within the bound.
+	equal := Options{Costs: map[uint64]uint64{}}
+	if got := Overloaded(mustAssign(t, ring, gs, equal), equal); len(got) != 0 {
+		t.Fatalf("equal costs: Overloaded %v", got)
+	}
+}

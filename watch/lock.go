@@ -49,7 +49,8 @@ var ErrNotLeader = errors.New("watch: not the leader")
 // defaults.
 type LockOptions struct {
 	// Key is the KV prefix of the election. The lock is Key+"/leader";
-	// each job's published epoch is Key+"/epoch/"+job. Required.
+	// each job's published epoch is Key+"/epoch/"+job, and its cost table
+	// (see [ConsulLock.PublishCosts]) Key+"/costs/"+job. Required.
 	Key string
 	// Name says who this copy is, in the lock's value, the session's name
 	// and logs; default hostname-pid.

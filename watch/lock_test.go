@@ -1,6 +1,7 @@
 package watch_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -191,5 +192,50 @@ func TestConsulLockOutage(t *testing.T) {
 	waitLeading(t, l, true)
 	if err := l.Check(context.Background()); err != nil {
 		t.Fatalf("the fence after Consul came back: %v", err)
+	}
+}
+
+// TestConsulLockCosts: only the leader publishes a cost table; a standby
+// and an observer read it back whole, however many chunks it takes; a new
+// table replaces the old one and its chunks.
+func TestConsulLockCosts(t *testing.T) {
+	_, client := startAgent(t)
+	ctx := context.Background()
+	a, _ := runLock(t, client, watch.LockOptions{Key: "promshard/costs", Name: "a"})
+	waitLeading(t, a, true)
+	b, _ := runLock(t, client, watch.LockOptions{Key: "promshard/costs", Name: "b"})
+	obs, _ := runLock(t, client, watch.LockOptions{Key: "promshard/costs", Name: "obs", Observe: true})
+	if table, sum, err := b.PublishedCosts(ctx, "j"); table != nil || sum != "" || err != nil {
+		t.Fatalf("before any table: %d bytes, %q, %v", len(table), sum, err)
+	}
+	big := make([]byte, 700<<10) // three chunks
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	if err := b.PublishCosts(ctx, "j", big); !errors.Is(err, watch.ErrNotLeader) {
+		t.Fatalf("b.PublishCosts: %v, want ErrNotLeader", err)
+	}
+	if err := a.PublishCosts(ctx, "j", big); err != nil {
+		t.Fatal(err)
+	}
+	var first string
+	for _, l := range []*watch.ConsulLock{b, obs} {
+		table, sum, err := l.PublishedCosts(ctx, "j")
+		if err != nil || !bytes.Equal(table, big) || sum == "" {
+			t.Fatalf("%s read %d bytes (%q, %v), want the %d published", l.Name(), len(table), sum, err, len(big))
+		}
+		first = sum
+	}
+	small := []byte("small")
+	if err := a.PublishCosts(ctx, "j", small); err != nil {
+		t.Fatal(err)
+	}
+	table, sum, err := obs.PublishedCosts(ctx, "j")
+	if err != nil || string(table) != "small" || sum == first {
+		t.Fatalf("after a new table: %q, %q, %v", table, sum, err)
+	}
+	keys, _, err := client.KV().Keys("promshard/costs/costs-data/j/", "", nil)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("chunks left: %v, %v; want only the new table's one", keys, err)
 	}
 }

@@ -1,0 +1,470 @@
+package promshard
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/audit"
+	"github.com/promshard/promshard/shard"
+	"github.com/promshard/promshard/watch"
+)
+
+// What a job balances by ([Balance.By]).
+const (
+	BalanceCount  = "count"
+	BalanceSeries = "series"
+)
+
+// Defaults of [Balance].
+const (
+	DefaultBalanceInterval = time.Minute
+	// DefaultSettle is how long a collector must stay above its bound
+	// before targets move for load: longer than a deploy or a scrape
+	// failure, shorter than a capacity problem may last.
+	DefaultSettle          = 15 * time.Minute
+	DefaultMaxMoveFraction = 0.1
+)
+
+// MaxSeriesMeta is the collector's Consul service meta key (else node
+// meta, or meta of a static member) that caps its series, over
+// Balance.MaxSeries.
+const MaxSeriesMeta = "max_series"
+
+// Balance is how a job balances its collectors: by target count (the
+// default), or by measured series, each target costing the most samples one
+// scrape of it yielded (after metric relabelling) over the last Window.
+//
+// By series, the decider (the only copy in central mode, the leader with
+// Options.Elector) reads the collectors every Interval. Targets move for
+// load only when a collector has stayed above its bound ((1+Epsilon) times
+// its weight's share of the total, or its cap) for Settle, and then at most
+// MaxMoveFraction of the targets per reshard: a momentary spike moves
+// nothing, and a heavy target never hops around. A collector that dies
+// moves its targets at once, with the costs in use. The decider publishes
+// the cost table it balanced with through the Elector (when it is a
+// [CostStore], as [watch.ConsulLock] is); standbys and copies in self mode
+// read that table rather than the collectors, so every copy computes the
+// same assignment. A copy in self mode without a published table balances
+// by count and says so at start.
+type Balance struct {
+	// By is BalanceCount ("" too) or BalanceSeries.
+	By string
+	// Epsilon is how far above its share a collector may go; zero means
+	// [shard.DefaultEpsilon] (10 %).
+	Epsilon float64
+	// Settle is how long a collector stays above its bound before targets
+	// move for load; zero means [DefaultSettle].
+	Settle time.Duration
+	// MaxMoveFraction bounds the targets that move for load in one
+	// reshard, as a fraction of all (0 < f ≤ 1); zero means
+	// [DefaultMaxMoveFraction].
+	MaxMoveFraction float64
+	// Interval is how often costs are read; zero means
+	// [DefaultBalanceInterval]. Window is how far back a target's most
+	// series count ([audit.DefaultSeriesWindow] when zero).
+	Interval, Window time.Duration
+	// MaxSeries caps every collector's series (a collector's MaxSeriesMeta
+	// meta overrides it); zero means no cap. A cap is never exceeded: when
+	// the survivors of a failure cannot take a dead collector's targets
+	// within their caps, the targets that do not fit are left unplaced
+	// (scraped by nobody; logged, counted in promshard_unplaced_targets and
+	// reported as orphans by the audit) rather than pushing the survivors
+	// into an out-of-memory cascade, unless Overcommit gives them their
+	// usual owners anyway. A cap is what a user sets to say "never more";
+	// so refusing is the default, and an unscraped target is visible where
+	// an OOM would take everything down.
+	MaxSeries  uint64
+	Overcommit bool
+	// Costs reads what targets cost; nil means the collectors' Prometheus
+	// API ([audit.Auditor.Series], with Options.Audit's client when set).
+	Costs CostReader
+}
+
+// CostReader reads what each target of a scrape pool costs, by address,
+// from the collectors that scrape it; [audit.Auditor] is one. It may return
+// costs with an error when some collectors did not answer.
+type CostReader interface {
+	Series(ctx context.Context, collectors []audit.Collector, pool string, window time.Duration) (map[string]uint64, error)
+}
+
+// CostStore is an [Elector] that also keeps each job's cost table beside
+// its epoch, as [watch.ConsulLock] does.
+type CostStore interface {
+	PublishCosts(ctx context.Context, job string, table []byte) error
+	PublishedCosts(ctx context.Context, job string) (table []byte, sum string, err error)
+}
+
+var _ CostStore = (*watch.ConsulLock)(nil)
+
+func (b Balance) validate() error {
+	switch {
+	case b.By != "" && b.By != BalanceCount && b.By != BalanceSeries:
+		return fmt.Errorf("Job.Balance.By %q: want %s or %s", b.By, BalanceCount, BalanceSeries)
+	case b.Epsilon < 0 || b.Epsilon > 10 || math.IsNaN(b.Epsilon):
+		return fmt.Errorf("Job.Balance.Epsilon %v: want 0 (the default, %v) to 10", b.Epsilon, shard.DefaultEpsilon)
+	case b.MaxMoveFraction < 0 || b.MaxMoveFraction > 1 || math.IsNaN(b.MaxMoveFraction):
+		return fmt.Errorf("Job.Balance.MaxMoveFraction %v: want 0 (the default, %v) to 1", b.MaxMoveFraction, DefaultMaxMoveFraction)
+	case b.Settle < 0 || b.Interval < 0 || b.Window < 0:
+		return fmt.Errorf("Job.Balance: Settle %v, Interval %v, Window %v: must not be negative", b.Settle, b.Interval, b.Window)
+	case b.By != BalanceSeries && (b.MaxSeries > 0 || b.Overcommit):
+		return fmt.Errorf("Job.Balance.MaxSeries %d: caps series, so By must be %s, not %q", b.MaxSeries, BalanceSeries, b.By)
+	}
+	return nil
+}
+
+// costTable is the cost table a job places with: by the hash of each
+// target's address (shard.Options.Costs), and its fingerprint.
+type costTable struct {
+	costs map[uint64]uint64
+	key   uint64
+}
+
+func newCostTable(costs map[uint64]uint64) *costTable {
+	return &costTable{costs: costs, key: xxhash.Sum64(encodeCosts(costs)) | 1}
+}
+
+// encodeCosts is the published form of a cost table: a version byte, the
+// number of entries, then the hashes in order, each as the varint of its
+// distance from the one before, followed by the varint of its cost.
+func encodeCosts(costs map[uint64]uint64) []byte {
+	hs := slices.Sorted(maps.Keys(costs))
+	out := binary.AppendUvarint(make([]byte, 1, 10+len(hs)*12), uint64(len(hs)))
+	out[0] = 1
+	var last uint64
+	for _, h := range hs {
+		out = binary.AppendUvarint(out, h-last)
+		out = binary.AppendUvarint(out, costs[h])
+		last = h
+	}
+	return out
+}
+
+func decodeCosts(b []byte) (map[uint64]uint64, error) {
+	if len(b) == 0 || b[0] != 1 {
+		return nil, errors.New("cost table: not version 1")
+	}
+	n, i := binary.Uvarint(b[1:])
+	if i <= 0 || n > uint64(len(b)) {
+		return nil, errors.New("cost table: bad length")
+	}
+	i++
+	out := make(map[uint64]uint64, n)
+	var h uint64
+	for range n {
+		d, k := binary.Uvarint(b[i:])
+		if k <= 0 {
+			return nil, fmt.Errorf("cost table: cut or bad at byte %d", i)
+		}
+		c, m := binary.Uvarint(b[i+k:])
+		if m <= 0 {
+			return nil, fmt.Errorf("cost table: cut or bad at byte %d", i+k)
+		}
+		i += k + m
+		h += d
+		out[h] = c
+	}
+	if i != len(b) {
+		return nil, fmt.Errorf("cost table: %d bytes after its %d entries", len(b)-i, n)
+	}
+	return out, nil
+}
+
+// balancing reports whether the job balances by series.
+func (j *job) balancing() bool { return j.cfg.Balance.By == BalanceSeries }
+
+// decides reports whether this copy measures costs and chooses the table:
+// a job in central mode, on the only copy or the leader.
+func (j *job) decides() bool {
+	return j.cfg.Self == "" && (!j.elected() || j.s.opts.Elector.Leading())
+}
+
+// table is the cost table in use; nil while the job places by count.
+func (j *job) table() *costTable {
+	j.costMu.Lock()
+	defer j.costMu.Unlock()
+	return j.costs
+}
+
+// placement is the job's shard options with costs: the job's bound and
+// the members' caps.
+func (j *job) placement(members []watch.Member, costs map[uint64]uint64) shard.Options {
+	b, opts := j.cfg.Balance, j.cfg.Shard
+	opts.Costs, opts.Epsilon, opts.Overcommit = costs, b.Epsilon, b.Overcommit
+	opts.Capacity = map[string]uint64{}
+	for _, m := range members {
+		c := b.MaxSeries
+		if v := m.Label(MaxSeriesMeta); v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				j.s.opts.Logger.Error("collector meta max_series is not a number; using the job's", "job", j.cfg.Name,
+					"collector", m.ID, "max_series", v, "default", b.MaxSeries)
+			} else {
+				c = n
+			}
+		}
+		if c > 0 {
+			opts.Capacity[m.ID] = c
+		}
+	}
+	return opts
+}
+
+// adopt makes the table the balance tick chose the one in use, moving at
+// most MaxMoveFraction of the targets for it (a part of the table
+// otherwise), and publishes it when this copy is elected. It runs in the
+// reshard, before the assignment, with that reshard's members and targets.
+func (j *job) adopt(ctx context.Context, sms []shard.Member, members []watch.Member, groups []*targetgroup.Group) error {
+	j.costMu.Lock()
+	next := j.next
+	j.next = nil
+	j.costMu.Unlock()
+	if next == nil || !j.decides() {
+		return nil
+	}
+	ring, err := shard.New(j.cfg.Ring, sms)
+	if err != nil {
+		return err
+	}
+	var cur map[uint64]uint64
+	if tab := j.table(); tab != nil {
+		cur = tab.costs
+	}
+	table, moved, total, err := limitMoves(ring, groups, j.placement(members, cur), next,
+		cmp.Or(j.cfg.Balance.MaxMoveFraction, DefaultMaxMoveFraction))
+	if err != nil {
+		return err
+	}
+	tab := newCostTable(table)
+	if el, ok := j.s.opts.Elector.(CostStore); ok && j.elected() {
+		if err := el.PublishCosts(ctx, j.cfg.Name, encodeCosts(table)); err != nil {
+			return fmt.Errorf("publish the cost table: %w", err)
+		}
+	}
+	j.costMu.Lock()
+	j.costs, j.partial = tab, len(table) != len(next) || !maps.Equal(table, next)
+	j.costMu.Unlock()
+	j.m.costTables.WithLabelValues(j.cfg.Name).Inc()
+	j.s.opts.Logger.Info("balance: new costs in use", "job", j.cfg.Name, "moved", moved, "targets", total,
+		"costs", len(table), "of_measured", len(next))
+	return nil
+}
+
+// limitMoves returns the part of next whose assignment moves at most
+// fraction of the targets away from the assignment with the table in use
+// (opts.Costs; by count when nil), with its moves and the targets: the
+// changed costs are taken largest change first, as many as the limit
+// allows. The smallest step is taken even when it moves more: from count
+// to costs with none changed (the bound alone), or one changed cost.
+func limitMoves(ring shard.Ring, groups []*targetgroup.Group, opts shard.Options, next map[uint64]uint64,
+	fraction float64) (map[uint64]uint64, int, int, error) {
+	cur := opts.Costs
+	base, err := shard.Assign(ring, groups, opts)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	limit := int(fraction * float64(base.Targets))
+	moves := func(t map[uint64]uint64) (int, error) {
+		o := opts
+		o.Costs = t
+		a, err := shard.Assign(ring, groups, o)
+		if err != nil {
+			return 0, err
+		}
+		return shard.Compare(base, a).Moved, nil
+	}
+	n, err := moves(next)
+	if err != nil || n <= limit {
+		return next, n, base.Targets, err
+	}
+	type change struct{ h, d uint64 }
+	var changes []change
+	for h, c := range next {
+		if old, ok := cur[h]; !ok || old != c {
+			changes = append(changes, change{h, max(c, old) - min(c, old)})
+		}
+	}
+	slices.SortFunc(changes, func(a, b change) int {
+		return cmp.Or(cmp.Compare(b.d, a.d), cmp.Compare(a.h, b.h))
+	})
+	part := func(k int) map[uint64]uint64 { // next, with the changes after the k-th undone
+		t := maps.Clone(next)
+		for _, c := range changes[k:] {
+			if old, ok := cur[c.h]; ok {
+				t[c.h] = old
+			} else {
+				delete(t, c.h)
+			}
+		}
+		return t
+	}
+	best := 0 // the old costs, for the targets still in the pool
+	if n, err = moves(part(0)); err != nil {
+		return nil, 0, 0, err
+	}
+	n0 := n
+	for lo, hi := 1, len(changes)-1; lo <= hi; { // the most changes within the limit (moves grow with them, if not strictly)
+		mid := lo + (hi-lo)/2
+		m, err := moves(part(mid))
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		if m <= limit {
+			lo, best, n = mid+1, mid, m
+		} else {
+			hi = mid - 1
+		}
+	}
+	if best == 0 && n0 == 0 && cur != nil { // not even one change fits: take the smallest step, or none is ever taken
+		best = 1
+		if n, err = moves(part(1)); err != nil {
+			return nil, 0, 0, err
+		}
+	}
+	return part(best), n, base.Targets, nil
+}
+
+// balanceTick is the job's periodic look at costs. A copy that does not
+// decide reads the published table; the decider reads the collectors,
+// and when a collector has stayed above its bound for Settle, hands the
+// new costs to the next reshard.
+func (j *job) balanceTick(ctx context.Context) {
+	if !j.decides() {
+		j.readCosts(ctx)
+		return
+	}
+	if term := j.s.term.Load(); j.elected() && j.costTerm != term {
+		j.readCosts(ctx) // a new leader starts from the table in force
+		j.costTerm = term
+	}
+	j.stateMu.RLock()
+	snap := j.snap
+	j.stateMu.RUnlock()
+	if snap.Assignment == nil {
+		return
+	}
+	b, log := j.cfg.Balance, j.s.opts.Logger
+	got, err := j.costReader.Series(ctx, j.auditJob(snap).Collectors, cmp.Or(j.cfg.ScrapePool, j.cfg.Name), b.Window)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("balance: reading series failed", "job", j.cfg.Name, "err", err)
+		if len(got) == 0 {
+			return
+		}
+	}
+	var cur map[uint64]uint64
+	if tab := j.table(); tab != nil {
+		cur = tab.costs
+	}
+	next := measured(snap.Assignment, cur, got)
+	over := shard.Overloaded(snap.Assignment, j.placement(snap.Members, next))
+	j.m.overloaded.WithLabelValues(j.cfg.Name).Set(float64(len(over)))
+	now := time.Now()
+	if len(over) == 0 {
+		j.overSince = time.Time{}
+		j.costMu.Lock()
+		j.partial = false
+		j.costMu.Unlock()
+		return
+	}
+	settle := cmp.Or(b.Settle, DefaultSettle)
+	if j.overSince.IsZero() {
+		j.overSince = now
+		log.Info("balance: collectors above their bound; targets move if they stay there", "job", j.cfg.Name,
+			"collectors", over, "settle", settle)
+	}
+	j.costMu.Lock()
+	partial := j.partial
+	j.costMu.Unlock()
+	if (now.Sub(j.overSince) < settle && !partial) || (cur != nil && maps.Equal(cur, next)) {
+		return
+	}
+	j.costMu.Lock()
+	j.next = next
+	j.costMu.Unlock()
+	j.overSince = time.Time{} // what is above the bound after this must settle again
+	j.poke("balance")
+}
+
+// measured is the cost table for a's targets: those read, else those in
+// the table in use; the others stay unknown (the median).
+func measured(a *shard.Assignment, cur map[uint64]uint64, got map[string]uint64) map[uint64]uint64 {
+	out := map[uint64]uint64{}
+	add := func(addr string) {
+		h := shard.Hash(addr)
+		if c, ok := got[addr]; ok {
+			out[h] = c
+		} else if c, ok := cur[h]; ok {
+			out[h] = c
+		}
+	}
+	for _, gs := range a.Groups {
+		for _, g := range gs {
+			for _, t := range g.Targets {
+				add(string(t[model.AddressLabel]))
+			}
+		}
+	}
+	for _, addr := range a.Unplaced {
+		add(addr)
+	}
+	return out
+}
+
+// readCosts takes the published cost table, when the Elector keeps one
+// and it changed.
+func (j *job) readCosts(ctx context.Context) {
+	el, ok := j.s.opts.Elector.(CostStore)
+	if !ok {
+		return
+	}
+	b, sum, err := el.PublishedCosts(ctx, j.cfg.Name)
+	if err != nil || sum == "" {
+		if err != nil && ctx.Err() == nil {
+			j.s.opts.Logger.Warn("balance: reading the published cost table failed", "job", j.cfg.Name, "err", err)
+		}
+		return
+	}
+	j.costMu.Lock()
+	same := sum == j.costSum
+	j.costMu.Unlock()
+	if same {
+		return
+	}
+	costs, err := decodeCosts(b)
+	if err != nil {
+		j.s.opts.Logger.Error("balance: the published cost table is unreadable", "job", j.cfg.Name, "sum", sum, "err", err)
+		return
+	}
+	j.costMu.Lock()
+	j.costs, j.costSum = newCostTable(costs), sum
+	j.costMu.Unlock()
+	j.s.opts.Logger.Info("balance: the published cost table is in use", "job", j.cfg.Name, "costs", len(costs))
+	j.poke("costs")
+}
+
+// balanceLoop runs the balance tick every Interval.
+func (j *job) balanceLoop(ctx context.Context) {
+	if j.cfg.Self != "" {
+		if _, ok := j.s.opts.Elector.(CostStore); !ok {
+			j.s.opts.Logger.Warn("balance: self mode without a published cost table (no elector that keeps one): "+
+				"balancing by count", "job", j.cfg.Name)
+			return
+		}
+	}
+	j.balanceTick(ctx)
+	every(ctx, cmp.Or(j.cfg.Balance.Interval, DefaultBalanceInterval), nil, func() { j.balanceTick(ctx) })
+}
