@@ -3,9 +3,9 @@ package promshard
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
-	"maps"
 	"slices"
 	"strings"
 	"sync"

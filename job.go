@@ -201,8 +201,8 @@ type job struct {
 	partial    bool              // costs holds only part of the last next: the tick goes on at once
 	overSince  time.Time         // since when a collector is above its bound; balance tick only
 	costTerm   uint64            // the leadership term whose table was read; balance tick only
-	stateMu  sync.RWMutex
-	snap     Snapshot
+	stateMu    sync.RWMutex
+	snap       Snapshot
 }
 
 func (s *Sharder) newJob(jc Job) (*job, error) {
