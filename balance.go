@@ -75,21 +75,51 @@ type Balance struct {
 	// [DefaultBalanceInterval]. Window is how far back a target's most
 	// series count ([audit.DefaultSeriesWindow] when zero).
 	Interval, Window time.Duration
-	// MaxSeries caps every collector's series (a collector's MaxSeriesMeta
-	// meta overrides it); zero means no cap. A cap is never exceeded: when
-	// the survivors of a failure cannot take a dead collector's targets
-	// within their caps, the targets that do not fit are left unplaced
-	// (scraped by nobody; logged, counted in promshard_unplaced_targets and
-	// reported as orphans by the audit) rather than pushing the survivors
-	// into an out-of-memory cascade, unless Overcommit gives them their
-	// usual owners anyway. A cap is what a user sets to say "never more";
-	// so refusing is the default, and an unscraped target is visible where
-	// an OOM would take everything down.
-	MaxSeries  uint64
-	Overcommit bool
+	// Capacity caps the collectors' series.
+	Capacity Capacity
 	// Costs reads what targets cost; nil means the collectors' Prometheus
 	// API ([audit.Auditor.Series], with Options.Audit's client when set).
 	Costs CostReader
+}
+
+// Capacity caps the collectors' series (By series only). A cap is never
+// exceeded: when the survivors of a failure cannot take a dead collector's
+// targets within their caps, the targets that do not fit are left
+// unplaced (scraped by nobody; logged, counted in
+// promshard_unplaced_targets and reported as orphans by the audit) rather
+// than pushing the survivors into an out-of-memory cascade, unless
+// Overcommit gives them their usual collectors anyway. A cap is what a
+// user sets to say "never more", so refusing is the default: an
+// unscraped target is visible, where an OOM takes everything down.
+type Capacity struct {
+	// MaxSeries caps every collector (a collector's MaxSeriesMeta meta
+	// overrides it); zero means no cap.
+	MaxSeries  uint64 `yaml:"max_series"`
+	Overcommit bool   `yaml:"overcommit"`
+}
+
+// UnmarshalYAML reads a Balance from a daemon's config: by, epsilon,
+// settle, max_move_fraction, interval and window, with durations as
+// Prometheus writes them ("15m", "1h"); a bad one is named
+// (balance.settle).
+func (b *Balance) UnmarshalYAML(unmarshal func(any) error) error {
+	var y struct {
+		By              string   `yaml:"by"`
+		Epsilon         float64  `yaml:"epsilon"`
+		Settle          Duration `yaml:"settle"`
+		Interval        Duration `yaml:"interval"`
+		Window          Duration `yaml:"window"`
+		MaxMoveFraction float64  `yaml:"max_move_fraction"`
+	}
+	if err := unmarshal(&y); err != nil {
+		return err
+	}
+	if err := CheckDurations(&y); err != nil {
+		return fmt.Errorf("balance.%w", err)
+	}
+	*b = Balance{By: y.By, Epsilon: y.Epsilon, Settle: y.Settle.Duration, Interval: y.Interval.Duration,
+		Window: y.Window.Duration, MaxMoveFraction: y.MaxMoveFraction}
+	return nil
 }
 
 // CostReader reads what each target of a scrape pool costs, by address,
@@ -118,8 +148,8 @@ func (b Balance) validate() error {
 		return fmt.Errorf("Job.Balance.MaxMoveFraction %v: want 0 (the default, %v) to 1", b.MaxMoveFraction, DefaultMaxMoveFraction)
 	case b.Settle < 0 || b.Interval < 0 || b.Window < 0:
 		return fmt.Errorf("Job.Balance: Settle %v, Interval %v, Window %v: must not be negative", b.Settle, b.Interval, b.Window)
-	case b.By != BalanceSeries && (b.MaxSeries > 0 || b.Overcommit):
-		return fmt.Errorf("Job.Balance.MaxSeries %d: caps series, so By must be %s, not %q", b.MaxSeries, BalanceSeries, b.By)
+	case b.By != BalanceSeries && (b.Capacity != Capacity{}):
+		return fmt.Errorf("Job.Balance.Capacity %+v: caps series, so By must be %s, not %q", b.Capacity, BalanceSeries, b.By)
 	}
 	return nil
 }
@@ -201,15 +231,15 @@ func (j *job) table() *costTable {
 // the members' caps.
 func (j *job) placement(members []watch.Member, costs map[uint64]uint64) shard.Options {
 	b, opts := j.cfg.Balance, j.cfg.Shard
-	opts.Costs, opts.Epsilon, opts.Overcommit = costs, b.Epsilon, b.Overcommit
+	opts.Costs, opts.Epsilon, opts.Overcommit = costs, b.Epsilon, b.Capacity.Overcommit
 	opts.Capacity = map[string]uint64{}
 	for _, m := range members {
-		c := b.MaxSeries
+		c := b.Capacity.MaxSeries
 		if v := m.Label(MaxSeriesMeta); v != "" {
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err != nil {
 				j.s.opts.Logger.Error("collector meta max_series is not a number; using the job's", "job", j.cfg.Name,
-					"collector", m.ID, "max_series", v, "default", b.MaxSeries)
+					"collector", m.ID, "max_series", v, "default", c)
 			} else {
 				c = n
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/shard"
@@ -212,7 +213,7 @@ func TestCapacityGuard(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				fc := &fakeCosts{costs: skewed()} // 109,000 series in all
 				h := start(t, Job{Balance: Balance{By: BalanceSeries, Settle: time.Minute, MaxMoveFraction: 1,
-					MaxSeries: 40_000, Overcommit: over, Costs: fc}}, Options{RefreshInterval: time.Hour})
+					Capacity: Capacity{MaxSeries: 40_000, Overcommit: over}, Costs: fc}}, Options{RefreshInterval: time.Hour})
 				synctest.Wait()
 				ms := members("a", "b", "c", "d", "e")
 				ms[4].Meta = map[string]string{MaxSeriesMeta: "25000"}
@@ -313,13 +314,13 @@ func TestCostTablePublishedAndRead(t *testing.T) {
 
 func TestBalanceValidates(t *testing.T) {
 	for b, want := range map[Balance]string{
-		{By: "load"}:                                "Job.Balance.By \"load\": want count or series",
-		{By: BalanceSeries, Epsilon: -1}:            "Job.Balance.Epsilon -1",
-		{By: BalanceSeries, MaxMoveFraction: 2}:     "Job.Balance.MaxMoveFraction 2",
-		{By: BalanceSeries, Settle: -time.Second}:   "must not be negative",
-		{MaxSeries: 10}:                             "Job.Balance.MaxSeries 10: caps series, so By must be series",
-		{By: BalanceCount, Overcommit: true}:        "By must be series",
-		{By: BalanceSeries, Interval: -time.Minute}: "Interval -1m0s",
+		{By: "load"}:                                             "Job.Balance.By \"load\": want count or series",
+		{By: BalanceSeries, Epsilon: -1}:                         "Job.Balance.Epsilon -1",
+		{By: BalanceSeries, MaxMoveFraction: 2}:                  "Job.Balance.MaxMoveFraction 2",
+		{By: BalanceSeries, Settle: -time.Second}:                "must not be negative",
+		{Capacity: Capacity{MaxSeries: 10}}:                      "Job.Balance.Capacity {MaxSeries:10 Overcommit:false}: caps series, so By must be series",
+		{By: BalanceCount, Capacity: Capacity{Overcommit: true}}: "By must be series",
+		{By: BalanceSeries, Interval: -time.Minute}:              "Interval -1m0s",
 	} {
 		_, err := New([]Job{{Name: "j", Targets: newProvider(1), Outputs: []Output{&output{}}, Balance: b}}, Options{})
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -345,5 +346,30 @@ func TestCostTableCodec(t *testing.T) {
 	}
 	if _, err := decodeCosts([]byte{2}); err == nil {
 		t.Fatal("an unknown version was read")
+	}
+}
+
+func TestBalanceFromYAML(t *testing.T) {
+	var c struct {
+		Balance  Balance  `yaml:"balance"`
+		Capacity Capacity `yaml:"capacity"`
+	}
+	in := "balance: {by: series, epsilon: 0.05, settle: 1h, interval: 30s, window: 2h, max_move_fraction: 0.2}\n" +
+		"capacity: {max_series: 2000000, overcommit: true}\n"
+	if err := yaml.UnmarshalStrict([]byte(in), &c); err != nil {
+		t.Fatal(err)
+	}
+	want := Balance{By: BalanceSeries, Epsilon: 0.05, Settle: time.Hour, Interval: 30 * time.Second, Window: 2 * time.Hour,
+		MaxMoveFraction: 0.2}
+	if c.Balance != want || c.Capacity != (Capacity{MaxSeries: 2_000_000, Overcommit: true}) {
+		t.Fatalf("got %+v %+v", c.Balance, c.Capacity)
+	}
+	for in, want := range map[string]string{
+		"balance: {settle: soon}": `balance.settle: "soon" is not a duration`,
+		"balance: {bye: series}":  "field bye not found",
+	} {
+		if err := yaml.UnmarshalStrict([]byte(in), &c); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", in, err, want)
+		}
 	}
 }

@@ -104,7 +104,9 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 // job builds one job's library values from its config.
 func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 	j := promshard.Job{Name: jc.Name, Ring: jc.Ring, Self: a.flags.Member, ReloadConcurrency: jc.Reload.Concurrency,
-		SpreadBy: jc.SpreadBy, ScrapePool: jc.ScrapePool, DrainTag: jc.Collectors.DrainTag, TargetOptions: targets.JobOptions{AllowEmpty: jc.Targets.AllowEmpty}}
+		SpreadBy: jc.SpreadBy, ScrapePool: jc.ScrapePool, DrainTag: jc.Collectors.DrainTag, Balance: jc.Balance,
+		TargetOptions: targets.JobOptions{AllowEmpty: jc.Targets.AllowEmpty}}
+	j.Balance.Capacity = jc.Capacity
 	j.Shard.Replicas, j.Shard.KeyLabel = jc.Replicas, model.LabelName(jc.ShardKey)
 	j.Known = append(slices.Clone(jc.Collectors.Register), jc.Collectors.Static...)
 	var err error

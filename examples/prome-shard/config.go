@@ -52,16 +52,18 @@ type Config struct {
 
 // JobConfig is one job: its collectors, its targets, where they go.
 type JobConfig struct {
-	Name       string          `yaml:"name"`
-	Collectors CollectorConfig `yaml:"collectors"`
-	Ring       shard.Kind      `yaml:"ring"`
-	Replicas   int             `yaml:"replicas"`
-	ShardKey   string          `yaml:"shard_key"`
-	SpreadBy   string          `yaml:"spread_by"`
-	ScrapePool string          `yaml:"scrape_pool"`
-	Targets    TargetsConfig   `yaml:"targets"`
-	Output     OutputConfig    `yaml:"output"`
-	Reload     ReloadConfig    `yaml:"reload"`
+	Name       string             `yaml:"name"`
+	Collectors CollectorConfig    `yaml:"collectors"`
+	Ring       shard.Kind         `yaml:"ring"`
+	Replicas   int                `yaml:"replicas"`
+	ShardKey   string             `yaml:"shard_key"`
+	SpreadBy   string             `yaml:"spread_by"`
+	ScrapePool string             `yaml:"scrape_pool"`
+	Balance    promshard.Balance  `yaml:"balance"`
+	Capacity   promshard.Capacity `yaml:"capacity"`
+	Targets    TargetsConfig      `yaml:"targets"`
+	Output     OutputConfig       `yaml:"output"`
+	Reload     ReloadConfig       `yaml:"reload"`
 }
 
 // CollectorConfig says where the job's collectors come from: a Consul
@@ -208,12 +210,8 @@ func (j *JobConfig) check(at string) error {
 	if _, err := shard.ParseKind(string(j.Ring)); err != nil {
 		return fmt.Errorf("%s.ring: %q, want one of %v", at, j.Ring, shard.Kinds())
 	}
-	hasTargets := 0
-	for _, set := range []bool{len(t.Static) > 0, len(t.FileSD) > 0, t.HTTPSD != nil, len(t.PrometheusSD) > 0} {
-		if set {
-			hasTargets++
-		}
-	}
+	set := []bool{len(t.Static) > 0, len(t.FileSD) > 0, t.HTTPSD != nil, len(t.PrometheusSD) > 0}
+	hasTargets := len(slices.DeleteFunc(set, func(b bool) bool { return !b })) // providers set
 	switch {
 	case j.Replicas < 0:
 		return fmt.Errorf("%s.replicas: %d, want at least 1", at, j.Replicas)

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/promshard/promshard/internal/testenv"
+	"github.com/promshard/promshard/shard"
+)
+
+// instant runs an instant query on a collector and returns each series'
+// value by its instance label ("" for a series without one).
+func instant(addr, q string) (map[string]float64, error) {
+	_, b, err := testenv.HTTPGet(context.Background(), "http://"+addr+"/api/v1/query?query="+url.QueryEscape(q))
+	if err != nil {
+		return nil, err
+	}
+	var ans struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string
+				Value  [2]any
+			}
+		}
+	}
+	if err := json.Unmarshal(b, &ans); err != nil {
+		return nil, fmt.Errorf("%s: %w", b, err)
+	}
+	out := map[string]float64{}
+	for _, r := range ans.Data.Result {
+		s, _ := r.Value[1].(string)
+		out[r.Metric["instance"]], _ = strconv.ParseFloat(s, 64)
+	}
+	return out, nil
+}
+
+// perCollector is the value of a query without labels on each running
+// collector.
+func perCollector(cs []*collector, q string) (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, c := range cs {
+		if c.up {
+			v, err := instant(c.prom.Addr, q)
+			if err != nil {
+				return nil, err
+			}
+			out[c.id] = v[""]
+		}
+	}
+	return out, nil
+}
+
+func maxOverMin(v map[string]float64) float64 {
+	lo, hi := 1e18, 0.0
+	for _, x := range v {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return hi / max(lo, 1)
+}
+
+// TestBalanceBySeries runs balance: by series for real: three Prometheus
+// collectors, targets that expose 5,000, 100 and 10 series, two of the
+// heavy ones on one collector by count. Once the costs are read, the
+// collectors' series are within 1.2× of each other. Then a collector dies
+// and its targets go to the survivors within their max_series; when a
+// second dies, what does not fit under the last one's cap is left
+// unplaced: the metric and the audit's orphans say so, and the survivor
+// stays under its cap.
+func TestBalanceBySeries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	out := t.TempDir()
+	var cs []*collector
+	var static strings.Builder
+	for i := 1; i <= 3; i++ {
+		id := fmt.Sprintf("c%d", i)
+		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: bal\n    file_sd_configs: [{files: [%q]}]\n",
+			filepath.Join(out, id+".json"))
+		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), cfg)}
+		cs = append(cs, c)
+		h, p := hostPortString(c.prom.Addr)
+		fmt.Fprintf(&static, "{id: %s, address: %s, port: %s}, ", id, h, p)
+	}
+	// Three heavy targets, two of which count placement puts together.
+	ring, err := shard.New(shard.DefaultKind, []shard.Member{{ID: "c1"}, {ID: "c2"}, {ID: "c3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cands := testenv.SeriesTargets(t, 5000, 5000, 5000, 5000)
+	byOwner := map[string][]string{} // four targets, three collectors: two share one
+	for _, a := range cands {
+		id := shard.Lookup(ring, a, 1)[0].ID
+		byOwner[id] = append(byOwner[id], a)
+	}
+	var heavy []string
+	for _, as := range byOwner {
+		if len(as) >= 2 && heavy == nil {
+			heavy = slices.Clone(as[:2])
+		}
+	}
+	for _, a := range cands {
+		if len(heavy) < 3 && !slices.Contains(heavy, a) {
+			heavy = append(heavy, a)
+		}
+	}
+	light := testenv.SeriesTargets(t, 100, 100, 100, 100, 100, 100, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10)
+	targets := append(heavy, light...) // 15,780 series: 5,260 a collector
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfg := fmt.Sprintf(`audit: {interval: 2s}
+jobs:
+  - name: bal
+    collectors: {static: [%s], probe: http, probe_interval: 1s}
+    targets: {static: [{targets: [%s]}]}
+    output: {dir: %q}
+    reload: {method: none}
+    balance: {by: series, epsilon: 0.05, settle: 3s, interval: 2s, window: 5m, max_move_fraction: 1}
+    capacity: {max_series: 11000}
+`, static.String(), strings.Join(targets, ", "), out)
+	startBinary(t, buildBinary(t), "-config", writeConfig(t, cfg), "-listen", listen)
+
+	waitScraped(t, cs, "bal", targets, 1, 60*time.Second, nil)
+	live := `count({job="bal"})` // series scraped now: stale series of moved targets are gone
+	samples := `sum(scrape_samples_post_metric_relabeling{job="bal"})`
+	byCount, _ := perCollector(cs, samples)
+	var seen map[string]float64
+	if err := testenv.WaitFor(90*time.Second, time.Second, func() error {
+		got, err := perCollector(cs, live)
+		if err != nil {
+			return err
+		}
+		if seen = got; maxOverMin(got) > 1.2 {
+			return fmt.Errorf("series per collector %v: max/min %.2f", got, maxOverMin(got))
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("by series: %v (by count: %v)", err, byCount)
+	}
+	head := map[string]float64{}
+	for _, c := range cs {
+		head[c.id], _ = testenv.Metric(context.Background(), c.prom.Addr, "prometheus_tsdb_head_series")
+	}
+	t.Logf("series per collector: by count %v (max/min %.2f), by series %v (max/min %.2f); head series %v",
+		byCount, maxOverMin(byCount), seen, maxOverMin(seen), head)
+
+	// c3 dies: the survivors take its targets within 11,000 series each
+	// (one gets two heavy targets).
+	cs[2].prom.Kill()
+	cs[2].up = false
+	waitScraped(t, cs, "bal", targets, 1, 60*time.Second, nil)
+	if got, err := perCollector(cs, samples); err != nil || got["c1"] > 11000 || got["c2"] > 11000 {
+		t.Fatalf("after c3 died: samples per collector %v (%v), cap 11,000", got, err)
+	}
+
+	// c2 dies too: 15,780 series do not fit in c1's 11,000. What does not
+	// fit is left unplaced, not pushed onto c1.
+	cs[1].prom.Kill()
+	cs[1].up = false
+	metric := func(name string) float64 {
+		v, _ := testenv.Metric(context.Background(), listen, name)
+		return v
+	}
+	if err := testenv.WaitFor(60*time.Second, 500*time.Millisecond, func() error {
+		if n := metric(`promshard_unplaced_targets{job="bal"}`); n == 0 {
+			return fmt.Errorf("promshard_unplaced_targets %v", n)
+		}
+		if n := metric(`promshard_audit_targets{job="bal",state="orphan"}`); n == 0 {
+			return fmt.Errorf("the audit reports %v orphans", n)
+		}
+		got, err := perCollector(cs, samples)
+		if err != nil || got["c1"] == 0 {
+			return fmt.Errorf("c1 scrapes %v (%v)", got, err)
+		}
+		if got["c1"] > 11000 {
+			t.Fatalf("c1 scrapes %v samples over its cap of 11,000", got["c1"])
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("one collector left: %v targets unplaced, %v orphans in the audit", metric(`promshard_unplaced_targets{job="bal"}`),
+		metric(`promshard_audit_targets{job="bal",state="orphan"}`))
+}
