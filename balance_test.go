@@ -242,6 +242,11 @@ func TestCapacityGuard(t *testing.T) {
 						t.Fatalf("%s holds %d series over its cap of 40,000", id, l)
 					}
 				}
+				if ja, _ := h.s.assignment("node"); !slices.Equal(ja.Unplaced, a.Unplaced) ||
+					ja.Collectors["a"].Series != a.Cost["a"] || ja.Collectors["a"].Series == 0 {
+					t.Fatalf("/api/v1/assignment: unplaced %v, a's series %d; want %v, %d", ja.Unplaced,
+						ja.Collectors["a"].Series, a.Unplaced, a.Cost["a"])
+				}
 				aj := h.s.jobs[0].auditJob(Snapshot{Assignment: a, Groups: a.Groups, Members: ms[:2]})
 				if !slices.Equal(aj.Unplaced, a.Unplaced) {
 					t.Fatalf("the audit is not told of the unplaced targets: %v", aj.Unplaced)

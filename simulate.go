@@ -36,6 +36,7 @@ type JobAssignment struct {
 	// Collectors are the ring's members and the registered collectors out
 	// of it (State draining or leaving), by ID.
 	Collectors map[string]CollectorAssignment `json:"collectors"`
+	Unplaced   []string                       `json:"unplaced,omitempty"`
 }
 
 // CollectorAssignment is one collector's share in a [JobAssignment].
@@ -44,6 +45,10 @@ type CollectorAssignment struct {
 	Domain  string   `json:"domain,omitempty"`
 	Weight  uint32   `json:"weight,omitempty"`
 	Targets []string `json:"targets"`
+	// Series is the collector's total cost when the job balances by series
+	// (the measured series of its targets), and Unplaced, on the job, the
+	// targets no collector had room for.
+	Series uint64 `json:"series,omitempty"`
 	// State is draining or leaving for a collector out of the ring that is
 	// still registered, and PushPending whether its output's last change
 	// has not reached it yet.
@@ -72,9 +77,11 @@ func (s *Sharder) assignment(name string) (JobAssignment, bool) {
 		return out
 	}
 	ja := JobAssignment{Ring: asg.Ring, Replicas: asg.RequestedReplicas, KeyLabel: snap.KeyLabel, Epoch: snap.Epoch.Epoch,
-		Hash: snap.Epoch.Hash, Agrees: snap.Agrees, Role: snap.Role, Leader: snap.Leader, Collectors: map[string]CollectorAssignment{}}
+		Hash: snap.Epoch.Hash, Agrees: snap.Agrees, Role: snap.Role, Leader: snap.Leader, Collectors: map[string]CollectorAssignment{},
+		Unplaced: asg.Unplaced}
 	for _, m := range asg.Members {
-		ja.Collectors[m.ID] = CollectorAssignment{Address: addr[m.ID], Domain: m.Domain, Weight: m.Weight, Targets: addrs(asg.Groups[m.ID])}
+		ja.Collectors[m.ID] = CollectorAssignment{Address: addr[m.ID], Domain: m.Domain, Weight: m.Weight,
+			Targets: addrs(asg.Groups[m.ID]), Series: asg.Cost[m.ID]}
 	}
 	for _, m := range snap.Leavers {
 		ca := CollectorAssignment{Address: m.HostPort(), State: "leaving", Targets: addrs(snap.Groups[m.ID]),
