@@ -157,12 +157,13 @@ func (b Balance) validate() error {
 // costTable is the cost table a job places with: by the hash of each
 // target's address (shard.Options.Costs), and its fingerprint.
 type costTable struct {
-	costs map[uint64]uint64
-	key   uint64
+	costs  map[uint64]uint64
+	placed *shard.Costs // costs, as Assign reads them
+	key    uint64
 }
 
 func newCostTable(costs map[uint64]uint64) *costTable {
-	return &costTable{costs: costs, key: xxhash.Sum64(encodeCosts(costs)) | 1}
+	return &costTable{costs: costs, placed: shard.NewCosts(costs), key: xxhash.Sum64(encodeCosts(costs)) | 1}
 }
 
 // encodeCosts is the published form of a cost table: a version byte, the
@@ -229,7 +230,7 @@ func (j *job) table() *costTable {
 
 // placement is the job's shard options with costs: the job's bound and
 // the members' caps.
-func (j *job) placement(members []watch.Member, costs map[uint64]uint64) shard.Options {
+func (j *job) placement(members []watch.Member, costs *shard.Costs) shard.Options {
 	b, opts := j.cfg.Balance, j.cfg.Shard
 	opts.Costs, opts.Epsilon, opts.Overcommit = costs, b.Epsilon, b.Capacity.Overcommit
 	opts.Capacity = map[string]uint64{}
@@ -268,10 +269,11 @@ func (j *job) adopt(ctx context.Context, sms []shard.Member, members []watch.Mem
 		return err
 	}
 	var cur map[uint64]uint64
+	opts := j.placement(members, nil)
 	if tab := j.table(); tab != nil {
-		cur = tab.costs
+		cur, opts.Costs = tab.costs, tab.placed
 	}
-	table, moved, total, err := limitMoves(ring, groups, j.placement(members, cur), next,
+	table, moved, total, err := limitMoves(ring, groups, opts, cur, next,
 		cmp.Or(j.cfg.Balance.MaxMoveFraction, DefaultMaxMoveFraction))
 	if err != nil {
 		return err
@@ -293,13 +295,12 @@ func (j *job) adopt(ctx context.Context, sms []shard.Member, members []watch.Mem
 
 // limitMoves returns the part of next whose assignment moves at most
 // fraction of the targets away from the assignment with the table in use
-// (opts.Costs; by count when nil), with its moves and the targets: the
+// (cur, which opts.Costs holds; by count when nil), with its moves and the targets: the
 // changed costs are taken largest change first, as many as the limit
 // allows. The smallest step is taken even when it moves more: from count
 // to costs with none changed (the bound alone), or one changed cost.
-func limitMoves(ring shard.Ring, groups []*targetgroup.Group, opts shard.Options, next map[uint64]uint64,
+func limitMoves(ring shard.Ring, groups []*targetgroup.Group, opts shard.Options, cur, next map[uint64]uint64,
 	fraction float64) (map[uint64]uint64, int, int, error) {
-	cur := opts.Costs
 	base, err := shard.Assign(ring, groups, opts)
 	if err != nil {
 		return nil, 0, 0, err
@@ -307,7 +308,7 @@ func limitMoves(ring shard.Ring, groups []*targetgroup.Group, opts shard.Options
 	limit := int(fraction * float64(base.Targets))
 	moves := func(t map[uint64]uint64) (int, error) {
 		o := opts
-		o.Costs = t
+		o.Costs = shard.NewCosts(t)
 		a, err := shard.Assign(ring, groups, o)
 		if err != nil {
 			return 0, err
@@ -400,7 +401,7 @@ func (j *job) balanceTick(ctx context.Context) {
 		cur = tab.costs
 	}
 	next := measured(snap.Assignment, cur, got)
-	over := shard.Overloaded(snap.Assignment, j.placement(snap.Members, next))
+	over := shard.Overloaded(snap.Assignment, j.placement(snap.Members, shard.NewCosts(next)))
 	j.m.overloaded.WithLabelValues(j.cfg.Name).Set(float64(len(over)))
 	now := time.Now()
 	if len(over) == 0 {

@@ -129,7 +129,7 @@ func TestBalanceBySeries(t *testing.T) {
 		if bySeries.Cost == nil || !strings.Contains(snap.Last.Reason, "balance") {
 			t.Fatalf("after Settle: costs %v, last reshard %q", bySeries.Cost, snap.Last.Reason)
 		}
-		if got := shard.Overloaded(bySeries, h.s.jobs[0].placement(snap.Members, h.s.jobs[0].table().costs)); len(got) != 0 {
+		if got := shard.Overloaded(bySeries, h.s.jobs[0].placement(snap.Members, h.s.jobs[0].table().placed)); len(got) != 0 {
 			t.Fatalf("after balancing, above the bound: %v (loads %v)", got, loads(bySeries, skewed()))
 		}
 		t.Logf("max/min series: by count %.2f, by series %.2f", spreadOf(loads(byCount, skewed())),
@@ -196,7 +196,11 @@ func TestBalanceMovesAFractionAtATime(t *testing.T) {
 		if len(steps)-n < 2 {
 			t.Fatalf("balancing reshards %v: want several after the costs changed", steps)
 		}
-		if !maps.Equal(h.s.jobs[0].table().costs, shard.CostTable(heavyTailed())) {
+		want := map[uint64]uint64{}
+		for a, c := range heavyTailed() {
+			want[shard.Hash(a)] = c
+		}
+		if !maps.Equal(h.s.jobs[0].table().costs, want) {
 			t.Fatalf("after %v, the costs measured are not all in use", steps)
 		}
 		t.Logf("balancing reshards: %v", steps)

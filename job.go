@@ -414,7 +414,7 @@ func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report
 	}
 	opts, costKey := j.cfg.Shard, uint64(0)
 	if tab := j.table(); tab != nil {
-		opts, costKey = j.placement(members, tab.costs), tab.key
+		opts, costKey = j.placement(members, tab.placed), tab.key
 	}
 	key := j.inputKey(res.Fingerprint^costKey, members, leavers)
 	if !wait && j.unchanged(key, reason) {

@@ -26,7 +26,7 @@ type Options struct {
 	KeyLabel model.LabelName
 	// Costs, when set, balances by cost rather than by count: each
 	// target's cost (its series, say), keyed by the hash of its address
-	// (build it with [CostTable]); a target without one costs the median of
+	// (build it with [CostTable] or [NewCosts]); a target without one costs the median of
 	// those known. Targets are taken in key-hash order,
 	// and each goes to the first members of its preference order that stay
 	// within (1+Epsilon) times their weight's share of the total cost (a
@@ -34,7 +34,7 @@ type Options struct {
 	// its own bound). When no member's natural share exceeds its bound the
 	// result is exactly the count assignment's; a single target costlier
 	// than the room left anywhere goes where there is room within capacity.
-	Costs map[uint64]uint64
+	Costs *Costs
 	// Epsilon is the slack of the bound; zero means [DefaultEpsilon].
 	Epsilon float64
 	// Capacity bounds a member's total cost, by member ID (absent or 0:

@@ -32,15 +32,72 @@ type balancer struct {
 	over   bool
 }
 
-// CostTable keys costs by address as Options.Costs wants them: by the
-// hash of the address. Costs change far less often than a pool is
-// assigned, so the look-ups by string are made once, here.
-func CostTable(byAddress map[string]uint64) map[uint64]uint64 {
-	out := make(map[uint64]uint64, len(byAddress))
-	for a, c := range byAddress {
-		out[Hash(a)] = c
+// Costs is a cost table for Options.Costs: each target's cost (its series,
+// say), keyed by the hash of its address. It is built once per cost update
+// ([NewCosts], [CostTable]) and read on every assignment: entries sorted
+// by hash, with a directory by the hash's top bits, so that a look-up
+// reads two places of a compact table where a map of the same size
+// misses the cache.
+type Costs struct {
+	e     []costEntry
+	dir   []uint32 // dir[k]: the first entry whose hash's top bits are ≥ k
+	shift uint
+}
+
+type costEntry struct{ hash, cost uint64 }
+
+// NewCosts makes a cost table of costs keyed by address hash ([Hash]).
+func NewCosts(byHash map[uint64]uint64) *Costs {
+	c := &Costs{e: make([]costEntry, 0, len(byHash))}
+	for h, v := range byHash {
+		c.e = append(c.e, costEntry{h, v})
 	}
-	return out
+	c.e, _ = radixSort(c.e, nil, nil, func(e costEntry) uint64 { return e.hash },
+		func(a, b costEntry) int { return cmp.Compare(a.hash, b.hash) })
+	b := uint(1)
+	for 1<<b < len(c.e) && b < 24 {
+		b++
+	}
+	c.shift = 64 - b
+	c.dir = make([]uint32, 1<<b+1)
+	for _, e := range c.e {
+		c.dir[e.hash>>c.shift+1]++
+	}
+	for k := 1; k < len(c.dir); k++ {
+		c.dir[k] += c.dir[k-1]
+	}
+	return c
+}
+
+// CostTable makes a cost table of costs keyed by address.
+func CostTable(byAddress map[string]uint64) *Costs {
+	byHash := make(map[uint64]uint64, len(byAddress))
+	for a, c := range byAddress {
+		byHash[Hash(a)] = c
+	}
+	return NewCosts(byHash)
+}
+
+// Len is the number of costs in the table (0 for nil).
+func (c *Costs) Len() int {
+	if c == nil {
+		return 0
+	}
+	return len(c.e)
+}
+
+// Lookup returns the cost of the target whose address hashes to h.
+func (c *Costs) Lookup(h uint64) (uint64, bool) {
+	if c.Len() == 0 {
+		return 0, false
+	}
+	k := h >> c.shift
+	for _, e := range c.e[c.dir[k]:c.dir[k+1]] {
+		if e.hash == h {
+			return e.cost, true
+		}
+	}
+	return 0, false
 }
 
 // unknownCost marks a target without a cost until the median is known.
@@ -53,15 +110,15 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 	members := r.Members()
 	b := &balancer{r: r, sp: sp, reps: reps, load: make([]uint64, len(members)), owners: make([][]int32, len(groups)),
 		over: opts.Overcommit}
-	type ref struct {
-		cost, hash uint64
-		k, i       int32
-	}
 	n := 0
 	for _, items := range groups {
 		n += len(items)
 	}
-	order, known := make([]ref, 0, n), make([]uint64, 0, n)
+	type ref struct {
+		cost, hash uint64 // hash: the key hash, which places the target
+		k, i       int32
+	}
+	order := make([]ref, 0, n)
 	for k, items := range groups {
 		b.owners[k] = make([]int32, len(items)*reps)
 		for i, it := range items {
@@ -69,49 +126,93 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 			if byLabel {
 				h = Hash(string(it.t[model.AddressLabel]))
 			}
-			c, ok := opts.Costs[h]
-			if ok {
-				known = append(known, c)
-			} else {
-				c = unknownCost
-			}
-			order = append(order, ref{c, it.hash, int32(k), int32(i)})
+			order = append(order, ref{cost: h, hash: it.hash, k: int32(k), i: int32(i)}) // cost: its key, for now
 		}
+	}
+	// Arrival order is key-hash order, as in consistent hashing with
+	// bounded loads: heaviest-first packs tighter but cascades when a
+	// member leaves (moved/optimum 1.78 against 1.30 in BenchmarkBalance).
+	// In that order the costs are read in one walk of the sorted table, not
+	// looked up at random (when a key label placed the targets, in the
+	// order of their addresses' hashes first).
+	byHash := func(a, b ref) int {
+		return cmp.Or(cmp.Compare(a.hash, b.hash), cmp.Compare(a.k, b.k), cmp.Compare(a.i, b.i))
+	}
+	if byLabel {
+		order, _ = radixSort(order, nil, nil, func(r ref) uint64 { return r.cost }, func(a, b ref) int {
+			return cmp.Or(cmp.Compare(a.cost, b.cost), byHash(a, b))
+		})
+	} else {
+		order, _ = radixSort(order, nil, nil, func(r ref) uint64 { return r.hash }, byHash)
+	}
+	known := make([]uint64, 0, n)
+	var table []costEntry
+	if opts.Costs != nil {
+		table = opts.Costs.e
+	}
+	for j := range order {
+		h := order[j].cost
+		for len(table) > 0 && table[0].hash < h {
+			table = table[1:]
+		}
+		if len(table) > 0 && table[0].hash == h {
+			order[j].cost = table[0].cost
+			known = append(known, table[0].cost)
+		} else {
+			order[j].cost = unknownCost
+		}
+	}
+	if byLabel {
+		slices.SortFunc(order, byHash)
 	}
 	// Unknown costs are the median of the known ones in the pool.
 	def := uint64(1)
 	if len(known) > 0 {
 		def = max(nth(known, len(known)/2), 1)
 	}
+	// Every target's usual owners first, and the members' loads if they
+	// keep them all: when none is above its bound that is the result
+	// (nobody is ever passed over), and no target is placed twice.
 	var total uint64
-	for j := range order {
-		if order[j].cost == unknownCost {
-			order[j].cost = def
+	var dst, buf, pref []int
+	for j, o := range order {
+		if o.cost == unknownCost {
+			order[j].cost, o.cost = def, def
 		}
-		total += order[j].cost * uint64(reps)
+		total += o.cost * uint64(reps)
+		dst, buf = sp.owners(r, o.hash, reps, dst[:0], buf)
+		out := b.owners[o.k][int(o.i)*reps : int(o.i+1)*reps]
+		for x := range out {
+			out[x] = -1
+			if x < len(dst) {
+				out[x] = int32(dst[x])
+				b.load[dst[x]] += o.cost
+			}
+		}
 	}
 	b.bound, b.limit = bounds(members, total, opts)
-	// Arrival order is key-hash order, as in consistent hashing with
-	// bounded loads: heaviest-first packs tighter but cascades when a
-	// member leaves (moved/optimum 1.78 against 1.30 in BenchmarkBalance).
-	order, _ = radixSort(order, nil, nil, func(r ref) uint64 { return r.hash }, func(a, b ref) int {
-		switch {
-		case a.hash != b.hash:
-			return cmp.Compare(a.hash, b.hash)
-		case a.k != b.k:
-			return cmp.Compare(a.k, b.k)
-		}
-		return cmp.Compare(a.i, b.i)
-	})
-	var dst, buf, pref []int
+	usual := true
+	for m := range members {
+		usual = usual && b.load[m] <= b.bound[m] && b.load[m] <= b.limit[m]
+	}
+	if usual {
+		return b
+	}
+	clear(b.load)
 	for _, o := range order {
 		out := b.owners[o.k][int(o.i)*reps : int(o.i+1)*reps]
-		dst, buf, pref = b.place(o.hash, o.cost, dst[:0], buf, pref)
-		for j := range out {
-			out[j] = -1
-			if j < len(dst) {
-				out[j] = int32(dst[j])
-				b.load[dst[j]] += o.cost
+		dst = dst[:0] // its usual owners, from the first pass
+		for _, m := range out {
+			if m >= 0 {
+				dst = append(dst, int(m))
+			}
+		}
+		dst, pref = b.place(o.hash, o.cost, dst, pref)
+		for x := range out {
+			out[x] = -1
+			if x < len(dst) {
+				out[x] = int32(dst[x])
+				b.load[dst[x]] += o.cost
 			}
 		}
 	}
@@ -151,7 +252,7 @@ func bounds(members []Member, total uint64, opts Options) (bound, limit []uint64
 func Overloaded(a *Assignment, opts Options) []string {
 	var known []uint64
 	cost := func(addr string) uint64 {
-		c, ok := opts.Costs[Hash(addr)]
+		c, ok := opts.Costs.Lookup(Hash(addr))
 		if !ok {
 			return unknownCost
 		}
@@ -216,15 +317,15 @@ func (b *balancer) fits(m int, cost uint64, loose bool) bool {
 	return l <= b.limit[m] && (loose || l <= b.bound[m])
 }
 
-// place picks the owners of a target: its usual owners when they all fit,
+// place picks the owners of a target whose usual owners are dst: those
+// when they all fit,
 // else the first members of its preference order that fit, in distinct
 // domains where it can; a member whose bound is reached is passed over
 // only while another can take the target within its own, and a capacity
 // is never exceeded (unless Overcommit, for what nobody can take).
-func (b *balancer) place(hash, cost uint64, dst, buf, pref []int) (owners, scratch, full []int) {
-	dst, buf = b.sp.owners(b.r, hash, b.reps, dst, buf)
+func (b *balancer) place(hash, cost uint64, dst, pref []int) (owners, full []int) {
 	if !slices.ContainsFunc(dst, func(m int) bool { return !b.fits(m, cost, false) }) {
-		return dst, buf, pref
+		return dst, pref
 	}
 	n := len(b.r.Members())
 	want := min(b.reps, b.sp.domains())
@@ -245,7 +346,7 @@ func (b *balancer) place(hash, cost uint64, dst, buf, pref []int) (owners, scrat
 			}
 		}
 	}
-	return dst, buf, pref
+	return dst, pref
 }
 
 // pick appends to dst, from pref, members that fit cost (within their

@@ -24,7 +24,11 @@ func costsOf(rng *rand.Rand, gs []*targetgroup.Group, draw func(*rand.Rand) uint
 			costs[string(t[model.AddressLabel])] = draw(rng)
 		}
 	}
-	return CostTable(costs)
+	out := make(map[uint64]uint64, len(costs))
+	for a, c := range costs {
+		out[Hash(a)] = c
+	}
+	return out
 }
 
 // maxOverMean is the most cost on a member over the mean, by weight.
@@ -56,7 +60,7 @@ func TestBalanceBounds(t *testing.T) {
 			ms[i].Domain = fmt.Sprintf("z%d", i%3)
 		}
 		reps := 1 + round%2
-		opts := Options{Replicas: reps, Costs: costs}
+		opts := Options{Replicas: reps, Costs: NewCosts(costs)}
 		kind := Kinds()[round%len(Kinds())]
 		a := mustAssign(t, mustRing(t, kind, ms), gs, opts)
 		var total, wsum, biggest uint64
@@ -83,7 +87,7 @@ func TestBalanceBounds(t *testing.T) {
 		if b := mustAssign(t, mustRing(t, kind, ms), shuffled, opts); dump(a) != dump(b) {
 			t.Fatalf("round %d: the result depends on the input order", round)
 		}
-		count := mustAssign(t, mustRing(t, kind, ms), gs, Options{Replicas: reps, Costs: costs, Epsilon: 10})
+		count := mustAssign(t, mustRing(t, kind, ms), gs, Options{Replicas: reps, Costs: NewCosts(costs), Epsilon: 10})
 		if got, was := maxOverMean(a), maxOverMean(count); got > was {
 			t.Fatalf("round %d: balanced max/mean %.3f is worse than unbounded %.3f", round, got, was)
 		}
@@ -114,7 +118,7 @@ func TestBalanceEqualCostsIsCountAssignment(t *testing.T) {
 				continue // this ring's natural spread exceeds the bound here: the results may differ, by design
 			}
 			costs := costsOf(rng, gs, func(*rand.Rand) uint64 { return 1000 })
-			bal := mustAssign(t, mustRing(t, kind, ms), gs, Options{Replicas: reps, Costs: costs})
+			bal := mustAssign(t, mustRing(t, kind, ms), gs, Options{Replicas: reps, Costs: NewCosts(costs)})
 			compared++
 			if dump(bal) != dump(count) {
 				t.Fatalf("%s R=%d: equal costs changed the assignment", kind, reps)
@@ -134,7 +138,7 @@ func TestBalanceCapacity(t *testing.T) {
 	for _, m := range ms {
 		capacity[m.ID] = 100 * 200 // 200 targets each: 800 of 1000 fit
 	}
-	a := mustAssign(t, mustRing(t, KindRendezvous, ms), gs, Options{Costs: costs, Capacity: capacity})
+	a := mustAssign(t, mustRing(t, KindRendezvous, ms), gs, Options{Costs: NewCosts(costs), Capacity: capacity})
 	for _, m := range ms {
 		if a.Cost[m.ID] > capacity[m.ID] {
 			t.Fatalf("%s holds %d, capacity %d", m.ID, a.Cost[m.ID], capacity[m.ID])
@@ -147,14 +151,14 @@ func TestBalanceCapacity(t *testing.T) {
 	if placed != 800 || len(a.Unplaced) != 200 {
 		t.Fatalf("placed %d, unplaced %d; want 800 and 200", placed, len(a.Unplaced))
 	}
-	over := mustAssign(t, mustRing(t, KindRendezvous, ms), gs, Options{Costs: costs, Capacity: capacity, Overcommit: true})
+	over := mustAssign(t, mustRing(t, KindRendezvous, ms), gs, Options{Costs: NewCosts(costs), Capacity: capacity, Overcommit: true})
 	if len(over.Unplaced) != 0 || over.Targets != 1000 {
 		t.Fatalf("overcommit: %d unplaced", len(over.Unplaced))
 	}
 	if d := Compare(a, over); d.Moved != 200 || d.Unchanged != 800 {
 		t.Fatalf("compare with unplaced targets: %+v", d)
 	}
-	if _, err := Assign(mustRing(t, KindRendezvous, ms), gs, Options{Costs: costs, Epsilon: -1}); err == nil {
+	if _, err := Assign(mustRing(t, KindRendezvous, ms), gs, Options{Costs: NewCosts(costs), Epsilon: -1}); err == nil {
 		t.Fatal("a negative epsilon was accepted")
 	}
 }
@@ -178,7 +182,7 @@ func BenchmarkBalance(b *testing.B) {
 				count, _ = Assign(r, gs, Options{})
 				tc += float64(nowNanos() - start)
 				start = nowNanos()
-				bal, _ = Assign(r, gs, Options{Costs: costs})
+				bal, _ = Assign(r, gs, Options{Costs: NewCosts(costs)})
 				tb += float64(nowNanos() - start)
 			}
 			count.Cost = map[string]uint64{} // the series each member would carry by count
@@ -190,7 +194,7 @@ func BenchmarkBalance(b *testing.B) {
 				}
 			}
 			left, _ := New(KindRendezvous, ms[1:])
-			after, _ := Assign(left, gs, Options{Costs: costs})
+			after, _ := Assign(left, gs, Options{Costs: NewCosts(costs)})
 			optimum := bal.Count(ms[0].ID)
 			nb := float64(b.N) * float64(bal.Targets)
 			b.ReportMetric(maxOverMean(count), "count-max/mean")
@@ -230,10 +234,10 @@ func TestOverloaded(t *testing.T) {
 	costs := costsOf(rng, gs, pareto)
 	ring := mustRing(t, DefaultKind, members(20))
 	byCount := mustAssign(t, ring, gs, Options{})
-	opts := Options{Costs: costs}
+	opts := Options{Costs: NewCosts(costs)}
 	if over := Overloaded(byCount, opts); len(over) == 0 {
 		t.Fatalf("the count assignment of Pareto costs: no member above its bound (max/mean %.2f)",
-			maxOverMean(mustAssign(t, ring, gs, Options{Costs: costs, Epsilon: 10})))
+			maxOverMean(mustAssign(t, ring, gs, Options{Costs: NewCosts(costs), Epsilon: 10})))
 	}
 	byCost := mustAssign(t, ring, gs, opts)
 	var total uint64
@@ -257,8 +261,47 @@ func TestOverloaded(t *testing.T) {
 	}
 	// Targets without a cost count the median, as in Assign: what Assign
 	// placed by equal costs is within the bound.
-	equal := Options{Costs: map[uint64]uint64{}}
+	equal := Options{Costs: NewCosts(map[uint64]uint64{})}
 	if got := Overloaded(mustAssign(t, ring, gs, equal), equal); len(got) != 0 {
 		t.Fatalf("equal costs: Overloaded %v", got)
+	}
+}
+
+// Lookup finds exactly what the map holds, for uniform hashes and for odd
+// tables (small numbers, clusters) that make it bisect.
+func TestCostsLookup(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	for round := range 40 {
+		m := map[uint64]uint64{}
+		for i := range rng.IntN(3000) {
+			var h uint64
+			switch round % 3 {
+			case 0:
+				h = rng.Uint64()
+			case 1:
+				h = uint64(rng.IntN(5000)) // all near 0
+			default:
+				h = ^uint64(0) - uint64(rng.IntN(50)) - uint64(i%2)<<62 // two clusters
+			}
+			m[h] = uint64(i)
+		}
+		c := NewCosts(m)
+		if c.Len() != len(m) {
+			t.Fatalf("round %d: %d entries, want %d", round, c.Len(), len(m))
+		}
+		for h, v := range m {
+			if got, ok := c.Lookup(h); !ok || got != v {
+				t.Fatalf("round %d: Lookup(%x) = %d, %v; want %d", round, h, got, ok, v)
+			}
+			if _, ok := m[h+1]; !ok {
+				if _, found := c.Lookup(h + 1); found {
+					t.Fatalf("round %d: Lookup(%x) found a cost that is not there", round, h+1)
+				}
+			}
+		}
+	}
+	var none *Costs
+	if _, ok := none.Lookup(1); ok || none.Len() != 0 {
+		t.Fatal("a nil table has costs")
 	}
 }
