@@ -179,11 +179,18 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 	var sorted [][]item    // with Costs: every group's items, sorted, kept for the second pass
 	if opts.Costs != nil { // every target's owners first: the order is global
 		sorted = make([][]item, len(merged))
+		all := make([]item, 0, total) // one backing for every group's items
 		for k, in := range merged {
-			if items, err = groupItems(in, opts.KeyLabel, byLabel, nil); err != nil {
+			start := len(all)
+			if all, err = groupItems(in, opts.KeyLabel, byLabel, all); err != nil {
 				return nil, err
 			}
-			sorted[k], _ = sortItems(items, nil, counts32[:0])
+			seg := all[start:len(all):len(all)]
+			if out, _ := sortItems(seg, scratch, counts32[:0]); len(seg) > 0 && &out[0] != &seg[0] {
+				copy(seg, out) // sorted into the scratch: back into place, and the scratch kept
+				scratch = out[:0]
+			}
+			sorted[k] = seg
 		}
 		bal = newBalancer(r, sp, sorted, reps, opts)
 		a.Cost = map[string]uint64{}
