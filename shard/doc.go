@@ -35,11 +35,14 @@
 // that leaves moves only its own replicas, a domain that leaves only its
 // own. [Explain] says who was passed over and why.
 //
-// With Options.Costs (measured series per target, say) targets are placed
-// by cost with bounded loads: in key-hash order, each on the first members of
-// its preference order that stay within (1+Epsilon) of their share of the
-// total cost, and never above a member's Options.Capacity (what fits
-// nowhere is listed in Assignment.Unplaced). Still pure and deterministic.
+// With Options.Costs (measured series per target, say, in a [Costs] table)
+// targets are placed by cost with bounded loads: in key-hash order, each on
+// the first members of its preference order that stay within (1+Epsilon)
+// of their share of the total cost, and never above a member's
+// Options.Capacity (what fits nowhere is listed in Assignment.Unplaced).
+// Still pure and deterministic. [Overloaded] tells whether costs measured
+// since put a member of an assignment above that bound: whether they call
+// for a new one.
 //
 // [Compare] reports what changed between two assignments (targets added,
 // removed and moved, per member) for logs and metrics, in one linear pass

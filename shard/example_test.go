@@ -61,3 +61,32 @@ func ExampleAssign() {
 	// prom-b:9090 {env="prod"} [{__address__="10.0.0.2:9100"} {__address__="10.0.0.1:9100"} {__address__="10.0.0.3:9100"}]
 	// moved 3, unchanged 1, prom-a gained 3
 }
+
+// Placement by cost: one target costs four times as much as each other.
+// By count its member is above the bound; by cost that member takes one
+// other target, and each member carries 500 series.
+func ExampleAssign_costs() {
+	ring, _ := shard.New(shard.KindRendezvous, []shard.Member{{ID: "a"}, {ID: "b"}, {ID: "c"}})
+	g := &targetgroup.Group{}
+	costs := map[string]uint64{}
+	for i := range 12 {
+		addr := fmt.Sprintf("10.0.0.%d:9100", i)
+		g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(addr)})
+		costs[addr] = 100
+	}
+	costs["10.0.0.0:9100"] = 400
+	byCount, _ := shard.Assign(ring, []*targetgroup.Group{g}, shard.Options{})
+	opts := shard.Options{Costs: shard.CostTable(costs)}
+	fmt.Println("by count, above the bound:", shard.Overloaded(byCount, opts))
+	byCost, _ := shard.Assign(ring, []*targetgroup.Group{g}, opts)
+	fmt.Println("by cost, above the bound:", shard.Overloaded(byCost, opts))
+	for _, m := range byCost.Members {
+		fmt.Println(m.ID, byCost.Count(m.ID), "targets,", byCost.Cost[m.ID], "series")
+	}
+	// Output:
+	// by count, above the bound: [b]
+	// by cost, above the bound: []
+	// a 5 targets, 500 series
+	// b 2 targets, 500 series
+	// c 5 targets, 500 series
+}
