@@ -238,11 +238,11 @@ func (j *job) placement(members []watch.Member, costs *shard.Costs) shard.Option
 		c := b.Capacity.MaxSeries
 		if v := m.Label(MaxSeriesMeta); v != "" {
 			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil {
+			if err == nil {
+				c = n
+			} else if j.firstBadCap(m.ID, v) {
 				j.s.opts.Logger.Error("collector meta max_series is not a number; using the job's", "job", j.cfg.Name,
 					"collector", m.ID, "max_series", v, "default", c)
-			} else {
-				c = n
 			}
 		}
 		if c > 0 {
@@ -250,6 +250,17 @@ func (j *job) placement(members []watch.Member, costs *shard.Costs) shard.Option
 		}
 	}
 	return opts
+}
+
+// firstBadCap reports whether a collector's max_series meta that is not a
+// number is new, to log it once.
+func (j *job) firstBadCap(id, v string) bool {
+	j.costMu.Lock()
+	defer j.costMu.Unlock()
+	k := id + "\x00" + v
+	first := !j.badCap[k]
+	j.badCap[k] = true
+	return first
 }
 
 // adopt makes the table the balance tick chose the one in use, moving at

@@ -3,6 +3,7 @@ package promshard
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"math/rand/v2"
@@ -164,6 +165,7 @@ func TestBalanceBySeries(t *testing.T) {
 func TestBalanceMovesAFractionAtATime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fc := &fakeCosts{costs: skewed()}
+		var mu sync.Mutex // steps and last, written by the reshards
 		var steps []string
 		var last map[uint64]uint64
 		var h *harness
@@ -172,6 +174,8 @@ func TestBalanceMovesAFractionAtATime(t *testing.T) {
 				if !strings.Contains(r.Reason, "balance") {
 					return
 				}
+				mu.Lock()
+				defer mu.Unlock()
 				now := h.s.jobs[0].table().costs
 				changed := 0
 				for k, v := range now {
@@ -190,9 +194,13 @@ func TestBalanceMovesAFractionAtATime(t *testing.T) {
 		synctest.Wait()
 		// Other targets turn heavy: many must move.
 		fc.set(heavyTailed())
+		mu.Lock()
 		n := len(steps)
+		mu.Unlock()
 		time.Sleep(30 * time.Minute)
 		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
 		if len(steps)-n < 2 {
 			t.Fatalf("balancing reshards %v: want several after the costs changed", steps)
 		}
@@ -315,6 +323,8 @@ func TestCostTablePublishedAndRead(t *testing.T) {
 		if snap, _ := follower.s.Snapshot("node"); !snap.Agrees {
 			t.Fatalf("self mode does not agree with epoch %+v", snap.Epoch)
 		}
+		self.mu.Lock()
+		defer self.mu.Unlock()
 		if self.reads != 0 {
 			t.Fatalf("self mode read collectors %d times", self.reads)
 		}
@@ -380,5 +390,29 @@ func TestBalanceFromYAML(t *testing.T) {
 		if err := yaml.UnmarshalStrict([]byte(in), &c); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", in, err, want)
 		}
+	}
+}
+
+// A collector's max_series meta overrides the job's cap; one that is not a
+// number is named once in the log and the job's cap applies.
+func TestMaxSeriesMeta(t *testing.T) {
+	var logs strings.Builder
+	s, err := New([]Job{{Name: "j", Targets: newProvider(1), Outputs: []Output{&output{}},
+		Balance: Balance{By: BalanceSeries, Capacity: Capacity{MaxSeries: 500}, Costs: &fakeCosts{}}}},
+		Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := members("a", "b", "c")
+	ms[0].Meta = map[string]string{MaxSeriesMeta: "900"}
+	ms[1].Meta = map[string]string{MaxSeriesMeta: "lots"}
+	for range 3 {
+		opts := s.jobs[0].placement(ms, nil)
+		if want := map[string]uint64{"a": 900, "b": 500, "c": 500}; !maps.Equal(opts.Capacity, want) {
+			t.Fatalf("caps %v, want %v", opts.Capacity, want)
+		}
+	}
+	if n := strings.Count(logs.String(), `max_series=lots`); n != 1 {
+		t.Fatalf("the bad meta was logged %d times, want once:\n%s", n, logs.String())
 	}
 }

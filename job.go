@@ -201,6 +201,7 @@ type job struct {
 	partial    bool              // costs holds only part of the last next: the tick goes on at once
 	overSince  time.Time         // since when a collector is above its bound; balance tick only
 	costTerm   uint64            // the leadership term whose table was read; balance tick only
+	badCap     map[string]bool   // collector and max_series meta that is not a number, logged
 	stateMu    sync.RWMutex
 	snap       Snapshot
 }
@@ -277,7 +278,8 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 	}
 	j := &job{s: s, cfg: jc, m: s.m, trigger: make(chan struct{}, 1), haveCh: make(chan struct{}),
 		reasons: map[string]bool{}, excluded: map[string]bool{}, departed: map[string]departed{},
-		disagree: map[string]time.Time{}, auditKick: make(chan struct{}, 1), draining: map[string]bool{}}
+		disagree: map[string]time.Time{}, auditKick: make(chan struct{}, 1), draining: map[string]bool{},
+		badCap: map[string]bool{}}
 	j.snap = Snapshot{Job: jc.Name, Self: jc.Self, KeyLabel: string(jc.Shard.KeyLabel)}
 	j.reloads = newReloadQueue(j, pool)
 	if j.balancing() {
