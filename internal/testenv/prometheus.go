@@ -102,6 +102,17 @@ func (p *Prometheus) Kill() {
 	p.cmd = nil
 }
 
+// Reset restarts the server with its storage emptied: a fresh head that
+// holds only what it scrapes from now on.
+func (p *Prometheus) Reset() {
+	p.t.Helper()
+	p.Kill()
+	if err := os.RemoveAll(filepath.Join(p.dir, "data")); err != nil {
+		p.t.Fatal(err)
+	}
+	p.Start()
+}
+
 // Target is one active target as /api/v1/targets reports it.
 type Target struct {
 	ScrapePool string            `json:"scrapePool"`
