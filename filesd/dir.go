@@ -19,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/sdfile"
 )
 
 // ErrBadMemberID means a collector ID cannot name a file inside the
@@ -70,8 +72,9 @@ type Dir struct {
 	m        *dirMetrics
 
 	mu      sync.Mutex
-	cleaned bool                 // stale temp files removed
-	left    map[string]fileStamp // each file as this Dir last left it
+	cleaned bool                       // stale temp files removed
+	left    map[string]fileStamp       // each file as this Dir last left it
+	enc     map[string]*sdfile.Encoder // each file's encoder: what did not change is copied
 }
 
 // fileStamp tells whether a file changed since it was last seen.
@@ -220,6 +223,9 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 	files := make([]struct{ id, name string }, 0, len(groups))
 	content := make(map[string][]byte, len(groups))
 	byName := make(map[string]string, len(groups))
+	encs := make(map[string]*sdfile.Encoder, len(groups))
+	read := make(map[string][]byte, len(groups)) // files read back, so as not to read them twice
+	defer func() { d.enc = encs }() // those of files that are gone go with them
 	for _, id := range slices.Sorted(maps.Keys(groups)) {
 		name, err := d.render(id)
 		if err != nil {
@@ -230,12 +236,20 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 				ErrNameCollision, other, id, name, d.opts.Template)
 		}
 		byName[name] = id
-		b, err := Marshal(groups[id], d.format(name))
+		enc, known := d.enc[name]
+		var written []byte // what did not change is copied from the file as written
+		if known && enc.Format == d.format(name) {
+			written, _ = os.ReadFile(filepath.Join(d.opts.Dir, name))
+		} else {
+			enc = &sdfile.Encoder{Format: d.format(name)}
+		}
+		b, err := enc.Marshal(groups[id], written)
 		if err != nil {
 			return res, fmt.Errorf("filesd: collector %q: %w", id, err)
 		}
+		encs[name] = enc
 		files = append(files, struct{ id, name string }{id, name})
-		content[name] = b
+		content[name], read[name] = b, written
 	}
 	if d.opts.Create {
 		if err := os.MkdirAll(d.opts.Dir, 0o755); err != nil {
@@ -271,7 +285,7 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 					"with another config, write to this directory?", "collector", f.id, "file", f.name)
 			}
 		}
-		changed, err := writeBytes(path, content[f.name], d.opts.Mode)
+		changed, err := writeChanged(path, content[f.name], read[f.name], d.opts.Mode)
 		if st, ok := stampOf(path); ok && err == nil {
 			d.left[f.name] = st
 		}

@@ -44,10 +44,20 @@ func WriteFile(path string, groups []*targetgroup.Group, opts WriteOptions) (cha
 
 // writeBytes replaces path with b atomically, unless it holds b already.
 func writeBytes(path string, b []byte, mode fs.FileMode) (bool, error) {
+	return writeChanged(path, b, nil, mode)
+}
+
+// writeChanged is writeBytes given the file's content as just read (nil:
+// read it here).
+func writeChanged(path string, b, old []byte, mode fs.FileMode) (bool, error) {
 	if mode == 0 {
 		mode = DefaultMode
 	}
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+	var err error
+	if old == nil {
+		old, err = os.ReadFile(path)
+	}
+	if err == nil && bytes.Equal(old, b) {
 		if st, err := os.Stat(path); err == nil && st.Mode().Perm() == mode.Perm() {
 			return false, nil
 		}

@@ -254,6 +254,11 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 	for _, e := range invalid {
 		r.opts.Logger.Warn("dropping invalid target group", "job", e.Job, "source", e.Source, "reason", e.Reason)
 	}
+	if fp == j.last.Fingerprint && !j.last.Fetched.IsZero() {
+		// The same targets: the groups in hand stay, so that what was
+		// built from them (a writer's encoded files) is known for theirs.
+		valid = j.last.Groups
+	}
 	j.last = Result{Groups: valid, Fetched: time.Now(), Invalid: invalid, Fingerprint: fp}
 	r.m.targets.WithLabelValues(name).Set(float64(j.last.Targets()))
 	r.m.invalid.WithLabelValues(name).Set(float64(len(invalid)))

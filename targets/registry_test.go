@@ -48,3 +48,27 @@ func TestResultFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// A fetch that finds the targets as they were keeps the groups in hand
+// (what was built from them stays valid for them); a change replaces them.
+func TestUnchangedFetchKeepsTheGroups(t *testing.T) {
+	addrs := []string{"h1:1", "h2:1"}
+	r, _ := newReg(t, RegistryOptions{})
+	r.Register("j", Func(func(context.Context) ([]*targetgroup.Group, error) {
+		return []*targetgroup.Group{group("a", addrs...)}, nil // new maps every time
+	}), JobOptions{})
+	first, err := r.Targets(context.Background(), "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := r.Targets(context.Background(), "j")
+	if again.Groups[0] != first.Groups[0] {
+		t.Fatal("the same targets read again replaced the groups")
+	}
+	addrs = []string{"h1:1", "h3:1"}
+	changed, _ := r.Targets(context.Background(), "j")
+	if changed.Groups[0] == first.Groups[0] || changed.Fingerprint == first.Fingerprint ||
+		string(changed.Groups[0].Targets[1][model.AddressLabel]) != "h3:1" {
+		t.Fatalf("a change kept the old groups: %v", changed.Groups[0])
+	}
+}

@@ -75,58 +75,68 @@ func Marshal(groups []*targetgroup.Group, f Format) ([]byte, error) {
 func toEntries(groups []*targetgroup.Group) ([]entry, error) {
 	entries := make([]entry, 0, len(groups))
 	for gi, g := range groups {
-		if g == nil || len(g.Targets) == 0 {
+		var err error
+		if entries, err = groupEntries(entries, gi, g); err != nil {
+			return nil, err
+		}
+	}
+	return entries, nil
+}
+
+// groupEntries appends the entries of group gi: its targets without labels
+// of their own, then one entry per set of own labels.
+func groupEntries(entries []entry, gi int, g *targetgroup.Group) ([]entry, error) {
+	if g == nil || len(g.Targets) == 0 {
+		return entries, nil
+	}
+	base, err := labelMap(g.Labels)
+	if err != nil {
+		return nil, fmt.Errorf("group %d (source %q): %w", gi, g.Source, err)
+	}
+	plain := entry{Labels: base}
+	var own map[string]*entry // targets with labels of their own, by label text
+	for ti, t := range g.Targets {
+		addr, ok := t[model.AddressLabel]
+		if !ok || addr == "" {
+			return nil, fmt.Errorf("group %d (source %q) target %d (%v): %w: no __address__", gi, g.Source, ti, t, ErrInvalidLabel)
+		}
+		if !labels.ValidValue(string(addr)) {
+			// JSON would write U+FFFD and YAML an escape read back as
+			// another character: the collector would scrape another
+			// address, so the target is refused, as Prometheus would.
+			return nil, fmt.Errorf("group %d (source %q) target %d (%q): %w: __address__ is not valid UTF-8", gi, g.Source, ti, addr, ErrInvalidLabel)
+		}
+		if len(t) == 1 {
+			plain.Targets = append(plain.Targets, string(addr))
 			continue
 		}
-		base, err := labelMap(g.Labels)
+		rest := maps.Clone(t)
+		delete(rest, model.AddressLabel)
+		tl, err := labelMap(rest)
 		if err != nil {
-			return nil, fmt.Errorf("group %d (source %q): %w", gi, g.Source, err)
+			return nil, fmt.Errorf("group %d (source %q) target %q: %w", gi, g.Source, addr, err)
 		}
-		plain := entry{Labels: base}
-		var own map[string]*entry // targets with labels of their own, by label text
-		for ti, t := range g.Targets {
-			addr, ok := t[model.AddressLabel]
-			if !ok || addr == "" {
-				return nil, fmt.Errorf("group %d (source %q) target %d (%v): %w: no __address__", gi, g.Source, ti, t, ErrInvalidLabel)
-			}
-			if !labels.ValidValue(string(addr)) {
-				// JSON would write U+FFFD and YAML an escape read back as
-				// another character: the collector would scrape another
-				// address, so the target is refused, as Prometheus would.
-				return nil, fmt.Errorf("group %d (source %q) target %d (%q): %w: __address__ is not valid UTF-8", gi, g.Source, ti, addr, ErrInvalidLabel)
-			}
-			if len(t) == 1 {
-				plain.Targets = append(plain.Targets, string(addr))
-				continue
-			}
-			rest := maps.Clone(t)
-			delete(rest, model.AddressLabel)
-			tl, err := labelMap(rest)
-			if err != nil {
-				return nil, fmt.Errorf("group %d (source %q) target %q: %w", gi, g.Source, addr, err)
-			}
-			merged := maps.Clone(base)
-			if merged == nil {
-				merged = model.LabelSet{}
-			}
-			maps.Copy(merged, tl)
-			key := model.LabelSet(rest).String()
-			if own == nil {
-				own = map[string]*entry{}
-			}
-			e, ok := own[key]
-			if !ok {
-				e = &entry{Labels: merged}
-				own[key] = e
-			}
-			e.Targets = append(e.Targets, string(addr))
+		merged := maps.Clone(base)
+		if merged == nil {
+			merged = model.LabelSet{}
 		}
-		if len(plain.Targets) > 0 {
-			entries = append(entries, plain)
+		maps.Copy(merged, tl)
+		key := model.LabelSet(rest).String()
+		if own == nil {
+			own = map[string]*entry{}
 		}
-		for _, k := range slices.Sorted(maps.Keys(own)) {
-			entries = append(entries, *own[k])
+		e, ok := own[key]
+		if !ok {
+			e = &entry{Labels: merged}
+			own[key] = e
 		}
+		e.Targets = append(e.Targets, string(addr))
+	}
+	if len(plain.Targets) > 0 {
+		entries = append(entries, plain)
+	}
+	for _, k := range slices.Sorted(maps.Keys(own)) {
+		entries = append(entries, *own[k])
 	}
 	return entries, nil
 }
@@ -154,6 +164,13 @@ func marshalJSON(entries []entry) []byte {
 	}
 	b := buffer(entries, 48, 40)
 	b = append(b, "[\n"...)
+	b = appendJSONEntries(b, entries)
+	return append(b, "\n]\n"...)
+}
+
+// appendJSONEntries appends entries as the elements of the array that
+// marshalJSON writes, separated by ",\n", without the brackets.
+func appendJSONEntries(b []byte, entries []entry) []byte {
 	for i, e := range entries {
 		if i > 0 {
 			b = append(b, ",\n"...)
@@ -190,7 +207,7 @@ func marshalJSON(entries []entry) []byte {
 		}
 		b = append(b, "\n  }"...)
 	}
-	return append(b, "\n]\n"...)
+	return b
 }
 
 // buffer is an empty buffer about the size of entries written with
@@ -225,7 +242,12 @@ func marshalYAML(entries []entry) []byte {
 	if len(entries) == 0 {
 		return []byte("[]\n")
 	}
-	b := buffer(entries, 16, 32)
+	return appendYAMLEntries(buffer(entries, 16, 32), entries)
+}
+
+// appendYAMLEntries appends entries as the items of the list that
+// marshalYAML writes.
+func appendYAMLEntries(b []byte, entries []entry) []byte {
 	for _, e := range entries {
 		b = append(b, "- targets:\n"...)
 		for _, t := range e.Targets {
