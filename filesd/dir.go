@@ -225,7 +225,7 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 	byName := make(map[string]string, len(groups))
 	encs := make(map[string]*sdfile.Encoder, len(groups))
 	read := make(map[string][]byte, len(groups)) // files read back, so as not to read them twice
-	defer func() { d.enc = encs }() // those of files that are gone go with them
+	defer func() { d.enc = encs }()              // those of files that are gone go with them
 	for _, id := range slices.Sorted(maps.Keys(groups)) {
 		name, err := d.render(id)
 		if err != nil {
