@@ -3,7 +3,11 @@ package promshard
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +30,9 @@ func (nopOutput) Update(context.Context, map[string][]*targetgroup.Group) ([]str
 // BenchmarkReshardScale reshards 1M targets (1,000 groups of 1,000) over
 // 100 collectors, in the loop's own pass: the first reshard, an unchanged
 // one (the refresh timer: skipped), and one after a collector left. It
-// reports milliseconds per phase and the live heap per target after them.
+// reports milliseconds per phase, the live heap per target after them, and
+// (on Linux) the process's RSS per target after them and at its peak
+// during them, the input included.
 func BenchmarkReshardScale(b *testing.B) { reshardScale(b, false) }
 
 // BenchmarkReshardScaleFiles is BenchmarkReshardScale writing a file_sd
@@ -50,11 +56,12 @@ func reshardScale(b *testing.B, files bool) {
 	}
 	ctx := context.Background()
 	var full, unchanged, forced, left time.Duration
-	var heap uint64
+	var heap, peak, rss uint64
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before) // the input: 1M label sets (Go maps), as a provider holds them
-	for b.Loop() {
+	// pass runs the four phases on a new Sharder and returns it.
+	pass := func(d *[4]time.Duration) *Sharder {
 		var out Output = nopOutput{}
 		if files {
 			dir, err := filesd.NewDir(filesd.DirOptions{Dir: b.TempDir()})
@@ -70,27 +77,42 @@ func reshardScale(b *testing.B, files bool) {
 		}
 		j := s.byName["node"]
 		j.setMembers(ms, nil)
-		phase := func(d *time.Duration, reason string) {
+		for i, reason := range []string{"bench", "bench", "audit repair", "bench"} {
+			if i == 3 {
+				j.setMembers(ms[1:], nil)
+			}
 			start := time.Now()
 			if _, err := j.reshard(ctx, reason, false); err != nil {
 				b.Fatal(err)
 			}
-			*d += time.Since(start)
+			d[i] += time.Since(start)
 		}
-		phase(&full, "bench")
-		phase(&unchanged, "bench")
-		phase(&forced, "audit repair") // the same inputs, not skipped: what every refresh cost before
-		j.setMembers(ms[1:], nil)
-		phase(&left, "bench")
 		if !j.snap.Last.Diff.Changed() {
 			b.Fatal("a collector left and nothing moved")
 		}
+		return s
+	}
+	var d [4]time.Duration // first, unchanged (skipped), unchanged not skipped (an audit repair), one left
+	for b.Loop() {
+		s := pass(&d)
 		runtime.GC()
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
 		heap += m.HeapAlloc
 		runtime.KeepAlive(s)
 	}
+	full, unchanged, forced, left = d[0], d[1], d[2], d[3]
+	// Once more, outside the timing: the process's peak RSS during a pass
+	// and its RSS after, with the memory freed before and after returned.
+	runtime.GC()
+	debug.FreeOSMemory()
+	resetPeakRSS()
+	s := pass(&[4]time.Duration{})
+	peak = procStatus("VmHWM")
+	runtime.GC()
+	debug.FreeOSMemory()
+	rss = procStatus("VmRSS")
+	runtime.KeepAlive(s)
 	n := float64(b.N)
 	b.ReportMetric(float64(full.Milliseconds())/n, "full-ms")
 	b.ReportMetric(float64(unchanged.Milliseconds())/n, "unchanged-ms")
@@ -99,4 +121,24 @@ func reshardScale(b *testing.B, files bool) {
 	b.ReportMetric(float64(heap)/n/groups/per, "heap-B/target")
 	b.ReportMetric(float64(before.HeapAlloc)/groups/per, "input-B/target")
 	b.ReportMetric((float64(heap)/n-float64(before.HeapAlloc))/groups/per, "sharder-B/target")
+	if peak > 0 {
+		b.ReportMetric(float64(rss)/groups/per, "rss-B/target")
+		b.ReportMetric(float64(peak)/groups/per, "peak-rss-B/target")
+	}
+}
+
+// resetPeakRSS starts the process's peak RSS (VmHWM) anew, where Linux
+// allows it.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// procStatus reads a size in bytes from /proc/self/status (0 elsewhere).
+func procStatus(field string) uint64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
