@@ -162,8 +162,9 @@ type costTable struct {
 	key    uint64
 }
 
-func newCostTable(costs map[uint64]uint64) *costTable {
-	return &costTable{costs: costs, placed: shard.NewCosts(costs), key: xxhash.Sum64(encodeCosts(costs)) | 1}
+// newCostTable is the table of costs, whose published form is enc.
+func newCostTable(costs map[uint64]uint64, enc []byte) *costTable {
+	return &costTable{costs: costs, placed: shard.NewCosts(costs), key: xxhash.Sum64(enc) | 1}
 }
 
 // encodeCosts is the published form of a cost table: a version byte, the
@@ -289,9 +290,10 @@ func (j *job) adopt(ctx context.Context, sms []shard.Member, members []watch.Mem
 	if err != nil {
 		return err
 	}
-	tab := newCostTable(table)
+	enc := encodeCosts(table)
+	tab := newCostTable(table, enc)
 	if el, ok := j.s.opts.Elector.(CostStore); ok && j.elected() {
-		if err := el.PublishCosts(ctx, j.cfg.Name, encodeCosts(table)); err != nil {
+		if err := el.PublishCosts(ctx, j.cfg.Name, enc); err != nil {
 			return fmt.Errorf("publish the cost table: %w", err)
 		}
 	}
@@ -492,7 +494,7 @@ func (j *job) readCosts(ctx context.Context) {
 		return
 	}
 	j.costMu.Lock()
-	j.costs, j.costSum = newCostTable(costs), sum
+	j.costs, j.costSum = newCostTable(costs, b), sum
 	j.costMu.Unlock()
 	j.s.opts.Logger.Info("balance: the published cost table is in use", "job", j.cfg.Name, "costs", len(costs))
 	j.poke("costs")
