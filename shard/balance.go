@@ -33,15 +33,12 @@ type balancer struct {
 }
 
 // Costs is a cost table for Options.Costs: each target's cost (its series,
-// say), keyed by the hash of its address. It is built once per cost update
-// ([NewCosts], [CostTable]) and read on every assignment: entries sorted
-// by hash, with a directory by the hash's top bits, so that a look-up
-// reads two places of a compact table where a map of the same size
-// misses the cache.
+// say), keyed by the hash of its address, sorted by hash. It is built once
+// per cost update ([NewCosts], [CostTable]) and read on every assignment
+// in one walk, in key-hash order, where look-ups in a map of the same size
+// would miss the cache.
 type Costs struct {
-	e     []costEntry
-	dir   []uint32 // dir[k]: the first entry whose hash's top bits are ≥ k
-	shift uint
+	e []costEntry
 }
 
 type costEntry struct{ hash, cost uint64 }
@@ -54,18 +51,6 @@ func NewCosts(byHash map[uint64]uint64) *Costs {
 	}
 	c.e, _ = radixSort(c.e, nil, nil, func(e costEntry) uint64 { return e.hash },
 		func(a, b costEntry) int { return cmp.Compare(a.hash, b.hash) })
-	b := uint(1)
-	for 1<<b < len(c.e) && b < 24 {
-		b++
-	}
-	c.shift = 64 - b
-	c.dir = make([]uint32, 1<<b+1)
-	for _, e := range c.e {
-		c.dir[e.hash>>c.shift+1]++
-	}
-	for k := 1; k < len(c.dir); k++ {
-		c.dir[k] += c.dir[k-1]
-	}
 	return c
 }
 
@@ -88,16 +73,14 @@ func (c *Costs) Len() int {
 
 // Lookup returns the cost of the target whose address hashes to h.
 func (c *Costs) Lookup(h uint64) (uint64, bool) {
-	if c.Len() == 0 {
+	if c == nil {
 		return 0, false
 	}
-	k := h >> c.shift
-	for _, e := range c.e[c.dir[k]:c.dir[k+1]] {
-		if e.hash == h {
-			return e.cost, true
-		}
+	i, ok := slices.BinarySearchFunc(c.e, h, func(e costEntry, h uint64) int { return cmp.Compare(e.hash, h) })
+	if !ok {
+		return 0, false
 	}
-	return 0, false
+	return c.e[i].cost, true
 }
 
 // unknownCost marks a target without a cost until the median is known.
@@ -181,14 +164,7 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 		}
 		total += o.cost * uint64(reps)
 		dst, buf = sp.owners(r, o.hash, reps, dst[:0], buf)
-		out := b.owners[o.k][int(o.i)*reps : int(o.i+1)*reps]
-		for x := range out {
-			out[x] = -1
-			if x < len(dst) {
-				out[x] = int32(dst[x])
-				b.load[dst[x]] += o.cost
-			}
-		}
+		b.give(b.owners[o.k][int(o.i)*reps:int(o.i+1)*reps], dst, o.cost)
 	}
 	b.bound, b.limit = bounds(members, total, opts)
 	usual := true
@@ -208,15 +184,21 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 			}
 		}
 		dst, pref = b.place(o.hash, o.cost, dst, pref)
-		for x := range out {
-			out[x] = -1
-			if x < len(dst) {
-				out[x] = int32(dst[x])
-				b.load[dst[x]] += o.cost
-			}
-		}
+		b.give(out, dst, o.cost)
 	}
 	return b
+}
+
+// give records owners as a target's (out: its Replicas slots, -1 where
+// none) and adds its cost to their loads.
+func (b *balancer) give(out []int32, owners []int, cost uint64) {
+	for x := range out {
+		out[x] = -1
+		if x < len(owners) {
+			out[x] = int32(owners[x])
+			b.load[owners[x]] += cost
+		}
+	}
 }
 
 // bounds are the members' bounds on their load, out of a total cost: (1+ε)

@@ -268,7 +268,7 @@ func TestOverloaded(t *testing.T) {
 }
 
 // Lookup finds exactly what the map holds, for uniform hashes and for odd
-// tables (small numbers, clusters) that make it bisect.
+// tables (small numbers, clusters), and nothing else.
 func TestCostsLookup(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 3))
 	for round := range 40 {
