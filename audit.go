@@ -2,8 +2,10 @@ package promshard
 
 import (
 	"context"
+	"log/slog"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/discovery/targetgroup"
@@ -12,117 +14,141 @@ import (
 	"github.com/promshard/promshard/watch"
 )
 
-// departedFor is how long a collector that left is still audited: one that
-// left but runs on is caught scraping its old targets.
-const departedFor = 10 * time.Minute
+// defaultAuditInterval is how often a job is audited besides after each
+// reshard.
+const defaultAuditInterval = 30 * time.Second
 
-// departed is a member that left the member set, and when.
-type departed struct {
-	m  watch.Member
-	at time.Time
+// auditSchedule is a job's audit (Options.Audit): the last report, and the
+// collectors found wrong, since when, for repairs. It runs in a goroutine
+// of its own, after each reshard and every interval.
+type auditSchedule struct {
+	job, pool   string
+	auditor     *audit.Auditor
+	repairAfter time.Duration
+	m           *metrics
+	log         *slog.Logger
+	kick        chan struct{} // size 1: an audit after a reshard
+
+	mu       sync.Mutex
+	last     *audit.Report
+	disagree map[string]time.Time // collectors the audit found wrong, since when
 }
 
-// noteDeparted records the members that left and forgets those back.
-func (j *job) noteDeparted(now, prev []watch.Member) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	t := time.Now()
-	for _, m := range prev {
-		if !slices.ContainsFunc(now, func(n watch.Member) bool { return n.ID == m.ID }) {
-			j.departed[m.ID] = departed{m, t}
+// after asks for an audit after a reshard.
+func (a *auditSchedule) after() {
+	if a == nil {
+		return
+	}
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// report is the last audit's report; nil before the first.
+func (a *auditSchedule) report() *audit.Report {
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last
+}
+
+// collectorsOf are the collectors that may scrape a job's targets: in
+// central mode the assignment's, the known ones and those that left lately
+// (one that left but still runs is caught scraping); in self mode only the
+// Self collector. url gives each one's Prometheus API.
+func collectorsOf(snap Snapshot, known, left []watch.Member, url func(watch.Member) string) []audit.Collector {
+	ms := map[string]watch.Member{}
+	for _, set := range [][]watch.Member{snap.Members, known, left} {
+		for _, m := range set {
+			if _, ok := ms[m.ID]; !ok && m.ID != "" {
+				ms[m.ID] = m
+			}
 		}
 	}
-	for _, m := range now {
-		delete(j.departed, m.ID)
+	if snap.Self != "" {
+		ms = map[string]watch.Member{snap.Self: ms[snap.Self]}
 	}
-}
-
-// auditLoop audits the job after each reshard and every AuditInterval.
-func (j *job) auditLoop(ctx context.Context) {
-	every(ctx, j.s.opts.AuditInterval, j.auditKick, func() { j.runAudit(ctx) })
-}
-
-// every calls fn every d, and whenever kick fires (nil: never), until ctx
-// ends.
-func every(ctx context.Context, d time.Duration, kick <-chan struct{}, fn func()) {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-kick:
+	var out []audit.Collector
+	for _, id := range slices.Sorted(maps.Keys(ms)) {
+		if ms[id].Address != "" {
+			out = append(out, audit.Collector{ID: id, URL: url(ms[id])})
 		}
-		fn()
 	}
+	return out
 }
 
 // auditJob is what an audit of the job reads: in central mode the whole
-// assignment and every collector that might scrape it; in self mode only
-// this collector and its share.
-func (j *job) auditJob(snap Snapshot) audit.Job {
-	now := time.Now()
-	ms := map[string]watch.Member{}
-	for _, m := range snap.Members {
-		ms[m.ID] = m
-	}
-	for _, m := range j.cfg.Known {
-		if _, ok := ms[m.ID]; !ok && m.ID != "" {
-			ms[m.ID] = m
-		}
-	}
-	j.mu.Lock()
-	for id, d := range j.departed {
-		if now.Sub(d.at) > departedFor {
-			delete(j.departed, id)
-		} else if _, ok := ms[id]; !ok {
-			ms[id] = d.m
-		}
-	}
-	j.mu.Unlock()
-	aj := audit.Job{Name: j.cfg.Name, ScrapePool: j.cfg.ScrapePool, Assignment: snap.Groups,
-		Generation: snap.Generation}
+// assignment; in self mode only this collector's share.
+func auditJob(name, pool string, snap Snapshot, collectors []audit.Collector) audit.Job {
+	aj := audit.Job{Name: name, ScrapePool: pool, Assignment: snap.Groups, Generation: snap.Generation,
+		Collectors: collectors}
 	if snap.Assignment != nil {
 		aj.Unplaced = snap.Assignment.Unplaced
 	}
-	if self := j.cfg.Self; self != "" {
+	if self := snap.Self; self != "" {
 		aj.Assignment, aj.Unplaced = map[string][]*targetgroup.Group{self: snap.Groups[self]}, nil
-		ms = map[string]watch.Member{self: ms[self]}
-	}
-	for _, id := range slices.Sorted(maps.Keys(ms)) {
-		if ms[id].Address != "" {
-			aj.Collectors = append(aj.Collectors, audit.Collector{ID: id, URL: j.s.opts.CollectorURL(ms[id])})
-		}
 	}
 	return aj
 }
 
-// runAudit audits the job once, keeps the report and repairs collectors
-// that disagree for longer than AuditRepairAfter.
-func (j *job) runAudit(ctx context.Context) {
-	j.stateMu.RLock()
-	snap := j.snap
-	j.stateMu.RUnlock()
+// run audits the job once and keeps the report. It returns the collectors
+// that have disagreed with their assignment for longer than repairAfter
+// (none when repairs are off), sorted.
+func (a *auditSchedule) run(ctx context.Context, snap Snapshot, collectors []audit.Collector) []string {
 	if snap.Assignment == nil {
-		return
+		return nil
 	}
-	rep, err := j.s.audit.Audit(ctx, j.auditJob(snap))
+	rep, err := a.auditor.Audit(ctx, auditJob(a.job, a.pool, snap, collectors))
 	if err != nil {
-		return // ctx ended
+		return nil // ctx ended
 	}
-	j.stateMu.Lock()
-	j.snap.Audit = rep
-	j.stateMu.Unlock()
-	log := j.s.opts.Logger
+	a.mu.Lock()
+	a.last = rep
+	a.mu.Unlock()
 	if !rep.OK() {
-		log.Warn("audit: collectors do not scrape what they are assigned", "job", j.cfg.Name,
+		a.log.Warn("audit: collectors do not scrape what they are assigned", "job", a.job,
 			"missing", rep.Counts[audit.Missing], "orphan", rep.Counts[audit.Orphan], "extra", rep.Counts[audit.Extra],
 			"down", rep.Counts[audit.Down], "unknown", rep.Counts[audit.Unknown], "unreachable", len(rep.Unreachable))
 	}
-	if j.s.opts.AuditRepairAfter > 0 {
-		j.repair(rep, snap)
+	if a.repairAfter <= 0 {
+		return nil
 	}
+	return a.due(rep)
+}
+
+// due records who the report finds wrong and returns those wrong for
+// repairAfter.
+func (a *auditSchedule) due(rep *audit.Report) []string {
+	bad := wrongCollectors(rep)
+	var due []string
+	a.mu.Lock()
+	for id := range a.disagree {
+		if !bad[id] {
+			delete(a.disagree, id)
+		}
+	}
+	for id := range bad {
+		if since, ok := a.disagree[id]; !ok {
+			a.disagree[id] = rep.Time
+		} else if rep.Time.Sub(since) >= a.repairAfter {
+			due = append(due, id)
+			delete(a.disagree, id)
+		}
+	}
+	a.mu.Unlock()
+	if len(due) == 0 {
+		return nil
+	}
+	slices.Sort(due)
+	a.log.Warn("audit: repairing collectors that disagree with their assignment", "job", a.job,
+		"collectors", due, "after", a.repairAfter)
+	for _, id := range due {
+		a.m.repairs.WithLabelValues(a.job, id).Inc()
+	}
+	return due
 }
 
 // wrongCollectors names the collectors that a report finds wrong: one that
@@ -149,37 +175,4 @@ func wrongCollectors(rep *audit.Report) map[string]bool {
 		}
 	}
 	return bad
-}
-
-// repair reshards the job (which rewrites a file changed by hand) and
-// reloads the collectors that have been wrong for AuditRepairAfter.
-func (j *job) repair(rep *audit.Report, snap Snapshot) {
-	bad := wrongCollectors(rep)
-	var due []string
-	j.mu.Lock()
-	for id := range j.disagree {
-		if !bad[id] {
-			delete(j.disagree, id)
-		}
-	}
-	for id := range bad {
-		if since, ok := j.disagree[id]; !ok {
-			j.disagree[id] = rep.Time
-		} else if rep.Time.Sub(since) >= j.s.opts.AuditRepairAfter {
-			due = append(due, id)
-			delete(j.disagree, id)
-		}
-	}
-	j.mu.Unlock()
-	if len(due) == 0 {
-		return
-	}
-	slices.Sort(due)
-	j.s.opts.Logger.Warn("audit: repairing collectors that disagree with their assignment", "job", j.cfg.Name,
-		"collectors", due, "after", j.s.opts.AuditRepairAfter)
-	for _, id := range due {
-		j.m.repairs.WithLabelValues(j.cfg.Name, id).Inc()
-	}
-	j.poke("audit repair")
-	j.reloads.add(j.collectors(due, snap.Members, nil))
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,7 +57,7 @@ func TestSharderAudit(t *testing.T) {
 	out, rl, src := &output{}, newReloader(), newSource()
 	stubs := map[string]*promStub{"a": newPromStub(t, "a", out), "b": newPromStub(t, "b", out)}
 	s, err := New([]Job{{Name: "node", Targets: newProvider(20), Outputs: []Output{out}, Reloader: rl}}, Options{
-		Audit: &audit.Options{Grace: time.Nanosecond}, AuditInterval: 20 * time.Millisecond, AuditRepairAfter: 100 * time.Millisecond,
+		Audit:        AuditOptions{Options: &audit.Options{Grace: time.Nanosecond}, Interval: 20 * time.Millisecond, RepairAfter: 100 * time.Millisecond},
 		CollectorURL: func(m watch.Member) string { return stubs[m.ID].srv.URL },
 	})
 	if err != nil {
@@ -103,21 +102,13 @@ func TestSharderAudit(t *testing.T) {
 	if got := r.Filter(audit.Missing); len(got) != 1 || got[0].Address != victim || !slices.Equal(got[0].Intended, []string{"a"}) {
 		t.Fatalf("missing %+v", got)
 	}
-	h := s.Handler()
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/audit?state=orphan", nil))
-	if rec.Code != 200 || !strings.Contains(rec.Body.String(), victim) || !strings.Contains(rec.Body.String(), `"orphan"`) {
-		t.Fatalf("/api/v1/audit: %d %s", rec.Code, rec.Body)
+	// The snapshot holds the report (web serves it as /api/v1/audit).
+	snap, _ := s.Snapshot("node")
+	if got := snap.Audit.Filter(audit.Orphan); len(got) != 1 || got[0].Address != victim {
+		t.Fatalf("orphans in the snapshot: %+v", got)
 	}
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/audit?state=bogus", nil))
-	if rec.Code != 400 {
-		t.Fatalf("bad state: %d", rec.Code)
-	}
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/explain?target="+other, nil))
-	if !strings.Contains(rec.Body.String(), `"scraped_by"`) || !strings.Contains(rec.Body.String(), `"collector": "b"`) {
-		t.Fatalf("explain: %s", rec.Body)
+	if by := snap.Audit.Scrapes(other); len(by) != 1 || by[0].Collector != "b" {
+		t.Fatalf("who scrapes %s: %+v", other, by)
 	}
 
 	// Wrong for longer than AuditRepairAfter: a is reloaded.
@@ -128,32 +119,5 @@ func TestSharderAudit(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// Serve answers until ctx ends, then returns nil; a bad address fails.
-func TestServe(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() {
-		done <- Serve(ctx, addr, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "hi") }))
-	}()
-	err := testenv.WaitFor(5*time.Second, 10*time.Millisecond, func() error {
-		code, b, err := testenv.HTTPGet(context.Background(), "http://"+addr+"/")
-		if err != nil || code != 200 || string(b) != "hi" {
-			return fmt.Errorf("%d %q %v", code, b, err)
-		}
-		return nil
-	})
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("after ctx ended: %v", err)
-	}
-	if err := Serve(context.Background(), "256.0.0.1:bad", http.NotFoundHandler()); err == nil {
-		t.Fatal("a bad address was served")
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -21,20 +23,26 @@ import (
 	"github.com/promshard/promshard/watch"
 )
 
-// What a job balances by ([Balance.By]).
+// BalanceBy is what a job balances its collectors by ([Balance.By]).
+type BalanceBy string
+
+// What a job balances by.
 const (
-	BalanceCount  = "count"
-	BalanceSeries = "series"
+	BalanceByCount  BalanceBy = "count"
+	BalanceBySeries BalanceBy = "series"
 )
 
-// Defaults of [Balance].
+// String is the name, as a config writes it.
+func (b BalanceBy) String() string { return string(b) }
+
+// Defaults and floors of [Balance].
 const (
-	DefaultBalanceInterval = time.Minute
-	// DefaultSettle is how long a collector must stay above its bound
+	defaultBalanceInterval = time.Minute
+	// defaultSettle is how long a collector must stay above its bound
 	// before targets move for load: longer than a deploy or a scrape
 	// failure, shorter than a capacity problem may last.
-	DefaultSettle          = 15 * time.Minute
-	DefaultMaxMoveFraction = 0.1
+	defaultSettle          = 15 * time.Minute
+	defaultMaxMoveFraction = 0.1
 )
 
 // MaxSeriesMeta is the collector's Consul service meta key (else node
@@ -53,27 +61,25 @@ const MaxSeriesMeta = "max_series"
 // MaxMoveFraction of the targets per reshard: a momentary spike moves
 // nothing, and a heavy target never hops around. A collector that dies
 // moves its targets at once, with the costs in use. The decider publishes
-// the cost table it balanced with through the Elector (when it is a
-// [CostStore], as [watch.ConsulLock] is); standbys and copies in self mode
-// read that table rather than the collectors, so every copy computes the
-// same assignment. A copy in self mode without a published table balances
-// by count and says so at start.
+// the cost table it balanced with in Options.Store; standbys and copies in
+// self mode read that table rather than the collectors, so every copy
+// computes the same assignment. A copy in self mode without a Store
+// balances by count and says so at start.
 type Balance struct {
-	// By is BalanceCount ("" too) or BalanceSeries.
-	By string
+	// By is BalanceByCount ("" too) or BalanceBySeries.
+	By BalanceBy
 	// Epsilon is how far above its share a collector may go; zero means
 	// [shard.DefaultEpsilon] (10 %).
 	Epsilon float64
 	// Settle is how long a collector stays above its bound before targets
-	// move for load; zero means [DefaultSettle].
+	// move for load; zero means 15 minutes.
 	Settle time.Duration
 	// MaxMoveFraction bounds the targets that move for load in one
-	// reshard, as a fraction of all (0 < f ≤ 1); zero means
-	// [DefaultMaxMoveFraction].
+	// reshard, as a fraction of all (0 < f ≤ 1); zero means 0.1.
 	MaxMoveFraction float64
-	// Interval is how often costs are read; zero means
-	// [DefaultBalanceInterval]. Window is how far back a target's most
-	// series count ([audit.DefaultSeriesWindow] when zero).
+	// Interval is how often costs are read; zero means a minute. Window is
+	// how far back a target's most series count ([audit.DefaultSeriesWindow]
+	// when zero).
 	Interval, Window time.Duration
 	// Capacity caps the collectors' series.
 	Capacity Capacity
@@ -94,32 +100,8 @@ type Balance struct {
 type Capacity struct {
 	// MaxSeries caps every collector (a collector's MaxSeriesMeta meta
 	// overrides it); zero means no cap.
-	MaxSeries  uint64 `yaml:"max_series"`
-	Overcommit bool   `yaml:"overcommit"`
-}
-
-// UnmarshalYAML reads a Balance from a daemon's config: by, epsilon,
-// settle, max_move_fraction, interval and window, with durations as
-// Prometheus writes them ("15m", "1h"); a bad one is named
-// (balance.settle).
-func (b *Balance) UnmarshalYAML(unmarshal func(any) error) error {
-	var y struct {
-		By              string   `yaml:"by"`
-		Epsilon         float64  `yaml:"epsilon"`
-		Settle          Duration `yaml:"settle"`
-		Interval        Duration `yaml:"interval"`
-		Window          Duration `yaml:"window"`
-		MaxMoveFraction float64  `yaml:"max_move_fraction"`
-	}
-	if err := unmarshal(&y); err != nil {
-		return err
-	}
-	if err := CheckDurations(&y); err != nil {
-		return fmt.Errorf("balance.%w", err)
-	}
-	*b = Balance{By: y.By, Epsilon: y.Epsilon, Settle: y.Settle.Duration, Interval: y.Interval.Duration,
-		Window: y.Window.Duration, MaxMoveFraction: y.MaxMoveFraction}
-	return nil
+	MaxSeries  uint64
+	Overcommit bool
 }
 
 // CostReader reads what each target of a scrape pool costs, by address,
@@ -129,27 +111,18 @@ type CostReader interface {
 	Series(ctx context.Context, collectors []audit.Collector, pool string, window time.Duration) (map[string]uint64, error)
 }
 
-// CostStore is an [Elector] that also keeps each job's cost table beside
-// its epoch, as [watch.ConsulLock] does.
-type CostStore interface {
-	PublishCosts(ctx context.Context, job string, table []byte) error
-	PublishedCosts(ctx context.Context, job string) (table []byte, sum string, err error)
-}
-
-var _ CostStore = (*watch.ConsulLock)(nil)
-
 func (b Balance) validate() error {
 	switch {
-	case b.By != "" && b.By != BalanceCount && b.By != BalanceSeries:
-		return fmt.Errorf("Job.Balance.By %q: want %s or %s", b.By, BalanceCount, BalanceSeries)
+	case b.By != "" && b.By != BalanceByCount && b.By != BalanceBySeries:
+		return fmt.Errorf("Job.Balance.By %q: want %s or %s", b.By, BalanceByCount, BalanceBySeries)
 	case b.Epsilon < 0 || b.Epsilon > 10 || math.IsNaN(b.Epsilon):
 		return fmt.Errorf("Job.Balance.Epsilon %v: want 0 (the default, %v) to 10", b.Epsilon, shard.DefaultEpsilon)
 	case b.MaxMoveFraction < 0 || b.MaxMoveFraction > 1 || math.IsNaN(b.MaxMoveFraction):
-		return fmt.Errorf("Job.Balance.MaxMoveFraction %v: want 0 (the default, %v) to 1", b.MaxMoveFraction, DefaultMaxMoveFraction)
+		return fmt.Errorf("Job.Balance.MaxMoveFraction %v: want 0 (the default, %v) to 1", b.MaxMoveFraction, defaultMaxMoveFraction)
 	case b.Settle < 0 || b.Interval < 0 || b.Window < 0:
 		return fmt.Errorf("Job.Balance: Settle %v, Interval %v, Window %v: must not be negative", b.Settle, b.Interval, b.Window)
-	case b.By != BalanceSeries && (b.Capacity != Capacity{}):
-		return fmt.Errorf("Job.Balance.Capacity %+v: caps series, so By must be %s, not %q", b.Capacity, BalanceSeries, b.By)
+	case b.By != BalanceBySeries && (b.Capacity != Capacity{}):
+		return fmt.Errorf("Job.Balance.Capacity %+v: caps series, so By must be %s, not %q", b.Capacity, BalanceBySeries, b.By)
 	}
 	return nil
 }
@@ -213,36 +186,57 @@ func decodeCosts(b []byte) (map[uint64]uint64, error) {
 	return out, nil
 }
 
-// balancing reports whether the job balances by series.
-func (j *job) balancing() bool { return j.cfg.Balance.By == BalanceSeries }
+// balancer is a job's balance by series: the cost table in use, the one
+// the tick chose for the next reshard, and the tick's own state. The tick
+// runs in a goroutine of its own; the loop adopts and reads the table.
+type balancer struct {
+	job, pool string // the job, and the collectors' scrape job
+	cfg       Balance
+	ring      shard.Kind
+	opts      shard.Options
+	reader    CostReader
+	store     BlobStore // nil: no published table
+	m         *metrics
+	log       *slog.Logger
 
-// decides reports whether this copy measures costs and chooses the table:
-// a job in central mode, on the only copy or the leader.
-func (j *job) decides() bool {
-	return j.cfg.Self == "" && (!j.elected() || j.s.opts.Elector.Leading())
+	mu      sync.Mutex
+	costs   *costTable        // in use; nil while placing by count
+	costSum string            // checksum of the published table in costs, as read
+	next    map[uint64]uint64 // costs the tick chose, for the next reshard
+	partial bool              // costs holds only part of the last next: the tick goes on at once
+	badCap  map[string]bool   // collector and max_series meta that is not a number, logged
+
+	overSince time.Time // since when a collector is above its bound; tick only
+	costTerm  uint64    // the leadership term whose table was read; tick only
 }
 
+// blobName is the name of a job's cost table in the BlobStore.
+func (b *balancer) blobName() string { return "costs/" + b.job }
+
 // table is the cost table in use; nil while the job places by count.
-func (j *job) table() *costTable {
-	j.costMu.Lock()
-	defer j.costMu.Unlock()
-	return j.costs
+func (b *balancer) table() *costTable {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.costs
 }
 
 // placement is the job's shard options with costs: the job's bound and
 // the members' caps.
-func (j *job) placement(members []watch.Member, costs *shard.Costs) shard.Options {
-	b, opts := j.cfg.Balance, j.cfg.Shard
-	opts.Costs, opts.Epsilon, opts.Overcommit = costs, b.Epsilon, b.Capacity.Overcommit
+func (b *balancer) placement(members []watch.Member, costs *shard.Costs) shard.Options {
+	bc, opts := b.cfg, b.opts
+	opts.Costs, opts.Epsilon, opts.Overcommit = costs, bc.Epsilon, bc.Capacity.Overcommit
 	opts.Capacity = map[string]uint64{}
 	for _, m := range members {
-		c := b.Capacity.MaxSeries
+		c := bc.Capacity.MaxSeries
 		if v := m.Label(MaxSeriesMeta); v != "" {
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err == nil {
 				c = n
-			} else if j.firstBadCap(m.ID, v) {
-				j.s.opts.Logger.Error("collector meta max_series is not a number; using the job's", "job", j.cfg.Name,
+			} else if b.firstBadCap(m.ID, v) {
+				b.log.Error("collector meta max_series is not a number; using the job's", "job", b.job,
 					"collector", m.ID, "max_series", v, "default", c)
 			}
 		}
@@ -255,53 +249,53 @@ func (j *job) placement(members []watch.Member, costs *shard.Costs) shard.Option
 
 // firstBadCap reports whether a collector's max_series meta that is not a
 // number is new, to log it once.
-func (j *job) firstBadCap(id, v string) bool {
-	j.costMu.Lock()
-	defer j.costMu.Unlock()
+func (b *balancer) firstBadCap(id, v string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	k := id + "\x00" + v
-	first := !j.badCap[k]
-	j.badCap[k] = true
+	first := !b.badCap[k]
+	b.badCap[k] = true
 	return first
 }
 
-// adopt makes the table the balance tick chose the one in use, moving at
-// most MaxMoveFraction of the targets for it (a part of the table
-// otherwise), and publishes it when this copy is elected. It runs in the
-// reshard, before the assignment, with that reshard's members and targets.
-func (j *job) adopt(ctx context.Context, sms []shard.Member, members []watch.Member, groups []*targetgroup.Group) error {
-	j.costMu.Lock()
-	next := j.next
-	j.next = nil
-	j.costMu.Unlock()
-	if next == nil || !j.decides() {
+// adopt makes the table the tick chose the one in use, moving at most
+// MaxMoveFraction of the targets for it (a part of the table otherwise),
+// and publishes it when publish is set (an elected leader). It runs in the
+// reshard of a copy that decides, before the assignment, with that
+// reshard's members and targets.
+func (b *balancer) adopt(ctx context.Context, publish bool, sms []shard.Member, members []watch.Member, groups []*targetgroup.Group) error {
+	b.mu.Lock()
+	next := b.next
+	b.next = nil
+	b.mu.Unlock()
+	if next == nil {
 		return nil
 	}
-	ring, err := shard.New(j.cfg.Ring, sms)
+	ring, err := shard.New(b.ring, sms)
 	if err != nil {
 		return err
 	}
 	var cur map[uint64]uint64
-	opts := j.placement(members, nil)
-	if tab := j.table(); tab != nil {
+	opts := b.placement(members, nil)
+	if tab := b.table(); tab != nil {
 		cur, opts.Costs = tab.costs, tab.placed
 	}
-	table, moved, total, err := limitMoves(ring, groups, opts, cur, next,
-		cmp.Or(j.cfg.Balance.MaxMoveFraction, DefaultMaxMoveFraction))
+	table, moved, total, err := limitMoves(ring, groups, opts, cur, next, cmp.Or(b.cfg.MaxMoveFraction, defaultMaxMoveFraction))
 	if err != nil {
 		return err
 	}
 	enc := encodeCosts(table)
 	tab := newCostTable(table, enc)
-	if el, ok := j.s.opts.Elector.(CostStore); ok && j.elected() {
-		if err := el.PublishCosts(ctx, j.cfg.Name, enc); err != nil {
+	if publish && b.store != nil {
+		if err := b.store.PublishBlob(ctx, b.blobName(), enc); err != nil {
 			return fmt.Errorf("publish the cost table: %w", err)
 		}
 	}
-	j.costMu.Lock()
-	j.costs, j.partial = tab, len(table) != len(next) || !maps.Equal(table, next)
-	j.costMu.Unlock()
-	j.m.costTables.WithLabelValues(j.cfg.Name).Inc()
-	j.s.opts.Logger.Info("balance: new costs in use", "job", j.cfg.Name, "moved", moved, "targets", total,
+	b.mu.Lock()
+	b.costs, b.partial = tab, len(table) != len(next) || !maps.Equal(table, next)
+	b.mu.Unlock()
+	b.m.costTables.WithLabelValues(b.job).Inc()
+	b.log.Info("balance: new costs in use", "job", b.job, "moved", moved, "targets", total,
 		"costs", len(table), "of_measured", len(next))
 	return nil
 }
@@ -379,68 +373,66 @@ func limitMoves(ring shard.Ring, groups []*targetgroup.Group, opts shard.Options
 	return part(best), n, base.Targets, nil
 }
 
-// balanceTick is the job's periodic look at costs. A copy that does not
-// decide reads the published table; the decider reads the collectors,
-// and when a collector has stayed above its bound for Settle, hands the
-// new costs to the next reshard.
-func (j *job) balanceTick(ctx context.Context) {
-	if !j.decides() {
-		j.readCosts(ctx)
-		return
+// tick is the job's periodic look at costs. A copy that does not decide
+// reads the published table; the decider reads the collectors, and when a
+// collector has stayed above its bound for Settle, hands the new costs to
+// the next reshard. term is the leadership term (elected jobs), snap the
+// job's state and collectors those to read. It returns the reason to
+// reshard, if any.
+func (b *balancer) tick(ctx context.Context, decides, elected bool, term uint64, snap Snapshot, collectors []audit.Collector) Reason {
+	if !decides {
+		return b.readPublished(ctx)
 	}
-	if term := j.s.term.Load(); j.elected() && j.costTerm != term {
-		j.readCosts(ctx) // a new leader starts from the table in force
-		j.costTerm = term
+	var r Reason
+	if elected && b.costTerm != term {
+		r = b.readPublished(ctx) // a new leader starts from the table in force
+		b.costTerm = term
 	}
-	j.stateMu.RLock()
-	snap := j.snap
-	j.stateMu.RUnlock()
 	if snap.Assignment == nil {
-		return
+		return r
 	}
-	b, log := j.cfg.Balance, j.s.opts.Logger
-	got, err := j.costReader.Series(ctx, j.auditJob(snap).Collectors, cmp.Or(j.cfg.ScrapePool, j.cfg.Name), b.Window)
+	got, err := b.reader.Series(ctx, collectors, b.pool, b.cfg.Window)
 	if err != nil {
 		if ctx.Err() != nil {
-			return
+			return r
 		}
-		log.Warn("balance: reading series failed", "job", j.cfg.Name, "err", err)
+		b.log.Warn("balance: reading series failed", "job", b.job, "err", err)
 		if len(got) == 0 {
-			return
+			return r
 		}
 	}
 	var cur map[uint64]uint64
-	if tab := j.table(); tab != nil {
+	if tab := b.table(); tab != nil {
 		cur = tab.costs
 	}
 	next := measured(snap.Assignment, cur, got)
-	over := shard.Overloaded(snap.Assignment, j.placement(snap.Members, shard.NewCosts(next)))
-	j.m.overloaded.WithLabelValues(j.cfg.Name).Set(float64(len(over)))
+	over := shard.Overloaded(snap.Assignment, b.placement(snap.Members, shard.NewCosts(next)))
+	b.m.overloaded.WithLabelValues(b.job).Set(float64(len(over)))
 	now := time.Now()
 	if len(over) == 0 {
-		j.overSince = time.Time{}
-		j.costMu.Lock()
-		j.partial = false
-		j.costMu.Unlock()
-		return
+		b.overSince = time.Time{}
+		b.mu.Lock()
+		b.partial = false
+		b.mu.Unlock()
+		return r
 	}
-	settle := cmp.Or(b.Settle, DefaultSettle)
-	if j.overSince.IsZero() {
-		j.overSince = now
-		log.Info("balance: collectors above their bound; targets move if they stay there", "job", j.cfg.Name,
+	settle := cmp.Or(b.cfg.Settle, defaultSettle)
+	if b.overSince.IsZero() {
+		b.overSince = now
+		b.log.Info("balance: collectors above their bound; targets move if they stay there", "job", b.job,
 			"collectors", over, "settle", settle)
 	}
-	j.costMu.Lock()
-	partial := j.partial
-	j.costMu.Unlock()
-	if (now.Sub(j.overSince) < settle && !partial) || (cur != nil && maps.Equal(cur, next)) {
-		return
+	b.mu.Lock()
+	partial := b.partial
+	b.mu.Unlock()
+	if (now.Sub(b.overSince) < settle && !partial) || (cur != nil && maps.Equal(cur, next)) {
+		return r
 	}
-	j.costMu.Lock()
-	j.next = next
-	j.costMu.Unlock()
-	j.overSince = time.Time{} // what is above the bound after this must settle again
-	j.poke("balance")
+	b.mu.Lock()
+	b.next = next
+	b.mu.Unlock()
+	b.overSince = time.Time{} // what is above the bound after this must settle again
+	return r | reasonBalance
 }
 
 // measured is the cost table for a's targets: those read, else those in
@@ -468,47 +460,33 @@ func measured(a *shard.Assignment, cur map[uint64]uint64, got map[string]uint64)
 	return out
 }
 
-// readCosts takes the published cost table, when the Elector keeps one
-// and it changed.
-func (j *job) readCosts(ctx context.Context) {
-	el, ok := j.s.opts.Elector.(CostStore)
-	if !ok {
-		return
+// readPublished takes the published cost table when there is a store and
+// the table changed, and returns the reason to reshard then.
+func (b *balancer) readPublished(ctx context.Context) Reason {
+	if b.store == nil {
+		return 0
 	}
-	b, sum, err := el.PublishedCosts(ctx, j.cfg.Name)
+	data, sum, err := b.store.ReadBlob(ctx, b.blobName())
 	if err != nil || sum == "" {
 		if err != nil && ctx.Err() == nil {
-			j.s.opts.Logger.Warn("balance: reading the published cost table failed", "job", j.cfg.Name, "err", err)
+			b.log.Warn("balance: reading the published cost table failed", "job", b.job, "err", err)
 		}
-		return
+		return 0
 	}
-	j.costMu.Lock()
-	same := sum == j.costSum
-	j.costMu.Unlock()
+	b.mu.Lock()
+	same := sum == b.costSum
+	b.mu.Unlock()
 	if same {
-		return
+		return 0
 	}
-	costs, err := decodeCosts(b)
+	costs, err := decodeCosts(data)
 	if err != nil {
-		j.s.opts.Logger.Error("balance: the published cost table is unreadable", "job", j.cfg.Name, "sum", sum, "err", err)
-		return
+		b.log.Error("balance: the published cost table is unreadable", "job", b.job, "sum", sum, "err", err)
+		return 0
 	}
-	j.costMu.Lock()
-	j.costs, j.costSum = newCostTable(costs, b), sum
-	j.costMu.Unlock()
-	j.s.opts.Logger.Info("balance: the published cost table is in use", "job", j.cfg.Name, "costs", len(costs))
-	j.poke("costs")
-}
-
-// balanceLoop runs the balance tick every Interval.
-func (j *job) balanceLoop(ctx context.Context) {
-	if j.cfg.Self != "" {
-		if _, ok := j.s.opts.Elector.(CostStore); !ok {
-			j.s.opts.Logger.Warn("balance: self mode without a published cost table (no elector that keeps one): "+
-				"balancing by count", "job", j.cfg.Name)
-			return
-		}
-	}
-	j.balanceTick(ctx)
-	every(ctx, cmp.Or(j.cfg.Balance.Interval, DefaultBalanceInterval), nil, func() { j.balanceTick(ctx) })
+	b.mu.Lock()
+	b.costs, b.costSum = newCostTable(costs, data), sum
+	b.mu.Unlock()
+	b.log.Info("balance: the published cost table is in use", "job", b.job, "costs", len(costs))
+	return reasonCosts
 }

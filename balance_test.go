@@ -16,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
-	"go.yaml.in/yaml/v2"
 
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/shard"
@@ -104,7 +103,7 @@ func assignmentOf(t *testing.T, s *Sharder) *shard.Assignment {
 func TestBalanceBySeries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fc := &fakeCosts{costs: skewed()}
-		h := start(t, Job{Balance: Balance{By: BalanceSeries, Settle: 5 * time.Minute, MaxMoveFraction: 1,
+		h := start(t, Job{Balance: Balance{By: BalanceBySeries, Settle: 5 * time.Minute, MaxMoveFraction: 1,
 			Costs: fc}}, Options{RefreshInterval: time.Hour})
 		synctest.Wait()
 		h.members("a", "b", "c", "d", "e")
@@ -127,10 +126,10 @@ func TestBalanceBySeries(t *testing.T) {
 		synctest.Wait()
 		bySeries := assignmentOf(t, h.s)
 		snap, _ := h.s.Snapshot("node")
-		if bySeries.Cost == nil || !strings.Contains(snap.Last.Reason, "balance") {
+		if bySeries.Cost == nil || !strings.Contains(snap.Last.Reason.String(), "balance") {
 			t.Fatalf("after Settle: costs %v, last reshard %q", bySeries.Cost, snap.Last.Reason)
 		}
-		if got := shard.Overloaded(bySeries, h.s.jobs[0].placement(snap.Members, h.s.jobs[0].table().placed)); len(got) != 0 {
+		if got := shard.Overloaded(bySeries, h.s.jobs[0].bal.placement(snap.Members, h.s.jobs[0].bal.table().placed)); len(got) != 0 {
 			t.Fatalf("after balancing, above the bound: %v (loads %v)", got, loads(bySeries, skewed()))
 		}
 		t.Logf("max/min series: by count %.2f, by series %.2f", spreadOf(loads(byCount, skewed())),
@@ -169,14 +168,14 @@ func TestBalanceMovesAFractionAtATime(t *testing.T) {
 		var steps []string
 		var last map[uint64]uint64
 		var h *harness
-		h = start(t, Job{Balance: Balance{By: BalanceSeries, Settle: time.Minute, MaxMoveFraction: 0.04, Epsilon: 0.02, Costs: fc}},
+		h = start(t, Job{Balance: Balance{By: BalanceBySeries, Settle: time.Minute, MaxMoveFraction: 0.04, Epsilon: 0.02, Costs: fc}},
 			Options{RefreshInterval: time.Hour, OnReshard: func(r Report) {
-				if !strings.Contains(r.Reason, "balance") {
+				if !strings.Contains(r.Reason.String(), "balance") {
 					return
 				}
 				mu.Lock()
 				defer mu.Unlock()
-				now := h.s.jobs[0].table().costs
+				now := h.s.jobs[0].bal.table().costs
 				changed := 0
 				for k, v := range now {
 					if old, ok := last[k]; !ok || old != v {
@@ -208,7 +207,7 @@ func TestBalanceMovesAFractionAtATime(t *testing.T) {
 		for a, c := range heavyTailed() {
 			want[shard.Hash(a)] = c
 		}
-		if !maps.Equal(h.s.jobs[0].table().costs, want) {
+		if !maps.Equal(h.s.jobs[0].bal.table().costs, want) {
 			t.Fatalf("after %v, the costs measured are not all in use", steps)
 		}
 		t.Logf("balancing reshards: %v", steps)
@@ -224,7 +223,7 @@ func TestCapacityGuard(t *testing.T) {
 		t.Run(fmt.Sprint("overcommit=", over), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				fc := &fakeCosts{costs: skewed()} // 109,000 series in all
-				h := start(t, Job{Balance: Balance{By: BalanceSeries, Settle: time.Minute, MaxMoveFraction: 1,
+				h := start(t, Job{Balance: Balance{By: BalanceBySeries, Settle: time.Minute, MaxMoveFraction: 1,
 					Capacity: Capacity{MaxSeries: 40_000, Overcommit: over}, Costs: fc}}, Options{RefreshInterval: time.Hour})
 				synctest.Wait()
 				ms := members("a", "b", "c", "d", "e")
@@ -254,12 +253,12 @@ func TestCapacityGuard(t *testing.T) {
 						t.Fatalf("%s holds %d series over its cap of 40,000", id, l)
 					}
 				}
-				if ja, _ := h.s.assignment("node"); !slices.Equal(ja.Unplaced, a.Unplaced) ||
-					ja.Collectors["a"].Series != a.Cost["a"] || ja.Collectors["a"].Series == 0 {
-					t.Fatalf("/api/v1/assignment: unplaced %v, a's series %d; want %v, %d", ja.Unplaced,
-						ja.Collectors["a"].Series, a.Unplaced, a.Cost["a"])
+				if snap, _ := h.s.Snapshot("node"); !slices.Equal(snap.Assignment.Unplaced, a.Unplaced) ||
+					snap.Assignment.Cost["a"] != a.Cost["a"] || snap.Assignment.Cost["a"] == 0 {
+					t.Fatalf("snapshot: unplaced %v, a's series %d; want %v, %d", snap.Assignment.Unplaced,
+						snap.Assignment.Cost["a"], a.Unplaced, a.Cost["a"])
 				}
-				aj := h.s.jobs[0].auditJob(Snapshot{Assignment: a, Groups: a.Groups, Members: ms[:2]})
+				aj := auditJob("node", "node", Snapshot{Assignment: a, Groups: a.Groups, Members: ms[:2]}, nil)
 				if !slices.Equal(aj.Unplaced, a.Unplaced) {
 					t.Fatalf("the audit is not told of the unplaced targets: %v", aj.Unplaced)
 				}
@@ -268,14 +267,14 @@ func TestCapacityGuard(t *testing.T) {
 	}
 }
 
-// costStore is a fakeElector that keeps cost tables.
+// costStore is a fakeElector that keeps cost tables (a BlobStore).
 type costStore struct {
 	*fakeElector
 	mu    sync.Mutex
 	table []byte
 }
 
-func (c *costStore) PublishCosts(ctx context.Context, _ string, table []byte) error {
+func (c *costStore) PublishBlob(ctx context.Context, _ string, table []byte) error {
 	if err := c.Check(ctx); err != nil {
 		return err
 	}
@@ -285,7 +284,7 @@ func (c *costStore) PublishCosts(ctx context.Context, _ string, table []byte) er
 	return nil
 }
 
-func (c *costStore) PublishedCosts(context.Context, string) ([]byte, string, error) {
+func (c *costStore) ReadBlob(context.Context, string) ([]byte, string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.table == nil {
@@ -302,11 +301,11 @@ func TestCostTablePublishedAndRead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := &costStore{fakeElector: &fakeElector{}}
 		fc, self := &fakeCosts{costs: skewed()}, &fakeCosts{}
-		bal := Balance{By: BalanceSeries, Settle: time.Minute, MaxMoveFraction: 1}
+		bal := Balance{By: BalanceBySeries, Settle: time.Minute, MaxMoveFraction: 1}
 		bal.Costs = fc
-		leader := start(t, Job{Balance: bal, Outputs: []Output{&output{}}}, Options{Elector: store, RefreshInterval: time.Hour})
+		leader := start(t, Job{Balance: bal, Outputs: []Output{&output{}}}, Options{Elector: store, Store: store, RefreshInterval: time.Hour})
 		bal.Costs = self
-		follower := start(t, Job{Self: "b", Balance: bal}, Options{Elector: store, RefreshInterval: time.Hour})
+		follower := start(t, Job{Self: "b", Balance: bal}, Options{Elector: store, Store: store, RefreshInterval: time.Hour})
 		synctest.Wait()
 		store.lead(true)
 		leader.members("a", "b", "c", "d", "e")
@@ -333,13 +332,13 @@ func TestCostTablePublishedAndRead(t *testing.T) {
 
 func TestBalanceValidates(t *testing.T) {
 	for b, want := range map[Balance]string{
-		{By: "load"}:                                             "Job.Balance.By \"load\": want count or series",
-		{By: BalanceSeries, Epsilon: -1}:                         "Job.Balance.Epsilon -1",
-		{By: BalanceSeries, MaxMoveFraction: 2}:                  "Job.Balance.MaxMoveFraction 2",
-		{By: BalanceSeries, Settle: -time.Second}:                "must not be negative",
-		{Capacity: Capacity{MaxSeries: 10}}:                      "Job.Balance.Capacity {MaxSeries:10 Overcommit:false}: caps series, so By must be series",
-		{By: BalanceCount, Capacity: Capacity{Overcommit: true}}: "By must be series",
-		{By: BalanceSeries, Interval: -time.Minute}:              "Interval -1m0s",
+		{By: "load"}:                                               "Job.Balance.By \"load\": want count or series",
+		{By: BalanceBySeries, Epsilon: -1}:                         "Job.Balance.Epsilon -1",
+		{By: BalanceBySeries, MaxMoveFraction: 2}:                  "Job.Balance.MaxMoveFraction 2",
+		{By: BalanceBySeries, Settle: -time.Second}:                "must not be negative",
+		{Capacity: Capacity{MaxSeries: 10}}:                        "Job.Balance.Capacity {MaxSeries:10 Overcommit:false}: caps series, so By must be series",
+		{By: BalanceByCount, Capacity: Capacity{Overcommit: true}}: "By must be series",
+		{By: BalanceBySeries, Interval: -time.Minute}:              "Interval -1m0s",
 	} {
 		_, err := New([]Job{{Name: "j", Targets: newProvider(1), Outputs: []Output{&output{}}, Balance: b}}, Options{})
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -368,37 +367,12 @@ func TestCostTableCodec(t *testing.T) {
 	}
 }
 
-func TestBalanceFromYAML(t *testing.T) {
-	var c struct {
-		Balance  Balance  `yaml:"balance"`
-		Capacity Capacity `yaml:"capacity"`
-	}
-	in := "balance: {by: series, epsilon: 0.05, settle: 1h, interval: 30s, window: 2h, max_move_fraction: 0.2}\n" +
-		"capacity: {max_series: 2000000, overcommit: true}\n"
-	if err := yaml.UnmarshalStrict([]byte(in), &c); err != nil {
-		t.Fatal(err)
-	}
-	want := Balance{By: BalanceSeries, Epsilon: 0.05, Settle: time.Hour, Interval: 30 * time.Second, Window: 2 * time.Hour,
-		MaxMoveFraction: 0.2}
-	if c.Balance != want || c.Capacity != (Capacity{MaxSeries: 2_000_000, Overcommit: true}) {
-		t.Fatalf("got %+v %+v", c.Balance, c.Capacity)
-	}
-	for in, want := range map[string]string{
-		"balance: {settle: soon}": `balance.settle: "soon" is not a duration`,
-		"balance: {bye: series}":  "field bye not found",
-	} {
-		if err := yaml.UnmarshalStrict([]byte(in), &c); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: %v, want %q", in, err, want)
-		}
-	}
-}
-
 // A collector's max_series meta overrides the job's cap; one that is not a
 // number is named once in the log and the job's cap applies.
 func TestMaxSeriesMeta(t *testing.T) {
 	var logs strings.Builder
 	s, err := New([]Job{{Name: "j", Targets: newProvider(1), Outputs: []Output{&output{}},
-		Balance: Balance{By: BalanceSeries, Capacity: Capacity{MaxSeries: 500}, Costs: &fakeCosts{}}}},
+		Balance: Balance{By: BalanceBySeries, Capacity: Capacity{MaxSeries: 500}, Costs: &fakeCosts{}}}},
 		Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -407,7 +381,7 @@ func TestMaxSeriesMeta(t *testing.T) {
 	ms[0].Meta = map[string]string{MaxSeriesMeta: "900"}
 	ms[1].Meta = map[string]string{MaxSeriesMeta: "lots"}
 	for range 3 {
-		opts := s.jobs[0].placement(ms, nil)
+		opts := s.jobs[0].bal.placement(ms, nil)
 		if want := map[string]uint64{"a": 900, "b": 500, "c": 500}; !maps.Equal(opts.Capacity, want) {
 			t.Fatalf("caps %v, want %v", opts.Capacity, want)
 		}

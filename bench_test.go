@@ -77,7 +77,7 @@ func reshardScale(b *testing.B, files bool) {
 		}
 		j := s.byName["node"]
 		j.setMembers(ms, nil)
-		for i, reason := range []string{"bench", "bench", "audit repair", "bench"} {
+		for i, reason := range []Reason{reasonTimer, reasonTimer, reasonRepair, reasonTimer} {
 			if i == 3 {
 				j.setMembers(ms[1:], nil)
 			}

@@ -29,7 +29,7 @@
 // the old owner keeps the target until the new owner scrapes it.
 //
 // Central mode (one process writes every collector's output) runs as
-// several copies with Options.Elector ([github.com/promshard/promshard/watch.ConsulLock]):
+// several copies with Options.Elector ([github.com/promshard/promshard/elect.ConsulLock]):
 // one leader writes and reloads, each write fenced by a check with Consul,
 // each new plan published as a numbered epoch; the standbys keep the
 // assignment computed and take over when the leader dies.

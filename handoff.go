@@ -3,9 +3,11 @@ package promshard
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -15,9 +17,9 @@ import (
 	"github.com/promshard/promshard/watch"
 )
 
-// DefaultHandoffTimeout bounds how long an old owner keeps a target that
+// defaultHandoffTimeout bounds how long an old owner keeps a target that
 // its new owner has not been seen scraping.
-const DefaultHandoffTimeout = 2 * time.Minute
+const defaultHandoffTimeout = 2 * time.Minute
 
 // handoffPoll is how often pending hand-offs ask the new owners what they
 // scrape.
@@ -26,6 +28,44 @@ const handoffPoll = time.Second
 // scrapeReader reads what a collector scrapes: an [audit.Auditor].
 type scrapeReader interface {
 	Read(ctx context.Context, c audit.Collector, pool string) (map[string]audit.Scrape, error)
+}
+
+// handoffs are a job's pending hand-offs (Options.Handoff). The loop plans
+// them in each reshard; the confirmer ends them from its own goroutine.
+type handoffs struct {
+	job     string
+	self    string // self mode: only this collector keeps targets
+	timeout time.Duration
+	m       *metrics
+	log     *slog.Logger
+
+	mu          sync.Mutex
+	pending     map[string]*handoff
+	lastMembers string // memberKey of the ring at the last plan
+}
+
+func newHandoffs(job, self string, timeout time.Duration, m *metrics, log *slog.Logger) *handoffs {
+	return &handoffs{job: job, self: self, timeout: timeout, m: m, log: log, pending: map[string]*handoff{}}
+}
+
+// count is the number of pending hand-offs.
+func (hs *handoffs) count() int {
+	if hs == nil {
+		return 0
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return len(hs.pending)
+}
+
+// reset drops every pending hand-off: a copy that stops leading, whose
+// successor starts from its own plan.
+func (hs *handoffs) reset() {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	clear(hs.pending)
+	hs.lastMembers = ""
+	hs.m.handoffsPending.WithLabelValues(hs.job).Set(0)
 }
 
 // handoff is a target on its way from live collectors to new ones: the old
@@ -75,25 +115,25 @@ func placements(groups map[string][]*targetgroup.Group) map[string]*placement {
 // move between live collectors only when the member set changes, so the
 // targets are compared only then, or while hand-offs are pending.
 //
-// ring are the members the assignment was made for, alive those that still
-// scrape: the ring and drained collectors.
+// written is what the outputs hold, ringKey names the members the
+// assignment was made for, and alive are those that still scrape: the ring
+// and the drained collectors.
 //
 // kept is the number of pending hand-offs the returned groups hold: the
 // confirmer may end some meanwhile, but those groups still keep them.
-func (j *job) planHandoffs(next map[string][]*targetgroup.Group, ring, alive []watch.Member, now time.Time) (groups map[string][]*targetgroup.Group, kept int) {
-	j.hmu.Lock()
-	defer j.hmu.Unlock()
-	key := j.memberKey(ring)
-	changed := key != j.lastMembers
-	j.lastMembers = key
-	if j.written == nil || (!changed && len(j.pending) == 0) {
+func (hs *handoffs) plan(written, next map[string][]*targetgroup.Group, ringKey string, alive []watch.Member, now time.Time) (groups map[string][]*targetgroup.Group, kept int) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	changed := ringKey != hs.lastMembers
+	hs.lastMembers = ringKey
+	if written == nil || (!changed && len(hs.pending) == 0) {
 		return next, 0
 	}
 	isAlive := map[string]bool{}
 	for _, m := range alive {
 		isAlive[m.ID] = true
 	}
-	old := placements(j.written)
+	old := placements(written)
 	pending := map[string]*handoff{}
 	for k, np := range placements(next) {
 		op := old[k]
@@ -102,11 +142,11 @@ func (j *job) planHandoffs(next map[string][]*targetgroup.Group, ring, alive []w
 		}
 		var keep, wait []string
 		for _, id := range op.owners {
-			if !slices.Contains(np.owners, id) && isAlive[id] && (j.cfg.Self == "" || id == j.cfg.Self) {
+			if !slices.Contains(np.owners, id) && isAlive[id] && (hs.self == "" || id == hs.self) {
 				keep = append(keep, id)
 			}
 		}
-		p := j.pending[k]
+		p := hs.pending[k]
 		for _, id := range np.owners {
 			if !slices.Contains(op.owners, id) || (p != nil && slices.Contains(p.wait, id)) {
 				wait = append(wait, id)
@@ -122,19 +162,19 @@ func (j *job) planHandoffs(next map[string][]*targetgroup.Group, ring, alive []w
 		pending[k] = h
 	}
 	cancelled := 0
-	for k := range j.pending {
+	for k := range hs.pending {
 		if pending[k] == nil {
 			cancelled++
 		}
 	}
-	j.m.handoffs.WithLabelValues(j.cfg.Name, "cancelled").Add(float64(cancelled))
-	started := len(pending) - (len(j.pending) - cancelled)
+	hs.m.handoffs.WithLabelValues(hs.job, "cancelled").Add(float64(cancelled))
+	started := len(pending) - (len(hs.pending) - cancelled)
 	if started > 0 {
-		j.s.opts.Logger.Info("handing targets over: old owners keep them until the new owners scrape them",
-			"job", j.cfg.Name, "targets", len(pending))
+		hs.log.Info("handing targets over: old owners keep them until the new owners scrape them",
+			"job", hs.job, "targets", len(pending))
 	}
-	j.pending = pending
-	j.m.handoffsPending.WithLabelValues(j.cfg.Name).Set(float64(len(pending)))
+	hs.pending = pending
+	hs.m.handoffsPending.WithLabelValues(hs.job).Set(float64(len(pending)))
 	return withKept(next, pending), len(pending)
 }
 
@@ -172,69 +212,45 @@ func withKept(groups map[string][]*targetgroup.Group, pending map[string]*handof
 	return out
 }
 
-// handoffLoop confirms pending hand-offs every handoffPoll until ctx ends.
-func (j *job) handoffLoop(ctx context.Context) {
-	every(ctx, handoffPoll, nil, func() { j.confirmHandoffs(ctx) })
-}
-
-// confirmHandoffs reads what the awaited new owners scrape, ends the
-// hand-offs they confirm (health up, scraped after the hand-off began) and
-// those past the timeout, and asks for a reshard to drop those targets
-// from their old owners.
-func (j *job) confirmHandoffs(ctx context.Context) {
-	j.hmu.Lock()
+// awaited lists the new owners that pending hand-offs wait for, sorted.
+func (hs *handoffs) awaited() []string {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
 	waited := map[string]bool{}
-	for _, h := range j.pending {
+	for _, h := range hs.pending {
 		for _, id := range h.wait {
 			waited[id] = true
 		}
 	}
-	j.hmu.Unlock()
-	if len(waited) == 0 {
-		return
-	}
-	j.mu.Lock()
-	members := j.members
-	j.mu.Unlock()
-	seen := map[string]map[string]audit.Scrape{}
-	for _, id := range slices.Sorted(maps.Keys(waited)) {
-		i := slices.IndexFunc(members, func(m watch.Member) bool { return m.ID == id })
-		if i < 0 {
-			continue // it left: the next reshard cancels its hand-offs
-		}
-		got, err := j.s.reader.Read(ctx, audit.Collector{ID: id, URL: j.s.opts.CollectorURL(members[i])},
-			cmp.Or(j.cfg.ScrapePool, j.cfg.Name))
-		if err != nil {
-			j.s.opts.Logger.Debug("hand-off: a new owner did not answer", "job", j.cfg.Name, "collector", id, "err", err)
-			continue
-		}
-		seen[id] = got
-	}
-	now := time.Now()
-	j.hmu.Lock()
+	return slices.Sorted(maps.Keys(waited))
+}
+
+// confirm ends the hand-offs that what the new owners scrape (seen, by
+// collector and address) confirms (health up, scraped after the hand-off
+// began), and those past the timeout. It returns how many ended.
+func (hs *handoffs) confirm(seen map[string]map[string]audit.Scrape, now time.Time) int {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
 	done := 0
-	for k, h := range j.pending {
+	for k, h := range hs.pending {
 		h.wait = slices.DeleteFunc(h.wait, func(id string) bool {
 			s, ok := seen[id][h.addr()]
 			return ok && s.Health == "up" && s.LastScrape.After(h.since)
 		})
 		switch {
 		case len(h.wait) == 0:
-			j.m.handoffs.WithLabelValues(j.cfg.Name, "confirmed").Inc()
-			j.m.handoffTime.WithLabelValues(j.cfg.Name).Observe(now.Sub(h.since).Seconds())
-		case now.Sub(h.since) >= j.s.opts.HandoffTimeout:
-			j.m.handoffs.WithLabelValues(j.cfg.Name, "timeout").Inc()
-			j.s.opts.Logger.Warn("hand-off timed out: the old owners drop a target the new ones were not seen scraping",
-				"job", j.cfg.Name, "target", h.addr(), "old", h.keep, "new", h.wait, "after", j.s.opts.HandoffTimeout)
+			hs.m.handoffs.WithLabelValues(hs.job, "confirmed").Inc()
+			hs.m.handoffTime.WithLabelValues(hs.job).Observe(now.Sub(h.since).Seconds())
+		case now.Sub(h.since) >= hs.timeout:
+			hs.m.handoffs.WithLabelValues(hs.job, "timeout").Inc()
+			hs.log.Warn("hand-off timed out: the old owners drop a target the new ones were not seen scraping",
+				"job", hs.job, "target", h.addr(), "old", h.keep, "new", h.wait, "after", hs.timeout)
 		default:
 			continue
 		}
-		delete(j.pending, k)
+		delete(hs.pending, k)
 		done++
 	}
-	j.m.handoffsPending.WithLabelValues(j.cfg.Name).Set(float64(len(j.pending)))
-	j.hmu.Unlock()
-	if done > 0 {
-		j.poke("handoff")
-	}
+	hs.m.handoffsPending.WithLabelValues(hs.job).Set(float64(len(hs.pending)))
+	return done
 }

@@ -69,7 +69,7 @@ func (h *harness) pendingHandoffs() int {
 func startHandoff(t *testing.T, replicas int) (*harness, *fakeScrapes) {
 	t.Helper()
 	f := &fakeScrapes{scraping: map[string]bool{}}
-	h := startWith(t, Job{Shard: shard.Options{Replicas: replicas}}, Options{Handoff: true},
+	h := startWith(t, Job{Shard: shard.Options{Replicas: replicas}}, Options{Handoff: HandoffOptions{Enabled: true}},
 		func(h *harness) { h.s.reader = f })
 	f.out = h.out
 	return h, f
@@ -145,7 +145,7 @@ func TestHandoffTimeoutAndCancel(t *testing.T) {
 			h.members("a", "b")
 			h.members("a", "b", "c")
 			moving := h.pendingHandoffs()
-			time.Sleep(DefaultHandoffTimeout - 2*handoffPoll)
+			time.Sleep(defaultHandoffTimeout - 2*handoffPoll)
 			synctest.Wait()
 			if countHolders(t, h, 1) != moving {
 				t.Fatal("a hand-off ended before its timeout")
@@ -184,9 +184,9 @@ func TestHandoffTimeoutAndCancel(t *testing.T) {
 			h.members("a", "b", "c")
 			h.members("b", "c") // a dies: nothing to wait for; b's hand-offs to c go on
 			j := h.s.byName["node"]
-			j.hmu.Lock()
-			pending := maps.Clone(j.pending)
-			j.hmu.Unlock()
+			j.hand.mu.Lock()
+			pending := maps.Clone(j.hand.pending)
+			j.hand.mu.Unlock()
 			for _, ho := range pending {
 				if !slices.Equal(ho.keep, []string{"b"}) || !slices.Equal(ho.wait, []string{"c"}) {
 					t.Fatalf("a hand-off from %v to %v after a died", ho.keep, ho.wait)

@@ -5,256 +5,167 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"slices"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/audit"
-	"github.com/promshard/promshard/filesd"
+	"github.com/promshard/promshard/elect"
+	"github.com/promshard/promshard/internal/tick"
 	"github.com/promshard/promshard/reload"
 	"github.com/promshard/promshard/shard"
+	"github.com/promshard/promshard/targets"
 	"github.com/promshard/promshard/watch"
 )
 
-// Report is what one reshard of a job did.
-type Report struct {
-	// Job is the job's name; Reason what triggered the reshard ("members",
-	// "targets", "timer", "once", "request", or several of them).
-	Job, Reason string
-	// Start is when the reshard began; Took how long it ran (reloads
-	// included only for [Sharder.Reshard] and [Sharder.Once]).
-	Start time.Time
-	Took  time.Duration
-	// Members is the number of members in the ring; Excluded the members
-	// left out because an output cannot serve their ID.
-	Members  int
-	Excluded []string
-	// Targets is the number of targets placed; Replicas the replication
-	// achieved (fewer than asked when there are fewer members).
-	Targets, Replicas int
-	// StaleTargets is set when the provider failed and its last good
-	// targets were used; TargetsErr is its error.
-	StaleTargets bool
-	TargetsErr   error
-	// Diff is what changed against the last assignment written.
-	Diff shard.Diff
-	// Changed lists the members whose output changed.
-	Changed []string
-	// Skipped is set when the loop found the members and the targets as
-	// at the last successful reshard and left the outputs alone;
-	// Assignment is then that reshard's.
-	Skipped bool
-	// Standby is set when this copy does not lead (Options.Elector): it
-	// computed the assignment and wrote nothing.
-	Standby bool
-	// Draining lists the collectors drained on purpose (Consul maintenance,
-	// Job.DrainTag) and Leaving those that failed their check, both still
-	// registered: they are out of the ring and get an empty list, not a
-	// removed file, so that one that still runs scrapes nothing.
-	Draining, Leaving []string
-	// Files maps each member whose file an output wrote (only Self in self
-	// mode; none in a dry run) to that file.
-	Files map[string]string
-	// Reloads are the reload outcomes ([Sharder.Reshard] and
-	// [Sharder.Once] only; the loop reloads in the background).
-	Reloads reload.Results
-	// Assignment is the assignment the outputs accepted in this reshard;
-	// nil when it failed.
-	Assignment *shard.Assignment
-	// Err is the reshard's error (nil when the outputs hold the new
-	// assignment).
-	Err error
+// recentReshards is how many reports a job keeps in Snapshot.Recent.
+const recentReshards = 10
+
+// Job is one scrape pool to shard: its targets, how they are placed, where
+// the result goes and how collectors learn of it.
+type Job struct {
+	// Name of the job; unique in a Sharder. Required.
+	Name string
+	// Targets provides the job's targets. Nil means the provider registered
+	// under Name in Options.Registry.
+	Targets targets.Provider
+	// TargetOptions guard the provider's answers: by default an empty answer
+	// is taken for a failure of the source (the last good targets stay, and
+	// before any good answer nothing is written), and a sudden drop of more
+	// than half the targets is read again to confirm it. Used when Targets
+	// is set; a job from Options.Registry has its own.
+	TargetOptions targets.JobOptions
+	// Ring is the ring kind; empty means [shard.DefaultKind].
+	Ring shard.Kind
+	// Shard are the placement options (replicas, key label).
+	Shard shard.Options
+	// SpreadBy, when set, is the metadata key that names a collector's
+	// failure domain (a zone, a rack): its Consul service meta, else its
+	// node meta (see [watch.Member.Label]), or meta of a static member. The
+	// replicas of a target then never share a domain while another domain
+	// can take one. Collectors without the key form the domain "".
+	SpreadBy string
+	// DrainTag, when set, drains a healthy collector that carries this
+	// Consul tag, like one in Consul maintenance (consul maint): it leaves
+	// the ring as a planned move (with Options.Handoff, its targets go to
+	// their new owners first and leave it only once those scrape them),
+	// then it gets an empty list.
+	DrainTag string
+	// Balance is how the job balances its collectors: by target count (the
+	// default) or by measured series, with caps (see [Balance]).
+	Balance Balance
+	// ScrapePool is the collectors' scrape job (job_name) that reads this
+	// job's targets, for the audit; empty means Name.
+	ScrapePool string
+	// Outputs receive the assignment. At least one is required, unless the
+	// Sharder runs with DryRun.
+	Outputs []Output
+	// Reloader tells a collector its output changed; nil means
+	// reload.None (file_sd and http_sd notice changes by themselves).
+	Reloader reload.Reloader
+	// ReloadConcurrency bounds the reloads of this job running at once;
+	// zero means reload.DefaultConcurrency.
+	ReloadConcurrency int
+	// Self, when set, is self mode: the Sharder runs beside the collector
+	// with this member ID and every output receives only that member's
+	// groups (an empty list while it is not a healthy member, so that its
+	// old targets are not scraped twice). Use a [filesd.MemberFile] as
+	// output.
+	//
+	// [filesd.MemberFile]: https://pkg.go.dev/github.com/promshard/promshard/filesd#MemberFile
+	Self string
+	// Members is the job's member source; nil means the source given to
+	// [Sharder.Run] or [Sharder.Once]. Jobs that name the same source share
+	// one watch of it.
+	Members watch.Source
+	// Known are collectors known beyond the member set (from a config):
+	// their addresses are used to reload a collector that is not a healthy
+	// member, such as the Self collector while its check fails.
+	Known []watch.Member
 }
 
-// WriteTable prints the report for a person: the job, its counts, one
-// line per member with its targets and file, and the reloads that failed.
-func (r Report) WriteTable(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	asg := r.Assignment
-	if asg == nil {
-		fmt.Fprintf(tw, "job %s: no assignment (%v)\n", r.Job, r.Err)
-		return tw.Flush()
+// validate checks the job's own fields.
+func (jc Job) validate(dryRun bool) error {
+	switch {
+	case jc.Name == "":
+		return errors.New("Job.Name is empty")
+	case len(jc.Outputs) == 0 && !dryRun:
+		return errors.New("Job.Outputs: none")
+	case slices.Contains(jc.Outputs, nil):
+		return errors.New("Job.Outputs: a nil output")
+	case jc.ReloadConcurrency < 0:
+		return fmt.Errorf("Job.ReloadConcurrency %d: must not be negative", jc.ReloadConcurrency)
 	}
-	fmt.Fprintf(tw, "job %s: %d targets on %d collectors (ring %s, replicas %d)\n  COLLECTOR\tTARGETS\tFILE\n",
-		r.Job, asg.Targets, len(asg.Members), asg.Ring, asg.Replicas)
-	for _, m := range asg.Members {
-		fmt.Fprintf(tw, "  %s\t%d\t%s\n", m.ID, asg.Count(m.ID), cmp.Or(r.Files[m.ID], "-"))
+	if jc.Ring != "" {
+		if _, err := shard.ParseKind(string(jc.Ring)); err != nil {
+			return fmt.Errorf("Job.Ring: %w", err)
+		}
 	}
-	if failed := r.Reloads.Failed(); len(failed) > 0 {
-		fmt.Fprintf(tw, "  reload failed for %v\n", failed)
+	if err := jc.Shard.Validate(); err != nil {
+		return fmt.Errorf("Job.Shard: %w", err)
 	}
-	return tw.Flush()
+	if jc.Self != "" && len(jc.Known) > 0 && !slices.ContainsFunc(jc.Known, func(m watch.Member) bool { return m.ID == jc.Self }) {
+		return fmt.Errorf("Job.Self %q is none of the known collectors", jc.Self)
+	}
+	return jc.Balance.validate()
 }
 
-// Snapshot is a job's state for status pages and HTTP handlers.
-type Snapshot struct {
-	// Job is the job's name; Self its self-mode member ("" in central mode).
-	Job, Self string
-	// Assignment is the last assignment the outputs accepted, Ring the ring
-	// that made it and Members the members it was made for (with their
-	// addresses); nil before the first success.
-	Assignment *shard.Assignment
-	Ring       shard.Ring
-	Members    []watch.Member
-	// KeyLabel is the label that places targets ("" for __address__).
-	KeyLabel string
-	// Generation counts the reshards that changed the assignment or an
-	// output (the first included); it is what audit.Job.Generation is
-	// given.
-	Generation uint64
-	// LastSuccess is when the outputs last accepted an assignment.
-	LastSuccess time.Time
-	// Audit is the last audit's report (with Options.Audit), nil before.
-	Audit *audit.Report
-	// Groups is what the outputs hold: the assignment's groups, plus the
-	// targets that old owners keep while hand-offs are pending.
-	Groups map[string][]*targetgroup.Group
-	// Handoffs is the number of targets with a pending hand-off.
-	Handoffs int
-	// Leavers are the collectors out of the ring that are still registered,
-	// each with its State (maintenance when drained): they get an empty
-	// list.
-	Leavers []watch.Member
-	// Role is RoleLeader or RoleStandby for a job under Options.Elector,
-	// "" otherwise; Leader names the current leader. On a standby,
-	// Assignment is what this copy computed, ready for a takeover; the
-	// outputs hold the leader's.
-	Role, Leader string
-	// Epoch is the job's last published epoch that this copy knows: the one
-	// it published as leader, or read as a standby or in self mode; Agrees
-	// says whether it is the plan of this copy's Assignment.
-	Epoch  watch.Epoch
-	Agrees bool
-	// Last is the report of the last reshard, failed or not.
-	Last Report
-	// Recent are the last reshards, newest first (at most 10), without
-	// their assignments, files and reloads.
-	Recent []Report
-	// PendingReloads lists members whose reload has not succeeded yet.
-	PendingReloads []string
-}
-
-// Ready reports whether the job has an assignment in its outputs and its
-// last reshard succeeded.
-func (s Snapshot) Ready() bool { return s.Assignment != nil && s.Last.Err == nil }
-
-// Snapshot returns a job's state. The assignment and ring are shared:
-// treat them as read-only.
-func (s *Sharder) Snapshot(job string) (Snapshot, error) {
-	j, err := s.job(job)
-	if err != nil {
-		return Snapshot{}, err
-	}
-	j.stateMu.RLock()
-	snap := j.snap
-	j.stateMu.RUnlock()
-	snap.PendingReloads = j.reloads.pending()
-	if snap.Role = j.role(); snap.Role != "" {
-		snap.Leader = s.opts.Elector.Leader()
-	}
-	return snap, nil
-}
-
-// job is the running state of one Job.
+// job is the running state of one Job: its loop, and the features it
+// composes, each with its own state.
 type job struct {
 	s       *Sharder
 	cfg     Job
-	m       *metrics
-	reloads *reloadQueue
-	trigger chan struct{} // size 1: coalesces pokes
+	outs    outputs
+	fp      fingerprint
+	roster  *roster
+	reloads *reload.Queue
+	hand    *handoffs      // nil without Options.Handoff
+	bal     *balancer      // nil unless balanced by series
+	audits  *auditSchedule // nil without Options.Audit
+	epochs  *epochs        // nil without Options.Elector
+	trigger chan struct{}  // size 1: coalesces pokes
+	fetchCh chan struct{}  // size 1: a provider reported news
+	// firstFetch is closed once the provider was first read: the loop's
+	// first reshard waits for it.
+	firstFetch chan struct{}
 
-	mu          sync.Mutex
-	members     []watch.Member
-	sick        []watch.Member // registered, not healthy (watch.Roster)
-	haveMembers bool
-	haveCh      chan struct{} // closed at the first member set
-	reasons     map[string]bool
-	excluded    map[string]bool // members left out, to log each only once
-	departed    map[string]departed
-	disagree    map[string]time.Time // collectors the audit found wrong, since when
-	auditKick   chan struct{}        // size 1: an audit after a reshard
+	fetchMu  sync.Mutex
+	fetchErr error  // of the last fetch; nil when it succeeded
+	fetched  bool   // a fetch ended
+	lastFP   uint64 // fingerprint of the last good fetch
 
-	hmu         sync.Mutex // the hand-off state below
-	pending     map[string]*handoff
-	written     map[string][]*targetgroup.Group // what the outputs hold
-	lastMembers string                          // memberKey of the last reshard
+	pokeMu  sync.Mutex
+	reasons Reason
 
-	passMu   sync.Mutex // one reshard at a time
-	lastKey  uint64     // inputKey of the last successful reshard; under passMu
-	asgKey   uint64     // inputKey of snap.Assignment; under passMu
-	pubKey   uint64     // inputKey of the epoch this copy last published, in term pubTerm; under passMu
-	pubTerm  uint64
-	draining map[string]bool // collectors draining at the last reshard; under passMu
+	// The pass's own state: one reshard at a time.
+	passMu   sync.Mutex
+	written  map[string][]*targetgroup.Group // what the outputs hold
+	lastKey  uint64                          // inputs of the last pass that left the outputs as planned
+	asgKey   uint64                          // inputs of the assignment in the snapshot
+	draining map[string]bool                 // collectors draining at the last reshard
+	excluded map[string]bool                 // collectors excluded at the last reshard, to log each once
 
-	costReader CostReader // with Balance.By series
-	costMu     sync.Mutex
-	costs      *costTable        // in use; nil while placing by count
-	costSum    string            // checksum of the published table in costs, as read
-	next       map[uint64]uint64 // costs the balance tick chose, for the next reshard
-	partial    bool              // costs holds only part of the last next: the tick goes on at once
-	overSince  time.Time         // since when a collector is above its bound; balance tick only
-	costTerm   uint64            // the leadership term whose table was read; balance tick only
-	badCap     map[string]bool   // collector and max_series meta that is not a number, logged
-	stateMu    sync.RWMutex
-	snap       Snapshot
+	stateMu sync.RWMutex
+	snap    Snapshot
 }
 
 func (s *Sharder) newJob(jc Job) (*job, error) {
-	if jc.Name == "" {
-		return nil, errors.New("Job.Name is empty")
+	if err := jc.validate(s.opts.DryRun); err != nil {
+		return nil, err
 	}
 	if _, dup := s.byName[jc.Name]; dup {
 		return nil, fmt.Errorf("Job.Name %q used twice", jc.Name)
 	}
-	if jc.Ring != "" {
-		if _, err := shard.ParseKind(string(jc.Ring)); err != nil {
-			return nil, fmt.Errorf("Job.Ring: %w", err)
-		}
-	}
-	if err := jc.Shard.Validate(); err != nil {
-		return nil, fmt.Errorf("Job.Shard: %w", err)
-	}
-	if len(jc.Outputs) == 0 && !s.opts.DryRun {
-		return nil, errors.New("Job.Outputs: none")
-	}
-	if slices.Contains(jc.Outputs, nil) {
-		return nil, errors.New("Job.Outputs: a nil output")
-	}
+	outs := newOutputs(jc.Outputs)
 	for _, m := range jc.Known {
-		for _, o := range jc.Outputs {
-			if c, ok := o.(MemberChecker); ok {
-				if err := c.CheckMember(m.ID); err != nil {
-					return nil, fmt.Errorf("Job.Known collector %q: %w", m.ID, err)
-				}
-			}
+		if m.ID == "" {
+			continue // a static collector's ID defaults to address:port
 		}
-	}
-	if jc.Self != "" && len(jc.Known) > 0 && !slices.ContainsFunc(jc.Known, func(m watch.Member) bool { return m.ID == jc.Self }) {
-		return nil, fmt.Errorf("Job.Self %q is none of the known collectors", jc.Self)
-	}
-	if err := jc.Balance.validate(); err != nil {
-		return nil, err
-	}
-	if jc.ReloadConcurrency < 0 {
-		return nil, fmt.Errorf("Job.ReloadConcurrency %d: must not be negative", jc.ReloadConcurrency)
-	}
-	if jc.Self != "" { // self mode writes one file: a directory output is narrowed to it
-		jc.Outputs = slices.Clone(jc.Outputs)
-		for i, o := range jc.Outputs {
-			if d, ok := o.(*filesd.Dir); ok {
-				mf, err := d.File(jc.Self)
-				if err != nil {
-					return nil, fmt.Errorf("Job.Self %q: %w", jc.Self, err)
-				}
-				jc.Outputs[i] = mf
-			}
+		if err := outs.check(m.ID); err != nil {
+			return nil, fmt.Errorf("Job.Known collector %q: %w", m.ID, err)
 		}
 	}
 	if jc.Targets != nil {
@@ -267,24 +178,54 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 	if jc.Reloader == nil {
 		jc.Reloader = reload.None{}
 	}
+	log := s.opts.Logger
 	reg := s.opts.Registerer
 	if reg != nil {
-		reg = prometheus.WrapRegistererWith(prometheus.Labels{"job": jc.Name}, reg)
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"shard_job": jc.Name}, reg)
 	}
 	pool, err := reload.NewPool(jc.Reloader, reload.PoolOptions{Concurrency: jc.ReloadConcurrency,
-		Logger: s.opts.Logger.With("job", jc.Name), Registerer: reg})
+		Logger: log.With("job", jc.Name), Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
-	j := &job{s: s, cfg: jc, m: s.m, trigger: make(chan struct{}, 1), haveCh: make(chan struct{}),
-		reasons: map[string]bool{}, excluded: map[string]bool{}, departed: map[string]departed{},
-		disagree: map[string]time.Time{}, auditKick: make(chan struct{}, 1), draining: map[string]bool{},
-		badCap: map[string]bool{}}
+	j := &job{s: s, cfg: jc, outs: outs, roster: newRoster(), trigger: make(chan struct{}, 1),
+		fetchCh: make(chan struct{}, 1), firstFetch: make(chan struct{}), draining: map[string]bool{}, excluded: map[string]bool{},
+		fp: fingerprint{spreadBy: jc.SpreadBy, caps: jc.Balance.By == BalanceBySeries}}
 	j.snap = Snapshot{Job: jc.Name, Self: jc.Self, KeyLabel: string(jc.Shard.KeyLabel)}
-	j.reloads = newReloadQueue(j, pool)
-	if j.balancing() {
-		if j.costReader = jc.Balance.Costs; j.costReader == nil {
-			if j.costReader, err = s.seriesReader(); err != nil {
+	qo := s.opts.Reload
+	qo.Logger, qo.Status = log.With("job", jc.Name), j.roster.status
+	qo.Gate = func(ctx context.Context) error {
+		if !j.elected() {
+			return nil
+		}
+		err := s.opts.Elector.Check(ctx)
+		if errors.Is(err, elect.ErrNotLeader) {
+			return fmt.Errorf("%w: %w", reload.ErrGated, err)
+		}
+		return err
+	}
+	if j.reloads, err = reload.NewQueue(pool, qo); err != nil {
+		return nil, fmt.Errorf("Options.Reload: %w", err)
+	}
+	pool0 := jc.ScrapePool
+	if pool0 == "" {
+		pool0 = jc.Name
+	}
+	if s.opts.Handoff.Enabled {
+		j.hand = newHandoffs(jc.Name, jc.Self, s.opts.Handoff.Timeout, s.m, log)
+	}
+	if s.audit != nil {
+		j.audits = &auditSchedule{job: jc.Name, pool: pool0, auditor: s.audit, repairAfter: s.opts.Audit.RepairAfter,
+			m: s.m, log: log, kick: make(chan struct{}, 1), disagree: map[string]time.Time{}}
+	}
+	if s.opts.Elector != nil {
+		j.epochs = &epochs{job: jc.Name, el: s.opts.Elector, m: s.m, log: log}
+	}
+	if jc.Balance.By == BalanceBySeries {
+		j.bal = &balancer{job: jc.Name, pool: pool0, cfg: jc.Balance, ring: jc.Ring, opts: jc.Shard, reader: jc.Balance.Costs,
+			store: s.opts.Store, m: s.m, log: log, badCap: map[string]bool{}}
+		if j.bal.reader == nil {
+			if j.bal.reader, err = s.collectorReader(); err != nil {
 				return nil, err
 			}
 		}
@@ -292,335 +233,497 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 	return j, nil
 }
 
+// run starts the job's goroutines with start.
+func (j *job) run(ctx context.Context, start func(func() error)) {
+	start(func() error { j.loop(ctx); return nil })
+	start(func() error { j.refresh(ctx); return nil })
+	start(func() error { return j.reloads.Run(ctx) })
+	if a := j.audits; a != nil {
+		start(func() error {
+			tick.Every(ctx, j.s.opts.Audit.Interval, a.kick, func() bool { j.audit(ctx); return true })
+			return nil
+		})
+	}
+	if j.hand != nil {
+		start(func() error {
+			tick.Every[struct{}](ctx, handoffPoll, nil, func() bool { j.confirmHandoffs(ctx); return true })
+			return nil
+		})
+	}
+	if b := j.bal; b != nil {
+		start(func() error {
+			if j.cfg.Self != "" && b.store == nil {
+				j.s.opts.Logger.Warn("balance: self mode without a published cost table (no Options.Store): "+
+					"balancing by count", "job", j.cfg.Name)
+				return nil
+			}
+			j.balanceTick(ctx)
+			tick.Every[struct{}](ctx, cmp.Or(j.cfg.Balance.Interval, defaultBalanceInterval), nil,
+				func() bool { j.balanceTick(ctx); return true })
+			return nil
+		})
+	}
+}
+
 // setMembers takes a member set and, from a [watch.Roster], the collectors
 // that are registered but not healthy (nil when the source has no roster).
 func (j *job) setMembers(ms, sick []watch.Member) {
-	j.mu.Lock()
-	j.members, j.sick = ms, sick
-	if !j.haveMembers {
-		j.haveMembers = true
-		close(j.haveCh)
-	}
-	j.mu.Unlock()
-	j.poke("members")
+	j.roster.set(ms, sick)
+	j.poke(reasonMembers)
 }
 
 // poke asks the loop for a reshard; pokes while one runs become one more.
-func (j *job) poke(reason string) {
-	j.mu.Lock()
-	j.reasons[reason] = true
-	j.mu.Unlock()
+func (j *job) poke(r Reason) {
+	j.pokeMu.Lock()
+	j.reasons |= r
+	j.pokeMu.Unlock()
 	select {
 	case j.trigger <- struct{}{}:
 	default:
 	}
 }
 
-func (j *job) takeReasons() string {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	rs := slices.Sorted(maps.Keys(j.reasons))
-	clear(j.reasons)
-	switch len(rs) {
-	case 0:
-		return "timer"
-	case 1:
-		return rs[0]
+func (j *job) takeReasons() Reason {
+	j.pokeMu.Lock()
+	defer j.pokeMu.Unlock()
+	r := j.reasons
+	j.reasons = 0
+	if r == 0 {
+		r = reasonTimer
 	}
-	return fmt.Sprint(rs)
+	return r
 }
 
-// loop reshards on every poke and on the refresh timer until ctx is done.
-// Nothing happens before the first member set.
+// fetchSoon asks the refresher to read the provider.
+func (j *job) fetchSoon() {
+	select {
+	case j.fetchCh <- struct{}{}:
+	default:
+	}
+}
+
+// refresh reads the job's provider in the background: when it reports
+// news, and every RefreshInterval, after which it asks for the timer pass
+// (which also checks the outputs). Targets that differ from those in hand
+// ask for a reshard; a reshard never waits for a provider.
+func (j *job) refresh(ctx context.Context) {
+	j.fetch(ctx)
+	close(j.firstFetch)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-j.fetchCh:
+				if r := j.fetch(ctx); r != 0 {
+					j.poke(r)
+				}
+			}
+		}
+	}()
+	tick.Every[struct{}](ctx, j.s.opts.RefreshInterval, nil, func() bool {
+		j.poke(j.fetch(ctx) | reasonTimer)
+		return true
+	})
+	<-done
+}
+
+// fetch reads the provider once. It returns reasonTargets when the targets
+// differ from the last good ones (the first read excepted: the loop's
+// first pass reads it).
+func (j *job) fetch(ctx context.Context) Reason {
+	res, err := j.s.reg.Targets(ctx, j.cfg.Name)
+	if ctx.Err() != nil {
+		return 0
+	}
+	j.fetchMu.Lock()
+	first, news := !j.fetched, err == nil && res.Fingerprint != j.lastFP
+	j.fetchErr, j.fetched = err, true
+	if err == nil {
+		j.lastFP = res.Fingerprint
+	}
+	j.fetchMu.Unlock()
+	switch {
+	case err != nil && !res.Fetched.IsZero():
+		j.s.opts.Logger.Warn("target provider failed; the last good targets stay", "job", j.cfg.Name,
+			"age", res.Age(time.Now()).Round(time.Second), "err", err)
+	case err != nil:
+		j.s.opts.Logger.Warn("target provider failed; no good targets yet", "job", j.cfg.Name, "err", err)
+	case news && !first:
+		return reasonTargets
+	}
+	return 0
+}
+
+// loop reshards on every poke until ctx is done. Nothing happens before
+// the first member set and the provider's first answer.
 func (j *job) loop(ctx context.Context) {
-	t := time.NewTicker(j.s.opts.RefreshInterval)
-	defer t.Stop()
+	select {
+	case <-j.firstFetch:
+	case <-ctx.Done():
+		return
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-j.trigger:
-		case <-t.C:
 		}
-		select {
-		case <-j.haveCh:
-		default:
+		if j.roster.started() {
+			_, _ = j.reshard(ctx, j.takeReasons(), false)
+		}
+	}
+}
+
+// elected reports whether the job's writes depend on the leadership.
+func (j *job) elected() bool { return j.s.opts.Elector != nil && j.cfg.Self == "" }
+
+// role is the job's role: "" when it is not elected.
+func (j *job) role() Role {
+	switch {
+	case !j.elected():
+		return ""
+	case j.s.opts.Elector.Leading():
+		return RoleLeader
+	}
+	return RoleStandby
+}
+
+// decides reports whether this copy measures costs and chooses the table:
+// a job in central mode, on the only copy or the leader.
+func (j *job) decides() bool {
+	return j.cfg.Self == "" && (!j.elected() || j.s.opts.Elector.Leading())
+}
+
+// snapshot is the job's state, with what each feature holds now.
+func (j *job) snapshot() Snapshot {
+	j.stateMu.RLock()
+	snap := j.snap
+	j.stateMu.RUnlock()
+	snap.PendingReloads = j.reloads.Pending()
+	snap.Audit = j.audits.report()
+	snap.Epoch, snap.Agrees = j.epochs.current()
+	if snap.Role = j.role(); snap.Role != "" {
+		snap.Leader = j.s.opts.Elector.Leader()
+	}
+	return snap
+}
+
+// inputs is what one pass works from.
+type inputs struct {
+	members, sick, leavers []watch.Member
+	targets                targets.Result
+	sms                    []shard.Member
+}
+
+// gather reads the pass's inputs: the members (drains and excluded IDs
+// taken out of the ring), the leavers, and the targets in hand.
+func (j *job) gather(rep *Report) (in inputs, err error) {
+	name := j.cfg.Name
+	members, sick := j.roster.get()
+	in.sick = sick
+	res, terr := j.s.reg.Last(name)
+	j.fetchMu.Lock()
+	rep.TargetsErr = j.fetchErr
+	j.fetchMu.Unlock()
+	if terr == nil && res.Fetched.IsZero() {
+		terr = cmp.Or(rep.TargetsErr, errors.New("the provider has not answered yet"))
+	}
+	if terr != nil {
+		return in, fmt.Errorf("job %q: no good targets yet: %w", name, terr)
+	}
+	in.targets = res
+	rep.StaleTargets = rep.TargetsErr != nil
+	members, drained := splitDrains(members, j.cfg.DrainTag)
+	in.members, rep.Excluded = j.checkMembers(members)
+	in.leavers = leaversOf(sick, drained, j.outs)
+	now := map[string]bool{}
+	for _, m := range in.leavers {
+		if m.State != watch.StateMaintenance {
+			rep.Leaving = append(rep.Leaving, m.ID)
 			continue
 		}
-		_, _ = j.reshard(ctx, j.takeReasons(), false)
-	}
-}
-
-// reshard is one pass: targets, ring, assignment, outputs, reloads. With
-// wait it reloads the changed collectors itself and waits; otherwise the
-// job's reload queue does it in the background, so that a slow collector
-// never delays the next reshard.
-func (j *job) reshard(ctx context.Context, reason string, wait bool) (rep Report, err error) {
-	j.passMu.Lock()
-	defer j.passMu.Unlock()
-	name, log := j.cfg.Name, j.s.opts.Logger
-	rep = Report{Job: name, Reason: reason, Start: time.Now()}
-	defer func() {
-		rep.Took, rep.Err = time.Since(rep.Start), err
-		j.m.observe(name, rep)
-		slim := rep
-		slim.Assignment, slim.Files, slim.Reloads, slim.Diff.Members = nil, nil, nil, nil
-		j.stateMu.Lock()
-		j.snap.Last = rep
-		j.snap.Recent = append([]Report{slim}, j.snap.Recent[:min(len(j.snap.Recent), recentReshards-1)]...)
-		j.stateMu.Unlock()
-		if err != nil && ctx.Err() == nil {
-			log.Error("reshard failed; outputs stay as they are", "job", name, "reason", reason, "err", err)
-		}
-		if f := j.s.opts.OnReshard; f != nil {
-			f(rep)
-		}
-	}()
-	j.mu.Lock()
-	members, sick := j.members, j.sick
-	j.mu.Unlock()
-
-	res, terr := j.s.reg.Targets(ctx, name)
-	if terr != nil {
-		if res.Fetched.IsZero() {
-			return rep, fmt.Errorf("job %q: no good targets yet: %w", name, terr)
-		}
-		rep.StaleTargets, rep.TargetsErr = true, terr
-		log.Warn("target provider failed; using its last good targets", "job", name,
-			"age", res.Age(time.Now()).Round(time.Second), "err", terr)
-	}
-	members, drained := j.splitDrains(members)
-	members, rep.Excluded = j.checkMembers(members)
-	leavers := j.leavers(sick, drained)
-	for _, m := range leavers {
-		if m.State == watch.StateMaintenance {
-			rep.Draining = append(rep.Draining, m.ID)
-		} else {
-			rep.Leaving = append(rep.Leaving, m.ID)
+		rep.Draining = append(rep.Draining, m.ID)
+		now[m.ID] = true
+		if !j.draining[m.ID] {
+			j.s.m.drains.WithLabelValues(name).Inc()
+			j.s.opts.Logger.Info("draining a collector: its targets move as planned, then it gets an empty list",
+				"job", name, "collector", m.ID)
 		}
 	}
-	sms := make([]shard.Member, len(members))
-	for i, m := range members {
-		sms[i] = shard.Member{ID: m.ID, Weight: m.Weight}
+	j.draining = now
+	in.sms = make([]shard.Member, len(in.members))
+	for i, m := range in.members {
+		in.sms[i] = shard.Member{ID: m.ID, Weight: m.Weight}
 		if j.cfg.SpreadBy != "" {
-			sms[i].Domain = m.Label(j.cfg.SpreadBy)
+			in.sms[i].Domain = m.Label(j.cfg.SpreadBy)
 		}
 	}
-	if len(sms) == 0 {
-		return rep, fmt.Errorf("job %q: no healthy collectors: %w", name, ErrNoMembers)
+	if len(in.sms) == 0 {
+		return in, fmt.Errorf("job %q: no healthy collectors: %w", name, shard.ErrNoMembers)
 	}
-	if j.balancing() {
-		if err := j.adopt(ctx, sms, members, res.Groups); err != nil {
-			return rep, fmt.Errorf("job %q: balance: %w", name, err)
-		}
-	}
-	opts, costKey := j.cfg.Shard, uint64(0)
-	if tab := j.table(); tab != nil {
-		opts, costKey = j.placement(members, tab.placed), tab.key
-	}
-	key := j.inputKey(res.Fingerprint^costKey, members, leavers)
-	if !wait && j.unchanged(key, reason) {
-		j.stateMu.RLock()
-		asg := j.snap.Assignment
-		j.stateMu.RUnlock()
-		rep.Skipped, rep.Assignment = true, asg
-		rep.Members, rep.Targets, rep.Replicas = len(asg.Members), asg.Targets, asg.Replicas
-		log.Info("reshard skipped: members and targets are as at the last reshard", "job", name, "reason", reason,
-			"took", time.Since(rep.Start).Round(time.Microsecond))
-		return rep, nil
-	}
-	j.lastKey = 0 // set again only when this pass succeeds
-	j.stateMu.RLock()
-	ring, asg := j.snap.Ring, j.snap.Assignment
-	j.stateMu.RUnlock()
-	if key != j.asgKey || asg == nil { // else the same inputs: the same assignment (a standby's, warm)
-		if ring, err = shard.New(j.cfg.Ring, sms); err != nil {
-			return rep, fmt.Errorf("job %q: %w", name, err)
-		}
-		if asg, err = shard.Assign(ring, res.Groups, opts); err != nil {
-			return rep, fmt.Errorf("job %q: %w", name, err)
-		}
-	}
-	rep.Members, rep.Targets, rep.Replicas = len(asg.Members), asg.Targets, asg.Replicas
-	if j.elected() && !j.s.opts.Elector.Leading() {
-		j.standby(ctx, &rep, ring, asg, members, leavers, key)
-		return rep, nil
-	}
-
-	j.stateMu.RLock()
-	prev, prevMembers := j.snap.Assignment, j.snap.Members
-	j.stateMu.RUnlock()
-	groups, kept := asg.Groups, 0
-	if j.s.opts.Handoff { // a drained collector still scrapes: its targets are handed over
-		alive := slices.Concat(members, slices.DeleteFunc(slices.Clone(leavers),
-			func(m watch.Member) bool { return m.State != watch.StateMaintenance }))
-		groups, kept = j.planHandoffs(groups, members, alive, time.Now())
-	}
-	groups = withEmpty(groups, leavers)
-	if j.elected() && !j.s.opts.DryRun {
-		if err := j.fence(ctx, key, asg); err != nil {
-			return rep, fmt.Errorf("job %q: not written: %w", name, err)
-		}
-	}
-	changed, werr := j.update(ctx, groups)
-	rep.Changed = changed
-	// What was written is reloaded even when another write failed.
-	cs := j.collectors(j.stillThere(changed, members, leavers, sick), members, slices.Concat(prevMembers, leavers))
-	if wait {
-		rep.Reloads = j.reloads.now(ctx, cs)
-	} else {
-		j.reloads.add(cs)
-	}
-	if werr != nil {
-		return rep, fmt.Errorf("job %q: output: %w", name, werr)
-	}
-	rep.Diff, rep.Assignment = shard.Compare(prev, asg), asg
-	if !j.s.opts.DryRun {
-		rep.Files = map[string]string{}
-		for _, m := range asg.Members {
-			if f := j.file(m.ID); f != "" && (j.cfg.Self == "" || j.cfg.Self == m.ID) {
-				rep.Files[m.ID] = f
-			}
-		}
-	}
-	j.hmu.Lock()
-	j.written = groups
-	handoffs := len(j.pending) // now, for the snapshot
-	j.hmu.Unlock()
-	if kept == 0 { // outputs that hold kept targets must be written again when the hand-offs end
-		j.lastKey = key
-	}
-	j.asgKey = key
-	j.stateMu.Lock()
-	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.LastSuccess = asg, ring, members, time.Now()
-	j.snap.Groups, j.snap.Handoffs, j.snap.Leavers = groups, handoffs, leavers
-	if prev == nil || rep.Diff.Changed() || len(changed) > 0 {
-		j.snap.Generation++ // the outputs changed (a hand-off ending changes them alone)
-	}
-	epoch := j.snap.Epoch.Epoch
-	j.stateMu.Unlock()
-	j.noteDeparted(members, prevMembers)
-	if j.s.opts.Elector != nil && !j.elected() {
-		j.readEpoch(ctx, key)
-	}
-	select {
-	case j.auditKick <- struct{}{}:
-	default:
-	}
-	j.m.assigned(name, asg, prev)
-	if j.balancing() {
-		j.m.unplaced.WithLabelValues(name).Set(float64(len(asg.Unplaced)))
-		if len(asg.Unplaced) > 0 {
-			log.Warn("balance: targets left unplaced: no collector has room for them within its max_series",
-				"job", name, "unplaced", len(asg.Unplaced), "first", asg.Unplaced[:min(5, len(asg.Unplaced))])
-		}
-	}
-	log.Info("reshard", "job", name, "reason", reason, "collectors", rep.Members, "targets", rep.Targets,
-		"replicas", rep.Replicas, "added", rep.Diff.Added, "removed", rep.Diff.Removed, "moved", rep.Diff.Moved,
-		"draining", rep.Draining, "leaving", rep.Leaving,
-		"outputs_changed", len(changed), "reloads", len(cs), "epoch", epoch, "took", time.Since(rep.Start).Round(time.Microsecond))
-	if asg.Degraded() {
-		log.Warn("fewer collectors than replicas: every collector scrapes everything", "job", name,
-			"replicas", asg.RequestedReplicas, "collectors", len(asg.Members))
-	}
-	return rep, nil
+	return in, nil
 }
 
-// standby ends the pass of a copy that does not lead: it keeps the
-// assignment warm for a takeover and writes nothing. What only a leader
-// keeps (hand-offs, what the outputs hold) is dropped: a new leader starts
-// from its own plan.
-func (j *job) standby(ctx context.Context, rep *Report, ring shard.Ring, asg *shard.Assignment,
-	members, leavers []watch.Member, key uint64) {
-	rep.Standby, rep.Assignment = true, asg
-	j.hmu.Lock()
-	clear(j.pending)
-	j.written = nil
-	j.hmu.Unlock()
-	j.lastKey, j.asgKey = key, key
-	j.stateMu.Lock()
-	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.Leavers = asg, ring, members, leavers
-	j.snap.Groups, j.snap.Handoffs = asg.Groups, 0
-	j.stateMu.Unlock()
-	j.readEpoch(ctx, key)
-	j.s.opts.Logger.Debug("standby: assignment computed, nothing written", "job", j.cfg.Name, "collectors", rep.Members,
-		"targets", rep.Targets, "leader", j.s.opts.Elector.Leader())
-}
-
-// isMember reports whether id is in the job's current member set.
-func (j *job) isMember(id string) bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return slices.ContainsFunc(j.members, func(m watch.Member) bool { return m.ID == id })
-}
-
-// checkMembers leaves out members that an output cannot serve, or whose
-// weight is above shard.MaxWeight.
+// checkMembers excludes the members that an output cannot serve, or whose
+// weight is above shard.MaxWeight, logging each once.
 func (j *job) checkMembers(ms []watch.Member) (ok []watch.Member, excluded []string) {
 	ok = ms[:0:0]
-	seen := map[string]bool{}
+	now := map[string]bool{}
 	for _, m := range ms {
-		var bad error
+		bad := j.outs.check(m.ID)
 		if m.Weight > shard.MaxWeight {
 			bad = fmt.Errorf("weight %d: %w", m.Weight, shard.ErrWeight)
-		}
-		for _, o := range j.cfg.Outputs {
-			if bad != nil {
-				break
-			}
-			if c, is := o.(MemberChecker); is {
-				if err := c.CheckMember(m.ID); err != nil {
-					bad = err
-					break
-				}
-			}
 		}
 		if bad == nil {
 			ok = append(ok, m)
 			continue
 		}
 		excluded = append(excluded, m.ID)
-		seen[m.ID] = true
-		j.mu.Lock()
-		first := !j.excluded[m.ID]
-		j.excluded[m.ID] = true
-		j.mu.Unlock()
-		if first {
-			j.s.opts.Logger.Error("leaving a collector out of the ring",
-				"job", j.cfg.Name, "collector", m.ID, "err", bad)
+		now[m.ID] = true
+		if !j.excluded[m.ID] {
+			j.s.opts.Logger.Error("excluding a collector from the ring", "job", j.cfg.Name, "collector", m.ID, "err", bad)
 		}
 	}
-	j.mu.Lock()
-	maps.DeleteFunc(j.excluded, func(id string, _ bool) bool { return !seen[id] })
-	j.mu.Unlock()
-	j.m.excluded.WithLabelValues(j.cfg.Name).Set(float64(len(excluded)))
+	j.excluded = now
+	j.s.m.excluded.WithLabelValues(j.cfg.Name).Set(float64(len(excluded)))
 	return ok, excluded
 }
 
-// update hands the assignment to every output (only Self's groups in self
-// mode) and returns the members whose output changed.
-func (j *job) update(ctx context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
-	if j.s.opts.DryRun {
-		return nil, nil
+// reshard is one pass: inputs, placement, outputs, reloads. With wait it
+// reloads the changed collectors itself and waits; otherwise the job's
+// reload queue does it in the background, so that a slow collector never
+// delays the next reshard.
+func (j *job) reshard(ctx context.Context, reason Reason, wait bool) (rep Report, err error) {
+	j.passMu.Lock()
+	defer j.passMu.Unlock()
+	rep = Report{Job: j.cfg.Name, Reason: reason, Start: time.Now()}
+	defer func() { j.finish(ctx, &rep, err) }()
+	in, err := j.gather(&rep)
+	if err != nil {
+		return rep, err
 	}
-	if self := j.cfg.Self; self != "" {
-		gs := groups[self]
-		if gs == nil {
-			gs = []*targetgroup.Group{}
+	opts, costKey := j.cfg.Shard, uint64(0)
+	if b := j.bal; b != nil {
+		if j.decides() {
+			if err := b.adopt(ctx, j.elected(), in.sms, in.members, in.targets.Groups); err != nil {
+				return rep, fmt.Errorf("job %q: balance: %w", j.cfg.Name, err)
+			}
 		}
-		groups = map[string][]*targetgroup.Group{self: gs}
-	}
-	var changed []string
-	var errs []error
-	for _, o := range j.cfg.Outputs {
-		ids, err := o.Update(ctx, groups)
-		changed = append(changed, ids...)
-		if err != nil {
-			errs = append(errs, err)
+		if tab := b.table(); tab != nil {
+			opts, costKey = b.placement(in.members, tab.placed), tab.key
 		}
 	}
-	slices.Sort(changed)
-	return slices.Compact(changed), errors.Join(errs...)
+	key := j.fp.inputKey(in.targets.Fingerprint^costKey, in.members, in.leavers)
+	if !wait && key == j.lastKey && !reason.forces() && j.hand.count() == 0 {
+		return rep, j.keep(ctx, &rep)
+	}
+	j.lastKey = 0 // set again only when this pass succeeds
+	ring, asg, err := j.place(key, in, opts)
+	if err != nil {
+		return rep, err
+	}
+	rep.Members, rep.Targets, rep.Replicas = len(asg.Members), asg.Targets, asg.Replicas
+	if j.elected() && !j.s.opts.Elector.Leading() {
+		j.standby(ctx, &rep, ring, asg, in, key)
+		return rep, nil
+	}
+	return rep, j.commit(ctx, &rep, ring, asg, in, key, wait)
+}
+
+// place computes the assignment for the inputs, or reuses the one in the
+// snapshot when it was made from the same inputs (a standby's, warm).
+func (j *job) place(key uint64, in inputs, opts shard.Options) (shard.Ring, *shard.Assignment, error) {
+	j.stateMu.RLock()
+	ring, asg := j.snap.Ring, j.snap.Assignment
+	j.stateMu.RUnlock()
+	if key == j.asgKey && asg != nil {
+		return ring, asg, nil
+	}
+	ring, err := shard.New(j.cfg.Ring, in.sms)
+	if err != nil {
+		return nil, nil, fmt.Errorf("job %q: %w", j.cfg.Name, err)
+	}
+	if asg, err = shard.Assign(ring, in.targets.Groups, opts); err != nil {
+		return nil, nil, fmt.Errorf("job %q: %w", j.cfg.Name, err)
+	}
+	return ring, asg, nil
+}
+
+// keep ends a pass whose inputs are those of the last one: the outputs
+// stay, unless one no longer holds what was written (a file deleted or
+// changed by someone else), which is written again.
+func (j *job) keep(ctx context.Context, rep *Report) error {
+	j.stateMu.RLock()
+	asg, members := j.snap.Assignment, j.snap.Members
+	leavers := j.snap.Leavers
+	j.stateMu.RUnlock()
+	rep.Skipped, rep.Assignment = true, asg
+	rep.Members, rep.Targets, rep.Replicas = len(asg.Members), asg.Targets, asg.Replicas
+	drifted := j.outs.drifted()
+	if len(drifted) == 0 || j.s.opts.DryRun || j.role() == RoleStandby {
+		j.s.opts.Logger.Debug("reshard skipped: members and targets are as at the last reshard", "job", j.cfg.Name,
+			"reason", rep.Reason, "took", time.Since(rep.Start).Round(time.Microsecond))
+		return nil
+	}
+	j.s.opts.Logger.Warn("outputs no longer hold what was written (deleted or changed by someone else): writing them again",
+		"job", j.cfg.Name, "collectors", drifted)
+	changed, err := j.outs.update(ctx, j.selfOnly(j.written))
+	rep.Repaired = changed
+	j.s.m.repaired.WithLabelValues(j.cfg.Name).Add(float64(len(changed)))
+	j.reloads.Add(j.collectors(changed, members, leavers)...)
+	if err != nil {
+		j.lastKey = 0
+		return fmt.Errorf("job %q: repair outputs: %w", j.cfg.Name, err)
+	}
+	return nil
+}
+
+// standby ends the pass of a copy that does not lead: it keeps the
+// assignment warm for a takeover and writes nothing. What only a leader
+// keeps (hand-offs, what the outputs hold) is dropped: a new leader starts
+// from its own plan.
+func (j *job) standby(ctx context.Context, rep *Report, ring shard.Ring, asg *shard.Assignment, in inputs, key uint64) {
+	rep.Standby, rep.Assignment = true, asg
+	if j.hand != nil {
+		j.hand.reset()
+	}
+	j.written = nil
+	j.lastKey, j.asgKey = key, key
+	j.stateMu.Lock()
+	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.Leavers = asg, ring, in.members, in.leavers
+	j.snap.Groups, j.snap.Handoffs = asg.Groups, 0
+	j.stateMu.Unlock()
+	j.epochs.read(ctx, key)
+	j.s.opts.Logger.Debug("standby: assignment computed, nothing written", "job", j.cfg.Name, "collectors", rep.Members,
+		"targets", rep.Targets, "leader", j.s.opts.Elector.Leader())
+}
+
+// commit writes an assignment: hand-offs planned, the leader fenced, the
+// outputs moved without losing a target, the changed collectors reloaded,
+// and the state recorded as it is on disk.
+func (j *job) commit(ctx context.Context, rep *Report, ring shard.Ring, asg *shard.Assignment, in inputs, key uint64, wait bool) error {
+	name := j.cfg.Name
+	j.stateMu.RLock()
+	prev, prevMembers := j.snap.Assignment, j.snap.Members
+	j.stateMu.RUnlock()
+	rep.Diff = shard.Compare(prev, asg)
+	groups, kept := asg.Groups, 0
+	if j.hand != nil { // a drained collector still scrapes: its targets are handed over
+		alive := slices.Concat(in.members, slices.DeleteFunc(slices.Clone(in.leavers),
+			func(m watch.Member) bool { return m.State != watch.StateMaintenance }))
+		groups, kept = j.hand.plan(j.written, groups, j.fp.memberKey(in.members), alive, time.Now())
+	}
+	groups = withEmpty(groups, in.leavers)
+	if j.elected() && !j.s.opts.DryRun {
+		ids := make([]string, len(asg.Members))
+		for i, m := range asg.Members {
+			ids[i] = m.ID
+		}
+		if err := j.epochs.fence(ctx, j.s.term.Load(), key, ids); err != nil {
+			return fmt.Errorf("job %q: not written: %w", name, err)
+		}
+	}
+	var werr error
+	if !j.s.opts.DryRun {
+		var held map[string][]*targetgroup.Group
+		held, rep.Changed, werr = j.outs.write(ctx, j.selfOnly(j.written), j.selfOnly(groups),
+			rep.Diff.Moved > 0 && len(j.outs.files) > 0)
+		if j.cfg.Self == "" {
+			j.written = held
+		} else if werr == nil {
+			j.written = groups
+		}
+	}
+	// What was written is reloaded even when another write failed.
+	cs := j.collectors(stillThere(rep.Changed, in.members, in.leavers, in.sick), in.members, slices.Concat(prevMembers, in.leavers))
+	if wait {
+		rep.Reloads = j.reloads.Now(ctx, cs)
+	} else {
+		j.reloads.Add(cs...)
+	}
+	if werr != nil {
+		return fmt.Errorf("job %q: output (written again at the next refresh; every target is still in an output): %w", name, werr)
+	}
+	rep.Assignment = asg
+	if !j.s.opts.DryRun {
+		rep.Files = map[string]string{}
+		for _, m := range asg.Members {
+			if f := j.outs.file(m.ID); f != "" && (j.cfg.Self == "" || j.cfg.Self == m.ID) {
+				rep.Files[m.ID] = f
+			}
+		}
+	}
+	if kept == 0 { // outputs that hold kept targets must be written again when the hand-offs end
+		j.lastKey = key
+	}
+	j.asgKey = key
+	j.stateMu.Lock()
+	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.LastSuccess = asg, ring, in.members, time.Now()
+	j.snap.Groups, j.snap.Handoffs, j.snap.Leavers = groups, j.hand.count(), in.leavers
+	if prev == nil || rep.Diff.Changed() || len(rep.Changed) > 0 {
+		j.snap.Generation++ // the outputs changed (a hand-off ending changes them alone)
+	}
+	j.stateMu.Unlock()
+	j.roster.left(in.members, prevMembers, time.Now())
+	if j.epochs != nil && !j.elected() {
+		j.epochs.read(ctx, key)
+	}
+	j.audits.after()
+	j.s.m.assigned(name, asg, prev)
+	if j.bal != nil {
+		j.s.m.unplaced.WithLabelValues(name).Set(float64(len(asg.Unplaced)))
+		if len(asg.Unplaced) > 0 {
+			j.s.opts.Logger.Warn("balance: targets left unplaced: no collector has room for them within its max_series",
+				"job", name, "unplaced", len(asg.Unplaced), "first", asg.Unplaced[:min(5, len(asg.Unplaced))])
+		}
+	}
+	ep, _ := j.epochs.current()
+	j.s.opts.Logger.Info("reshard", "job", name, "reason", rep.Reason, "collectors", rep.Members, "targets", rep.Targets,
+		"replicas", rep.Replicas, "added", rep.Diff.Added, "removed", rep.Diff.Removed, "moved", rep.Diff.Moved,
+		"draining", rep.Draining, "leaving", rep.Leaving, "outputs_changed", len(rep.Changed), "reloads", len(cs),
+		"epoch", ep.Epoch, "took", time.Since(rep.Start).Round(time.Microsecond))
+	if asg.Degraded() {
+		j.s.opts.Logger.Warn("fewer collectors than replicas: every collector scrapes everything", "job", name,
+			"replicas", asg.RequestedReplicas, "collectors", len(asg.Members))
+	}
+	return nil
+}
+
+// finish records a pass: metrics, the snapshot's history, the log of a
+// failure, and Options.OnReshard.
+func (j *job) finish(ctx context.Context, rep *Report, err error) {
+	name := j.cfg.Name
+	rep.Took, rep.Err = time.Since(rep.Start), err
+	j.s.m.observe(name, *rep)
+	slim := *rep
+	slim.Assignment, slim.Files, slim.Reloads, slim.Diff.Members = nil, nil, nil, nil
+	j.stateMu.Lock()
+	j.snap.Last = *rep
+	j.snap.Recent = append([]Report{slim}, j.snap.Recent[:min(len(j.snap.Recent), recentReshards-1)]...)
+	j.stateMu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		j.s.opts.Logger.Error("reshard failed", "job", name, "reason", rep.Reason, "changed", rep.Changed, "err", err)
+	}
+	if f := j.s.opts.OnReshard; f != nil {
+		f(*rep)
+	}
+}
+
+// selfOnly narrows groups to the Self collector in self mode: every output
+// gets only its entry (an empty list when it has none).
+func (j *job) selfOnly(groups map[string][]*targetgroup.Group) map[string][]*targetgroup.Group {
+	self := j.cfg.Self
+	if self == "" || groups == nil {
+		return groups
+	}
+	gs := groups[self]
+	if gs == nil {
+		gs = []*targetgroup.Group{}
+	}
+	return map[string][]*targetgroup.Group{self: gs}
 }
 
 // collectors describes the members to reload. A member's address comes from
@@ -640,40 +743,66 @@ func (j *job) collectors(ids []string, now, prev []watch.Member) []reload.Collec
 			j.s.opts.Logger.Warn("no address to reload collector", "job", j.cfg.Name, "collector", id)
 			continue
 		}
-		out = append(out, reload.Collector{ID: id, Address: addr, File: j.file(id)})
+		out = append(out, reload.Collector{ID: id, Address: addr, File: j.outs.file(id)})
 	}
 	return out
 }
 
-// filer is an output that knows the file of a member.
-type filer interface {
-	Path(id string) (string, error)
+// confirmHandoffs reads what the awaited new owners scrape and ends the
+// hand-offs they confirm or that timed out; then the outputs drop those
+// targets from their old owners.
+func (j *job) confirmHandoffs(ctx context.Context) {
+	waited := j.hand.awaited()
+	if len(waited) == 0 {
+		return
+	}
+	members, _ := j.roster.get()
+	seen := map[string]map[string]audit.Scrape{}
+	for _, id := range waited {
+		i := slices.IndexFunc(members, func(m watch.Member) bool { return m.ID == id })
+		if i < 0 {
+			continue // it left: the next reshard cancels its hand-offs
+		}
+		got, err := j.s.reader.Read(ctx, audit.Collector{ID: id, URL: j.s.opts.CollectorURL(members[i])}, j.pool())
+		if err != nil {
+			j.s.opts.Logger.Debug("hand-off: a new owner did not answer", "job", j.cfg.Name, "collector", id, "err", err)
+			continue
+		}
+		seen[id] = got
+	}
+	if j.hand.confirm(seen, time.Now()) > 0 {
+		j.poke(reasonHandoff)
+	}
 }
 
-// file is the member's file in the first output that has files, if any.
-func (j *job) file(id string) string {
-	for _, o := range j.cfg.Outputs {
-		if f, ok := o.(filer); ok {
-			if p, err := f.Path(id); err == nil {
-				return p
-			}
-		}
-		if mf, ok := o.(*filesd.MemberFile); ok && mf.ID == id {
-			return mf.Path
-		}
+// pool is the collectors' scrape job that reads the job's targets.
+func (j *job) pool() string {
+	if j.cfg.ScrapePool != "" {
+		return j.cfg.ScrapePool
 	}
-	return ""
+	return j.cfg.Name
 }
 
-// Explain tells which collectors of a job own the target with this address
-// in the last assignment written, and why.
-func (s *Sharder) Explain(job, target string) (shard.Explanation, error) {
-	snap, err := s.Snapshot(job)
-	if err != nil {
-		return shard.Explanation{}, err
+// auditCollectors are the collectors an audit or a cost read asks.
+func (j *job) auditCollectors(snap Snapshot) []audit.Collector {
+	return collectorsOf(snap, j.cfg.Known, j.roster.recentlyLeft(time.Now()), j.s.opts.CollectorURL)
+}
+
+// audit audits the job once and repairs the collectors due.
+func (j *job) audit(ctx context.Context) {
+	snap := j.snapshot()
+	due := j.audits.run(ctx, snap, j.auditCollectors(snap))
+	if len(due) == 0 {
+		return
 	}
-	if snap.Assignment == nil {
-		return shard.Explanation{}, fmt.Errorf("job %q: %w", job, ErrNotStarted)
+	j.poke(reasonRepair)
+	j.reloads.Add(j.collectors(due, snap.Members, nil)...)
+}
+
+// balanceTick runs the balancer's periodic look at costs.
+func (j *job) balanceTick(ctx context.Context) {
+	snap := j.snapshot()
+	if r := j.bal.tick(ctx, j.decides(), j.elected(), j.s.term.Load(), snap, j.auditCollectors(snap)); r != 0 {
+		j.poke(r)
 	}
-	return shard.Explain(snap.Ring, snap.Assignment, target, model.LabelName(snap.KeyLabel)), nil
 }

@@ -3,13 +3,14 @@ package promshard
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 
-	"github.com/promshard/promshard/shard"
-	"github.com/promshard/promshard/watch"
+	"github.com/promshard/promshard/elect"
 )
 
 // Elector is the leader election of central mode run as several copies;
-// [watch.ConsulLock] is the one promshard has. With Options.Elector, only
+// [elect.ConsulLock] is the one promshard has. With Options.Elector, only
 // the leader writes the outputs and reloads collectors. The other copies
 // (standbys) keep watching members and targets and keep their computed
 // assignment warm, so that a copy that becomes leader writes at once.
@@ -31,48 +32,93 @@ type Elector interface {
 	Check(ctx context.Context) error
 	// Publish records a job's next epoch, atomically with the check that
 	// this copy leads, and returns it numbered.
-	Publish(ctx context.Context, e watch.Epoch) (watch.Epoch, error)
+	Publish(ctx context.Context, e elect.Epoch) (elect.Epoch, error)
 	// Published reads the last epoch published for a job (zero if none).
-	Published(ctx context.Context, job string) (watch.Epoch, error)
+	Published(ctx context.Context, job string) (elect.Epoch, error)
 }
 
-// ErrNotLeader is what a reshard of a copy that lost the leadership just
-// before writing returns: the outputs stay as the leader wrote them.
-var ErrNotLeader = watch.ErrNotLeader
+// BlobStore keeps named bytes that the leader publishes and every copy
+// reads, as [elect.ConsulLock] does: a job balanced by series keeps its
+// cost table there (Options.Store), so that standbys and copies in self
+// mode place targets with the leader's costs.
+type BlobStore interface {
+	PublishBlob(ctx context.Context, name string, data []byte) error
+	ReadBlob(ctx context.Context, name string) (data []byte, sum string, err error)
+}
 
-// Roles of a job in [Snapshot.Role].
-const (
-	RoleLeader  = "leader"
-	RoleStandby = "standby"
+var (
+	_ Elector   = (*elect.ConsulLock)(nil)
+	_ BlobStore = (*elect.ConsulLock)(nil)
 )
 
-// elected reports whether the job's writes depend on the leadership.
-func (j *job) elected() bool { return j.s.opts.Elector != nil && j.cfg.Self == "" }
+// planHash names the plan of an input key in published epochs: the same
+// inputs give the same assignment on every copy.
+func planHash(key uint64) string { return fmt.Sprintf("%016x", key) }
 
-// role is the job's role: "" when it is not elected.
-func (j *job) role() string {
-	switch {
-	case !j.elected():
-		return ""
-	case j.s.opts.Elector.Leading():
-		return RoleLeader
-	}
-	return RoleStandby
+// epochs is what a job knows of its published epochs: the plan this copy
+// last published, in which term, and the last epoch seen.
+type epochs struct {
+	job string
+	el  Elector
+	m   *metrics
+	log *slog.Logger
+
+	mu      sync.Mutex
+	pubKey  uint64 // plan this copy last published, in term pubTerm
+	pubTerm uint64
+	last    elect.Epoch
+	agrees  bool
 }
 
-// leadershipChanged follows the elector: the metrics, and a reshard of each
-// elected job (a new leader writes at once; one that lost the lead drops
-// what only a leader keeps).
-func (s *Sharder) leadershipChanged() {
-	s.term.Add(1)
-	leading := s.opts.Elector.Leading()
-	s.m.leaderChanges.Inc()
-	for _, j := range s.jobs {
-		if j.elected() {
-			j.m.leader.WithLabelValues(j.cfg.Name).Set(b2f(leading))
-			j.poke("leader")
-		}
+// fence is called by a leader right before it writes: it publishes a new
+// epoch when the plan (key, for members ids) changed since this copy last
+// published in this term, and otherwise checks that it still leads. An
+// error means: write nothing.
+func (e *epochs) fence(ctx context.Context, term, key uint64, ids []string) error {
+	e.mu.Lock()
+	same := key == e.pubKey && term == e.pubTerm
+	e.mu.Unlock()
+	if same {
+		return e.el.Check(ctx)
 	}
+	ep, err := e.el.Publish(ctx, elect.Epoch{Job: e.job, Members: ids, Hash: planHash(key)})
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.pubKey, e.pubTerm = key, term
+	e.mu.Unlock()
+	e.set(ep, true)
+	e.log.Info("published epoch", "job", e.job, "epoch", ep.Epoch, "hash", ep.Hash, "collectors", len(ids))
+	return nil
+}
+
+// read reads the published epoch, on a copy that does not publish, and
+// records whether this copy's plan (key) is that epoch's.
+func (e *epochs) read(ctx context.Context, key uint64) {
+	ep, err := e.el.Published(ctx, e.job)
+	if err != nil {
+		e.log.Warn("reading the published epoch failed", "job", e.job, "err", err)
+		return
+	}
+	e.set(ep, ep.Epoch > 0 && ep.Hash == planHash(key))
+}
+
+func (e *epochs) set(ep elect.Epoch, agrees bool) {
+	e.mu.Lock()
+	e.last, e.agrees = ep, agrees
+	e.mu.Unlock()
+	e.m.epoch.WithLabelValues(e.job).Set(float64(ep.Epoch))
+}
+
+// current is the last epoch seen and whether this copy's plan is it.
+func (e *epochs) current() (elect.Epoch, bool) {
+	if e == nil {
+		return elect.Epoch{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.last, e.agrees
 }
 
 func b2f(b bool) float64 {
@@ -81,60 +127,3 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
-
-// planHash names the plan of an input key in published epochs: the same
-// inputs give the same assignment on every copy.
-func planHash(key uint64) string { return fmt.Sprintf("%016x", key) }
-
-// fence is called by a leader right before it writes: it publishes a new
-// epoch when the plan changed since this copy last published in this term,
-// and otherwise checks that it still leads. An error means: write nothing.
-func (j *job) fence(ctx context.Context, key uint64, asg *shard.Assignment) error {
-	el, term := j.s.opts.Elector, j.s.term.Load()
-	if key == j.pubKey && term == j.pubTerm {
-		return el.Check(ctx)
-	}
-	ids := make([]string, len(asg.Members))
-	for i, m := range asg.Members {
-		ids[i] = m.ID
-	}
-	ep, err := el.Publish(ctx, watch.Epoch{Job: j.cfg.Name, Members: ids, Hash: planHash(key)})
-	if err != nil {
-		return err
-	}
-	j.pubKey, j.pubTerm = key, term
-	j.setEpoch(ep, true)
-	j.s.opts.Logger.Info("published epoch", "job", j.cfg.Name, "epoch", ep.Epoch, "hash", ep.Hash, "collectors", len(ids))
-	return nil
-}
-
-// readEpoch reads the published epoch, on a copy that does not publish,
-// and records whether this copy's plan (key) is that epoch's.
-func (j *job) readEpoch(ctx context.Context, key uint64) {
-	ep, err := j.s.opts.Elector.Published(ctx, j.cfg.Name)
-	if err != nil {
-		j.s.opts.Logger.Warn("reading the published epoch failed", "job", j.cfg.Name, "err", err)
-		return
-	}
-	j.setEpoch(ep, ep.Epoch > 0 && ep.Hash == planHash(key))
-}
-
-func (j *job) setEpoch(ep watch.Epoch, agrees bool) {
-	j.stateMu.Lock()
-	j.snap.Epoch, j.snap.Agrees = ep, agrees
-	j.stateMu.Unlock()
-	j.m.epoch.WithLabelValues(j.cfg.Name).Set(float64(ep.Epoch))
-}
-
-// checkLeader fences a reload batch: nil when the job is not elected or
-// this copy leads right now.
-func (j *job) checkLeader(ctx context.Context) error {
-	if !j.elected() {
-		return nil
-	}
-	return j.s.opts.Elector.Check(ctx)
-}
-
-// epochHeader is the http_sd response header that carries the epoch of
-// the assignment served.
-const epochHeader = "Promshard-Epoch"

@@ -1,15 +1,15 @@
 package promshard
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/promshard/promshard/internal/promutil"
 	"github.com/promshard/promshard/shard"
 )
 
-// metrics are the Sharder's own series. Every series has a job label;
-// per-member series of members that left are deleted.
+// metrics are the Sharder's own series. Every series has a shard_job
+// label (never job: a scrape's own job label would rename it); per-member
+// series of members that left are deleted.
 type metrics struct {
 	reshards    *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
@@ -18,6 +18,7 @@ type metrics struct {
 	lastSuccess *prometheus.GaugeVec
 	excluded    *prometheus.GaugeVec
 	repairs     *prometheus.CounterVec
+	repaired    *prometheus.CounterVec
 
 	drains          *prometheus.CounterVec
 	handoffs        *prometheus.CounterVec
@@ -36,54 +37,53 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		reshards: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_reshards_total",
-			Help: "Reshards, by job and result (success or error)."}, []string{"job", "result"}),
+			Help: "Reshards, by job and result (success or error)."}, []string{"shard_job", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "promshard_reshard_duration_seconds",
 			Help:    "Duration of a reshard: fetch, assign, write (reloads run in the background).",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"job"}),
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"shard_job"}),
 		moved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_moved_targets_total",
-			Help: "Targets whose collectors changed, counted against the assignment last written, by job."}, []string{"job"}),
+			Help: "Targets whose collectors changed, counted against the assignment last written, by job."}, []string{"shard_job"}),
 		perMember: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_assigned_targets",
-			Help: "Targets assigned to each collector in the last assignment written."}, []string{"job", "member"}),
+			Help: "Targets assigned to each collector in the last assignment written."}, []string{"shard_job", "member"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_last_reshard_success_timestamp_seconds",
-			Help: "Unix time of the last reshard whose assignment the outputs accepted, by job."}, []string{"job"}),
+			Help: "Unix time of the last reshard whose assignment the outputs accepted, by job."}, []string{"shard_job"}),
 		excluded: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_excluded_members",
-			Help: "Healthy collectors left out of the ring because an output cannot serve their ID, by job."}, []string{"job"}),
+			Help: "Healthy collectors left out of the ring because an output cannot serve their ID, by job."}, []string{"shard_job"}),
 		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_audit_repairs_total",
 			Help: "Collectors repaired (resharded and reloaded) after the audit found them wrong for AuditRepairAfter."},
-			[]string{"job", "member"}),
+			[]string{"shard_job", "member"}),
+		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_output_repairs_total",
+			Help: "Collectors' outputs written again because they no longer held what was written (deleted or changed by someone else), by job."},
+			[]string{"shard_job"}),
 		drains: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_drains_total",
-			Help: "Collectors that began to drain (Consul maintenance or the drain tag), by job."}, []string{"job"}),
+			Help: "Collectors that began to drain (Consul maintenance or the drain tag), by job."}, []string{"shard_job"}),
 		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_handoffs_total",
 			Help: "Hand-offs ended, by job and result: confirmed (the new owner scrapes), timeout, cancelled."},
-			[]string{"job", "result"}),
+			[]string{"shard_job", "result"}),
 		handoffsPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_handoffs_pending",
-			Help: "Targets kept by their old owners until the new owners scrape them, by job."}, []string{"job"}),
+			Help: "Targets kept by their old owners until the new owners scrape them, by job."}, []string{"shard_job"}),
 		handoffTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "promshard_handoff_duration_seconds",
 			Help:    "From a move to the new owners' confirmed scrape, by job.",
-			Buckets: prometheus.ExponentialBuckets(0.5, 2, 10)}, []string{"job"}),
+			Buckets: prometheus.ExponentialBuckets(0.5, 2, 10)}, []string{"shard_job"}),
 		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_leader",
-			Help: "1 while this copy leads (writes the job's outputs), 0 on a standby; with Options.Elector."}, []string{"job"}),
+			Help: "1 while this copy leads (writes the job's outputs), 0 on a standby; with Options.Elector."}, []string{"shard_job"}),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "promshard_leader_changes_total",
 			Help: "Times this copy became leader or stopped being one."}),
 		epoch: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_assignment_epoch",
-			Help: "Epoch of the job's assignment: published by this copy as leader, else the last one read."}, []string{"job"}),
+			Help: "Epoch of the job's assignment: published by this copy as leader, else the last one read."}, []string{"shard_job"}),
 		unplaced: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_unplaced_targets",
 			Help: "Targets with fewer collectors than replicas because none had room within its max_series, by job."},
-			[]string{"job"}),
+			[]string{"shard_job"}),
 		overloaded: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_balance_overloaded_collectors",
 			Help: "Collectors above their bound under the series last read, by job (targets move once they stay there)."},
-			[]string{"job"}),
+			[]string{"shard_job"}),
 		costTables: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_balance_cost_tables_total",
-			Help: "Cost tables put in use by this copy as decider, by job."}, []string{"job"}),
+			Help: "Cost tables put in use by this copy as decider, by job."}, []string{"shard_job"}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.reshards, m.duration, m.moved, m.perMember, m.lastSuccess, m.excluded, m.repairs,
-			m.drains, m.handoffs, m.handoffsPending, m.handoffTime, m.leader, m.leaderChanges, m.epoch,
-			m.unplaced, m.overloaded, m.costTables} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("promshard: register metrics: %w", err)
-			}
-		}
+	if err := promutil.Register(reg, "promshard: register metrics", m.reshards, m.duration, m.moved, m.perMember,
+		m.lastSuccess, m.excluded, m.repairs, m.repaired, m.drains, m.handoffs, m.handoffsPending, m.handoffTime,
+		m.leader, m.leaderChanges, m.epoch, m.unplaced, m.overloaded, m.costTables); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/common/model"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/promshard/promshard/audit"
@@ -26,123 +26,20 @@ import (
 const (
 	DefaultRefreshInterval = time.Minute
 	// MinRefreshInterval is the shortest refresh interval accepted: a
-	// reshard rereads every provider, and below a second that is load
+	// refresh rereads every provider, and below a second that is load
 	// without benefit (changes are noticed without waiting for the timer).
-	MinRefreshInterval      = time.Second
-	DefaultReloadBackoffMin = time.Second
-	DefaultReloadBackoffMax = 30 * time.Second
-	// DefaultAuditInterval is how often a job is audited besides after
-	// each reshard.
-	DefaultAuditInterval = 30 * time.Second
-	// DefaultDepartedReloadAttempts bounds the reload attempts of a
-	// collector that is no longer a healthy member (it may be dead for good).
-	DefaultDepartedReloadAttempts = 10
+	MinRefreshInterval = time.Second
 )
 
-// ErrNoMembers is returned by a reshard while a job has no healthy member.
-// The outputs stay as they are.
-var ErrNoMembers = shard.ErrNoMembers
-
-// ErrNotStarted is returned by [Sharder.Reshard] for a job whose member
-// source has not reported yet.
+// ErrNotStarted is returned for a job whose member source has not reported
+// yet, or that has no assignment yet.
 var ErrNotStarted = errors.New("promshard: no member set yet")
-
-// Output is where a job's assignment goes after each reshard: a directory
-// of file_sd files ([filesd.Dir]), an http_sd endpoint ([filesd.Handler]),
-// one collector's own file in self mode ([filesd.MemberFile]), or anything
-// of a user's (a Consul KV writer, an upload).
-//
-// Update receives every member's groups, keyed by member ID, with an entry
-// (possibly empty) for each member that must have output, and returns the
-// IDs whose output changed, so that only those collectors are reloaded. An
-// error may come with IDs that did change (some files written, one failed):
-// they are reloaded all the same. Update is never called concurrently for
-// one job.
-//
-// [filesd.Dir]: https://pkg.go.dev/github.com/promshard/promshard/filesd#Dir
-// [filesd.Handler]: https://pkg.go.dev/github.com/promshard/promshard/filesd#Handler
-// [filesd.MemberFile]: https://pkg.go.dev/github.com/promshard/promshard/filesd#MemberFile
-type Output interface {
-	Update(ctx context.Context, groups map[string][]*targetgroup.Group) (changed []string, err error)
-}
-
-// MemberChecker is implemented by outputs that cannot serve every member ID
-// (a file name cannot hold "../x"). A member that an output rejects is left
-// out of the ring, with an error log and the metric
-// promshard_excluded_members, instead of failing the whole job: the others
-// are sharded as usual.
-type MemberChecker interface {
-	CheckMember(id string) error
-}
-
-// Job is one scrape pool to shard: its targets, how they are placed, where
-// the result goes and how collectors learn of it.
-type Job struct {
-	// Name of the job; unique in a Sharder. Required.
-	Name string
-	// Targets provides the job's targets. Nil means the provider registered
-	// under Name in Options.Registry.
-	Targets targets.Provider
-	// TargetOptions guard the provider's answers: by default an empty answer
-	// is taken for a failure of the source (the last good targets stay, and
-	// before any good answer nothing is written), and a sudden drop of more
-	// than half the targets is read again to confirm it. Used when Targets
-	// is set; a job from Options.Registry has its own.
-	TargetOptions targets.JobOptions
-	// Ring is the ring kind; empty means [shard.DefaultKind].
-	Ring shard.Kind
-	// Shard are the placement options (replicas, key label).
-	Shard shard.Options
-	// SpreadBy, when set, is the metadata key that names a collector's
-	// failure domain (a zone, a rack): its Consul service meta, else its
-	// node meta (see [watch.Member.Label]), or meta of a static member. The
-	// replicas of a target then never share a domain while another domain
-	// can take one. Collectors without the key form the domain "".
-	SpreadBy string
-	// DrainTag, when set, drains a healthy collector that carries this
-	// Consul tag, like one in Consul maintenance (consul maint): it leaves
-	// the ring as a planned move (with Options.Handoff, its targets go to
-	// their new owners first and leave it only once those scrape them),
-	// then it gets an empty list.
-	DrainTag string
-	// Balance is how the job balances its collectors: by target count (the
-	// default) or by measured series, with caps (see [Balance]).
-	Balance Balance
-	// ScrapePool is the collectors' scrape job (job_name) that reads this
-	// job's targets, for the audit; empty means Name.
-	ScrapePool string
-	// Outputs receive the assignment. At least one is required, unless the
-	// Sharder runs with DryRun.
-	Outputs []Output
-	// Reloader tells a collector its output changed; nil means
-	// reload.None (file_sd and http_sd notice changes by themselves).
-	Reloader reload.Reloader
-	// ReloadConcurrency bounds the reloads of this job running at once;
-	// zero means reload.DefaultConcurrency.
-	ReloadConcurrency int
-	// Self, when set, is self mode: the Sharder runs beside the collector
-	// with this member ID and its outputs receive only that member's groups
-	// (an empty list while it is not a healthy member, so that its old
-	// targets are not scraped twice). Use a [filesd.MemberFile] as output;
-	// a [filesd.Dir] is narrowed to the Self collector's file.
-	//
-	// [filesd.MemberFile]: https://pkg.go.dev/github.com/promshard/promshard/filesd#MemberFile
-	Self string
-	// Members is the job's member source; nil means the source given to
-	// [Sharder.Run] or [Sharder.Once]. Jobs that name the same source share
-	// one watch of it.
-	Members watch.Source
-	// Known are collectors known beyond the member set (from a config):
-	// their addresses are used to reload a collector that is not a healthy
-	// member, such as the Self collector while its check fails.
-	Known []watch.Member
-}
 
 // Options configures a [Sharder]. Zero values get the documented defaults.
 type Options struct {
-	// RefreshInterval is how often every job reshards even when nothing
-	// reported a change (providers that do not watch by themselves are
-	// read then). Default [DefaultRefreshInterval], at least
+	// RefreshInterval is how often each job rereads providers that do not
+	// watch by themselves and checks that its outputs still hold what was
+	// written. Default [DefaultRefreshInterval], at least
 	// [MinRefreshInterval].
 	RefreshInterval time.Duration
 	// Registry holds the providers of jobs whose Targets is nil. Nil means
@@ -150,54 +47,18 @@ type Options struct {
 	Registry *targets.Registry
 	// DryRun computes assignments but writes and reloads nothing.
 	DryRun bool
-	// ReloadBackoffMin and ReloadBackoffMax bound the wait before a failed
-	// reload is tried again; defaults [DefaultReloadBackoffMin] and
-	// [DefaultReloadBackoffMax].
-	ReloadBackoffMin, ReloadBackoffMax time.Duration
-	// DepartedReloadAttempts bounds the attempts to reload a collector that
-	// left the member set when its source keeps no roster (a
-	// [watch.Roster] tells whether it is still registered: then it is
-	// retried until it succeeds, comes back or is gone); default
-	// [DefaultDepartedReloadAttempts].
-	DepartedReloadAttempts int
-	// Audit, when set, turns on the audit of what the collectors actually
-	// scrape against each job's assignment (see package audit), with these
-	// options (the Sharder's Logger and Registerer where they are unset):
-	// after each reshard and every AuditInterval (default
-	// [DefaultAuditInterval]). It asks the assignment's collectors, the
-	// Known ones and those that left in the last 10 minutes (a collector
-	// that left but still runs is caught scraping, as extra).
-	// Snapshot.Audit holds the last report, and the Handler serves it. Off
-	// when nil: the library cannot know that member addresses are
-	// Prometheus APIs.
-	Audit         *audit.Options
-	AuditInterval time.Duration
-	// AuditRepairAfter, when positive, repairs a collector that disagrees
-	// with its assignment (a target missing or extra, not in transit) for
-	// that long: its job reshards, which rewrites a file changed by hand,
-	// and the collector is reloaded. Zero never repairs.
-	AuditRepairAfter time.Duration
+	// Reload is how the reload queue of each job retries (backoff, and the
+	// attempts for a collector that may be gone). Its Gate and Status are
+	// the Sharder's own: the leader fence, and the job's roster.
+	Reload reload.QueueOptions
+	// Audit checks what the collectors actually scrape; off unless
+	// Audit.Options is set.
+	Audit AuditOptions
+	// Handoff makes planned moves gap-free; off unless Handoff.Enabled.
+	Handoff HandoffOptions
 	// CollectorURL is the base URL of a collector's Prometheus API, for the
-	// audit; nil means CollectorScheme://address:port.
+	// audit, hand-offs and costs; nil means http://address:port.
 	CollectorURL func(watch.Member) string
-	// CollectorScheme is "http" (the default) or "https".
-	CollectorScheme string
-	// Handoff makes planned moves gap-free: when a target moves from a live
-	// collector to another (one joined or came back, weights changed), the
-	// new owner gets it at once and the old one keeps it until the new
-	// owner's Prometheus reports it scraped (health up, scraped after the
-	// move began; read as the audit reads), or HandoffTimeout (default
-	// [DefaultHandoffTimeout]) passed. Meanwhile R+1 collectors scrape it.
-	// A move away from a collector that left is immediate, as without it.
-	// Off when false, for the audit's reason.
-	Handoff        bool
-	HandoffTimeout time.Duration
-	// Listen, when set, is the address Run serves [Sharder.Handler] on
-	// while it runs (the status page, the API, /metrics, /-/healthy).
-	Listen string
-	// Pprof adds Go's profiles to the Handler under /debug/pprof/ (CPU,
-	// heap, goroutines...): off by default, as they expose the process.
-	Pprof bool
 	// Registrar, when set, keeps collectors registered in Consul for the
 	// life of Run (see [watch.Registrar]): Run runs it and reshards only
 	// once its collectors are registered and their first checks passed (or
@@ -211,6 +72,9 @@ type Options struct {
 	// published as an epoch (see [Elector]). Jobs in self mode are not
 	// elected.
 	Elector Elector
+	// Store, when set, keeps what the leader decided by measurement for
+	// the other copies: the cost tables of jobs balanced by series.
+	Store BlobStore
 	// OnReshard, when set, is called with the report of every reshard,
 	// failed or not, while the job's reshard still holds its lock: keep it
 	// short, and do not call Sharder.Reshard from it.
@@ -218,40 +82,58 @@ type Options struct {
 	// Logger receives one line per reshard and every failure; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the Sharder's metrics, and those of the registry
-	// and reload pools it creates (with a job label); nil registers none.
+	// and reload pools it creates (with a shard_job label); nil registers
+	// none.
 	Registerer prometheus.Registerer
+}
+
+// AuditOptions turn on the audit of what the collectors actually scrape
+// against each job's assignment (package audit). Off when Options is nil:
+// the library cannot know that member addresses are Prometheus APIs.
+type AuditOptions struct {
+	// Options are the auditor's (the Sharder's Logger and Registerer where
+	// they are unset).
+	Options *audit.Options
+	// Interval is how often a job is audited besides after each reshard;
+	// zero means 30 seconds. The last report is in Snapshot.Audit.
+	Interval time.Duration
+	// RepairAfter, when positive, repairs a collector that disagrees with
+	// its assignment (a target missing or extra, not in transit) for that
+	// long: its job writes its outputs again and the collector is
+	// reloaded. Zero never repairs.
+	RepairAfter time.Duration
+}
+
+// HandoffOptions make planned moves gap-free: when a target moves from a
+// live collector to another (one joined or came back, weights changed, a
+// drain), the new owner gets it at once and the old one keeps it until the
+// new owner's Prometheus reports it scraped (health up, scraped after the
+// move began; read as the audit reads), or Timeout passed. Meanwhile R+1
+// collectors scrape it. A move away from a collector that left is
+// immediate. Off unless Enabled, for the audit's reason.
+type HandoffOptions struct {
+	Enabled bool
+	// Timeout bounds how long an old owner keeps a target that its new
+	// owner was not seen scraping; zero means 2 minutes.
+	Timeout time.Duration
 }
 
 func (o *Options) setDefaults() error {
 	for name, d := range map[string]time.Duration{"RefreshInterval": o.RefreshInterval,
-		"ReloadBackoffMin": o.ReloadBackoffMin, "ReloadBackoffMax": o.ReloadBackoffMax,
-		"AuditInterval": o.AuditInterval, "AuditRepairAfter": o.AuditRepairAfter, "HandoffTimeout": o.HandoffTimeout} {
+		"Audit.Interval": o.Audit.Interval, "Audit.RepairAfter": o.Audit.RepairAfter, "Handoff.Timeout": o.Handoff.Timeout} {
 		if d < 0 {
 			return fmt.Errorf("promshard: Options.%s %v: must not be negative", name, d)
 		}
 	}
 	o.RefreshInterval = cmp.Or(o.RefreshInterval, DefaultRefreshInterval)
-	o.AuditInterval = cmp.Or(o.AuditInterval, DefaultAuditInterval)
-	o.HandoffTimeout = cmp.Or(o.HandoffTimeout, DefaultHandoffTimeout)
-	if o.CollectorScheme = cmp.Or(o.CollectorScheme, "http"); o.CollectorScheme != "http" && o.CollectorScheme != "https" {
-		return fmt.Errorf("promshard: Options.CollectorScheme %q: want http or https", o.CollectorScheme)
-	}
-	if o.CollectorURL == nil {
-		scheme := o.CollectorScheme
-		o.CollectorURL = func(m watch.Member) string { return scheme + "://" + m.HostPort() }
-	}
 	if o.RefreshInterval < MinRefreshInterval {
 		return fmt.Errorf("promshard: Options.RefreshInterval %v: must be at least %v", o.RefreshInterval, MinRefreshInterval)
 	}
-	o.ReloadBackoffMin = cmp.Or(o.ReloadBackoffMin, DefaultReloadBackoffMin)
-	o.ReloadBackoffMax = cmp.Or(o.ReloadBackoffMax, DefaultReloadBackoffMax)
-	if o.ReloadBackoffMax < o.ReloadBackoffMin {
-		return fmt.Errorf("promshard: Options.ReloadBackoffMax %v: less than ReloadBackoffMin %v", o.ReloadBackoffMax, o.ReloadBackoffMin)
+	o.Audit.Interval = cmp.Or(o.Audit.Interval, defaultAuditInterval)
+	o.Handoff.Timeout = cmp.Or(o.Handoff.Timeout, defaultHandoffTimeout)
+	if o.CollectorURL == nil {
+		o.CollectorURL = func(m watch.Member) string { return "http://" + m.HostPort() }
 	}
-	if o.DepartedReloadAttempts < 0 {
-		return fmt.Errorf("promshard: Options.DepartedReloadAttempts %d: must not be negative", o.DepartedReloadAttempts)
-	}
-	o.DepartedReloadAttempts = cmp.Or(o.DepartedReloadAttempts, DefaultDepartedReloadAttempts)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -265,8 +147,8 @@ func (o *Options) setDefaults() error {
 type Sharder struct {
 	opts   Options
 	audit  *audit.Auditor // nil without Options.Audit
-	plain  *audit.Auditor // reads collectors without Options.Audit (hand-offs, costs)
-	reader scrapeReader   // reads collectors for hand-offs: audit, or one of its own
+	plain  *audit.Auditor // reads collectors without Options.Audit
+	reader scrapeReader   // reads what collectors scrape, for hand-offs
 	reg    *targets.Registry
 	m      *metrics
 	jobs   []*job
@@ -293,15 +175,15 @@ func New(jobs []Job, opts Options) (*Sharder, error) {
 	if s.m, err = newMetrics(opts.Registerer); err != nil {
 		return nil, err
 	}
-	if ao := opts.Audit; ao != nil {
+	if ao := opts.Audit.Options; ao != nil {
 		o := *ao
 		o.Logger, o.Registerer = cmp.Or(o.Logger, opts.Logger), cmp.Or(o.Registerer, opts.Registerer)
 		if s.audit, err = audit.New(o); err != nil {
 			return nil, fmt.Errorf("promshard: Options.Audit: %w", err)
 		}
 	}
-	if opts.Handoff {
-		if s.reader, err = s.seriesReader(); err != nil {
+	if opts.Handoff.Enabled {
+		if s.reader, err = s.collectorReader(); err != nil {
 			return nil, err
 		}
 	}
@@ -316,9 +198,9 @@ func New(jobs []Job, opts Options) (*Sharder, error) {
 	return s, nil
 }
 
-// seriesReader is the auditor that reads collectors for hand-offs and
+// collectorReader is the auditor that reads collectors for hand-offs and
 // costs: the audit's, else a plain one, made once.
-func (s *Sharder) seriesReader() (*audit.Auditor, error) {
+func (s *Sharder) collectorReader() (*audit.Auditor, error) {
 	if s.audit != nil {
 		return s.audit, nil
 	}
@@ -341,6 +223,16 @@ func (s *Sharder) Jobs() []string {
 	return out
 }
 
+// Job returns the configuration of a job, as [New] took it (its Outputs
+// included, such as an http_sd handler to serve).
+func (s *Sharder) Job(name string) (Job, error) {
+	j, err := s.job(name)
+	if err != nil {
+		return Job{}, err
+	}
+	return j.cfg, nil
+}
+
 func (s *Sharder) job(name string) (*job, error) {
 	j, ok := s.byName[name]
 	if !ok {
@@ -350,15 +242,17 @@ func (s *Sharder) job(name string) (*job, error) {
 }
 
 // Run reshards every job until ctx is done: when its member set changes,
-// when its provider reports new targets, and every RefreshInterval, with
-// bursts coalesced into one reshard. It runs the member sources (members,
-// and those of jobs that name their own, each once however many jobs share
-// it), the providers that watch by themselves, and each job's reloads.
+// when its targets change, and every RefreshInterval (which also checks
+// the outputs), with bursts coalesced into one reshard. It runs the member
+// sources (members, and those of jobs that name their own, each once
+// however many jobs share it), the providers (each refreshed in the
+// background: a reshard never waits for one), and each job's reloads.
 //
 // Run returns nil only when ctx ends. When a part fails for good (a member
 // source or a provider returns an error, or stops) Run stops the others and
 // returns that error, naming the part. Failures that a retry can mend (a
-// reshard, a reload) are logged, counted and retried; they do not end Run.
+// reshard, a reload, a fetch) are logged, counted and retried; they do not
+// end Run.
 func (s *Sharder) Run(ctx context.Context, members watch.Source) error {
 	parent := ctx
 	g, ctx := errgroup.WithContext(ctx)
@@ -380,9 +274,6 @@ func (s *Sharder) Run(ctx context.Context, members watch.Source) error {
 	groups, err := s.sources(members)
 	if err != nil {
 		return err
-	}
-	if addr := s.opts.Listen; addr != "" {
-		part("http server on "+addr, func() error { return Serve(ctx, addr, s.Handler()) })
 	}
 	if r := s.opts.Registrar; r != nil {
 		part("consul registrar", func() error { return r.Run(ctx) })
@@ -423,23 +314,13 @@ func (s *Sharder) Run(ctx context.Context, members watch.Source) error {
 				return nil
 			case name := <-changed:
 				if j := s.byName[name]; j != nil {
-					j.poke("targets")
+					j.fetchSoon()
 				}
 			}
 		}
 	})
 	for _, j := range s.jobs {
-		g.Go(func() error { j.loop(ctx); return nil })
-		g.Go(func() error { j.reloads.run(ctx); return nil })
-		if s.audit != nil {
-			g.Go(func() error { j.auditLoop(ctx); return nil })
-		}
-		if s.opts.Handoff {
-			g.Go(func() error { j.handoffLoop(ctx); return nil })
-		}
-		if j.balancing() {
-			g.Go(func() error { j.balanceLoop(ctx); return nil })
-		}
+		j.run(ctx, g.Go)
 	}
 	s.opts.Logger.Info("sharder running", "jobs", s.Jobs(), "refresh_interval", s.opts.RefreshInterval)
 	err = g.Wait()
@@ -449,11 +330,26 @@ func (s *Sharder) Run(ctx context.Context, members watch.Source) error {
 	return nil
 }
 
+// leadershipChanged follows the elector: the metrics, and a reshard of each
+// elected job (a new leader writes at once; one that lost the lead drops
+// what only a leader keeps).
+func (s *Sharder) leadershipChanged() {
+	s.term.Add(1)
+	leading := s.opts.Elector.Leading()
+	s.m.leaderChanges.Inc()
+	for _, j := range s.jobs {
+		if j.elected() {
+			s.m.leader.WithLabelValues(j.cfg.Name).Set(b2f(leading))
+			j.poke(reasonLeader)
+		}
+	}
+}
+
 // Once registers the collectors of Options.Registrar and waits for their
-// first checks, then waits for each job's first member set, reshards it once, and waits
-// for the reloads of the collectors whose output changed. It is the
-// "-once" of a command line: it returns a report per job and the errors of
-// the jobs that failed, joined.
+// first checks, then waits for each job's first member set, fetches its
+// targets, reshards it once, and waits for the reloads of the collectors
+// whose output changed. It is the "-once" of a command line: it returns a
+// report per job and the errors of the jobs that failed, joined.
 func (s *Sharder) Once(ctx context.Context, members watch.Source) ([]Report, error) {
 	groups, err := s.sources(members)
 	if err != nil {
@@ -475,7 +371,7 @@ func (s *Sharder) Once(ctx context.Context, members watch.Source) ([]Report, err
 	var errs []error
 	for _, j := range s.jobs {
 		select {
-		case <-j.haveCh:
+		case <-j.roster.haveCh:
 		case <-gctx.Done():
 			err := context.Cause(gctx)
 			if e := ctx.Err(); e != nil {
@@ -484,7 +380,8 @@ func (s *Sharder) Once(ctx context.Context, members watch.Source) ([]Report, err
 			errs = append(errs, fmt.Errorf("job %q: no member set: %w", j.cfg.Name, err))
 			continue
 		}
-		rep, err := j.reshard(ctx, "once", true)
+		j.fetch(ctx)
+		rep, err := j.reshard(ctx, reasonOnce, true)
 		reports = append(reports, rep)
 		if err != nil {
 			errs = append(errs, err)
@@ -502,12 +399,11 @@ func (s *Sharder) Reshard(ctx context.Context, job string) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	select {
-	case <-j.haveCh:
-	default:
+	if !j.roster.started() {
 		return Report{Job: job}, fmt.Errorf("job %q: %w", job, ErrNotStarted)
 	}
-	return j.reshard(ctx, "request", true)
+	j.fetch(ctx)
+	return j.reshard(ctx, reasonRequest, true)
 }
 
 // SetMembers gives a job its member set by hand, for a caller that runs its
@@ -520,6 +416,53 @@ func (s *Sharder) SetMembers(job string, ms []watch.Member) error {
 	}
 	j.setMembers(ms, nil)
 	return nil
+}
+
+// Snapshot returns a job's state. The assignment and ring are shared:
+// treat them as read-only.
+func (s *Sharder) Snapshot(job string) (Snapshot, error) {
+	j, err := s.job(job)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return j.snapshot(), nil
+}
+
+// Explain tells which collectors of a job own the target with this address
+// in the last assignment written, and why.
+func (s *Sharder) Explain(job, target string) (shard.Explanation, error) {
+	snap, err := s.Snapshot(job)
+	if err != nil {
+		return shard.Explanation{}, err
+	}
+	if snap.Assignment == nil {
+		return shard.Explanation{}, fmt.Errorf("job %q: %w", job, ErrNotStarted)
+	}
+	return shard.Explain(snap.Ring, snap.Assignment, target, model.LabelName(snap.KeyLabel)), nil
+}
+
+// Simulate computes what change would do to a job now: over its current
+// ring members and the targets in hand (a provider is not read), placed
+// exactly as a reshard would place them, and with capacity (targets per
+// collector; 0: none) how many would be above it. It changes nothing: an
+// ops daemon asks it before it drains a host. It stops when ctx ends.
+func (s *Sharder) Simulate(ctx context.Context, job string, change shard.Change, capacity int) (*shard.Simulation, error) {
+	j, err := s.job(job)
+	if err != nil {
+		return nil, err
+	}
+	snap := j.snapshot()
+	if snap.Assignment == nil {
+		return nil, fmt.Errorf("job %q: %w", job, ErrNotStarted)
+	}
+	res, err := s.reg.Last(job)
+	if err != nil || res.Fetched.IsZero() {
+		return nil, fmt.Errorf("job %q: no targets in hand: %w", job, cmp.Or(err, ErrNotStarted))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return shard.Simulate(snap.Assignment.Ring, snap.Assignment.Members, res.Groups, j.cfg.Shard, change, capacity)
 }
 
 // sourceGroup is one member source and the jobs that follow it.
@@ -538,14 +481,15 @@ func (sg *sourceGroup) names() []string {
 
 // forward hands every member set from ch to the group's jobs.
 func (sg *sourceGroup) forward(ctx context.Context, ch <-chan []watch.Member) {
+	roster, _ := sg.src.(watch.Roster) // asserted once
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case ms := <-ch:
 			var sick []watch.Member // nil: the source keeps no roster
-			if r, ok := sg.src.(watch.Roster); ok {
-				sick = append([]watch.Member{}, r.Unhealthy()...)
+			if roster != nil {
+				sick = append([]watch.Member{}, roster.Unhealthy()...)
 			}
 			for _, j := range sg.jobs {
 				j.setMembers(ms, sick)

@@ -1,9 +1,9 @@
 package audit
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/promshard/promshard/internal/promutil"
 )
 
 // metrics follow the project's convention: one Auditor serves several
@@ -19,21 +19,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		targets: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_audit_targets",
 			Help: "Targets with each audit state in the last audit, by job (a target can have several states)."},
-			[]string{"job", "state"}),
+			[]string{"shard_job", "state"}),
 		lastRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_audit_last_run_timestamp_seconds",
-			Help: "Unix time of the last audit, by job."}, []string{"job"}),
+			Help: "Unix time of the last audit, by job."}, []string{"shard_job"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_audit_errors_total",
-			Help: "Reads of a collector's targets that failed, by job and member."}, []string{"job", "member"}),
+			Help: "Reads of a collector's targets that failed, by job and member."}, []string{"shard_job", "member"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "promshard_audit_duration_seconds",
 			Help: "Duration of an audit: every collector read and compared.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)},
-			[]string{"job"}),
+			[]string{"shard_job"}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.targets, m.lastRun, m.errors, m.duration} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("audit: register metrics: %w", err)
-			}
-		}
+	if err := promutil.Register(reg, "audit: register metrics", m.targets, m.lastRun, m.errors, m.duration); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/promshard/promshard/internal/promutil"
 
 	"github.com/promshard/promshard/internal/sdfile"
 )
@@ -74,6 +76,7 @@ type Dir struct {
 	mu      sync.Mutex
 	cleaned bool                       // stale temp files removed
 	left    map[string]fileStamp       // each file as this Dir last left it
+	ids     map[string]string          // the collector of each file in left
 	enc     map[string]*sdfile.Encoder // each file's encoder: what did not change is copied
 }
 
@@ -193,13 +196,30 @@ func (d *Dir) Update(_ context.Context, groups map[string][]*targetgroup.Group) 
 	return res.Changed(), err
 }
 
-// Path returns the path of a collector's file.
-func (d *Dir) Path(id string) (string, error) {
+// PathOf returns the path of a collector's file.
+func (d *Dir) PathOf(id string) (string, error) {
 	name, err := d.render(id)
 	if err != nil {
 		return "", err
 	}
 	return filepath.Join(d.opts.Dir, name), nil
+}
+
+// Drifted returns the collectors whose file no longer is as the last Sync
+// left it (removed, or changed by someone else: its size or modification
+// time differs), sorted; a Sync with the same groups writes them again.
+// It reads no file, so it costs a stat per file.
+func (d *Dir) Drifted() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for name, was := range d.left {
+		if now, ok := stampOf(filepath.Join(d.opts.Dir, name)); !ok || now != was {
+			out = append(out, d.ids[name])
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (d *Dir) format(name string) Format {
@@ -274,7 +294,13 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 	}
 	var errs []error
 	if d.left == nil {
-		d.left = map[string]fileStamp{}
+		d.left, d.ids = map[string]fileStamp{}, map[string]string{}
+	}
+	for name := range d.left {
+		if _, ok := content[name]; !ok {
+			delete(d.left, name)
+			delete(d.ids, name)
+		}
 	}
 	for _, f := range files {
 		path := filepath.Join(d.opts.Dir, f.name)
@@ -288,6 +314,9 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 		changed, err := writeChanged(path, content[f.name], read[f.name], d.opts.Mode)
 		if st, ok := stampOf(path); ok && err == nil {
 			d.left[f.name] = st
+			d.ids[f.name] = f.id
+		} else {
+			delete(d.left, f.name)
 		}
 		switch {
 		case err != nil:
@@ -458,12 +487,9 @@ func newDirMetrics(reg prometheus.Registerer, dir string) (*dirMetrics, error) {
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "promshard_filesd_sync_duration_seconds",
 			Help: "Duration of a directory sync.", ConstLabels: cl, Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.writes, m.unchanged, m.removed, m.errors, m.foreign, m.duration} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("filesd: register metrics for directory %q: %w", dir, err)
-			}
-		}
+	if err := promutil.Register(reg, fmt.Sprintf("filesd: register metrics for directory %q", dir),
+		m.writes, m.unchanged, m.removed, m.errors, m.foreign, m.duration); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

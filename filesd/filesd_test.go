@@ -349,7 +349,7 @@ func TestDirRejectsEscapingIDs(t *testing.T) {
 	if len(es) != 0 {
 		t.Fatalf("rejected IDs wrote %d files", len(es))
 	}
-	if p, err := d.Path("10.0.0.1:9090"); err != nil || p != filepath.Join(dir, "10.0.0.1:9090.json") {
+	if p, err := d.PathOf("10.0.0.1:9090"); err != nil || p != filepath.Join(dir, "10.0.0.1:9090.json") {
 		t.Fatalf("address ID: %q %v", p, err)
 	}
 }

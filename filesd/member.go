@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
@@ -29,6 +30,29 @@ type MemberFile struct {
 	// Create makes the file's directory, and its parents (mode 0755), when
 	// a write finds it missing.
 	Create bool
+
+	mu   sync.Mutex
+	left fileStamp // the file as the last Update left it
+	has  bool
+}
+
+// PathOf returns the file's path for f.ID, an error for another ID.
+func (f *MemberFile) PathOf(id string) (string, error) {
+	if id != f.ID {
+		return "", fmt.Errorf("filesd: MemberFile of %q has no file for %q", f.ID, id)
+	}
+	return f.Path, nil
+}
+
+// Drifted returns f.ID when the file no longer is as the last Update left
+// it (removed, or changed by someone else).
+func (f *MemberFile) Drifted() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if now, ok := stampOf(f.Path); f.has && (!ok || now != f.left) {
+		return []string{f.ID}
+	}
+	return nil
 }
 
 // File returns the [MemberFile] of collector id under the Dir's template,
@@ -38,7 +62,7 @@ func (d *Dir) File(id string) (*MemberFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, _ := d.Path(id)
+	p, _ := d.PathOf(id)
 	return &MemberFile{ID: id, Path: p, Format: d.format(name), Mode: d.opts.Mode, Create: d.opts.Create}, nil
 }
 
@@ -59,6 +83,10 @@ func (f *MemberFile) Update(_ context.Context, groups map[string][]*targetgroup.
 		}
 	}
 	changed, err := WriteFile(f.Path, gs, WriteOptions{Format: f.Format, Mode: f.Mode})
+	f.mu.Lock()
+	f.left, f.has = stampOf(f.Path)
+	f.has = f.has && err == nil
+	f.mu.Unlock()
 	if err != nil || !changed {
 		return nil, err
 	}

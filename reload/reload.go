@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/promshard/promshard/internal/promutil"
 )
 
 // Errors returned (wrapped) by reloaders.
@@ -99,6 +101,7 @@ type PoolOptions struct {
 type Pool struct {
 	r        Reloader
 	opts     PoolOptions
+	sem      chan struct{} // bounds the reloads of every call together
 	total    *prometheus.CounterVec
 	duration prometheus.Histogram
 }
@@ -117,28 +120,25 @@ func NewPool(r Reloader, opts PoolOptions) (*Pool, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Pool{r: r, opts: opts,
+	p := &Pool{r: r, opts: opts, sem: make(chan struct{}, opts.Concurrency),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_reload_total",
 			Help: "Reloads of collectors, by collector and result (success or error)."}, []string{"member", "result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "promshard_reload_duration_seconds",
 			Help: "Duration of one collector's reload, retries included.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}),
 	}
-	if reg := opts.Registerer; reg != nil {
-		for _, c := range []prometheus.Collector{p.total, p.duration} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("reload: register metrics: %w", err)
-			}
-		}
+	if err := promutil.Register(opts.Registerer, "reload: register metrics", p.total, p.duration); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
 
-// Reload reloads every collector, at most Concurrency at once, and waits
-// for all of them (or ctx). Each collector's outcome is in the results; a
+// Reload reloads every collector and waits for all of them (or ctx). At
+// most Concurrency reloads of the pool run at once, over all the calls in
+// progress. Each collector's outcome is in the results; a
 // failure of one does not stop the others.
 func (p *Pool) Reload(ctx context.Context, cs []Collector) Results {
 	res := make(Results, len(cs))
-	sem := make(chan struct{}, p.opts.Concurrency)
+	sem := p.sem
 	var wg sync.WaitGroup
 	for i, c := range cs {
 		res[i].Collector = c

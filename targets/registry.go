@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/promshard/promshard/internal/promutil"
 )
 
 // Errors of the registry, wrapped with the job.
@@ -126,8 +128,9 @@ type job struct {
 	p    Provider
 	opts JobOptions
 
-	mu   sync.Mutex // serialises fetches of one job
-	last Result
+	fetchMu sync.Mutex // serialises fetches of one job
+	mu      sync.Mutex // guards last: Last never waits for a fetch
+	last    Result
 }
 
 // Registry maps job names to providers and keeps each job's last good
@@ -215,10 +218,13 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	j.fetchMu.Lock()
+	defer j.fetchMu.Unlock()
 	j.mu.Lock()
-	defer j.mu.Unlock()
+	prev := j.last
+	j.mu.Unlock()
 	valid, invalid, fp, err := r.fetch(ctx, j)
-	if n, last := (Result{Groups: valid}).Targets(), j.last.Targets(); err == nil && last > 0 && n < last &&
+	if n, last := (Result{Groups: valid}).Targets(), prev.Targets(); err == nil && last > 0 && n < last &&
 		float64(last-n) > j.opts.maxDrop()*float64(last) {
 		// A sudden large drop is often a source caught mid-write (a YAML
 		// file truncated while it is rewritten is still valid YAML): read
@@ -247,24 +253,27 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 	if err != nil {
 		r.m.errors.WithLabelValues(name).Inc()
 		r.m.stale.WithLabelValues(name).Set(1)
-		last := j.last
+		last := prev
 		last.Stale = !last.Fetched.IsZero()
 		return last, fmt.Errorf("targets: job %q: %w", name, err)
 	}
 	for _, e := range invalid {
 		r.opts.Logger.Warn("dropping invalid target group", "job", e.Job, "source", e.Source, "reason", e.Reason)
 	}
-	if fp == j.last.Fingerprint && !j.last.Fetched.IsZero() {
+	if fp == prev.Fingerprint && !prev.Fetched.IsZero() {
 		// The same targets: the groups in hand stay, so that what was
 		// built from them (a writer's encoded files) is known for theirs.
-		valid = j.last.Groups
+		valid = prev.Groups
 	}
-	j.last = Result{Groups: valid, Fetched: time.Now(), Invalid: invalid, Fingerprint: fp}
-	r.m.targets.WithLabelValues(name).Set(float64(j.last.Targets()))
+	res := Result{Groups: valid, Fetched: time.Now(), Invalid: invalid, Fingerprint: fp}
+	j.mu.Lock()
+	j.last = res
+	j.mu.Unlock()
+	r.m.targets.WithLabelValues(name).Set(float64(res.Targets()))
 	r.m.invalid.WithLabelValues(name).Set(float64(len(invalid)))
-	r.m.lastSuccess.WithLabelValues(name).Set(float64(j.last.Fetched.UnixNano()) / 1e9)
+	r.m.lastSuccess.WithLabelValues(name).Set(float64(res.Fetched.UnixNano()) / 1e9)
 	r.m.stale.WithLabelValues(name).Set(0)
-	return j.last, nil
+	return res, nil
 }
 
 // timeouter is a provider with a timeout of its own (an HTTP fetch): a
@@ -299,7 +308,8 @@ func (r *Registry) fetch(ctx context.Context, j *job) (valid []*targetgroup.Grou
 	return valid, invalid, fp, err
 }
 
-// Last returns a job's last good result without fetching.
+// Last returns a job's last good result without fetching, and without
+// waiting for a fetch in progress.
 func (r *Registry) Last(name string) (Result, error) {
 	j, err := r.job(name)
 	if err != nil {
@@ -389,7 +399,7 @@ type regMetrics struct {
 }
 
 func newRegMetrics(reg prometheus.Registerer) (*regMetrics, error) {
-	l := []string{"job"}
+	l := []string{"shard_job"}
 	m := &regMetrics{
 		targets: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_targets_targets",
 			Help: "Valid targets of the last good fetch, by job."}, l),
@@ -404,12 +414,9 @@ func newRegMetrics(reg prometheus.Registerer) (*regMetrics, error) {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "promshard_targets_fetch_duration_seconds",
 			Help: "Duration of fetches, by job.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, l),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.targets, m.invalid, m.lastSuccess, m.stale, m.errors, m.duration} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("targets: register metrics: %w", err)
-			}
-		}
+	if err := promutil.Register(reg, "targets: register metrics",
+		m.targets, m.invalid, m.lastSuccess, m.stale, m.errors, m.duration); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

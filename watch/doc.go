@@ -22,10 +22,8 @@
 // instances with a health check (HTTP on Prometheus' /-/healthy by default,
 // TCP, or TTL driven by [PassTTL]).
 //
-// [ConsulLock] is leader election for several copies of central mode: a
-// Consul session tied to a TTL check that the copy passes, a lock in KV,
-// [ConsulLock.Check] to fence each write, and [ConsulLock.Publish] to
-// record each new plan as a numbered [Epoch] atomically with that check.
+// Leader election for several copies of central mode lives in package
+// [github.com/promshard/promshard/elect].
 //
 // Consul is reached through small interfaces ([HealthClient], [AgentClient])
 // that *api.Health and *api.Agent satisfy; [NewConsulClient] builds an

@@ -1,10 +1,11 @@
 package watch
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/promshard/promshard/internal/promutil"
 )
 
 // watchMetrics are one source's metrics. They carry the source kind and the
@@ -39,14 +40,9 @@ func newWatchMetrics(reg prometheus.Registerer, source, service string) (*watchM
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.queries, m.errors, m.changes, m.members, m.lastSuccess, m.duration} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("watch: register metrics for %s %q: a source with this name is already registered: %w", source, service, err)
-			}
-			return nil, fmt.Errorf("watch: register metrics for %s %q: %w", source, service, err)
-		}
+	if err := promutil.Register(reg, fmt.Sprintf("watch: register metrics for %s %q", source, service),
+		m.queries, m.errors, m.changes, m.members, m.lastSuccess, m.duration); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

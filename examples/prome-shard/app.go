@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,8 +21,10 @@ import (
 
 	"github.com/promshard/promshard"
 	"github.com/promshard/promshard/audit"
+	"github.com/promshard/promshard/elect"
 	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/reload"
+	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/targets"
 	"github.com/promshard/promshard/targets/promsd"
 	"github.com/promshard/promshard/watch"
@@ -77,25 +80,28 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 			return nil, fmt.Errorf("collectors.register: %w", err)
 		}
 	}
+	scheme := cmp.Or(cfg.Audit.Scheme, "http")
 	opts := promshard.Options{RefreshInterval: cfg.RefreshInterval.Duration, DryRun: f.DryRun, Logger: logger, Registerer: reg,
-		Registrar: a.registrar, Listen: cfg.Listen, Pprof: cfg.Pprof,
-		AuditInterval: cfg.Audit.Interval.Duration, AuditRepairAfter: cfg.Audit.RepairAfter.Duration,
-		CollectorScheme: cfg.Audit.Scheme, Handoff: cfg.Handoff.Mode != "off", HandoffTimeout: cfg.Handoff.Timeout.Duration}
+		Registrar:    a.registrar,
+		Audit:        promshard.AuditOptions{Interval: cfg.Audit.Interval.Duration, RepairAfter: cfg.Audit.RepairAfter.Duration},
+		Handoff:      promshard.HandoffOptions{Enabled: cfg.Handoff.Mode != "off", Timeout: cfg.Handoff.Timeout.Duration},
+		CollectorURL: func(m watch.Member) string { return scheme + "://" + m.HostPort() }}
 	client, err := httpClient(cfg.Audit.Client, "audit")
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if !cfg.Audit.Disabled && !f.DryRun && !f.Once {
-		opts.Audit = &audit.Options{Grace: cfg.Audit.Grace.Duration, Concurrency: cfg.Audit.Concurrency, Client: client}
+		opts.Audit.Options = &audit.Options{Grace: cfg.Audit.Grace.Duration, Concurrency: cfg.Audit.Concurrency, Client: client}
 	}
 	if cfg.lock.Key != "" && f.Once && !f.DryRun {
 		return nil, errors.New("leader_election: -once takes no lock, so it would write beside the leader; use -dry-run")
 	} else if cfg.lock.Key != "" && !f.DryRun { // self mode only reads the epochs
 		cfg.lock.Observe, cfg.lock.Logger = f.Member != "", logger
-		opts.Elector, err = watch.NewConsulLock(a.consul, cfg.lock)
+		lock, err := elect.NewConsulLock(a.consul, cfg.lock)
 		if err != nil {
 			return nil, fmt.Errorf("leader_election: %w", err)
 		}
+		opts.Elector, opts.Store = lock, lock
 	}
 	a.sharder, err = promshard.New(jobs, opts)
 	return a, err
@@ -104,9 +110,8 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 // job builds one job's library values from its config.
 func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 	j := promshard.Job{Name: jc.Name, Ring: jc.Ring, Self: a.flags.Member, ReloadConcurrency: jc.Reload.Concurrency,
-		SpreadBy: jc.SpreadBy, ScrapePool: jc.ScrapePool, DrainTag: jc.Collectors.DrainTag, Balance: jc.Balance,
+		SpreadBy: jc.SpreadBy, ScrapePool: jc.ScrapePool, DrainTag: jc.Collectors.DrainTag, Balance: jc.balance(),
 		TargetOptions: targets.JobOptions{AllowEmpty: jc.Targets.AllowEmpty}}
-	j.Balance.Capacity = jc.Capacity
 	j.Shard.Replicas, j.Shard.KeyLabel = jc.Replicas, model.LabelName(jc.ShardKey)
 	j.Known = append(slices.Clone(jc.Collectors.Register), jc.Collectors.Static...)
 	var err error
@@ -121,11 +126,19 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 	}
 	if o := jc.Output; o.Dir != "" {
 		dir, err := filesd.NewDir(filesd.DirOptions{Dir: o.Dir, Template: o.File, Format: filesd.Format(o.Format), Create: true,
-			Logger: a.log.With("job", jc.Name), Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"job": jc.Name}, a.reg)})
+			Logger: a.log.With("job", jc.Name), Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"shard_job": jc.Name}, a.reg)})
 		if err != nil {
 			return j, fmt.Errorf("output: %w", err)
 		}
-		j.Outputs = append(j.Outputs, dir) // self mode: the Sharder writes only this collector's file
+		if a.flags.Member == "" {
+			j.Outputs = append(j.Outputs, dir)
+		} else { // self mode: only this collector's file, never another's
+			mf, err := dir.File(a.flags.Member)
+			if err != nil {
+				return j, fmt.Errorf("output: -member %q: %w", a.flags.Member, err)
+			}
+			j.Outputs = append(j.Outputs, mf)
+		}
 	}
 	if jc.Output.HTTPSD {
 		j.Outputs = append(j.Outputs, &filesd.Handler{})
@@ -207,14 +220,18 @@ func httpClient(c promcfg.HTTPClientConfig, name string) (*http.Client, error) {
 func (a *app) once(ctx context.Context, w io.Writer) error {
 	reports, err := a.sharder.Once(ctx, nil)
 	if a.flags.Simulate && err == nil { // what the change would move, from the collectors as they are now
-		sims, err := a.sharder.SimulateAll(ctx, a.flags.Change, a.flags.Capacity)
-		if err != nil {
-			return err
+		sims := map[string]*shard.Simulation{}
+		for _, name := range a.sharder.Jobs() {
+			sim, err := a.sharder.Simulate(ctx, name, a.flags.Change, a.flags.Capacity)
+			if err != nil {
+				return fmt.Errorf("job %q: %w", name, err)
+			}
+			sims[name] = sim
 		}
-		return promshard.WriteSimulations(w, sims, a.flags.Output)
+		return writeSimulations(w, sims, a.flags.Output)
 	}
 	for _, r := range reports {
-		_ = r.WriteTable(w)
+		_ = writeReport(w, r)
 	}
 	return err
 }

@@ -232,13 +232,13 @@ jobs:
 		return v
 	}
 	if err := testenv.WaitFor(60*time.Second, 500*time.Millisecond, func() error {
-		if n := metric(`promshard_unplaced_targets{job="bal"}`); n == 0 {
+		if n := metric(`promshard_unplaced_targets{shard_job="bal"}`); n == 0 {
 			return fmt.Errorf("promshard_unplaced_targets %v", n)
 		}
-		if n := metric(`promshard_audit_targets{job="bal",state="orphan"}`); n == 0 {
+		if n := metric(`promshard_audit_targets{shard_job="bal",state="orphan"}`); n == 0 {
 			return fmt.Errorf("the audit reports %v orphans", n)
 		}
-		unplaced := int(metric(`promshard_unplaced_targets{job="bal"}`))
+		unplaced := int(metric(`promshard_unplaced_targets{shard_job="bal"}`))
 		if who, err := scrapers(cs, "bal"); err != nil || len(who) != len(targets)-unplaced {
 			return fmt.Errorf("c1 scrapes %d targets (%v), want all %d placed", len(who), err, len(targets)-unplaced)
 		}
@@ -248,5 +248,5 @@ jobs:
 	}
 	last, _ := perCollector(cs, samples)
 	t.Logf("one collector left: %v targets unplaced, %v orphans in the audit, the last collector scrapes %v samples",
-		metric(`promshard_unplaced_targets{job="bal"}`), metric(`promshard_audit_targets{job="bal",state="orphan"}`), last["c1"])
+		metric(`promshard_unplaced_targets{shard_job="bal"}`), metric(`promshard_audit_targets{shard_job="bal",state="orphan"}`), last["c1"])
 }

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/promshard/promshard"
+	"github.com/promshard/promshard/elect"
 	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/targets/promsd"
@@ -24,68 +25,68 @@ import (
 // Config is the parsed -config file, documented in config.yaml; zero is the default.
 type Config struct {
 	Listen          string             `yaml:"listen"`
-	RefreshInterval promshard.Duration `yaml:"refresh_interval"`
-	Settle          promshard.Duration `yaml:"settle"`
+	RefreshInterval Duration           `yaml:"refresh_interval"`
+	Settle          Duration           `yaml:"settle"`
 	Pprof           bool               `yaml:"pprof"` // /debug/pprof/ on listen
 	Consul          watch.ClientConfig `yaml:"consul"`
 	Audit           struct {           // what collectors scrape: on unless disabled
 		Disabled    bool                     `yaml:"disabled"`
-		Interval    promshard.Duration       `yaml:"interval"`
-		Grace       promshard.Duration       `yaml:"grace"`
-		RepairAfter promshard.Duration       `yaml:"repair_after"`
+		Interval    Duration                 `yaml:"interval"`
+		Grace       Duration                 `yaml:"grace"`
+		RepairAfter Duration                 `yaml:"repair_after"`
 		Concurrency int                      `yaml:"concurrency"`
 		Scheme      string                   `yaml:"scheme"`
 		Client      promcfg.HTTPClientConfig `yaml:",inline"`
 	} `yaml:"audit"`
 	Handoff struct {
-		Mode    string             `yaml:"mode"` // overlap (the default) or off
-		Timeout promshard.Duration `yaml:"timeout"`
+		Mode    string   `yaml:"mode"` // overlap (the default) or off
+		Timeout Duration `yaml:"timeout"`
 	} `yaml:"handoff"`
 	LeaderElection struct { // several copies of central mode: one leads
-		Key, Name  string             // yaml: key, name
-		SessionTTL promshard.Duration `yaml:"session_ttl"`
-		LockDelay  promshard.Duration `yaml:"lock_delay"`
+		Key, Name  string   // yaml: key, name
+		SessionTTL Duration `yaml:"session_ttl"`
+		LockDelay  Duration `yaml:"lock_delay"`
 	} `yaml:"leader_election"`
 	Jobs []JobConfig       `yaml:"jobs"`
-	lock watch.LockOptions // leader_election, checked
+	lock elect.LockOptions // leader_election, checked
 }
 
 // JobConfig is one job: its collectors, its targets, where they go.
 type JobConfig struct {
-	Name       string             `yaml:"name"`
-	Collectors CollectorConfig    `yaml:"collectors"`
-	Ring       shard.Kind         `yaml:"ring"`
-	Replicas   int                `yaml:"replicas"`
-	ShardKey   string             `yaml:"shard_key"`
-	SpreadBy   string             `yaml:"spread_by"`
-	ScrapePool string             `yaml:"scrape_pool"`
-	Balance    promshard.Balance  `yaml:"balance"`
-	Capacity   promshard.Capacity `yaml:"capacity"`
-	Targets    TargetsConfig      `yaml:"targets"`
-	Output     OutputConfig       `yaml:"output"`
-	Reload     ReloadConfig       `yaml:"reload"`
+	Name       string          `yaml:"name"`
+	Collectors CollectorConfig `yaml:"collectors"`
+	Ring       shard.Kind      `yaml:"ring"`
+	Replicas   int             `yaml:"replicas"`
+	ShardKey   string          `yaml:"shard_key"`
+	SpreadBy   string          `yaml:"spread_by"`
+	ScrapePool string          `yaml:"scrape_pool"`
+	Balance    BalanceConfig   `yaml:"balance"`
+	Capacity   CapacityConfig  `yaml:"capacity"`
+	Targets    TargetsConfig   `yaml:"targets"`
+	Output     OutputConfig    `yaml:"output"`
+	Reload     ReloadConfig    `yaml:"reload"`
 }
 
 // CollectorConfig says where the job's collectors come from: a Consul
 // service (optionally registered by promshard), or a static list.
 type CollectorConfig struct {
-	ConsulService string             `yaml:"consul_service"`
-	Tags          []string           `yaml:"tags"`
-	DrainTag      string             `yaml:"drain_tag"`
-	Register      []watch.Member     `yaml:"register"`
-	Check         CheckConfig        `yaml:"check"`
-	Static        []watch.Member     `yaml:"static"`
-	Probe         string             `yaml:"probe"`
-	ProbeInterval promshard.Duration `yaml:"probe_interval"`
+	ConsulService string         `yaml:"consul_service"`
+	Tags          []string       `yaml:"tags"`
+	DrainTag      string         `yaml:"drain_tag"`
+	Register      []watch.Member `yaml:"register"`
+	Check         CheckConfig    `yaml:"check"`
+	Static        []watch.Member `yaml:"static"`
+	Probe         string         `yaml:"probe"`
+	ProbeInterval Duration       `yaml:"probe_interval"`
 }
 
 // CheckConfig is the health check of registered collectors.
 type CheckConfig struct {
-	Type                    string             `yaml:"type"`
-	Path                    string             `yaml:"path"`
-	Interval                promshard.Duration `yaml:"interval"`
-	Timeout                 promshard.Duration `yaml:"timeout"`
-	DeregisterCriticalAfter promshard.Duration `yaml:"deregister_critical_after"`
+	Type                    string   `yaml:"type"`
+	Path                    string   `yaml:"path"`
+	Interval                Duration `yaml:"interval"`
+	Timeout                 Duration `yaml:"timeout"`
+	DeregisterCriticalAfter Duration `yaml:"deregister_critical_after"`
 }
 
 // TargetsConfig names exactly one target provider.
@@ -94,7 +95,7 @@ type TargetsConfig struct {
 	FileSD []string             `yaml:"file_sd"`
 	HTTPSD *struct {
 		URL     string                   `yaml:"url"`
-		Timeout promshard.Duration       `yaml:"timeout"`
+		Timeout Duration                 `yaml:"timeout"`
 		Client  promcfg.HTTPClientConfig `yaml:",inline"` // auth and TLS as in a Prometheus scrape config
 	} `yaml:"http_sd"`
 	PrometheusSD map[string]any `yaml:"prometheus_sd"`
@@ -118,7 +119,7 @@ type ReloadConfig struct {
 	HTTP        struct {
 		Path    string                   `yaml:"path"`
 		Scheme  string                   `yaml:"scheme"`
-		Timeout promshard.Duration       `yaml:"timeout"`
+		Timeout Duration                 `yaml:"timeout"`
 		Retries int                      `yaml:"retries"`
 		Client  promcfg.HTTPClientConfig `yaml:",inline"`
 	} `yaml:"http"`
@@ -126,8 +127,8 @@ type ReloadConfig struct {
 		PIDFile string `yaml:"pid_file"`
 	} `yaml:"signal"`
 	Command struct {
-		Args    []string           `yaml:"args"`
-		Timeout promshard.Duration `yaml:"timeout"`
+		Args    []string `yaml:"args"`
+		Timeout Duration `yaml:"timeout"`
 	} `yaml:"command"`
 }
 
@@ -140,7 +141,7 @@ func LoadConfig(path string) (*Config, error) {
 		err = yaml.UnmarshalStrict(b, &c)
 	}
 	if err == nil {
-		err = promshard.CheckDurations(&c)
+		err = CheckDurations(&c)
 	}
 	if err == nil {
 		err = c.check()
@@ -151,7 +152,7 @@ func LoadConfig(path string) (*Config, error) {
 func (c *Config) check() error {
 	_, cerr := c.Consul.APIConfig()
 	le := c.LeaderElection
-	c.lock = watch.LockOptions{Key: le.Key, Name: le.Name, SessionTTL: le.SessionTTL.Duration, LockDelay: le.LockDelay.Duration}
+	c.lock = elect.LockOptions{Key: le.Key, Name: le.Name, SessionTTL: le.SessionTTL.Duration, LockDelay: le.LockDelay.Duration}
 	switch lerr, d := c.checkListen("listen"), c.RefreshInterval; {
 	case d.Text() != "" && d.Duration < promshard.MinRefreshInterval:
 		return fmt.Errorf("refresh_interval: %q, want at least %v", d.Text(), promshard.MinRefreshInterval)
@@ -167,6 +168,9 @@ func (c *Config) check() error {
 		return fmt.Errorf("jobs: no job configured")
 	}
 	seen := map[string]string{} // "name N" and "dir D" → the job that has it
+	if sc := c.Audit.Scheme; sc != "" && sc != "http" && sc != "https" {
+		return fmt.Errorf("audit.scheme: %q, want http or https", sc)
+	}
 	for i := range c.Jobs {
 		j := &c.Jobs[i]
 		if j.Name == "" || seen["name "+j.Name] != "" {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -18,8 +19,10 @@ import (
 	_ "github.com/prometheus/prometheus/discovery/file"
 	_ "github.com/prometheus/prometheus/discovery/http"
 
-	"github.com/promshard/promshard"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/promshard/promshard/shard"
+	"github.com/promshard/promshard/web"
 )
 
 // sdBuild says which Prometheus SDs this build has.
@@ -62,7 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (Flags, error) {
 	fs.IntVar(&f.Capacity, "capacity", 0, "simulate: the most targets a collector may hold (0: no cap)")
 	err := fs.Parse(args)
 	if f.Simulate, f.DryRun = sim, f.DryRun || sim; err == nil {
-		f.Change, err = promshard.ParseChange(remove, add, weight)
+		f.Change, err = web.ParseChange(remove, add, weight)
 	}
 	switch {
 	case err != nil:
@@ -134,6 +137,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "prome-shard:", err)
+		if errors.As(err, new(bindError)) {
+			return exitConfig
+		}
 		return exitFailed
 	}
 	return exitOK
@@ -151,6 +157,12 @@ func load(f Flags, logger *slog.Logger) (*app, error) {
 	}
 	return newApp(cfg, f, logger)
 }
+
+// bindError is a listen address that cannot be bound: a config mistake,
+// found before any work.
+type bindError struct{ error }
+
+func (e bindError) Unwrap() error { return e.error }
 
 // errReload ends serve when a SIGHUP brought a config that builds.
 var errReload = errors.New("config reloaded")
@@ -183,8 +195,26 @@ func (a *app) serve(ctx context.Context) error {
 			a.log.Error("config reload failed; the running config stays", "err", err)
 		}
 	}()
+	var l net.Listener
+	if a.cfg.Listen != "" { // bound before any work: a busy port writes nothing
+		var err error
+		if l, err = net.Listen("tcp", a.cfg.Listen); err != nil {
+			return bindError{fmt.Errorf("http server: %w", err)}
+		}
+	}
 	a.log.Info("prome-shard running", "version", version, "jobs", len(a.cfg.Jobs), "listen", a.cfg.Listen, "self", a.flags.Member)
-	err := a.sharder.Run(ctx, nil) // nil after a signal
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.sharder.Run(gctx, nil) }) // nil after a signal
+	if l != nil {
+		h := web.Handler(a.sharder, web.Options{Gatherer: a.reg, Pprof: a.cfg.Pprof, Logger: a.log})
+		g.Go(func() error {
+			if err := serveOn(gctx, l, h); err != nil {
+				return fmt.Errorf("http server on %s: %w", a.cfg.Listen, err)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
 	a.log.Info("stopped")
 	if context.Cause(ctx) == errReload {
 		return errReload
@@ -199,9 +229,9 @@ func simulateSaved(f Flags, w io.Writer) error {
 		return err
 	}
 	defer r.Close()
-	sims, err := promshard.SimulateSaved(r, f.Change, f.Capacity)
+	sims, err := web.SimulateSaved(r, f.Change, f.Capacity)
 	if err != nil {
 		return err
 	}
-	return promshard.WriteSimulations(w, sims, f.Output)
+	return writeSimulations(w, sims, f.Output)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/promshard/promshard/internal/testenv"
 	"github.com/promshard/promshard/shard"
+	"github.com/promshard/promshard/web"
 )
 
 const okJob = `
@@ -55,7 +56,7 @@ func TestConfigErrorsExit2(t *testing.T) {
 		{"unknown job field", strings.Replace(okJob, "    output:", "    outptu: {}\n    output:", 1), "field outptu not found"},
 		{"bad duration", okJob + "refresh_interval: 5x\n", `refresh_interval: "5x" is not a duration`},
 		{"bad audit duration", okJob + "audit: {grace: 2x}\n", `audit.grace: "2x" is not a duration`},
-		{"bad audit scheme", okJob + "audit: {scheme: ftp}\n", `CollectorScheme "ftp": want http or https`},
+		{"bad audit scheme", okJob + "audit: {scheme: ftp}\n", `audit.scheme: "ftp", want http or https`},
 		{"bad audit client", okJob + "audit: {bearer_token: a, bearer_token_file: b}\n", "audit:"},
 		{"missing provider", strings.Replace(okJob, "      static: [{targets: [h1:9100, h2:9100, h3:9100]}]\n", "      allow_empty: true\n", 1), "jobs[0] (node).targets: set exactly one provider"},
 		{"two providers", strings.Replace(okJob, "static: [{targets:", "file_sd: [x.json]\n      static: [{targets:", 1), "found 2"},
@@ -67,7 +68,7 @@ func TestConfigErrorsExit2(t *testing.T) {
 		{"bad template", strings.Replace(okJob, "{dir: OUT}", "{dir: OUT, file: all.json}", 1), "must depend on {{.ID}}"},
 		{"no jobs", "listen: 127.0.0.1:1\n", "no job configured"},
 		{"an SD not compiled in", strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "prometheus_sd: {kubernetes_sd_configs: [{role: pod}]}", 1), "kubernetes_sd_configs: not compiled into this program (its package is not imported, or the name is misspelt); this build has consul, dns, file and http; build with -tags promsd_all"},
-		{"bad session_ttl", "leader_election: {key: k, session_ttl: 1s}\n" + okJob, "leader_election: watch: LockOptions.SessionTTL 1s: want 10s to 24h0m0s"},
+		{"bad session_ttl", "leader_election: {key: k, session_ttl: 1s}\n" + okJob, "leader_election: elect: LockOptions.SessionTTL 1s: want 10s to 24h0m0s"},
 		{"bad lock_delay", "leader_election: {key: k, lock_delay: 2x}\n" + okJob, `leader_election.lock_delay: "2x" is not a duration`},
 		{"bad prometheus_sd", strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "prometheus_sd: {foo_sd_configs: [{}]}", 1), "prometheus_sd"},
 	} {
@@ -214,8 +215,9 @@ func TestExitCodes(t *testing.T) {
 		}
 		defer l.Close()
 		code, _, stderr := runCmd("-config", p, "-listen", l.Addr().String())
-		if code != 1 || !strings.Contains(stderr, "part=\"http server on") || !strings.Contains(stderr, "address already in use") {
-			t.Fatalf("exit %d, stderr %q; want 1 naming the http server", code, stderr)
+		if code != exitConfig || !strings.Contains(stderr, "http server: listen") || !strings.Contains(stderr, "address already in use") ||
+			strings.Contains(stderr, "msg=reshard") {
+			t.Fatalf("exit %d, stderr %q; want 2 naming the http server, before any reshard", code, stderr)
 		}
 	})
 	t.Run("once fails", func(t *testing.T) {
@@ -310,7 +312,7 @@ func TestSimulateCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	a.sharder.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/assignment", nil))
+	web.Handler(a.sharder, web.Options{}).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/assignment", nil))
 	os.WriteFile(saved, rec.Body.Bytes(), 0o644)
 	code, offline, stderr := runCmd("simulate", "-from", saved, "-remove", "collector-a", "-o", "json")
 	if code != 0 || offline != live {

@@ -1,4 +1,4 @@
-package watch_test
+package elect_test
 
 import (
 	"bytes"
@@ -13,8 +13,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/promshard/promshard/elect"
 	"github.com/promshard/promshard/internal/testenv"
-	"github.com/promshard/promshard/watch"
 )
 
 func TestLockOptionsErrors(t *testing.T) {
@@ -23,30 +23,30 @@ func TestLockOptionsErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		o    watch.LockOptions
+		o    elect.LockOptions
 		want string
 	}{
-		{watch.LockOptions{}, "LockOptions.Key is empty"},
-		{watch.LockOptions{Key: "/"}, "LockOptions.Key is empty"},
-		{watch.LockOptions{Key: "k", SessionTTL: time.Second}, "LockOptions.SessionTTL 1s: want 10s to 24h0m0s"},
-		{watch.LockOptions{Key: "k", LockDelay: 2 * time.Minute}, "LockOptions.LockDelay 2m0s: at most 1m0s"},
+		{elect.LockOptions{}, "LockOptions.Key is empty"},
+		{elect.LockOptions{Key: "/"}, "LockOptions.Key is empty"},
+		{elect.LockOptions{Key: "k", SessionTTL: time.Second}, "LockOptions.SessionTTL 1s: want 10s to 24h0m0s"},
+		{elect.LockOptions{Key: "k", LockDelay: 2 * time.Minute}, "LockOptions.LockDelay 2m0s: at most 1m0s"},
 	} {
-		if _, err := watch.NewConsulLock(c, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := elect.NewConsulLock(c, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: got %v, want %q", tc.o, err, tc.want)
 		}
 	}
-	if _, err := watch.NewConsulLock(nil, watch.LockOptions{Key: "k"}); err == nil {
+	if _, err := elect.NewConsulLock(nil, elect.LockOptions{Key: "k"}); err == nil {
 		t.Error("a nil client was accepted")
 	}
 }
 
 // runLock runs a lock (no lock delay unless o says otherwise) until the
 // test ends or stop is called.
-func runLock(t *testing.T, client *api.Client, o watch.LockOptions) (l *watch.ConsulLock, stop func()) {
+func runLock(t *testing.T, client *api.Client, o elect.LockOptions) (l *elect.ConsulLock, stop func()) {
 	t.Helper()
 	o.LockDelay = cmp.Or(o.LockDelay, -1)
 	o.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l, err := watch.NewConsulLock(client, o)
+	l, err := elect.NewConsulLock(client, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func runLock(t *testing.T, client *api.Client, o watch.LockOptions) (l *watch.Co
 	return l, stop
 }
 
-func waitLeading(t *testing.T, l *watch.ConsulLock, want bool) {
+func waitLeading(t *testing.T, l *elect.ConsulLock, want bool) {
 	t.Helper()
 	if err := testenv.WaitFor(30*time.Second, 20*time.Millisecond, func() error {
 		if l.Leading() != want {
@@ -86,9 +86,9 @@ func waitLeading(t *testing.T, l *watch.ConsulLock, want bool) {
 func TestConsulLock(t *testing.T) {
 	_, client := startAgent(t)
 	ctx := context.Background()
-	a, stopA := runLock(t, client, watch.LockOptions{Key: "promshard/test", Name: "a"})
+	a, stopA := runLock(t, client, elect.LockOptions{Key: "promshard/test", Name: "a"})
 	waitLeading(t, a, true)
-	b, stopB := runLock(t, client, watch.LockOptions{Key: "promshard/test", Name: "b"})
+	b, stopB := runLock(t, client, elect.LockOptions{Key: "promshard/test", Name: "b"})
 	if err := testenv.WaitFor(10*time.Second, 20*time.Millisecond, func() error {
 		if b.Leader() != "a" {
 			return errors.New("b does not see a as the leader")
@@ -101,18 +101,18 @@ func TestConsulLock(t *testing.T) {
 		t.Fatal("both lead")
 	}
 	for want := uint64(1); want <= 2; want++ {
-		e, err := a.Publish(ctx, watch.Epoch{Job: "j", Members: []string{"c1", "c2"}, Hash: "h"})
+		e, err := a.Publish(ctx, elect.Epoch{Job: "j", Members: []string{"c1", "c2"}, Hash: "h"})
 		if err != nil || e.Epoch != want || e.Leader != "a" {
 			t.Fatalf("a.Publish: %+v, %v; want epoch %d by a", e, err, want)
 		}
 	}
-	if _, err := b.Publish(ctx, watch.Epoch{Job: "j"}); !errors.Is(err, watch.ErrNotLeader) {
+	if _, err := b.Publish(ctx, elect.Epoch{Job: "j"}); !errors.Is(err, elect.ErrNotLeader) {
 		t.Fatalf("b.Publish: %v, want ErrNotLeader", err)
 	}
 	if err := a.Check(ctx); err != nil {
 		t.Fatalf("a.Check: %v", err)
 	}
-	if err := b.Check(ctx); !errors.Is(err, watch.ErrNotLeader) {
+	if err := b.Check(ctx); !errors.Is(err, elect.ErrNotLeader) {
 		t.Fatalf("b.Check: %v, want ErrNotLeader", err)
 	}
 	if e, err := b.Published(ctx, "j"); err != nil || e.Epoch != 2 || e.Leader != "a" || e.Hash != "h" {
@@ -133,15 +133,15 @@ func TestConsulLock(t *testing.T) {
 			}
 		}
 	}
-	if err := a.Check(ctx); !errors.Is(err, watch.ErrNotLeader) {
+	if err := a.Check(ctx); !errors.Is(err, elect.ErrNotLeader) {
 		t.Fatalf("a.Check after its session ended: %v, want ErrNotLeader", err)
 	}
-	copies := map[*watch.ConsulLock]func(){a: stopA, b: stopB}
-	leader := func() *watch.ConsulLock {
+	copies := map[*elect.ConsulLock]func(){a: stopA, b: stopB}
+	leader := func() *elect.ConsulLock {
 		t.Helper()
-		var l *watch.ConsulLock
+		var l *elect.ConsulLock
 		if err := testenv.WaitFor(30*time.Second, 20*time.Millisecond, func() error {
-			var leading []*watch.ConsulLock
+			var leading []*elect.ConsulLock
 			for c := range copies {
 				if c.Leading() {
 					leading = append(leading, c)
@@ -158,7 +158,7 @@ func TestConsulLock(t *testing.T) {
 		return l
 	}
 	next := leader()
-	if e, err := next.Publish(ctx, watch.Epoch{Job: "j"}); err != nil || e.Epoch != 3 {
+	if e, err := next.Publish(ctx, elect.Epoch{Job: "j"}); err != nil || e.Epoch != 3 {
 		t.Fatalf("%s.Publish after the session ended: %+v, %v", next.Name(), e, err)
 	}
 
@@ -166,7 +166,7 @@ func TestConsulLock(t *testing.T) {
 	copies[next]()
 	delete(copies, next)
 	last := leader()
-	if e, err := last.Publish(ctx, watch.Epoch{Job: "j"}); err != nil || e.Epoch != 4 || e.Leader != last.Name() {
+	if e, err := last.Publish(ctx, elect.Epoch{Job: "j"}); err != nil || e.Epoch != 4 || e.Leader != last.Name() {
 		t.Fatalf("%s.Publish after %s stopped: %+v, %v", last.Name(), next.Name(), e, err)
 	}
 }
@@ -176,8 +176,8 @@ func TestConsulLock(t *testing.T) {
 // TTL; when Consul is back (a dev agent that starts empty) it leads again.
 func TestConsulLockOutage(t *testing.T) {
 	agent, client := startAgent(t)
-	l, _ := runLock(t, client, watch.LockOptions{Key: "promshard/outage", Name: "a", BackoffMax: time.Second,
-		LockDelay: watch.DefaultLockDelay})
+	l, _ := runLock(t, client, elect.LockOptions{Key: "promshard/outage", Name: "a", BackoffMax: time.Second,
+		LockDelay: elect.DefaultLockDelay})
 	waitLeading(t, l, true)
 	agent.Stop()
 	down := time.Now()
@@ -185,8 +185,8 @@ func TestConsulLockOutage(t *testing.T) {
 		t.Fatal("the fence passed with Consul down")
 	}
 	waitLeading(t, l, false)
-	if d := time.Since(down); d > watch.DefaultSessionTTL+5*time.Second {
-		t.Errorf("stopped leading %v after Consul went down, want about the TTL (%v)", d, watch.DefaultSessionTTL)
+	if d := time.Since(down); d > elect.DefaultSessionTTL+5*time.Second {
+		t.Errorf("stopped leading %v after Consul went down, want about the TTL (%v)", d, elect.DefaultSessionTTL)
 	}
 	agent.Start()
 	waitLeading(t, l, true)
@@ -195,46 +195,46 @@ func TestConsulLockOutage(t *testing.T) {
 	}
 }
 
-// TestConsulLockCosts: only the leader publishes a cost table; a standby
+// TestConsulLockBlobs: only the leader publishes a blob; a standby
 // and an observer read it back whole, however many chunks it takes; a new
 // table replaces the old one and its chunks.
-func TestConsulLockCosts(t *testing.T) {
+func TestConsulLockBlobs(t *testing.T) {
 	_, client := startAgent(t)
 	ctx := context.Background()
-	a, _ := runLock(t, client, watch.LockOptions{Key: "promshard/costs", Name: "a"})
+	a, _ := runLock(t, client, elect.LockOptions{Key: "promshard/costs", Name: "a"})
 	waitLeading(t, a, true)
-	b, _ := runLock(t, client, watch.LockOptions{Key: "promshard/costs", Name: "b"})
-	obs, _ := runLock(t, client, watch.LockOptions{Key: "promshard/costs", Name: "obs", Observe: true})
-	if table, sum, err := b.PublishedCosts(ctx, "j"); table != nil || sum != "" || err != nil {
+	b, _ := runLock(t, client, elect.LockOptions{Key: "promshard/costs", Name: "b"})
+	obs, _ := runLock(t, client, elect.LockOptions{Key: "promshard/costs", Name: "obs", Observe: true})
+	if table, sum, err := b.ReadBlob(ctx, "j"); table != nil || sum != "" || err != nil {
 		t.Fatalf("before any table: %d bytes, %q, %v", len(table), sum, err)
 	}
 	big := make([]byte, 700<<10) // three chunks
 	for i := range big {
 		big[i] = byte(i * 7)
 	}
-	if err := b.PublishCosts(ctx, "j", big); !errors.Is(err, watch.ErrNotLeader) {
-		t.Fatalf("b.PublishCosts: %v, want ErrNotLeader", err)
+	if err := b.PublishBlob(ctx, "j", big); !errors.Is(err, elect.ErrNotLeader) {
+		t.Fatalf("b.PublishBlob: %v, want ErrNotLeader", err)
 	}
-	if err := a.PublishCosts(ctx, "j", big); err != nil {
+	if err := a.PublishBlob(ctx, "j", big); err != nil {
 		t.Fatal(err)
 	}
 	var first string
-	for _, l := range []*watch.ConsulLock{b, obs} {
-		table, sum, err := l.PublishedCosts(ctx, "j")
+	for _, l := range []*elect.ConsulLock{b, obs} {
+		table, sum, err := l.ReadBlob(ctx, "j")
 		if err != nil || !bytes.Equal(table, big) || sum == "" {
 			t.Fatalf("%s read %d bytes (%q, %v), want the %d published", l.Name(), len(table), sum, err, len(big))
 		}
 		first = sum
 	}
 	small := []byte("small")
-	if err := a.PublishCosts(ctx, "j", small); err != nil {
+	if err := a.PublishBlob(ctx, "j", small); err != nil {
 		t.Fatal(err)
 	}
-	table, sum, err := obs.PublishedCosts(ctx, "j")
+	table, sum, err := obs.ReadBlob(ctx, "j")
 	if err != nil || string(table) != "small" || sum == first {
 		t.Fatalf("after a new table: %q, %q, %v", table, sum, err)
 	}
-	keys, _, err := client.KV().Keys("promshard/costs/costs-data/j/", "", nil)
+	keys, _, err := client.KV().Keys("promshard/costs/blobs-data/j/", "", nil)
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("chunks left: %v, %v; want only the new table's one", keys, err)
 	}

@@ -1,8 +1,6 @@
-package promshard
+package web
 
 import (
-	"cmp"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,11 +8,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/promshard/promshard"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/watch"
 )
@@ -26,7 +24,7 @@ type JobAssignment struct {
 	Ring     shard.Kind `json:"ring"`
 	Replicas int        `json:"replicas"`
 	KeyLabel string     `json:"key_label,omitempty"`
-	// Epoch, Hash and Agrees are the published epoch (with Options.Elector)
+	// Epoch, Hash and Agrees are the published epoch (with an Elector)
 	// and whether this copy's plan is it; Role and Leader the election.
 	Epoch  uint64 `json:"epoch,omitempty"`
 	Hash   string `json:"hash,omitempty"`
@@ -56,8 +54,9 @@ type CollectorAssignment struct {
 	PushPending bool   `json:"push_pending,omitempty"`
 }
 
-// assignment is a job's JobAssignment; false before its first assignment.
-func (s *Sharder) assignment(name string) (JobAssignment, bool) {
+// Assignment is a job's JobAssignment, as /api/v1/assignment serves it;
+// false before its first assignment.
+func Assignment(s *promshard.Sharder, name string) (JobAssignment, bool) {
 	snap, _ := s.Snapshot(name)
 	asg := snap.Assignment
 	if asg == nil {
@@ -77,7 +76,7 @@ func (s *Sharder) assignment(name string) (JobAssignment, bool) {
 		return out
 	}
 	ja := JobAssignment{Ring: asg.Ring, Replicas: asg.RequestedReplicas, KeyLabel: snap.KeyLabel, Epoch: snap.Epoch.Epoch,
-		Hash: snap.Epoch.Hash, Agrees: snap.Agrees, Role: snap.Role, Leader: snap.Leader, Collectors: map[string]CollectorAssignment{},
+		Hash: snap.Epoch.Hash, Agrees: snap.Agrees, Role: string(snap.Role), Leader: snap.Leader, Collectors: map[string]CollectorAssignment{},
 		Unplaced: asg.Unplaced}
 	for _, m := range asg.Members {
 		ja.Collectors[m.ID] = CollectorAssignment{Address: addr[m.ID], Domain: m.Domain, Weight: m.Weight,
@@ -100,7 +99,7 @@ func (s *Sharder) assignment(name string) (JobAssignment, bool) {
 // saved copy, which holds only addresses.
 func (ja JobAssignment) Simulate(change shard.Change, capacity int) (*shard.Simulation, error) {
 	if ja.KeyLabel != "" && ja.KeyLabel != string(model.AddressLabel) {
-		return nil, fmt.Errorf("promshard: the assignment is placed by label %q, which a saved copy does not hold", ja.KeyLabel)
+		return nil, fmt.Errorf("web: the assignment is placed by label %q, which a saved copy does not hold", ja.KeyLabel)
 	}
 	var ms []shard.Member
 	seen := map[string]bool{}
@@ -125,7 +124,7 @@ func (ja JobAssignment) Simulate(change shard.Change, capacity int) (*shard.Simu
 func ReadAssignment(r io.Reader) (map[string]JobAssignment, error) {
 	var out map[string]JobAssignment
 	if err := json.NewDecoder(r).Decode(&out); err != nil {
-		return nil, fmt.Errorf("promshard: not an /api/v1/assignment answer: %w", err)
+		return nil, fmt.Errorf("web: not an /api/v1/assignment answer: %w", err)
 	}
 	return out, nil
 }
@@ -142,40 +141,6 @@ func SimulateSaved(r io.Reader, change shard.Change, capacity int) (map[string]*
 		if sims[job], err = saved[job].Simulate(change, capacity); err != nil {
 			return nil, fmt.Errorf("job %q: %w", job, err)
 		}
-	}
-	return sims, nil
-}
-
-// Simulate computes what change would do to a job now: over its current
-// ring members and the targets its provider gives (the last good ones),
-// placed exactly as a reshard would place them, and with capacity (targets
-// per collector; 0: none) how many would be above it. It changes nothing:
-// an ops daemon asks it before it drains a host.
-func (s *Sharder) Simulate(ctx context.Context, job string, change shard.Change, capacity int) (*shard.Simulation, error) {
-	j, err := s.job(job)
-	if err != nil {
-		return nil, err
-	}
-	snap, _ := s.Snapshot(job)
-	if snap.Assignment == nil {
-		return nil, fmt.Errorf("job %q: %w", job, ErrNotStarted)
-	}
-	res, err := s.reg.Targets(ctx, job)
-	if err != nil && res.Fetched.IsZero() {
-		return nil, fmt.Errorf("job %q: %w", job, err)
-	}
-	return shard.Simulate(snap.Assignment.Ring, snap.Assignment.Members, res.Groups, j.cfg.Shard, change, capacity)
-}
-
-// SimulateAll is [Sharder.Simulate] for every job, by name.
-func (s *Sharder) SimulateAll(ctx context.Context, change shard.Change, capacity int) (map[string]*shard.Simulation, error) {
-	sims := map[string]*shard.Simulation{}
-	for _, name := range s.Jobs() {
-		sim, err := s.Simulate(ctx, name, change, capacity)
-		if err != nil {
-			return nil, fmt.Errorf("job %q: %w", name, err)
-		}
-		sims[name] = sim
 	}
 	return sims, nil
 }
@@ -216,45 +181,4 @@ func ParseChange(remove, add, weight []string) (shard.Change, error) {
 		c.Weight[id] = n
 	}
 	return c, nil
-}
-
-// WriteSimulations prints the simulation of each job: as tables for a
-// person, by job name (format "table" or ""), or as JSON ("json").
-func WriteSimulations(w io.Writer, sims map[string]*shard.Simulation, format string) error {
-	switch format {
-	case "json":
-		return json.NewEncoder(w).Encode(sims)
-	case "table", "":
-	default:
-		return fmt.Errorf("promshard: format %q: want table or json", format)
-	}
-	for _, job := range slices.Sorted(maps.Keys(sims)) {
-		if err := WriteSimulation(w, job, sims[job]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// WriteSimulation prints a simulation for a person: the balance before and
-// after, the moves per pair of collectors, and every collector's counts.
-func WriteSimulation(w io.Writer, job string, sim *shard.Simulation) error {
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "job %s: %d targets, %d would move\n", job, sim.Targets, sim.Moved)
-	fmt.Fprintf(tw, "  before: %d collectors, max %d, mean %.1f, max/mean %.3f\n", sim.Before.Members, sim.Before.Max,
-		sim.Before.Mean, sim.Before.MaxOverMean())
-	fmt.Fprintf(tw, "  after:  %d collectors, max %d, mean %.1f, max/mean %.3f\n", sim.After.Members, sim.After.Max,
-		sim.After.Mean, sim.After.MaxOverMean())
-	if sim.Capacity > 0 {
-		fmt.Fprintf(tw, "  capacity %d targets per collector: %d unplaced\n", sim.Capacity, sim.Unplaced)
-	}
-	fmt.Fprintf(tw, "  FROM\tTO\tTARGETS\n")
-	for _, m := range sim.Moves {
-		fmt.Fprintf(tw, "  %s\t%s\t%d\n", cmp.Or(m.From, "(new replica)"), cmp.Or(m.To, "(dropped)"), m.Targets)
-	}
-	fmt.Fprintf(tw, "  COLLECTOR\tBEFORE\tAFTER\tSTATE\n")
-	for _, l := range sim.Loads {
-		fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\n", l.ID, l.Before, l.After, l.State)
-	}
-	return tw.Flush()
 }

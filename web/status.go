@@ -1,4 +1,4 @@
-package promshard
+package web
 
 import (
 	_ "embed"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/promshard/promshard"
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/watch"
 )
@@ -21,9 +22,6 @@ var statusTmpl = template.Must(template.New("status").Parse(statusHTML))
 
 // statusPerPage bounds the collectors listed per job on one page.
 const statusPerPage = 50
-
-// recentReshards is how many reports a job keeps for the status page.
-const recentReshards = 10
 
 type statusPage struct {
 	Now  time.Time
@@ -40,7 +38,7 @@ type statusJob struct {
 	Out                           []statusBar // out of the ring, holding nothing
 	Pages                         []int
 	Audit                         *statusAudit
-	Recent                        []Report
+	Recent                        []promshard.Report
 }
 
 type statusBar struct {
@@ -65,13 +63,13 @@ type statusState struct {
 // serveStatus renders the status page: per job its collectors as bars (at
 // most statusPerPage a page, whatever the fleet), the election, the
 // audit's counts, the last reshards, and a search that asks explain.
-func (s *Sharder) serveStatus(w http.ResponseWriter, r *http.Request) {
+func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
 	page = max(page, 1)
 	data := statusPage{Now: time.Now(), Page: page}
-	for _, name := range s.Jobs() {
-		snap, _ := s.Snapshot(name)
-		sj := statusJob{Name: name, Role: snap.Role, Leader: snap.Leader, Epoch: snap.Epoch.Epoch, Agrees: snap.Agrees,
+	for _, name := range h.s.Jobs() {
+		snap, _ := h.s.Snapshot(name)
+		sj := statusJob{Name: name, Role: string(snap.Role), Leader: snap.Leader, Epoch: snap.Epoch.Epoch, Agrees: snap.Agrees,
 			Ready: snap.Ready(), Recent: snap.Recent}
 		if snap.Last.Err != nil {
 			sj.Err = snap.Last.Err.Error()
@@ -90,7 +88,7 @@ func (s *Sharder) serveStatus(w http.ResponseWriter, r *http.Request) {
 			for _, st := range audit.States() {
 				link := ""
 				if st != audit.OK {
-					link = "/api/v1/audit?" + url.Values{"job": {name}, "state": {string(st)}}.Encode()
+					link = "api/v1/audit?" + url.Values{"job": {name}, "state": {string(st)}}.Encode()
 				}
 				sa.States = append(sa.States, statusState{State: st, N: a.Counts[st], Link: link})
 			}
@@ -100,7 +98,7 @@ func (s *Sharder) serveStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := statusTmpl.Execute(w, data); err != nil {
-		s.opts.Logger.Warn("status page", "err", err)
+		h.opts.Logger.Warn("status page", "err", err)
 	}
 }
 
@@ -108,7 +106,7 @@ func (s *Sharder) serveStatus(w http.ResponseWriter, r *http.Request) {
 // out of it that still holds targets (a drain waiting for its hand-offs),
 // by ID, scaled to the fullest; out lists the collectors still registered
 // that hold nothing.
-func statusBars(snap Snapshot) (bars, out []statusBar) {
+func statusBars(snap promshard.Snapshot) (bars, out []statusBar) {
 	addr := map[string]string{}
 	for _, m := range snap.Members {
 		addr[m.ID] = m.HostPort()

@@ -1,7 +1,7 @@
 package promshard
 
 import (
-	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -85,10 +85,8 @@ func TestLeaverGetsEmptyListUntilGone(t *testing.T) {
 		if len(snap.Last.Leaving) != 1 || snap.Last.Leaving[0] != "c" {
 			t.Fatalf("report: leaving %v", snap.Last.Leaving)
 		}
-		rec := httptest.NewRecorder()
-		h.s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/assignment", nil))
-		if !strings.Contains(rec.Body.String(), `"state": "leaving"`) || !strings.Contains(rec.Body.String(), `"push_pending": true`) {
-			t.Fatalf("assignment: %s", rec.Body)
+		if len(snap.Leavers) != 1 || snap.Leavers[0].State != watch.StateCritical || !slices.Contains(snap.PendingReloads, "c") {
+			t.Fatalf("snapshot: leavers %+v, pending reloads %v", snap.Leavers, snap.PendingReloads)
 		}
 		time.Sleep(10 * time.Minute) // backoff up to 30 s: well past 15 attempts
 		synctest.Wait()
@@ -127,7 +125,7 @@ func TestDrainIsAPlannedMove(t *testing.T) {
 	for _, how := range []string{"maintenance", "tag"} {
 		t.Run(how, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				h, r, f := startRoster(t, Job{DrainTag: "drain"}, Options{Handoff: true})
+				h, r, f := startRoster(t, Job{DrainTag: "drain"}, Options{Handoff: HandoffOptions{Enabled: true}})
 				r.send(h, []string{"a", "b", "c"})
 				_, had := h.holds("c")
 				if how == "maintenance" {
@@ -141,10 +139,8 @@ func TestDrainIsAPlannedMove(t *testing.T) {
 				if _, n := h.holds("c"); n != had {
 					t.Fatalf("c lost its targets before their new owners scrape them: %d of %d", n, had)
 				}
-				rec := httptest.NewRecorder()
-				h.s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/assignment", nil))
-				if !strings.Contains(rec.Body.String(), `"state": "draining"`) {
-					t.Fatalf("assignment: %s", rec.Body)
+				if snap, _ := h.s.Snapshot("node"); len(snap.Leavers) != 1 || snap.Leavers[0].State != watch.StateMaintenance {
+					t.Fatalf("snapshot: leavers %+v", snap.Leavers)
 				}
 				f.set("a", true)
 				f.set("b", true)

@@ -1,4 +1,4 @@
-package promshard
+package main
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/promshard/promshard"
 )
 
 // Duration is a duration in a YAML config ("30s", "5m", "1d"), for a
@@ -67,4 +69,29 @@ func badDuration(v reflect.Value, path string) error {
 		}
 	}
 	return nil
+}
+
+// BalanceConfig is a job's balance: in the YAML a user writes, turned into
+// a promshard.Balance.
+type BalanceConfig struct {
+	By              string   `yaml:"by"`
+	Epsilon         float64  `yaml:"epsilon"`
+	Settle          Duration `yaml:"settle"`
+	Interval        Duration `yaml:"interval"`
+	Window          Duration `yaml:"window"`
+	MaxMoveFraction float64  `yaml:"max_move_fraction"`
+}
+
+// CapacityConfig is a job's capacity.
+type CapacityConfig struct {
+	MaxSeries  uint64 `yaml:"max_series"`
+	Overcommit bool   `yaml:"overcommit"`
+}
+
+// balance is the library's Balance of a job's config.
+func (j *JobConfig) balance() promshard.Balance {
+	b := j.Balance
+	return promshard.Balance{By: promshard.BalanceBy(b.By), Epsilon: b.Epsilon, Settle: b.Settle.Duration,
+		Interval: b.Interval.Duration, Window: b.Window.Duration, MaxMoveFraction: b.MaxMoveFraction,
+		Capacity: promshard.Capacity{MaxSeries: j.Capacity.MaxSeries, Overcommit: j.Capacity.Overcommit}}
 }

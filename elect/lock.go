@@ -1,4 +1,4 @@
-package watch
+package elect
 
 import (
 	"cmp"
@@ -20,6 +20,8 @@ import (
 
 // Defaults and bounds of [LockOptions].
 const (
+	DefaultBackoffMin = 100 * time.Millisecond
+	DefaultBackoffMax = 30 * time.Second
 	// DefaultSessionTTL is how long a leader that stopped answering keeps
 	// the lock: Consul's shortest session TTL.
 	DefaultSessionTTL = 10 * time.Second
@@ -43,14 +45,14 @@ const (
 
 // ErrNotLeader is returned by [ConsulLock.Check] and [ConsulLock.Publish]
 // when this copy does not hold the lock (any more).
-var ErrNotLeader = errors.New("watch: not the leader")
+var ErrNotLeader = errors.New("elect: not the leader")
 
 // LockOptions configures a [ConsulLock]. Zero values get the documented
 // defaults.
 type LockOptions struct {
 	// Key is the KV prefix of the election. The lock is Key+"/leader";
-	// each job's published epoch is Key+"/epoch/"+job, and its cost table
-	// (see [ConsulLock.PublishCosts]) Key+"/costs/"+job. Required.
+	// each job's published epoch is Key+"/epoch/"+job, and each blob
+	// (see [ConsulLock.PublishBlob]) Key+"/blobs/"+name. Required.
 	Key string
 	// Name says who this copy is, in the lock's value, the session's name
 	// and logs; default hostname-pid.
@@ -135,11 +137,11 @@ type lockValue struct {
 func (o LockOptions) Validate() error {
 	switch {
 	case strings.Trim(o.Key, "/") == "":
-		return errors.New("watch: LockOptions.Key is empty")
+		return errors.New("elect: LockOptions.Key is empty")
 	case o.SessionTTL != 0 && (o.SessionTTL < MinSessionTTL || o.SessionTTL > MaxSessionTTL):
-		return fmt.Errorf("watch: LockOptions.SessionTTL %v: want %v to %v", o.SessionTTL, MinSessionTTL, MaxSessionTTL)
+		return fmt.Errorf("elect: LockOptions.SessionTTL %v: want %v to %v", o.SessionTTL, MinSessionTTL, MaxSessionTTL)
 	case o.LockDelay > MaxLockDelay:
-		return fmt.Errorf("watch: LockOptions.LockDelay %v: at most %v", o.LockDelay, MaxLockDelay)
+		return fmt.Errorf("elect: LockOptions.LockDelay %v: at most %v", o.LockDelay, MaxLockDelay)
 	}
 	return nil
 }
@@ -147,7 +149,7 @@ func (o LockOptions) Validate() error {
 // NewConsulLock validates the options. It does no I/O.
 func NewConsulLock(c *api.Client, o LockOptions) (*ConsulLock, error) {
 	if c == nil {
-		return nil, errors.New("watch: nil Consul client")
+		return nil, errors.New("elect: nil Consul client")
 	}
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -410,7 +412,7 @@ func (l *ConsulLock) txn(ctx context.Context, ls *lease, ops api.TxnOps) (*api.T
 	all := append(api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: l.lockKey(), Session: ls.session}}}, ops...)
 	ok, resp, _, err := l.c.Txn().Txn(all, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("watch: check the lock: %w", err)
+		return nil, fmt.Errorf("elect: check the lock: %w", err)
 	}
 	if ok {
 		return resp, nil
@@ -423,7 +425,7 @@ func (l *ConsulLock) txn(ctx context.Context, ls *lease, ops api.TxnOps) (*api.T
 			return nil, fmt.Errorf("%w: the lock %s is not held by session %s", ErrNotLeader, l.lockKey(), ls.session)
 		}
 	}
-	return nil, fmt.Errorf("watch: transaction failed: %v", resp.Errors)
+	return nil, fmt.Errorf("elect: transaction failed: %v", resp.Errors)
 }
 
 // Publish records e as job e.Job's next epoch, numbered one above the last
@@ -465,14 +467,14 @@ func (l *ConsulLock) Published(ctx context.Context, job string) (Epoch, error) {
 func (l *ConsulLock) published(ctx context.Context, job string, consistent bool) (Epoch, uint64, error) {
 	pair, _, err := l.c.KV().Get(l.epochKey(job), (&api.QueryOptions{RequireConsistent: consistent}).WithContext(ctx))
 	if err != nil {
-		return Epoch{}, 0, fmt.Errorf("watch: read the epoch of job %q: %w", job, err)
+		return Epoch{}, 0, fmt.Errorf("elect: read the epoch of job %q: %w", job, err)
 	}
 	if pair == nil {
 		return Epoch{}, 0, nil
 	}
 	var e Epoch
 	if err := json.Unmarshal(pair.Value, &e); err != nil {
-		return Epoch{}, 0, fmt.Errorf("watch: epoch of job %q at %s: %w", job, pair.Key, err)
+		return Epoch{}, 0, fmt.Errorf("elect: epoch of job %q at %s: %w", job, pair.Key, err)
 	}
 	return e, pair.ModifyIndex, nil
 }

@@ -1,0 +1,224 @@
+package promshard
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+// Output is where a job's assignment goes after each reshard: a directory
+// of file_sd files ([filesd.Dir]), an http_sd endpoint ([filesd.Handler]),
+// one collector's own file in self mode ([filesd.MemberFile]), or anything
+// of a user's (a Consul KV writer, an upload).
+//
+// Update receives every member's groups, keyed by member ID, with an entry
+// (possibly empty) for each member that must have output, and returns the
+// IDs whose output changed, so that only those collectors are reloaded. An
+// error may come with IDs that did change (some files written, one failed):
+// they are reloaded all the same. Update is never called concurrently for
+// one job. In self mode (Job.Self) every output receives only the Self
+// collector's entry.
+//
+// The optional abilities below are declared next to it; the Sharder asserts
+// them once, when the job is built.
+//
+// [filesd.Dir]: https://pkg.go.dev/github.com/promshard/promshard/filesd#Dir
+// [filesd.Handler]: https://pkg.go.dev/github.com/promshard/promshard/filesd#Handler
+// [filesd.MemberFile]: https://pkg.go.dev/github.com/promshard/promshard/filesd#MemberFile
+type Output interface {
+	Update(ctx context.Context, groups map[string][]*targetgroup.Group) (changed []string, err error)
+}
+
+// MemberChecker is an output that cannot serve every member ID (a file name
+// cannot hold "../x"): a member it rejects is excluded from the ring.
+type MemberChecker interface {
+	CheckMember(id string) error
+}
+
+// FileOutput is an output that writes a file per collector: PathOf names
+// it, for reports and for reloaders that copy the file. As its files are
+// written one by one, a write can fail part way: when targets move between
+// collectors, the Sharder then writes in two steps, so that no target is in
+// no file at any moment.
+type FileOutput interface {
+	PathOf(id string) (string, error)
+}
+
+// Keeper is an output that can tell, cheaply, which collectors' outputs no
+// longer hold what it last wrote (a file deleted or changed by someone
+// else): the Sharder checks it on every refresh and writes those again.
+type Keeper interface {
+	Drifted() []string
+}
+
+// outputs are a job's outputs with their abilities, asserted once.
+type outputs struct {
+	all      []Output
+	checkers []MemberChecker
+	files    []FileOutput
+	keepers  []Keeper
+}
+
+func newOutputs(os []Output) outputs {
+	o := outputs{all: os}
+	for _, out := range os {
+		if c, ok := out.(MemberChecker); ok {
+			o.checkers = append(o.checkers, c)
+		}
+		if f, ok := out.(FileOutput); ok {
+			o.files = append(o.files, f)
+		}
+		if k, ok := out.(Keeper); ok {
+			o.keepers = append(o.keepers, k)
+		}
+	}
+	return o
+}
+
+// check returns the first output's refusal of a member ID.
+func (o outputs) check(id string) error {
+	for _, c := range o.checkers {
+		if err := c.CheckMember(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// file is the member's file in the first output that has files, if any.
+func (o outputs) file(id string) string {
+	for _, f := range o.files {
+		if p, err := f.PathOf(id); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// drifted lists the collectors whose output no longer holds what was
+// written, sorted.
+func (o outputs) drifted() []string {
+	var ids []string
+	for _, k := range o.keepers {
+		ids = append(ids, k.Drifted()...)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// update hands groups to every output and returns the members whose output
+// changed.
+func (o outputs) update(ctx context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
+	var changed []string
+	var errs []error
+	for _, out := range o.all {
+		ids, err := out.Update(ctx, groups)
+		changed = append(changed, ids...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	slices.Sort(changed)
+	return slices.Compact(changed), errors.Join(errs...)
+}
+
+// write moves the outputs from old to next so that no target is in no
+// output at any moment, even when a write fails. When targets move between
+// collectors and an output writes file by file (twoSteps), it writes twice: first every output gets what it
+// gains while keeping what it loses (a collector that leaves keeps its old
+// list), then, once all of that is written, next. A failure in the first
+// write stops there: every target is still where it was. held is what the
+// outputs hold after the call: next on success, else what they may hold
+// (the union), so that the next pass writes every member again.
+func (o outputs) write(ctx context.Context, old, next map[string][]*targetgroup.Group, twoSteps bool) (held map[string][]*targetgroup.Group, changed []string, err error) {
+	var first map[string][]*targetgroup.Group
+	if twoSteps && old != nil {
+		first = withLosses(old, next)
+		if changed, err = o.update(ctx, first); err != nil {
+			return mergeHeld(old, first), changed, err
+		}
+	}
+	more, err := o.update(ctx, next)
+	changed = append(changed, more...)
+	slices.Sort(changed)
+	changed = slices.Compact(changed)
+	if err != nil {
+		if first != nil {
+			return first, changed, err
+		}
+		return mergeHeld(old, next), changed, err
+	}
+	return next, changed, nil
+}
+
+// mergeHeld is what the outputs may hold after a write of next over old
+// failed part way: for each member the union of both.
+func mergeHeld(old, next map[string][]*targetgroup.Group) map[string][]*targetgroup.Group {
+	out := maps.Clone(old)
+	if out == nil {
+		out = map[string][]*targetgroup.Group{}
+	}
+	for id, gs := range next {
+		out[id] = union(gs, out[id])
+	}
+	return out
+}
+
+// withLosses is next with, for each collector, the targets it held in old
+// and loses, and the old list of each collector that leaves.
+func withLosses(old, next map[string][]*targetgroup.Group) map[string][]*targetgroup.Group {
+	out := maps.Clone(next)
+	for id, gs := range old {
+		if _, ok := next[id]; !ok {
+			out[id] = gs
+		} else {
+			out[id] = union(next[id], gs)
+		}
+	}
+	return out
+}
+
+// targetKey identifies a target in a member's list: its group's source and
+// its address.
+func targetKey(g *targetgroup.Group, t model.LabelSet) uint64 {
+	return xxhash.Sum64String(g.Source + "\x00" + string(t[model.AddressLabel]))
+}
+
+// union is a's groups, then those targets of b that a does not have, in
+// groups of their own source and labels. It is a itself when b adds
+// nothing.
+func union(a, b []*targetgroup.Group) []*targetgroup.Group {
+	if len(b) == 0 || (len(a) == len(b) && &a[0] == &b[0]) {
+		return a
+	}
+	have := map[uint64]struct{}{}
+	for _, g := range a {
+		for _, t := range g.Targets {
+			have[targetKey(g, t)] = struct{}{}
+		}
+	}
+	out := a
+	for _, g := range b {
+		var extra []model.LabelSet
+		for _, t := range g.Targets {
+			if _, ok := have[targetKey(g, t)]; !ok {
+				extra = append(extra, t)
+			}
+		}
+		if len(extra) > 0 {
+			if len(out) == len(a) {
+				out = slices.Clip(slices.Clone(a))
+			}
+			out = append(out, &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: extra})
+		}
+	}
+	if out == nil {
+		out = []*targetgroup.Group{}
+	}
+	return out
+}
