@@ -19,7 +19,8 @@
 // succeeds, so a slow collector delays no other; and in self mode
 // ([Job.Self]) it writes only one collector's file, [] while that collector
 // is not healthy. [Sharder.Snapshot], [Sharder.Explain] and
-// [Sharder.Handler] serve status pages and HTTP APIs.
+// [Sharder.Simulate] feed status pages and HTTP APIs: package
+// [github.com/promshard/promshard/web] serves them.
 //
 // Two options read the collectors' own Prometheus APIs, and are off unless
 // set, since only the caller knows that member addresses are Prometheus
@@ -33,6 +34,40 @@
 // one leader writes and reloads, each write fenced by a check with Consul,
 // each new plan published as a numbered epoch; the standbys keep the
 // assignment computed and take over when the leader dies.
+//
+// The loop keeps three promises. Failover never waits for a provider:
+// providers are read in the background and a reshard places the targets
+// in hand. Outputs are kept, not only written: every refresh checks that
+// each output still holds what was written ([Keeper]) and writes again what
+// differs. No target is lost by a failed write: when targets move between
+// collectors and an output writes file by file ([FileOutput]), every
+// collector first gets what it gains while it keeps what it loses, and only
+// then what it loses is taken away.
+//
+// # Glossary
+//
+// One word per thing, in the code, the logs, the metrics and the README:
+//
+//   - collector: a Prometheus server of the scrape pool.
+//   - member: a healthy collector, in the ring; the member set is what a
+//     member source ([github.com/promshard/promshard/watch.Source]) reports.
+//   - leaver: a collector out of the ring that is still registered and may
+//     still run, so it gets an empty list rather than a removed file. A
+//     leaver is sick (it fails its health check) or drained (put out on
+//     purpose: Consul maintenance or Job.DrainTag); its targets move, with a
+//     hand-off when it is drained.
+//   - gone: a collector no longer registered; its file is removed.
+//   - excluded: a healthy collector left out of the ring because an output
+//     cannot serve its ID (or its weight is too large).
+//   - target: one scrape target (a label set with __address__); targets
+//     travel in Prometheus target groups.
+//   - assignment: which members own each target; written to the outputs.
+//   - reshard: one pass of the loop; its [Reason] says what caused it.
+//   - refresh: the timer pass every RefreshInterval: providers read again,
+//     outputs checked.
+//   - hand-off: a move between two live collectors, with overlap until the
+//     new owner scrapes.
+//   - epoch: a numbered plan published by the leader of central mode.
 //
 // The parts are packages of their own that do not import each other and
 // exchange plain values (member IDs and Prometheus target groups), so each
@@ -52,6 +87,8 @@
 //     targets changed (HTTP, a signal, a command).
 //   - [github.com/promshard/promshard/audit]: what each collector actually
 //     scrapes, against the assignment.
+//   - [github.com/promshard/promshard/elect]: central mode's single writer
+//     (a Consul lock, the fence, epochs, a blob store).
 //
 // Every long-running part follows one contract. Run(ctx, ...) works until
 // ctx is done and then returns nil; it returns an error only when it fails

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/internal/sdfile"
+	"github.com/promshard/promshard/internal/tick"
 )
 
 // DefaultFileInterval is how often a [File] checks its files for changes.
@@ -155,15 +156,7 @@ func (f *File) Run(ctx context.Context, changed chan<- struct{}) error {
 		}
 		events = w.Events
 	}
-	t := time.NewTicker(f.opts.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		case <-events:
-		}
+	tick.Every(ctx, f.opts.Interval, events, func() bool {
 		f.mu.Lock()
 		seen := cmp.Or(f.read, start) // what the consumer has
 		f.mu.Unlock()
@@ -172,10 +165,12 @@ func (f *File) Run(ctx context.Context, changed chan<- struct{}) error {
 			select {
 			case changed <- struct{}{}:
 			case <-ctx.Done():
-				return nil
+				return false
 			}
 		}
-	}
+		return true
+	})
+	return nil
 }
 
 func (f *File) fingerprint() uint64 {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/promshard/promshard/internal/tick"
 )
 
 // Probe checks that one collector is alive. It returns nil when it is.
@@ -172,44 +174,44 @@ func NewStaticWatcher(opts StaticOptions) (*StaticWatcher, error) {
 func (s *StaticWatcher) Run(ctx context.Context, out chan<- []Member) error {
 	var reported []Member
 	first := true
-	t := time.NewTicker(s.opts.Interval)
-	defer t.Stop()
-	for {
+	round := func() bool { // reports the set when it changed; false when ctx ended
 		set := s.probe(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return false
 		}
-		if first || !Equal(set, reported) {
-			first, reported = false, set
-			s.m.changes.Inc()
-			s.m.members.Set(float64(len(set)))
-			s.opts.Logger.Info("member set changed", "source", s.opts.Name, "members", len(set))
-			var sick []Member
-			for _, m := range s.members {
-				if !slices.ContainsFunc(set, func(h Member) bool { return h.ID == m.ID }) {
-					m.State = StateCritical
-					sick = append(sick, m)
-				}
-			}
-			s.mu.Lock()
-			s.unhealthy = sick
-			s.mu.Unlock()
-			select {
-			case out <- slices.Clone(set):
-			case <-ctx.Done():
-				return nil
+		if !first && Equal(set, reported) {
+			return true
+		}
+		first, reported = false, set
+		s.m.changes.Inc()
+		s.m.members.Set(float64(len(set)))
+		s.opts.Logger.Info("member set changed", "source", s.opts.Name, "members", len(set))
+		var sick []Member
+		for _, m := range s.members {
+			if !slices.ContainsFunc(set, func(h Member) bool { return h.ID == m.ID }) {
+				m.State = StateCritical
+				sick = append(sick, m)
 			}
 		}
-		if s.opts.Probe == nil {
-			<-ctx.Done()
-			return nil
-		}
+		s.mu.Lock()
+		s.unhealthy = sick
+		s.mu.Unlock()
 		select {
-		case <-t.C:
+		case out <- slices.Clone(set):
+			return true
 		case <-ctx.Done():
-			return nil
+			return false
 		}
 	}
+	if !round() {
+		return nil
+	}
+	if s.opts.Probe == nil {
+		<-ctx.Done()
+		return nil
+	}
+	tick.Every[struct{}](ctx, s.opts.Interval, nil, round)
+	return nil
 }
 
 // probe runs the probe against every member at once and returns those that

@@ -494,7 +494,7 @@ func TestUnusableConsulIDIsLeftOut(t *testing.T) {
 		code, stdout, stderr = runCmd("-config", p, "-once")
 		// Until all three checks pass, a run may see c1 and c2 only.
 		if code != 0 || !strings.Contains(stdout, "job node: 3 targets on 2 collectors") ||
-			!strings.Contains(stderr, "leaving a collector out of the ring") || !strings.Contains(stderr, "../evil") {
+			!strings.Contains(stderr, "excluding a collector from the ring") || !strings.Contains(stderr, "../evil") {
 			return fmt.Errorf("exit %d", code)
 		}
 		return nil
