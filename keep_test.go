@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -105,13 +106,36 @@ func TestOutputsAreKept(t *testing.T) {
 // fileOutput writes a file per collector and fails for the IDs in fail;
 // held is what its files hold.
 type fileOutput struct {
+	mu   sync.Mutex
 	held map[string][]string
 	fail map[string]bool
+}
+
+func (o *fileOutput) setFail(id string, v bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.fail[id] = v
+}
+
+// union counts the targets in some file, and all held.
+func (o *fileOutput) union() (distinct, total int, c int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	seen := map[string]bool{}
+	for _, ts := range o.held {
+		total += len(ts)
+		for _, a := range ts {
+			seen[a] = true
+		}
+	}
+	return len(seen), total, len(o.held["c"])
 }
 
 func (o *fileOutput) PathOf(id string) (string, error) { return "/x/" + id, nil }
 
 func (o *fileOutput) Update(_ context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	var changed []string
 	var err error
 	for _, id := range slices.Sorted(mapKeys(groups)) {
@@ -148,18 +172,9 @@ func TestFailedWriteLosesNoTarget(t *testing.T) {
 		out := &fileOutput{held: map[string][]string{}, fail: map[string]bool{}}
 		h := start(t, Job{Outputs: []Output{out}}, Options{RefreshInterval: time.Minute})
 		h.members("a", "b")
-		union := func() int {
-			seen := map[string]bool{}
-			for _, ts := range out.held {
-				for _, a := range ts {
-					seen[a] = true
-				}
-			}
-			return len(seen)
-		}
-		out.fail["c"] = true // c gains, a and b lose: c's file cannot be written
+		out.setFail("c", true) // c gains, a and b lose: c's file cannot be written
 		h.members("a", "b", "c")
-		if n := union(); n != 100 {
+		if n, _, _ := out.union(); n != 100 {
 			t.Fatalf("after a failed write the outputs hold %d of 100 targets", n)
 		}
 		snap, _ := h.s.Snapshot("node")
@@ -167,15 +182,12 @@ func TestFailedWriteLosesNoTarget(t *testing.T) {
 			t.Fatalf("the failed write: err %v, the state served has %d collectors (want the old 2)", snap.Last.Err,
 				len(snap.Assignment.Members))
 		}
-		out.fail["c"] = false
+		out.setFail("c", false)
 		time.Sleep(time.Minute + time.Millisecond)
 		synctest.Wait()
-		if n := union(); n != 100 || len(out.held["c"]) == 0 {
-			t.Fatalf("after the retry: %d targets, c holds %d", n, len(out.held["c"]))
-		}
-		total := 0
-		for _, ts := range out.held {
-			total += len(ts)
+		n, total, c := out.union()
+		if n != 100 || c == 0 {
+			t.Fatalf("after the retry: %d targets, c holds %d", n, c)
 		}
 		if total != 100 {
 			t.Fatalf("after the retry %d targets are held, want each once (100)", total)
