@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/promshard/promshard/internal/backoff"
+	"github.com/promshard/promshard/internal/tick"
 )
 
 // Defaults and bounds of [LockOptions].
@@ -305,17 +306,10 @@ func (l *ConsulLock) campaign(ctx context.Context) error {
 func (l *ConsulLock) heartbeat(ctx context.Context, sid string, end context.CancelCauseFunc) {
 	ttl := l.opts.SessionTTL
 	last := time.Now()
-	t := time.NewTicker(ttl / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every[struct{}](ctx, ttl/3, nil, func() bool {
 		if time.Since(last) >= ttl {
 			end(fmt.Errorf("%w: not renewed for %v", errSessionEnded, time.Since(last).Round(time.Second)))
-			return
+			return false
 		}
 		rctx, cancel := context.WithTimeout(ctx, ttl/3)
 		err := l.c.Agent().UpdateTTLOpts(l.checkID, "", api.HealthPassing, (&api.QueryOptions{}).WithContext(rctx))
@@ -326,16 +320,17 @@ func (l *ConsulLock) heartbeat(ctx context.Context, sid string, end context.Canc
 		cancel()
 		switch {
 		case ctx.Err() != nil:
-			return
+			return false
 		case err != nil:
 			l.opts.Logger.Warn("leader election: renewing the session failed", "name", l.opts.Name, "err", err)
 		case se == nil:
 			end(fmt.Errorf("%w: Consul no longer knows session %s", errSessionEnded, sid))
-			return
+			return false
 		default:
 			last = time.Now()
 		}
-	}
+		return true
+	})
 }
 
 // hold takes the lock when it is free and leads while the key names this
