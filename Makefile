@@ -1,14 +1,29 @@
 # make test: everything CI runs. Integration suites need bin/consul (built
 # here from the pinned tools module) and prometheus on PATH.
+#
+# Two modules: the library (this directory) and the reference binary
+# (examples/prome-shard, with its own go.mod so that its command line,
+# TLS and browser-test dependencies stay out of the library's). Each
+# target runs in both.
 GO          ?= go
 CONSUL      := bin/consul
-STATICCHECK := bin/staticcheck
+STATICCHECK := $(CURDIR)/bin/staticcheck
 PKGS        := ./...
+BINARY      := examples/prome-shard
+INBIN       := $(GO) -C $(BINARY)
 
-.PHONY: test fmt vet lint unit bench fuzz chaos consul clean
+.PHONY: test test-lib test-bin fmt vet lint unit bench fuzz chaos consul clean
 
+# The binary's end-to-end suite is the longest; it runs beside the
+# library's packages.
 test: fmt vet lint $(CONSUL)
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-lib test-bin
+
+test-lib: $(CONSUL)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-bin: $(CONSUL)
+	$(INBIN) test -race -count=1 -timeout 20m $(PKGS)
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -16,40 +31,45 @@ fmt:
 
 vet:
 	$(GO) vet $(PKGS)
+	$(INBIN) vet $(PKGS)
 
 # lint: staticcheck with its default checks, pinned in tools/lint/go.mod.
 lint: $(STATICCHECK)
 	$(STATICCHECK) $(PKGS)
+	cd $(BINARY) && $(STATICCHECK) $(PKGS)
 
 $(STATICCHECK): tools/lint/go.mod tools/lint/go.sum
 	mkdir -p bin
-	cd tools/lint && $(GO) build -o ../../$(STATICCHECK) honnef.co/go/tools/cmd/staticcheck
+	cd tools/lint && $(GO) build -o $(STATICCHECK) honnef.co/go/tools/cmd/staticcheck
 	touch $(STATICCHECK)
 
 # unit: the fast tests only, without the real Consul and Prometheus.
 unit:
 	$(GO) test -race -short $(PKGS)
+	$(INBIN) test -race -short $(PKGS)
 
 # fuzz: each fuzz target for FUZZTIME; a crasher lands in the package's
 # testdata/fuzz and from then on runs with every go test.
 FUZZTIME ?= 30s
-FUZZ := FuzzParseFileSD:./targets FuzzHTTPBody:./targets FuzzMarshalRoundTrip:./filesd FuzzLoadConfig:./examples/prome-shard
+FUZZ := FuzzParseFileSD:./targets FuzzHTTPBody:./targets FuzzMarshalRoundTrip:./filesd FuzzLoadConfig:./$(BINARY)
 fuzz:
 	@for f in $(FUZZ); do \
 		echo "== $${f%%:*} ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$${f%%:*}$$" -fuzztime $(FUZZTIME) $${f#*:} || exit 1; \
+		d=$${f#*:}; m=.; case $$d in ./$(BINARY)*) m=$(BINARY); d=.;; esac; \
+		$(GO) -C $$m test -run '^$$' -fuzz "^$${f%%:*}$$" -fuzztime $(FUZZTIME) $$d || exit 1; \
 	done
 
 # chaos: real Consul, real Prometheus and the binary while something goes
 # wrong (a flapping collector, a truncated source, Consul restarted, a hung
 # reload beside a dying collector); prints the figures the README quotes.
 chaos: $(CONSUL)
-	@PROMSHARD_CHAOS=1 $(GO) test -count=1 -run '^TestChaos' -v -timeout 20m ./examples/prome-shard > bin/chaos.log 2>&1; \
+	@PROMSHARD_CHAOS=1 $(INBIN) test -count=1 -run '^TestChaos' -v -timeout 20m . > bin/chaos.log 2>&1; \
 	s=$$?; grep -E '^(--- |ok|FAIL)|chaos:' bin/chaos.log; exit $$s
 
 # bench: every benchmark on one core; the README holds the numbers.
 bench:
 	$(GO) test -run '^$$' -bench . -cpu 1 -count 1 -timeout 60m $(PKGS)
+	$(INBIN) test -run '^$$' -bench . -cpu 1 -count 1 -timeout 60m $(PKGS)
 
 consul: $(CONSUL)
 

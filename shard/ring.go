@@ -1,6 +1,10 @@
 package shard
 
-import "github.com/cespare/xxhash/v2"
+import (
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/promshard/promshard/internal/labels"
+)
 
 // Ring maps a key hash to the members that own it. Implementations are
 // immutable and safe for concurrent use; build a new ring when the member
@@ -37,13 +41,6 @@ func Lookup(r Ring, key string, replicas int) []Member {
 	return out
 }
 
-// mix is a 64-bit finalizer (splitmix64): a bijection with full avalanche,
-// cheap enough to run once per member per lookup.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
-}
+// mix is splitmix64's finalizer, cheap enough to run once per member per
+// lookup.
+func mix(x uint64) uint64 { return labels.Mix(x) }

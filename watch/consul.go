@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/promshard/promshard/internal/backoff"
+	"github.com/promshard/promshard/internal/weight"
 )
 
 // HealthClient is the part of the Consul health API the watcher uses.
@@ -242,7 +243,7 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 		unhealthy := slices.DeleteFunc(all, func(m Member) bool { return m.State == "" })
 		var set []Member
 		set, joinAt = w.damp(healthy, reported, since, now, first)
-		if !first && Equal(set, reported) && Equal(unhealthy, sick) {
+		if !first && sameMembers(set, reported) && sameMembers(unhealthy, sick) {
 			continue // an index bump with the same sets, or a join still pending
 		}
 		first = false
@@ -387,7 +388,7 @@ func (w *ConsulWatcher) members(entries []*api.ServiceEntry) []Member {
 		slices.Sort(m.Tags)
 		w8, ok := parseWeight(s.Meta, w.opts.WeightMeta)
 		if v := s.Meta[w.opts.WeightMeta]; !ok && w.warnOnce("weight "+m.ID+"="+v) {
-			w.opts.Logger.Warn("ignoring bad weight: want an integer from 1 to MaxWeight", "max", MaxWeight, "service_id", m.ID,
+			w.opts.Logger.Warn("ignoring bad weight: want an integer from 1 to max", "max", weight.Max, "service_id", m.ID,
 				"meta_key", w.opts.WeightMeta, "value", v)
 		}
 		m.Weight = w8

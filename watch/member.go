@@ -84,9 +84,9 @@ func equalMember(a, b Member) bool {
 		maps.Equal(a.NodeMeta, b.NodeMeta)
 }
 
-// Equal reports whether two member sets, as a Source sends them, are the
-// same.
-func Equal(a, b []Member) bool { return slices.EqualFunc(a, b, equalMember) }
+// sameMembers reports whether two member sets, as a Source sends them, are
+// the same.
+func sameMembers(a, b []Member) bool { return slices.EqualFunc(a, b, equalMember) }
 
 // sortMembers sorts by ID and drops later duplicates of an ID (the same
 // service ID on two nodes keeps a healthy one, then the first node in name
@@ -104,20 +104,17 @@ func sortMembers(ms []Member) []Member {
 	return slices.CompactFunc(ms, func(a, b Member) bool { return a.ID == b.ID })
 }
 
-// MaxWeight is the largest weight a member may have; a larger one in Consul
-// metadata is ignored (the member keeps the default weight, with a warning)
-// and a static member with one is rejected.
-const MaxWeight = weight.Max
-
 // parseWeight reads a weight from metadata. ok is false for a value that is
-// present but not an integer from 1 to MaxWeight.
+// present but not an integer from 1 to shard.MaxWeight (a larger weight in
+// Consul metadata is ignored with a warning; a static member with one is
+// rejected).
 func parseWeight(meta map[string]string, key string) (w uint32, ok bool) {
 	v, present := meta[key]
 	if !present || key == "" {
 		return 0, true
 	}
 	n, err := strconv.ParseUint(v, 10, 32)
-	if err != nil || n == 0 || n > MaxWeight {
+	if err != nil || n == 0 || n > weight.Max {
 		return 0, false
 	}
 	return uint32(n), true

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/promshard/promshard/internal/tick"
+	"github.com/promshard/promshard/internal/weight"
 )
 
 // Probe checks that one collector is alive. It returns nil when it is.
@@ -153,8 +154,8 @@ func NewStaticWatcher(opts StaticOptions) (*StaticWatcher, error) {
 		if seen[m.ID] {
 			return nil, fmt.Errorf("watch: StaticOptions.Members[%d]: duplicate ID %q", i, m.ID)
 		}
-		if m.Weight > MaxWeight {
-			return nil, fmt.Errorf("watch: StaticOptions.Members[%d] %q: weight %d above %d", i, m.ID, m.Weight, MaxWeight)
+		if m.Weight > weight.Max {
+			return nil, fmt.Errorf("watch: StaticOptions.Members[%d] %q: weight %d above %d", i, m.ID, m.Weight, weight.Max)
 		}
 		if opts.Probe != nil && (m.Address == "" || m.Port <= 0) {
 			return nil, fmt.Errorf("watch: StaticOptions.Members[%d] %q: a probed member needs an address and port", i, m.ID)
@@ -179,7 +180,7 @@ func (s *StaticWatcher) Run(ctx context.Context, out chan<- []Member) error {
 		if ctx.Err() != nil {
 			return false
 		}
-		if !first && Equal(set, reported) {
+		if !first && sameMembers(set, reported) {
 			return true
 		}
 		first, reported = false, set

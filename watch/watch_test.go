@@ -649,7 +649,7 @@ func TestMemberNodeMetaAndLabel(t *testing.T) {
 	}
 	other := ms[0]
 	other.NodeMeta = map[string]string{"zone": "c"}
-	if Equal(ms, []Member{other}) {
+	if sameMembers(ms, []Member{other}) {
 		t.Fatal("Equal ignores node meta")
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -17,53 +16,6 @@ import (
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/internal/testenv"
 )
-
-// auditReport reads the binary's last audit of a job.
-func auditReport(listen, job string) (*audit.Report, error) {
-	code, b, err := testenv.HTTPGet(context.Background(), "http://"+listen+"/api/v1/audit?job="+job)
-	if err != nil || code != 200 {
-		return nil, fmt.Errorf("GET /api/v1/audit: %d %v", code, err)
-	}
-	var rs []*audit.Report
-	if err := json.Unmarshal(b, &rs); err != nil || len(rs) != 1 {
-		return nil, fmt.Errorf("%d reports (%v)", len(rs), err)
-	}
-	return rs[0], nil
-}
-
-// editFile rewrites a collector's file_sd file by hand (atomically, as an
-// operator's editor would leave it), through edit.
-func editFile(t *testing.T, path string, edit func([]*targetgroup.Group) []*targetgroup.Group) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var gs []*targetgroup.Group
-	if err := json.Unmarshal(b, &gs); err != nil {
-		t.Fatal(err)
-	}
-	if b, err = json.Marshal(edit(gs)); err != nil {
-		t.Fatal(err)
-	}
-	tmp := filepath.Join(t.TempDir(), "edit.json")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func addresses(gs []*targetgroup.Group) []string {
-	var out []string
-	for _, g := range gs {
-		for _, t := range g.Targets {
-			out = append(out, string(t[model.AddressLabel]))
-		}
-	}
-	return out
-}
 
 func problemAddrs(r *audit.Report, s audit.State) []string {
 	var out []string

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/url"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,56 +13,6 @@ import (
 	"github.com/promshard/promshard/internal/testenv"
 	"github.com/promshard/promshard/shard"
 )
-
-// instant runs an instant query on a collector and returns each series'
-// value by its instance label ("" for a series without one).
-func instant(addr, q string) (map[string]float64, error) {
-	_, b, err := testenv.HTTPGet(context.Background(), "http://"+addr+"/api/v1/query?query="+url.QueryEscape(q))
-	if err != nil {
-		return nil, err
-	}
-	var ans struct {
-		Data struct {
-			Result []struct {
-				Metric map[string]string
-				Value  [2]any
-			}
-		}
-	}
-	if err := json.Unmarshal(b, &ans); err != nil {
-		return nil, fmt.Errorf("%s: %w", b, err)
-	}
-	out := map[string]float64{}
-	for _, r := range ans.Data.Result {
-		s, _ := r.Value[1].(string)
-		out[r.Metric["instance"]], _ = strconv.ParseFloat(s, 64)
-	}
-	return out, nil
-}
-
-// perCollector is the value of a query without labels on each running
-// collector.
-func perCollector(cs []*collector, q string) (map[string]float64, error) {
-	out := map[string]float64{}
-	for _, c := range cs {
-		if c.up {
-			v, err := instant(c.prom.Addr, q)
-			if err != nil {
-				return nil, err
-			}
-			out[c.id] = v[""]
-		}
-	}
-	return out, nil
-}
-
-func maxOverMin(v map[string]float64) float64 {
-	lo, hi := 1e18, 0.0
-	for _, x := range v {
-		lo, hi = min(lo, x), max(hi, x)
-	}
-	return hi / max(lo, 1)
-}
 
 // TestBalanceBySeries runs balance: by series for real: three Prometheus
 // collectors, targets that expose 5,000, 100 and 10 series, two of the

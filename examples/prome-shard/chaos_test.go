@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,85 +17,6 @@ import (
 	"github.com/promshard/promshard/internal/testenv"
 	"github.com/promshard/promshard/watch"
 )
-
-// The chaos suite runs the binary against real Consul (and real Prometheus
-// collectors where scraping is the point) while something goes wrong, and
-// prints figures (t.Log lines starting "chaos:") that the README quotes. It
-// runs with make chaos (PROMSHARD_CHAOS=1), not in make test: it takes
-// minutes.
-func chaos(t *testing.T) {
-	t.Helper()
-	if os.Getenv("PROMSHARD_CHAOS") != "1" {
-		t.Skip("chaos suite: run make chaos")
-	}
-}
-
-// metric reads one sample of the binary's /metrics (summed over series
-// whose labels contain match).
-func metric(t *testing.T, listen, name, match string) float64 {
-	t.Helper()
-	_, b, err := testenv.HTTPGet(context.Background(), "http://"+listen+"/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, name) && strings.Contains(line, match) {
-			var v float64
-			fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
-			sum += v
-		}
-	}
-	return sum
-}
-
-// assignedCount counts the targets in the binary's /api/v1/assignment of a
-// job.
-func assignedCount(listen, job string) (int, error) {
-	a, err := assignment(listen)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, m := range a[job] {
-		n += len(m.Targets)
-	}
-	return n, nil
-}
-
-// okServer is a collector stand-in whose health endpoint always answers.
-func okServer(t *testing.T) (string, string) {
-	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	t.Cleanup(srv.Close)
-	return hostPortString(srv.Listener.Addr().String())
-}
-
-// registerJob is a config of one job, node, whose collectors the binary
-// registers in Consul (service, 1 s HTTP checks); members is the YAML list
-// of {id, address, port}; extra is appended to the job (indented by four).
-func registerJob(consulAddr, service, members string, targets []string, out, extra string) string {
-	return fmt.Sprintf(`consul: {address: %q}
-jobs:
-  - name: node
-    collectors:
-      consul_service: %s
-      check: {interval: 1s, timeout: 1s}
-      register: [%s]
-    targets: {static: [{targets: [%s]}]}
-    output: {dir: %q}
-%s`, consulAddr, service, strings.TrimSuffix(members, ", "), strings.Join(targets, ", "), out, extra)
-}
-
-// okMembers starts a stand-in collector per ID and returns them as the
-// YAML list registerJob takes.
-func okMembers(t *testing.T, ids ...string) string {
-	var b strings.Builder
-	for _, id := range ids {
-		h, p := okServer(t)
-		fmt.Fprintf(&b, "{id: %s, address: %s, port: %s}, ", id, h, p)
-	}
-	return b.String()
-}
 
 // A collector whose check flaps every 0.5 s for a minute while its
 // Prometheus keeps running: it leaves once and never rejoins while it flaps
@@ -153,30 +73,6 @@ jobs:
 	if reshards > 2 || writes > 4 {
 		t.Fatalf("%v reshards, %v writes: flapping is not damped", reshards, writes)
 	}
-}
-
-// waitCollectors waits until the binary's assignment of job node has n
-// collectors.
-func waitCollectors(t *testing.T, listen string, n int) {
-	t.Helper()
-	err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
-		a, err := assignment(listen)
-		if err != nil || len(a["node"]) != n {
-			return fmt.Errorf("collectors %d (%v), want %d", len(a["node"]), err, n)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func testTargets(n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = fmt.Sprintf("10.7.%d.%d:9100", i/250, i%250)
-	}
-	return out
 }
 
 // A file_sd source rewritten in place (truncated, then written in pieces)

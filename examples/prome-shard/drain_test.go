@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,18 +13,6 @@ import (
 	"github.com/promshard/promshard/internal/testenv"
 	"github.com/promshard/promshard/watch"
 )
-
-// activeTargets counts a collector's active targets in a scrape pool.
-func activeTargets(c *collector, pool string) (int, error) {
-	ts, err := c.prom.Targets(context.Background())
-	n := 0
-	for _, t := range ts {
-		if t.ScrapePool == pool {
-			n++
-		}
-	}
-	return n, err
-}
 
 // TestDrainAndFailedCheck: a collector put in Consul maintenance, and one
 // whose check fails while its Prometheus runs on, ends up scraping nothing,

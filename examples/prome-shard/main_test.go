@@ -31,23 +31,6 @@ jobs:
     output: {dir: OUT}
 `
 
-func writeConfig(t *testing.T, body string) string {
-	t.Helper()
-	dir := t.TempDir()
-	p := filepath.Join(dir, "c.yaml")
-	body = strings.ReplaceAll(body, "OUT", filepath.Join(dir, "out"))
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func runCmd(args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
-	code := run(context.Background(), args, &out, &errb)
-	return code, out.String(), errb.String()
-}
-
 // Config mistakes stop the binary at start with exit code 2 and a message
 // that names the field and the value.
 func TestConfigErrorsExit2(t *testing.T) {

@@ -9,97 +9,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/promshard/promshard/internal/testenv"
 )
-
-// browser starts a headless Debian chromium for the test and collects
-// what its pages report as errors (console errors, uncaught exceptions,
-// failed loads). In CI a missing chromium fails the test.
-func browser(t *testing.T) (ctx context.Context, errs func() []string) {
-	t.Helper()
-	path := os.Getenv("PROMSHARD_CHROMIUM")
-	if path == "" {
-		for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-			if p, err := exec.LookPath(name); err == nil {
-				path = p
-				break
-			}
-		}
-	}
-	if path == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is not installed (.ci/run installs Debian's chromium); CI does not skip browser tests")
-		}
-		t.Skip("no chromium on PATH (set PROMSHARD_CHROMIUM)")
-	}
-	var mu sync.Mutex
-	var seen []string
-	record := func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError {
-				var args []string
-				for _, a := range ev.Args {
-					args = append(args, string(a.Value))
-				}
-				seen = append(seen, "console.error: "+strings.Join(args, " "))
-			}
-		case *runtime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			if d.Exception != nil {
-				seen = append(seen, fmt.Sprintf("exception: %s %s", d.Text, d.Exception.Description))
-			} else {
-				seen = append(seen, "exception: "+d.Text)
-			}
-		case *log.EventEntryAdded:
-			if ev.Entry.Level == log.EntryLevelError {
-				seen = append(seen, "log: "+ev.Entry.Text+" "+ev.Entry.URL)
-			}
-		}
-	}
-	// Chromium in a container now and then exits before it listens (about
-	// one start in fifteen here): a start is tried three times.
-	var err error
-	for range 3 {
-		opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
-			chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()), chromedp.Flag("disable-quic", true),
-			chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-dev-shm-usage", true))
-		bounded, stop := context.WithTimeout(context.Background(), 3*time.Minute) // a hung browser fails the test, never CI
-		actx, cancelAlloc := chromedp.NewExecAllocator(bounded, opts...)
-		c, cancel := chromedp.NewContext(actx)
-		ctx = c
-		t.Cleanup(func() { cancel(); cancelAlloc(); stop() })
-		if err = chromedp.Listen(ctx, record); err == nil {
-			err = chromedp.Do(ctx) // starts chromium; chromedp enables the runtime and log domains
-		}
-		if err == nil || !strings.Contains(err.Error(), "chrome failed to start") {
-			break
-		}
-		t.Logf("chromium did not start; trying again: %v", err)
-	}
-	if err != nil {
-		t.Fatalf("start chromium %s: %v", path, err)
-	}
-	return ctx, func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string{}, seen...)
-	}
-}
 
 // bars reads the collector bars of a job from the page: ID → count.
 func bars(ctx context.Context, job string) (map[string]int, error) {
