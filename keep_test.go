@@ -2,11 +2,16 @@ package promshard
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -64,7 +69,8 @@ func TestOutputsAreKept(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := start(t, Job{Outputs: []Output{d}}, Options{RefreshInterval: time.Minute})
+		var logs lockedLog
+		h := start(t, Job{Outputs: []Output{d}}, Options{RefreshInterval: time.Minute, Logger: logs.logger()})
 		h.members("a", "b")
 		a := filepath.Join(dir, "a.json")
 		want, err := os.ReadFile(a)
@@ -87,6 +93,9 @@ func TestOutputsAreKept(t *testing.T) {
 			got, err := os.ReadFile(a)
 			if err != nil || string(got) != string(want) {
 				t.Fatalf("spoil %d: after a refresh %q, %v; want it restored", i, got, err)
+			}
+			if n := strings.Count(logs.String(), "writing them again"); n != i+1 {
+				t.Fatalf("spoil %d: %d log lines say an output is written again, want %d:\n%s", i, n, i+1, logs.String())
 			}
 			if v := testutil.ToFloat64(h.s.m.repaired.WithLabelValues("node")); int(v) < i+1 {
 				t.Fatalf("spoil %d: promshard_output_repairs_total %v", i, v)
@@ -194,3 +203,119 @@ func TestFailedWriteLosesNoTarget(t *testing.T) {
 		}
 	})
 }
+
+// On a real disk that fills in the middle of a reshard (a small tmpfs), the
+// files together never lose a target: the files that gain targets are
+// written first and the pass stops at the first failure, so a collector
+// that leaves keeps its file until its targets are written elsewhere.
+// Mounting needs root; elsewhere the test is skipped.
+func TestDiskFullLosesNoTarget(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "promshard-test", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("root, but mount -t tmpfs failed: %v: %s", err, out)
+		}
+		t.Skipf("mount -t tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	const n = 6000
+	d, err := filesd.NewDir(filesd.DirOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	union := func() (distinct, total int) {
+		seen := map[string]bool{}
+		files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var gs []struct{ Targets []string }
+			if err := json.Unmarshal(b, &gs); err != nil {
+				t.Fatalf("%s holds no valid file_sd list: %v", f, err)
+			}
+			for _, g := range gs {
+				for _, a := range g.Targets {
+					seen[a] = true
+					total++
+				}
+			}
+		}
+		return len(seen), total
+	}
+	free := func() int64 {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		return int64(st.Bavail) * st.Bsize
+	}
+	filler := filepath.Join(dir, "filler")
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, Job{Targets: newProvider(n), Outputs: []Output{d}}, Options{RefreshInterval: time.Minute})
+		h.members("a", "b", "c")
+		if got, total := union(); got != n || total != n {
+			t.Fatalf("first reshard: %d distinct targets in %d entries, want %d once each", got, total, n)
+		}
+		a, err := os.Stat(filepath.Join(dir, "a.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Leave room for about one and a half of a's new file (a and b each
+		// grow by half when c leaves): the first gaining file may fit, the
+		// second cannot.
+		if err := os.WriteFile(filler, make([]byte, free()-a.Size()*8/5), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h.members("a", "b") // c leaves
+		snap, _ := h.s.Snapshot("node")
+		if snap.Last.Err == nil {
+			t.Fatalf("the disk had %d bytes free, files of about %d bytes: no write failed", free(), a.Size()*3/2)
+		}
+		got, total := union()
+		t.Logf("disk full: %v; the files hold %d entries for %d targets", snap.Last.Err, total, got)
+		if got != n {
+			t.Fatalf("with the disk full the files hold %d of %d targets (%v)", got, n, snap.Last.Err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "c.json")); err != nil {
+			t.Fatalf("c's file is gone before its targets were written elsewhere: %v", err)
+		}
+		// Room again: the next refresh completes the move, each target once.
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute + time.Millisecond)
+		synctest.Wait()
+		got, total = union()
+		if got != n || total != n {
+			t.Fatalf("after space came back: %d distinct targets in %d entries, want %d once each", got, total, n)
+		}
+		if snap, _ := h.s.Snapshot("node"); snap.Last.Err != nil || len(snap.Assignment.Members) != 2 {
+			t.Fatalf("after space came back: %v, %d collectors", snap.Last.Err, len(snap.Assignment.Members))
+		}
+	})
+}
+
+// lockedLog is a logger's output that the test reads while the job writes.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *lockedLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }

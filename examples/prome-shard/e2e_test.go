@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -382,4 +387,119 @@ func TestSpreadOverZones(t *testing.T) {
 	cs[2].up = false
 	got = waitScraped(t, cs, "r2", targets, 2, 60*time.Second, nil)
 	t.Logf("zone b gone: %d targets, each on %s", len(got), got[targets[0]])
+}
+
+// TestFailoverWithAHungProvider: one binary shards the same collectors for
+// two jobs, one whose targets come from a healthy static list and one whose
+// http_sd source answered once and now hangs every request; 20 clients ask
+// for simulations all along. A collector killed has its targets of both
+// jobs scraped again by survivors at the same time (within 1 s): failover
+// reads the targets in hand and waits neither for a provider nor for the
+// simulations.
+func TestFailoverWithAHungProvider(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	agent := testenv.StartConsul(t)
+	targets := testenv.ScrapeTargets(t, 30)
+	out := t.TempDir()
+	pools := []string{"healthy", "hung"}
+	for _, p := range pools {
+		os.MkdirAll(filepath.Join(out, p), 0o755)
+	}
+	var served atomic.Int32
+	release := make(chan struct{})
+	sd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if served.Add(1) > 1 {
+			select { // hang until the test ends or the client gives up
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode([]map[string][]string{{"targets": targets}})
+	}))
+	t.Cleanup(sd.Close)
+	t.Cleanup(func() { close(release) }) // runs first: unblocks the hung requests
+
+	var cs []*collector
+	var b strings.Builder
+	fmt.Fprintf(&b, "refresh_interval: 1s\nconsul: {address: %q}\njobs:\n", agent.Addr)
+	b.WriteString("  - name: healthy\n    collectors:\n      consul_service: hung-test\n      check: {interval: 1s, timeout: 1s}\n      register:\n")
+	for i := 1; i <= 3; i++ {
+		id := fmt.Sprintf("collector-%d", i)
+		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), promConfigFor(out, id, pools...))}
+		cs = append(cs, c)
+		h, p := hostPortString(c.prom.Addr)
+		fmt.Fprintf(&b, "        - {id: %s, address: %s, port: %s}\n", id, h, p)
+	}
+	fmt.Fprintf(&b, "    targets: {static: [{targets: [%s]}]}\n    output: {dir: %q}\n    reload: {method: none}\n",
+		strings.Join(targets, ", "), filepath.Join(out, "healthy"))
+	fmt.Fprintf(&b, "  - name: hung\n    collectors: {consul_service: hung-test}\n    targets: {http_sd: {url: %q, timeout: 5m}}\n"+
+		"    output: {dir: %q}\n    reload: {method: none}\n", sd.URL, filepath.Join(out, "hung"))
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startBinary(t, buildBinary(t), "-config", writeConfig(t, b.String()), "-listen", listen)
+	for _, p := range pools {
+		waitScraped(t, cs, p, targets, 1, 60*time.Second, nil)
+	}
+	// The next refresh of the http_sd source is the one that hangs.
+	if err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
+		if n := served.Load(); n < 2 {
+			return fmt.Errorf("the http_sd source was asked %d times", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// 20 clients ask for simulations without pause until the test ends.
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var answered, refused atomic.Int64
+	for range 20 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				code, _, _ := testenv.HTTPGet(ctx, "http://"+listen+"/api/v1/simulate?job=hung&remove=collector-2&add=spare:2")
+				switch code {
+				case http.StatusOK:
+					answered.Add(1)
+				case http.StatusTooManyRequests:
+					refused.Add(1)
+				}
+			}
+		})
+	}
+	defer func() { stop(); wg.Wait() }()
+
+	victim := cs[0]
+	victim.prom.Kill()
+	victim.up = false
+	killed := time.Now()
+	took := map[string]time.Duration{}
+	err := testenv.WaitFor(60*time.Second, 100*time.Millisecond, func() error {
+		for _, p := range pools {
+			if _, done := took[p]; !done && scrapedBy(cs, p, targets, 1) {
+				took[p] = time.Since(killed)
+			}
+		}
+		if len(took) < len(pools) {
+			return fmt.Errorf("after the kill, scraped again: %v", took)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	wg.Wait()
+	t.Logf("killed %s: every target scraped again after %v (healthy source), %v (hung source); %d simulations answered, %d refused (429) meanwhile; the source was asked %d times",
+		victim.id, took["healthy"].Round(10*time.Millisecond), took["hung"].Round(10*time.Millisecond),
+		answered.Load(), refused.Load(), served.Load())
+	if d := took["hung"] - took["healthy"]; d > time.Second {
+		t.Fatalf("the job whose provider hangs failed over %v after the healthy one", d)
+	}
+	if answered.Load() == 0 {
+		t.Fatal("no simulation was answered during the failover: the test did not load the server")
+	}
 }

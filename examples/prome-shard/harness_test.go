@@ -351,6 +351,21 @@ func scrapers(cs []*collector, pool string) (map[string][]string, error) {
 	return out, nil
 }
 
+// scrapedBy reports whether every target is scraped by exactly n running
+// collectors.
+func scrapedBy(cs []*collector, pool string, targets []string, n int) bool {
+	got, err := scrapers(cs, pool)
+	if err != nil {
+		return false
+	}
+	for _, a := range targets {
+		if len(got[a]) != n {
+			return false
+		}
+	}
+	return true
+}
+
 // waitScraped waits until every target is scraped by exactly n running
 // collectors (and, when want is given, by exactly the collectors in want)
 // and returns who scrapes what.
@@ -384,16 +399,19 @@ func waitScraped(t *testing.T, cs []*collector, pool string, targets []string, n
 	return flat
 }
 
-func promConfig(dir string, id string) string {
-	return fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 500ms
-scrape_configs:
-  - job_name: r1
-    file_sd_configs: [{files: [%q]}]
-  - job_name: r2
-    file_sd_configs: [{files: [%q]}]
-`, filepath.Join(dir, "r1", id+".json"), filepath.Join(dir, "r2", id+".json"))
+// promConfig is a collector's Prometheus config for the pools r1 and r2,
+// each read from that collector's file in dir/POOL.
+func promConfig(dir string, id string) string { return promConfigFor(dir, id, "r1", "r2") }
+
+// promConfigFor is a collector's Prometheus config scraping every second
+// one job per pool, each from that collector's file_sd file in dir/POOL.
+func promConfigFor(dir, id string, pools ...string) string {
+	var b strings.Builder
+	b.WriteString("global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\nscrape_configs:\n")
+	for _, p := range pools {
+		fmt.Fprintf(&b, "  - job_name: %s\n    file_sd_configs: [{files: [%q]}]\n", p, filepath.Join(dir, p, id+".json"))
+	}
+	return b.String()
 }
 
 func binaryConfig(consulAddr, out string, cs []*collector, targets []string, register bool) string {
