@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -36,8 +37,15 @@ type RegistrarOptions struct {
 	// BackoffMin and BackoffMax bound the wait after a failed registration;
 	// defaults [DefaultBackoffMin] and [DefaultBackoffMax].
 	BackoffMin, BackoffMax time.Duration
-	// DeregisterTimeout bounds the deregistration when Run ends; default
-	// [DefaultDeregisterTimeout].
+	// DeregisterOnStop makes Run deregister the collectors it registered
+	// when it ends. Off by default: a registration outlives the process
+	// (its health check says whether the collector lives), so that a
+	// restart or an upgrade neither moves targets nor hides the collectors
+	// from others that find them through the same Consul service. Take a
+	// pool out of service with [Registrar.Remove].
+	DeregisterOnStop bool
+	// DeregisterTimeout bounds the deregistration when Run ends (with
+	// DeregisterOnStop); default [DefaultDeregisterTimeout].
 	DeregisterTimeout time.Duration
 	// InitialWait bounds the wait for the checks to pass after the first
 	// registration; default two check intervals plus a check timeout of the
@@ -311,8 +319,49 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Remove deregisters every collector of this Registrar from the agent,
+// whether or not this process registered it, and drops every owner
+// record of them: for a pool taken out of service. A collector that is not
+// registered is no error. It tries them all and joins the errors.
+func (r *Registrar) Remove(ctx context.Context) error {
+	var errs []error
+	for _, reg := range r.regs {
+		id := reg.ServiceID()
+		if err := Deregister(ctx, r.agent, id); err != nil && !isNotFound(err) {
+			errs = append(errs, err)
+			continue
+		}
+		r.mu.Lock()
+		delete(r.done, id)
+		r.mu.Unlock()
+		r.opts.Logger.Info("deregistered collector from consul", "id", id)
+		if r.opts.Owners == nil {
+			continue
+		}
+		pairs, _, err := r.opts.Owners.List(r.ownerKey(reg), (&api.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("watch: owners of %q: %w", id, err))
+			continue
+		}
+		for _, p := range pairs {
+			if _, err := r.opts.Owners.Delete(p.Key, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+				errs = append(errs, fmt.Errorf("watch: owners of %q: %w", id, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isNotFound reports whether the agent answered that it has no such
+// service.
+func isNotFound(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
+}
+
 // Keep makes Run leave the registrations in place when it ends, for a
-// process that starts again at once (a config reload). Nil-safe.
+// process that starts again at once (a config reload), even with
+// DeregisterOnStop. Nil-safe.
 func (r *Registrar) Keep() {
 	if r != nil {
 		r.keep.Store(true)
@@ -331,15 +380,16 @@ func (r *Registrar) Ready() <-chan struct{} {
 
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// Run keeps the collectors registered until ctx is done, then deregisters
-// them (with a fresh context bounded by DeregisterTimeout) and returns nil.
+// Run keeps the collectors registered until ctx is done and returns nil;
+// with DeregisterOnStop it then deregisters them (with a fresh context
+// bounded by DeregisterTimeout).
 // After the first registration it waits for the checks to pass (at most
 // InitialWait) and closes Ready. Failures are logged and retried; they
 // never end Run.
 func (r *Registrar) Run(ctx context.Context) error {
 	defer r.readyOnce.Do(func() { close(r.ready) })
 	defer func() {
-		if r.keep.Load() {
+		if !r.opts.DeregisterOnStop || r.keep.Load() {
 			return
 		}
 		dctx, cancel := context.WithTimeout(context.Background(), r.opts.DeregisterTimeout)

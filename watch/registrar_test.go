@@ -68,7 +68,8 @@ func TestRegistrarKeepsRegisteredAndDeregisters(t *testing.T) {
 		agent := &fakeAgent{down: true, registered: map[string]int{}, passAt: map[string]time.Time{"c1": {}, "c2": {}}}
 		regs := []Registration{{Service: "prom", ID: "c1", Address: "10.0.0.1", Port: 9090},
 			{Service: "prom", ID: "c2", Address: "10.0.0.2", Port: 9090}}
-		r, err := NewRegistrar(agent, regs, RegistrarOptions{Interval: time.Minute, BackoffMin: time.Second, BackoffMax: 4 * time.Second})
+		r, err := NewRegistrar(agent, regs, RegistrarOptions{Interval: time.Minute, BackoffMin: time.Second, BackoffMax: 4 * time.Second,
+			DeregisterOnStop: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,6 +99,40 @@ func TestRegistrarKeepsRegisteredAndDeregisters(t *testing.T) {
 		}
 		if !slices.Equal(agent.deregistered, []string{"c1", "c2"}) {
 			t.Fatalf("deregistered %v, want [c1 c2]", agent.deregistered)
+		}
+	})
+}
+
+// By default a registration outlives Run: the collectors stay registered
+// when the process stops. Remove takes every one of them out, whoever
+// registered it, and a collector already gone is no error.
+func TestRegistrationOutlivesRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		agent := &fakeAgent{registered: map[string]int{}, passAt: map[string]time.Time{"c1": {}, "c2": {}}}
+		regs := []Registration{{Service: "prom", ID: "c1", Address: "10.0.0.1", Port: 9090},
+			{Service: "prom", ID: "c2", Address: "10.0.0.2", Port: 9090}}
+		r, err := NewRegistrar(agent, regs, RegistrarOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- r.Run(ctx) }()
+		<-r.Ready()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if len(agent.deregistered) != 0 {
+			t.Fatalf("Run deregistered %v when it ended", agent.deregistered)
+		}
+		// Another process (the deregister command) takes them out.
+		other, _ := NewRegistrar(agent, regs, RegistrarOptions{})
+		if err := other.Remove(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(agent.deregistered, []string{"c1", "c2"}) {
+			t.Fatalf("Remove deregistered %v, want [c1 c2]", agent.deregistered)
 		}
 	})
 }

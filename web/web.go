@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"slices"
 	"strconv"
 	"time"
@@ -25,9 +26,6 @@ const EpochHeader = "Promshard-Epoch"
 
 // Defaults of [Options].
 const (
-	// DefaultMaxHeavy bounds the expensive requests (simulate, explain,
-	// assignment, audit) computed at once; more are answered 429.
-	DefaultMaxHeavy = 4
 	// DefaultMaxChanges bounds the collectors one simulation may remove,
 	// add or weigh.
 	DefaultMaxChanges = 100
@@ -42,8 +40,10 @@ type Options struct {
 	// goroutines...): off by default, as they expose the process.
 	Pprof bool
 	// MaxHeavy bounds the expensive requests computed at once; default
-	// [DefaultMaxHeavy]. MaxChanges bounds the changes one simulation asks
-	// for; default [DefaultMaxChanges].
+	// half the processors Go may use (GOMAXPROCS), at least one, so that
+	// the rest stay free for the loop and the cheap endpoints.
+	// MaxChanges bounds the changes one simulation asks for; default
+	// [DefaultMaxChanges].
 	MaxHeavy, MaxChanges int
 	// Logger receives the page's rendering failures; nil discards.
 	Logger *slog.Logger
@@ -82,10 +82,10 @@ type Options struct {
 //     written (Prometheus keeps its targets on an error).
 //
 // The expensive endpoints (simulate, explain, assignment, audit) compute at
-// most MaxHeavy answers at once and answer 429 past that, so that no client
+// most Options.MaxHeavy answers at once and answer 429 past that, so that no client
 // can starve the process.
 func Handler(s *promshard.Sharder, opts Options) http.Handler {
-	opts.MaxHeavy = cmp.Or(opts.MaxHeavy, DefaultMaxHeavy)
+	opts.MaxHeavy = cmp.Or(opts.MaxHeavy, max(1, runtime.GOMAXPROCS(0)/2))
 	opts.MaxChanges = cmp.Or(opts.MaxChanges, DefaultMaxChanges)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	promcfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 
@@ -40,8 +40,9 @@ type app struct {
 	registrar *watch.Registrar // nil when nothing is registered
 	consul    *api.Client
 	watchers  map[string]*watch.ConsulWatcher // by service and tags: jobs share one
+	useConsul bool                            // a job watches Consul
 	reloaded  prometheus.Gauge                // promshard_config_last_reload_successful
-	hup       <-chan os.Signal                // SIGHUP: reload the config
+	reloads   chan reloadRequest              // SIGHUP and POST /-/reload: load the config again
 	next      *app                            // the app of a reloaded config
 }
 
@@ -50,7 +51,8 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 	reloaded := prometheus.NewGauge(prometheus.GaugeOpts{Name: "promshard_config_last_reload_successful",
 		Help: "1 when the config in use is the one the file held at the last load or SIGHUP, 0 when that failed."})
 	reloaded.Set(1)
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), reloaded)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), reloaded,
+		versioncollector.NewCollector("promshard"))
 	a := &app{cfg: cfg, flags: f, log: logger, reg: reg, watchers: map[string]*watch.ConsulWatcher{}, reloaded: reloaded}
 	ac, _ := cfg.Consul.APIConfig() // checked with the config
 	var err error
@@ -74,9 +76,9 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 				Port: m.Port, Tags: append(slices.Clone(jc.Collectors.Tags), m.Tags...), Meta: m.Meta, Weight: m.Weight, Check: check})
 		}
 	}
-	if len(regs) > 0 && !f.DryRun {
+	if len(regs) > 0 && (!f.DryRun || f.Command == cmdCheckConfig) {
 		if a.registrar, err = watch.NewRegistrar(a.consul.Agent(), regs, watch.RegistrarOptions{Interval: cfg.RefreshInterval.Duration,
-			Health: a.consul.Health(), Owners: a.consul.KV(), Logger: logger}); err != nil {
+			Health: a.consul.Health(), Owners: a.consul.KV(), DeregisterOnStop: cfg.DeregisterOnStop, Logger: logger}); err != nil {
 			return nil, fmt.Errorf("collectors.register: %w", err)
 		}
 	}
@@ -94,7 +96,7 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 		opts.Audit.Options = &audit.Options{Grace: cfg.Audit.Grace.Duration, Concurrency: cfg.Audit.Concurrency, Client: client}
 	}
 	if cfg.lock.Key != "" && f.Once && !f.DryRun {
-		return nil, errors.New("leader_election: -once takes no lock, so it would write beside the leader; use -dry-run")
+		return nil, errors.New("leader_election: --once takes no lock, so it would write beside the leader; use --dry-run")
 	} else if cfg.lock.Key != "" && !f.DryRun { // self mode only reads the epochs
 		cfg.lock.Observe, cfg.lock.Logger = f.Member != "", logger
 		lock, err := elect.NewConsulLock(a.consul, cfg.lock)
@@ -135,7 +137,7 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 		} else { // self mode: only this collector's file, never another's
 			mf, err := dir.File(a.flags.Member)
 			if err != nil {
-				return j, fmt.Errorf("output: -member %q: %w", a.flags.Member, err)
+				return j, fmt.Errorf("output: --member %q: %w", a.flags.Member, err)
 			}
 			j.Outputs = append(j.Outputs, mf)
 		}
@@ -157,6 +159,19 @@ func (a *app) members(jc *JobConfig) (watch.Source, error) {
 		return watch.NewStaticWatcher(watch.StaticOptions{Name: jc.Name, Members: c.Static, Probe: probe,
 			Interval: c.ProbeInterval.Duration, Logger: a.log, Registerer: a.reg})
 	}
+	if a.flags.DryRun && a.flags.Command == cmdRun && len(c.Register) > 0 {
+		// A dry run registers nothing: it places over the collectors the
+		// config registers, as healthy as a run would make them.
+		ms := make([]watch.Member, len(c.Register))
+		for i, m := range c.Register {
+			ms[i] = m
+			if m.ID == "" {
+				ms[i].ID = watch.Registration{Service: c.ConsulService, Address: m.Address, Port: m.Port}.ServiceID()
+			}
+		}
+		return watch.NewStaticWatcher(watch.StaticOptions{Name: jc.Name, Members: ms, Logger: a.log, Registerer: a.reg})
+	}
+	a.useConsul = true
 	key := c.ConsulService + "/" + strings.Join(c.Tags, ",")
 	if w, ok := a.watchers[key]; ok {
 		return w, nil
@@ -218,8 +233,17 @@ func httpClient(c promcfg.HTTPClientConfig, name string) (*http.Client, error) {
 // once registers the collectors, reshards every job once, prints tables
 // (or what a change would move: simulate).
 func (a *app) once(ctx context.Context, w io.Writer) error {
+	if a.flags.DryRun && a.useConsul { // a dry run fails fast, not after the run's timeout
+		cctx, cancel := context.WithTimeout(ctx, dryRunConsulWait)
+		_, err := a.consul.Status().LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(cctx))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("consul at %s cannot be reached (waited %v): %w", cmp.Or(a.cfg.Consul.Address, "127.0.0.1:8500"),
+				dryRunConsulWait, err)
+		}
+	}
 	reports, err := a.sharder.Once(ctx, nil)
-	if a.flags.Simulate && err == nil { // what the change would move, from the collectors as they are now
+	if a.flags.Command == cmdSimulate && err == nil { // what the change would move, from the collectors as they are now
 		sims := map[string]*shard.Simulation{}
 		for _, name := range a.sharder.Jobs() {
 			sim, err := a.sharder.Simulate(ctx, name, a.flags.Change, a.flags.Capacity)

@@ -53,7 +53,7 @@ func TestAuditAgainstRealCollectors(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "    targets: {static: [{targets: [%s]}]}\n    output: {dir: %q}\n", strings.Join(targets, ", "), filepath.Join(out, "r1"))
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	startBinary(t, buildBinary(t), "-config", writeConfig(t, b.String()), "-listen", listen)
+	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, b.String()), "--web.listen-address", listen)
 	waitScraped(t, cs, "r1", targets, 1, 60*time.Second, nil)
 
 	waitAudit := func(what string, cond func(r *audit.Report) error) *audit.Report {

@@ -87,7 +87,7 @@ jobs:
     balance: {by: series, epsilon: 0.05, settle: 3s, interval: 2s, window: 5m, max_move_fraction: 1}
     capacity: {max_series: 11000}
 `, static.String(), strings.Join(targets, ", "), out)
-	bin := startBinary(t, buildBinary(t), "-config", writeConfig(t, cfg), "-listen", listen)
+	bin := startBinary(t, buildBinary(t), "--config.file", writeConfig(t, cfg), "--web.listen-address", listen)
 
 	waitScraped(t, cs, "bal", targets, 1, 60*time.Second, nil)
 	live := `count({job="bal"})` // series scraped now: stale series of moved targets are gone

@@ -51,7 +51,7 @@ jobs:
     targets: {static: [{targets: [%s]}]}
     output: {dir: %q}
 `, agent.Addr, strings.Join(targets, ", "), out))
-	startBinary(t, buildBinary(t), "-config", cfg, "-listen", listen)
+	startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen)
 	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
 	reshards0, writes0 := metric(t, listen, "promshard_reshards_total", ""), metric(t, listen, "promshard_filesd_writes_total", "")
 	stopSampling := countUnscraped(cs, "node", targets)
@@ -95,7 +95,7 @@ jobs:
     targets: {file_sd: [%q]}
     output: {dir: %q}
 `, src, out))
-	startBinary(t, buildBinary(t), "-config", cfg, "-listen", listen)
+	startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen)
 	waitCollectors(t, listen, 2)
 	var minSeen, samples atomic.Int64
 	minSeen.Store(40)
@@ -153,7 +153,7 @@ func TestChaosConsulRestart(t *testing.T) {
 	out := t.TempDir()
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cfg := writeConfig(t, "refresh_interval: 2s\n"+registerJob(agent.Addr, "restart", okMembers(t, "c1", "c2", "c3"), testTargets(60), out, ""))
-	startBinary(t, buildBinary(t), "-config", cfg, "-listen", listen)
+	startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen)
 	waitCollectors(t, listen, 3)
 	files := func() map[string]string {
 		m := map[string]string{}
@@ -224,7 +224,7 @@ mkdir -p $d && if [ -e "$f" ]; then cp "$f" $d/.t.tmp; else echo '[]' > $d/.t.tm
 	cfg := writeConfig(t, registerJob(agent.Addr, "hung", reg.String(), targets, out,
 		fmt.Sprintf("    reload:\n      method: command\n      command: {args: [sh, -c, %q, sh, \"{{.ID}}\", \"{{.File}}\"], timeout: 5m}\n", script)))
 	os.MkdirAll(out, 0o755)
-	startBinary(t, buildBinary(t), "-config", cfg, "-listen", listen)
+	startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen)
 	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
 	os.WriteFile(hang, nil, 0o644)
 	cs[1].prom.Kill()
@@ -289,7 +289,7 @@ jobs:
     targets: {file_sd: [%q]}
     output: {dir: %q}
 `, src, out))
-	startBinary(t, buildBinary(t), "-config", cfg, "-listen", listen)
+	startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen)
 	waitTargets := func(n int) error {
 		return testenv.WaitFor(20*time.Second, 20*time.Millisecond, func() error {
 			total := 0

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,12 +25,15 @@ import (
 
 // Config is the parsed -config file, documented in config.yaml; zero is the default.
 type Config struct {
-	Listen          string             `yaml:"listen"`
-	RefreshInterval Duration           `yaml:"refresh_interval"`
-	Settle          Duration           `yaml:"settle"`
-	Pprof           bool               `yaml:"pprof"` // /debug/pprof/ on listen
-	Consul          watch.ClientConfig `yaml:"consul"`
-	Audit           struct {           // what collectors scrape: on unless disabled
+	Listen          string   `yaml:"listen"`
+	RefreshInterval Duration `yaml:"refresh_interval"`
+	Settle          Duration `yaml:"settle"`
+	Pprof           bool     `yaml:"pprof"` // /debug/pprof/ on listen
+	// DeregisterOnStop deregisters the collectors of collectors.register
+	// when the daemon stops; by default their registrations outlive it.
+	DeregisterOnStop bool               `yaml:"deregister_on_stop"`
+	Consul           watch.ClientConfig `yaml:"consul"`
+	Audit            struct {           // what collectors scrape: on unless disabled
 		Disabled    bool                     `yaml:"disabled"`
 		Interval    Duration                 `yaml:"interval"`
 		Grace       Duration                 `yaml:"grace"`
@@ -177,10 +181,10 @@ func (c *Config) check() error {
 			return fmt.Errorf("jobs[%d].name: %q is missing or used twice", i, j.Name)
 		}
 		at := fmt.Sprintf("jobs[%d] (%s)", i, j.Name)
-		if other := seen["dir "+j.Output.Dir]; other != "" && j.Output.Dir != "" {
+		if other := seen["dir "+filepath.Clean(j.Output.Dir)]; other != "" && j.Output.Dir != "" {
 			return fmt.Errorf("%s.output.dir: %q is also job %q's: each job needs a directory of its own", at, j.Output.Dir, other)
 		}
-		seen["name "+j.Name], seen["dir "+j.Output.Dir] = j.Name, j.Name
+		seen["name "+j.Name], seen["dir "+filepath.Clean(j.Output.Dir)] = j.Name, j.Name
 		if err := j.check(at); err != nil {
 			return err
 		}

@@ -64,10 +64,10 @@ jobs:
 `, agent.Addr, strings.Join(targets, ", "), out, reload))
 	if self {
 		for _, c := range cs {
-			startBinary(t, buildBinary(t), "-config", cfg, "-member", c.id)
+			startBinary(t, buildBinary(t), "--config.file", cfg, "--member", c.id)
 		}
 	} else {
-		startBinary(t, buildBinary(t), "-config", cfg)
+		startBinary(t, buildBinary(t), "--config.file", cfg)
 	}
 	first := waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
 

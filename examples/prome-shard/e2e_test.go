@@ -63,7 +63,7 @@ func TestEndToEndFailover(t *testing.T) {
 	cfgPath := filepath.Join(t.TempDir(), "central.yaml")
 	os.WriteFile(cfgPath, []byte(binaryConfig(agent.Addr, out, cs, targets, true)), 0o644)
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	central := startBinary(t, bin, "-config", cfgPath, "-listen", listen)
+	central := startBinary(t, bin, "--config.file", cfgPath, "--web.listen-address", listen)
 
 	// Every target on exactly one collector (R=1), and on exactly two (R=2).
 	before := waitScraped(t, cs, "r1", targets, 1, 60*time.Second, nil)
@@ -139,8 +139,8 @@ func TestEndToEndFailover(t *testing.T) {
 		centralFiles[c.id], _ = os.ReadFile(filepath.Join(out, "r1", c.id+".json"))
 	}
 	central.stop(t)
-	if svcs, err := client.Agent().Services(); err != nil || len(svcs) != 0 {
-		t.Fatalf("after SIGTERM the agent still has %d services (%v): the binary did not deregister", len(svcs), err)
+	if svcs, err := client.Agent().Services(); err != nil || len(svcs) != len(cs) {
+		t.Fatalf("after SIGTERM the agent has %d services (%v), want the %d registered: registrations outlive a stop", len(svcs), err, len(cs))
 	}
 	for _, c := range cs {
 		h, p := hostPort(t, c.prom.Addr)
@@ -154,7 +154,7 @@ func TestEndToEndFailover(t *testing.T) {
 	selfCfg := filepath.Join(t.TempDir(), "self.yaml")
 	os.WriteFile(selfCfg, []byte(binaryConfig(agent.Addr, out, cs, targets, false)), 0o644)
 	for _, c := range cs {
-		startBinary(t, bin, "-config", selfCfg, "-member", c.id)
+		startBinary(t, bin, "--config.file", selfCfg, "--member", c.id)
 	}
 	// Each copy writes its own file once its collector's check passes; all
 	// three agree with central mode byte for byte.
@@ -186,7 +186,7 @@ func TestOnceWithRegisterOnAFreshAgent(t *testing.T) {
 	agent := testenv.StartConsul(t)
 	p := writeConfig(t, registerJob(agent.Addr, "once-collectors", okMembers(t, "c1", "c2", "c3"),
 		strings.Split("h1:9100 h2:9100 h3:9100 h4:9100 h5:9100 h6:9100 h7:9100 h8:9100 h9:9100", " "), "OUT", ""))
-	code, stdout, stderr := runCmd("-config", p, "-once")
+	code, stdout, stderr := runCmd("--config.file", p, "--once")
 	if code != 0 || !strings.Contains(stdout, "job node: 9 targets on 3 collectors") {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -218,7 +218,7 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bin := startBinary(t, buildBinary(t), "-config", p, "-listen", listen)
+	bin := startBinary(t, buildBinary(t), "--config.file", p, "--web.listen-address", listen)
 	waitTargets := func(n int) {
 		t.Helper()
 		err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
@@ -260,8 +260,8 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 		t.Fatalf("after a good config: metric %v, collector deregistered meanwhile: %v", v, deregistered)
 	}
 	bin.stop(t) // exit 0 after SIGTERM, or the test fails
-	if svcs, _ := client.Agent().Services(); len(svcs) != 0 {
-		t.Fatalf("%d services left after SIGTERM", len(svcs))
+	if svcs, _ := client.Agent().Services(); len(svcs) != 1 {
+		t.Fatalf("%d services left after SIGTERM, want the 1 registered: registrations outlive a stop", len(svcs))
 	}
 }
 
@@ -289,7 +289,7 @@ func TestUnusableConsulIDIsLeftOut(t *testing.T) {
 	var stdout, stderr string
 	err := testenv.WaitFor(20*time.Second, 200*time.Millisecond, func() error {
 		var code int
-		code, stdout, stderr = runCmd("-config", p, "-once")
+		code, stdout, stderr = runCmd("--config.file", p, "--once")
 		// Until all three checks pass, a run may see c1 and c2 only.
 		if code != 0 || !strings.Contains(stdout, "job node: 3 targets on 2 collectors") ||
 			!strings.Contains(stderr, "excluding a collector from the ring") || !strings.Contains(stderr, "../evil") {
@@ -305,8 +305,9 @@ func TestUnusableConsulIDIsLeftOut(t *testing.T) {
 	}
 }
 
-// Two copies that register the same collectors: stopping one leaves them
-// registered for the other; stopping the last deregisters them.
+// Two copies that register the same collectors with deregister_on_stop:
+// stopping one leaves them registered for the other; stopping the last
+// deregisters them.
 func TestTwoCopiesShareRegistrations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a Consul agent")
@@ -316,8 +317,8 @@ func TestTwoCopiesShareRegistrations(t *testing.T) {
 	members := okMembers(t, "c1", "c2")
 	var copies []*proc
 	for range 2 {
-		cfg := writeConfig(t, registerJob(agent.Addr, "shared", members, []string{"h1:9100", "h2:9100"}, "OUT", ""))
-		copies = append(copies, startBinary(t, buildBinary(t), "-config", cfg))
+		cfg := writeConfig(t, "deregister_on_stop: true\n"+registerJob(agent.Addr, "shared", members, []string{"h1:9100", "h2:9100"}, "OUT", ""))
+		copies = append(copies, startBinary(t, buildBinary(t), "--config.file", cfg))
 	}
 	services := func() int {
 		svcs, err := client.Agent().Services()
@@ -371,7 +372,7 @@ func TestSpreadOverZones(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "    targets: {static: [{targets: [%s]}]}\n    output: {dir: %q}\n", strings.Join(targets, ", "), filepath.Join(out, "r2"))
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	startBinary(t, buildBinary(t), "-config", writeConfig(t, b.String()), "-listen", listen)
+	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, b.String()), "--web.listen-address", listen)
 
 	got := waitScraped(t, cs, "r2", targets, 2, 60*time.Second, nil)
 	for a, ids := range got {
@@ -439,7 +440,7 @@ func TestFailoverWithAHungProvider(t *testing.T) {
 	fmt.Fprintf(&b, "  - name: hung\n    collectors: {consul_service: hung-test}\n    targets: {http_sd: {url: %q, timeout: 5m}}\n"+
 		"    output: {dir: %q}\n    reload: {method: none}\n", sd.URL, filepath.Join(out, "hung"))
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	startBinary(t, buildBinary(t), "-config", writeConfig(t, b.String()), "-listen", listen)
+	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, b.String()), "--web.listen-address", listen)
 	for _, p := range pools {
 		waitScraped(t, cs, p, targets, 1, 60*time.Second, nil)
 	}
@@ -501,5 +502,68 @@ func TestFailoverWithAHungProvider(t *testing.T) {
 	}
 	if answered.Load() == 0 {
 		t.Fatal("no simulation was answered during the failover: the test did not load the server")
+	}
+}
+
+// A stop and a start of the binary leave every collector registered
+// throughout (by default a registration outlives the process); the
+// deregister command takes them out.
+func TestRegistrationsOutliveARestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a Consul agent")
+	}
+	agent := testenv.StartConsul(t)
+	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	cfg := writeConfig(t, registerJob(agent.Addr, "kept", okMembers(t, "c1", "c2", "c3"), []string{"h1:9100", "h2:9100"}, "OUT", ""))
+	passing := func() (int, error) {
+		es, _, err := client.Health().Service("kept", "", true, nil)
+		return len(es), err
+	}
+	bin := buildBinary(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	p := startBinary(t, bin, "--config.file", cfg, "--web.listen-address", listen)
+	if err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
+		if n, err := passing(); err != nil || n != 3 {
+			return fmt.Errorf("%d collectors passing (%v)", n, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Watch the registrations while the binary stops and starts again.
+	ctx, stop := context.WithCancel(context.Background())
+	fewest := make(chan int, 1)
+	go func() {
+		least := 3
+		for ctx.Err() == nil {
+			if svcs, err := client.Agent().Services(); err == nil {
+				least = min(least, len(svcs))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		fewest <- least
+	}()
+	p.stop(t)
+	startBinary(t, bin, "--config.file", cfg, "--web.listen-address", listen)
+	if err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
+		code, b, err := testenv.HTTPGet(context.Background(), "http://"+listen+"/-/ready")
+		if err != nil || code != 200 {
+			return fmt.Errorf("ready: %d %q %v", code, b, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if n := <-fewest; n != 3 {
+		t.Fatalf("while the binary stopped and started again, the agent had as few as %d of the 3 collectors registered", n)
+	}
+	// Decommissioning is explicit.
+	code, stdout, stderr := runCmd("--config.file", cfg, "deregister")
+	if code != 0 || !strings.Contains(stdout, "deregistered 3 collector(s)") {
+		t.Fatalf("deregister: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if svcs, err := client.Agent().Services(); err != nil || len(svcs) != 0 {
+		t.Fatalf("after deregister the agent has %d services (%v)", len(svcs), err)
 	}
 }

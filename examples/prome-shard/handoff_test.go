@@ -44,10 +44,10 @@ jobs:
 `, agent.Addr, handoff, strings.Join(targets, ", "), out))
 	if self {
 		for _, c := range cs {
-			startBinary(t, buildBinary(t), "-config", cfg, "-member", c.id)
+			startBinary(t, buildBinary(t), "--config.file", cfg, "--member", c.id)
 		}
 	} else {
-		startBinary(t, buildBinary(t), "-config", cfg)
+		startBinary(t, buildBinary(t), "--config.file", cfg)
 	}
 	var before map[string]string
 	err := testenv.WaitFor(60*time.Second, 250*time.Millisecond, func() error {

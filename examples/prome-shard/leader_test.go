@@ -108,7 +108,7 @@ jobs:
 	var copies []*copyOf
 	for i := range 3 {
 		c := &copyOf{name: fmt.Sprintf("copy-%d", i), listen: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
-		c.p = startBinary(t, bin, "-config", cfg, "-listen", c.listen)
+		c.p = startBinary(t, bin, "--config.file", cfg, "--web.listen-address", c.listen)
 		copies = append(copies, c)
 	}
 	// leaderOf waits until exactly one of the copies leads and the others

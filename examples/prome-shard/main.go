@@ -3,23 +3,27 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"net/url"
 	"os"
 	"os/signal"
+	"path"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/alecthomas/kingpin/v2"
 	_ "github.com/prometheus/prometheus/discovery/consul" // the SDs of a Consul-based VM fleet, which build in seconds;
 	_ "github.com/prometheus/prometheus/discovery/dns"    // -tags promsd_all (sd_all.go) builds every one
 	_ "github.com/prometheus/prometheus/discovery/file"
 	_ "github.com/prometheus/prometheus/discovery/http"
 
-	"golang.org/x/sync/errgroup"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
 
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/web"
@@ -28,56 +32,170 @@ import (
 // sdBuild says which Prometheus SDs this build has.
 var sdBuild = "this build has consul, dns, file and http; build with -tags promsd_all for every Prometheus SD"
 
-// version is set with -ldflags "-X main.version=…", else from the build info.
-var version = ""
+// Commands.
+const (
+	cmdRun         = "run"
+	cmdCheckConfig = "check config"
+	cmdSimulate    = "simulate"
+	cmdDeregister  = "deregister"
+)
 
 // Flags are the command line.
 type Flags struct {
-	Config, Member, Listen, From, Output string
-	Once, DryRun, Version, Simulate      bool
-	LogLevel                             slog.Level
-	Change                               shard.Change // simulate: -remove, -add, -weight
-	Capacity                             int
+	Command string // cmdRun, cmdCheckConfig, cmdSimulate or cmdDeregister
+	Config  string // --config.file
+	Member  string // run --member: self mode
+	// Web: --web.listen-address (overrides the config's listen), TLS and
+	// basic auth, the lifecycle endpoint, and where the page is served.
+	Listen, WebConfig, RoutePrefix, ExternalURL string
+	Lifecycle                                   bool
+	Once, DryRun                                bool
+	Log                                         promslog.Config
+	// simulate: the change, a saved assignment instead of the config, the
+	// printout.
+	Change   shard.Change
+	Capacity int
+	From     string
+	Output   string
 }
 
-func parseFlags(args []string, stderr io.Writer) (Flags, error) {
+// errExit ends parseFlags after --help or --version: exit with code.
+type errExit struct{ code int }
+
+func (e errExit) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// oldFlags are the single-dash flags of earlier releases, kept as hidden
+// aliases for one release.
+var oldFlags = map[string]string{"-config": "--config.file", "--config": "--config.file", "-listen": "--web.listen-address",
+	"--listen": "--web.listen-address", "-member": "--member", "-once": "--once", "-dry-run": "--dry-run",
+	"-version": "--version", "-log.level": "--log.level", "-remove": "--remove", "-add": "--add", "-weight": "--weight",
+	"-from": "--from", "-capacity": "--capacity"}
+
+// modernize rewrites the old single-dash flags and warns once for each.
+func modernize(args []string, stderr io.Writer) []string {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		name, value, hasValue := strings.Cut(a, "=")
+		if nw, ok := oldFlags[name]; ok {
+			fmt.Fprintf(stderr, "prome-shard: %s is deprecated and goes in the next release; use %s\n", name, nw)
+			if a = nw; hasValue {
+				a += "=" + value
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func parseFlags(args []string, stdout, stderr io.Writer) (Flags, error) {
 	var f Flags
-	sim := len(args) > 0 && args[0] == "simulate" // a dry run that prints what a change would move
-	if sim {
-		args = args[1:]
-	}
-	fs := flag.NewFlagSet("prome-shard", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&f.Config, "config", "", "path of the YAML config file (required)")
-	fs.StringVar(&f.Member, "member", "", "self mode: run beside the collector with this ID, write and reload only its file")
-	fs.StringVar(&f.Listen, "listen", "", "HTTP listen address, overrides the config's listen")
-	fs.BoolVar(&f.Once, "once", false, "reshard once, write, reload, print a summary and exit")
-	fs.BoolVar(&f.DryRun, "dry-run", false, "reshard once and print the assignment summary; write and reload nothing")
-	fs.BoolVar(&f.Version, "version", false, "print the version and exit")
-	fs.TextVar(&f.LogLevel, "log.level", slog.LevelInfo, "log level: debug, info, warn or error")
+	app := kingpin.New("prome-shard", "Shards Prometheus scrape targets over a pool of collectors found in Consul, and keeps each collector's file_sd file (or http_sd endpoint) current. "+sdBuild+".")
+	app.UsageWriter(stdout).ErrorWriter(stderr)
+	var exit *errExit
+	app.Terminate(func(code int) {
+		if exit == nil {
+			exit = &errExit{code}
+		}
+	})
+	app.Version(version.Print("prome-shard"))
+	app.HelpFlag.Short('h')
+	app.Flag("config.file", "Path of the YAML config file.").Default("prome-shard.yml").StringVar(&f.Config)
+	app.Flag("web.listen-address", "Address of the HTTP endpoints (page, API, metrics); overrides the config's listen.").
+		PlaceHolder("HOST:PORT").StringVar(&f.Listen)
+	app.Flag("web.config.file", "Path of an exporter-toolkit web config that enables TLS or basic auth "+
+		"(https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md).").StringVar(&f.WebConfig)
+	app.Flag("web.enable-lifecycle", "Serve POST /-/reload, which reloads the config as SIGHUP does.").BoolVar(&f.Lifecycle)
+	app.Flag("web.external-url", "The URL under which prome-shard is reached (behind a reverse proxy); its path is the default route prefix.").
+		PlaceHolder("URL").StringVar(&f.ExternalURL)
+	app.Flag("web.route-prefix", "Path prefix of every HTTP endpoint. Default: the path of --web.external-url, else /.").
+		PlaceHolder("PATH").StringVar(&f.RoutePrefix)
+	promslogflag.AddFlags(app, &f.Log)
+
+	run := app.Command(cmdRun, "Run the sharder (the default command).").Default()
+	run.Flag("member", "Self mode: run beside the collector with this ID; write and reload only its file.").StringVar(&f.Member)
+	run.Flag("once", "Reshard once, write, reload, print a summary and exit.").BoolVar(&f.Once)
+	run.Flag("dry-run", "Reshard once and print the assignment; write and reload nothing.").BoolVar(&f.DryRun)
+
+	check := app.Command("check", "Check resources without running anything.")
+	check.Command("config", "Check the config file offline (no Consul needed): every field, output directories and file names; "+
+		"print what would run. Exit 0 when it is good, 2 when not.")
+
+	sim := app.Command(cmdSimulate, "Print what a change of collectors would move, from the collectors as they are now "+
+		"(or from a saved /api/v1/assignment); change nothing.")
 	var remove, add, weight []string
-	for name, list := range map[string]*[]string{"remove": &remove, "add": &add, "weight": &weight} {
-		fs.Func(name, "simulate: a collector that leaves (ID), joins (ID[:WEIGHT]) or gets a weight (ID=W); repeat",
-			func(v string) error { *list = append(*list, v); return nil })
+	sim.Flag("remove", "A collector that leaves (ID); repeat.").PlaceHolder("ID").StringsVar(&remove)
+	sim.Flag("add", "A collector that joins (ID[:WEIGHT]); repeat.").PlaceHolder("ID[:W]").StringsVar(&add)
+	sim.Flag("weight", "A collector that gets a weight (ID=W); repeat.").PlaceHolder("ID=W").StringsVar(&weight)
+	sim.Flag("from", "A saved /api/v1/assignment instead of --config.file.").PlaceHolder("FILE").StringVar(&f.From)
+	sim.Flag("output", "table or json.").Short('o').Default("table").EnumVar(&f.Output, "table", "json")
+	sim.Flag("capacity", "The most targets a collector may hold (0: no cap).").IntVar(&f.Capacity)
+
+	app.Command(cmdDeregister, "Deregister from Consul every collector that the config registers (collectors.register), "+
+		"for a pool taken out of service. A stop of the daemon leaves them registered.")
+
+	var configSet bool
+	app.GetFlag("config.file").IsSetByUser(&configSet)
+	cmd, err := app.Parse(modernize(args, stderr))
+	if exit != nil {
+		return f, *exit
 	}
-	fs.StringVar(&f.From, "from", "", "simulate: a saved /api/v1/assignment instead of -config")
-	fs.StringVar(&f.Output, "o", "table", "simulate: table or json")
-	fs.IntVar(&f.Capacity, "capacity", 0, "simulate: the most targets a collector may hold (0: no cap)")
-	err := fs.Parse(args)
-	if f.Simulate, f.DryRun = sim, f.DryRun || sim; err == nil {
-		f.Change, err = web.ParseChange(remove, add, weight)
-	}
-	switch {
-	case err != nil:
+	if err != nil {
 		return f, err
-	case fs.NArg() > 0:
-		return f, fmt.Errorf("unexpected arguments %q", fs.Args())
-	case f.Output != "table" && f.Output != "json":
-		return f, fmt.Errorf("-o %q: want table or json", f.Output)
-	case !f.Version && (f.Config == "") == (f.From == ""):
-		return f, errors.New("-config is required (simulate: -config or -from)")
+	}
+	f.Command = cmd
+	if cmd == cmdSimulate {
+		f.DryRun = true
+		if f.From != "" && configSet {
+			return f, errors.New("simulate: give --config.file or --from, not both")
+		}
+		if f.Change, err = web.ParseChange(remove, add, weight); err != nil {
+			return f, err
+		}
+	}
+	if f.Once && f.DryRun && cmd == cmdRun {
+		return f, errors.New("--once and --dry-run: give one")
+	}
+	if _, err := routePrefix(f); err != nil {
+		return f, err
 	}
 	return f, nil
+}
+
+// routePrefix is where the HTTP endpoints are served: --web.route-prefix,
+// else the path of --web.external-url, else "/"; without a trailing slash
+// unless it is "/".
+func routePrefix(f Flags) (string, error) {
+	p := f.RoutePrefix
+	if f.ExternalURL != "" {
+		u, err := url.Parse(f.ExternalURL)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return "", fmt.Errorf("--web.external-url: %q is not an absolute URL", f.ExternalURL)
+		}
+		if p == "" {
+			p = u.Path
+		}
+	}
+	return path.Clean("/" + p), nil
+}
+
+// setVersion fills prometheus/common/version from the build when the link
+// did not (-ldflags "-X github.com/prometheus/common/version.Version=…").
+func setVersion() {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	if version.Version == "" {
+		version.Version = bi.Main.Version
+		if version.Version == "" || version.Version == "(devel)" {
+			version.Version = "devel"
+		}
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.time" && version.BuildDate == "" {
+			version.BuildDate = s.Value
+		}
+	}
 }
 
 func main() {
@@ -95,45 +213,63 @@ const (
 	exitConfig = 2 // a usage or config mistake, found at start
 )
 
+// onceTimeout bounds a --once or --dry-run run; dryRunConsulWait bounds how
+// long a dry run waits for Consul before it says it cannot reach it.
+const (
+	onceTimeout      = 2 * time.Minute
+	dryRunConsulWait = 5 * time.Second
+)
+
 // run is main with its exit code; ctx ends with SIGINT or SIGTERM.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f, err := parseFlags(args, stderr)
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "prome-shard:", err)
+	setVersion()
+	f, err := parseFlags(args, stdout, stderr)
+	if exit := (errExit{}); errors.As(err, &exit) {
+		if exit.code != 0 {
+			return exitConfig
 		}
-		return exitConfig
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && version == "" {
-		version = bi.Main.Version
-	}
-	if f.Version {
-		fmt.Fprintln(stdout, "prome-shard", version)
 		return exitOK
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.LogLevel}))
-	var a *app
-	if f.From == "" { // simulate -from needs no config
-		if a, err = load(f, logger); err != nil {
+	if err != nil {
+		fmt.Fprintln(stderr, "prome-shard:", err)
+		return exitConfig
+	}
+	f.Log.Writer = stderr
+	logger := promslog.New(&f.Log)
+	switch {
+	case f.From != "":
+		err = simulateSaved(f, stdout)
+	case f.Command == cmdCheckConfig:
+		return checkConfig(f, stdout, stderr, logger)
+	default:
+		a, err := load(f, logger)
+		if err != nil {
 			fmt.Fprintf(stderr, "prome-shard: %s: %v\n", f.Config, err)
 			return exitConfig
 		}
+		return a.main(ctx, stdout, stderr)
 	}
-	if f.From != "" {
-		err = simulateSaved(f, stdout)
-	} else if f.Once || f.DryRun { // simulate is a dry run
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	if err != nil {
+		fmt.Fprintln(stderr, "prome-shard:", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// main runs a loaded config's command and returns the exit code.
+func (a *app) main(ctx context.Context, stdout, stderr io.Writer) int {
+	var err error
+	switch {
+	case a.flags.Command == cmdDeregister:
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		err = a.deregister(ctx, stdout)
+	case a.flags.Once || a.flags.DryRun: // simulate is a dry run
+		ctx, cancel := context.WithTimeout(ctx, onceTimeout)
 		defer cancel()
 		err = a.once(ctx, stdout)
-	} else {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		for a.hup = hup; ; a.next.hup, a = hup, a.next { // serve the reloaded config
-			if err = a.serve(ctx); !errors.Is(err, errReload) {
-				break
-			}
-		}
+	default:
+		err = a.daemon(ctx)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "prome-shard:", err)
@@ -150,7 +286,10 @@ func load(f Flags, logger *slog.Logger) (*app, error) {
 	cfg, err := LoadConfig(f.Config)
 	if err == nil && f.Listen != "" {
 		cfg.Listen = f.Listen
-		err = cfg.checkListen("-listen")
+		err = cfg.checkListen("--web.listen-address")
+	}
+	if err == nil {
+		err = checkWebConfig(f.WebConfig)
 	}
 	if err != nil {
 		return nil, err
@@ -164,65 +303,7 @@ type bindError struct{ error }
 
 func (e bindError) Unwrap() error { return e.error }
 
-// errReload ends serve when a SIGHUP brought a config that builds.
-var errReload = errors.New("config reloaded")
-
-// serve runs the Sharder (its HTTP server and registrar with it) until ctx
-// ends (nil) or a part of it fails (its error, naming the part). It loads
-// the config again on each SIGHUP: one that builds ends serve with
-// errReload, leaving the registrations in place, and run serves it; one
-// that does not is logged and the running config stays.
-func (a *app) serve(ctx context.Context) error {
-	ctx, reload := context.WithCancelCause(ctx)
-	done := make(chan struct{})
-	defer func() { reload(nil); <-done }()
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-a.hup:
-			}
-			next, err := load(a.flags, a.log)
-			if err == nil {
-				a.next = next
-				a.registrar.Keep()
-				reload(errReload)
-				return
-			}
-			a.reloaded.Set(0)
-			a.log.Error("config reload failed; the running config stays", "err", err)
-		}
-	}()
-	var l net.Listener
-	if a.cfg.Listen != "" { // bound before any work: a busy port writes nothing
-		var err error
-		if l, err = net.Listen("tcp", a.cfg.Listen); err != nil {
-			return bindError{fmt.Errorf("http server: %w", err)}
-		}
-	}
-	a.log.Info("prome-shard running", "version", version, "jobs", len(a.cfg.Jobs), "listen", a.cfg.Listen, "self", a.flags.Member)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.sharder.Run(gctx, nil) }) // nil after a signal
-	if l != nil {
-		h := web.Handler(a.sharder, web.Options{Gatherer: a.reg, Pprof: a.cfg.Pprof, Logger: a.log})
-		g.Go(func() error {
-			if err := serveOn(gctx, l, h); err != nil {
-				return fmt.Errorf("http server on %s: %w", a.cfg.Listen, err)
-			}
-			return nil
-		})
-	}
-	err := g.Wait()
-	a.log.Info("stopped")
-	if context.Cause(ctx) == errReload {
-		return errReload
-	}
-	return err
-}
-
-// simulateSaved is simulate over a saved /api/v1/assignment (-from).
+// simulateSaved is simulate over a saved /api/v1/assignment (--from).
 func simulateSaved(f Flags, w io.Writer) error {
 	r, err := os.Open(f.From)
 	if err != nil {

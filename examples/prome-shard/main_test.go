@@ -56,19 +56,19 @@ func TestConfigErrorsExit2(t *testing.T) {
 		{"bad prometheus_sd", strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "prometheus_sd: {foo_sd_configs: [{}]}", 1), "prometheus_sd"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, stderr := runCmd("-config", writeConfig(t, tc.body), "-dry-run")
+			code, _, stderr := runCmd("--config.file", writeConfig(t, tc.body), "--dry-run")
 			if code != 2 || !strings.Contains(stderr, tc.want) {
 				t.Fatalf("exit %d, stderr %q; want exit 2 mentioning %q", code, stderr, tc.want)
 			}
 		})
 	}
-	if code, _, stderr := runCmd("-config", "/nonexistent.yaml"); code != 2 || !strings.Contains(stderr, "nonexistent") {
+	if code, _, stderr := runCmd("--config.file", "/nonexistent.yaml"); code != 2 || !strings.Contains(stderr, "nonexistent") {
 		t.Fatalf("missing file: %d %q", code, stderr)
 	}
 	if code, _, _ := runCmd(); code != 2 {
 		t.Fatalf("no -config: exit %d", code)
 	}
-	if code, _, _ := runCmd("-config", "x", "-nope"); code != 2 {
+	if code, _, _ := runCmd("--config.file", "x", "--nope"); code != 2 {
 		t.Fatalf("unknown flag: exit %d", code)
 	}
 }
@@ -76,14 +76,14 @@ func TestConfigErrorsExit2(t *testing.T) {
 func TestOnceWritesAndDryRunDoesNot(t *testing.T) {
 	p := writeConfig(t, okJob)
 	out := filepath.Join(filepath.Dir(p), "out")
-	code, stdout, stderr := runCmd("-config", p, "-dry-run")
+	code, stdout, stderr := runCmd("--config.file", p, "--dry-run")
 	if code != 0 || !strings.Contains(stdout, "job node: 3 targets on 2 collectors") {
 		t.Fatalf("dry run: %d %q %q", code, stdout, stderr)
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Fatal("dry run created the output directory")
 	}
-	code, stdout, stderr = runCmd("-config", p, "-once")
+	code, stdout, stderr = runCmd("--config.file", p, "--once")
 	if code != 0 {
 		t.Fatalf("once: %d %q %q", code, stdout, stderr)
 	}
@@ -98,8 +98,8 @@ func TestOnceWritesAndDryRunDoesNot(t *testing.T) {
 	if total != 3 {
 		t.Fatalf("%d targets written, want 3", total)
 	}
-	code, stdout, _ = runCmd("-version")
-	if code != 0 || !strings.HasPrefix(stdout, "prome-shard ") {
+	code, stdout, _ = runCmd("--version")
+	if code != 0 || !strings.HasPrefix(stdout, "prome-shard, version ") || !strings.Contains(stdout, "go version:") {
 		t.Fatalf("version: %d %q", code, stdout)
 	}
 }
@@ -111,7 +111,7 @@ func TestDemoConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Chdir(t.TempDir())
-	code, stdout, stderr := runCmd("-config", cfg, "-once")
+	code, stdout, stderr := runCmd("--config.file", cfg, "--once")
 	if code != 0 || !strings.Contains(stdout, "job node: 12 targets on 3 collectors") {
 		t.Fatalf("demo: %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -156,7 +156,7 @@ jobs:
 	p := writeConfig(t, body)
 	out := filepath.Join(filepath.Dir(p), "out")
 	for _, id := range []string{"up", "down"} {
-		if code, stdout, stderr := runCmd("-config", p, "-once", "-member", id); code != 0 {
+		if code, stdout, stderr := runCmd("--config.file", p, "--once", "--member", id); code != 0 {
 			t.Fatalf("-member %s: %d %q %q", id, code, stdout, stderr)
 		}
 	}
@@ -178,7 +178,7 @@ func TestExitCodes(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		code := make(chan int, 1)
 		var out, errb bytes.Buffer
-		go func() { code <- run(ctx, []string{"-config", p, "-listen", addr}, &out, &errb) }()
+		go func() { code <- run(ctx, []string{"--config.file", p, "--web.listen-address", addr}, &out, &errb) }()
 		err := testenv.WaitFor(10*time.Second, 20*time.Millisecond, func() error {
 			st, _, err := testenv.HTTPGet(context.Background(), "http://"+addr+"/-/ready")
 			if err == nil && st != http.StatusOK {
@@ -197,7 +197,7 @@ func TestExitCodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer l.Close()
-		code, _, stderr := runCmd("-config", p, "-listen", l.Addr().String())
+		code, _, stderr := runCmd("--config.file", p, "--web.listen-address", l.Addr().String())
 		if code != exitConfig || !strings.Contains(stderr, "http server: listen") || !strings.Contains(stderr, "address already in use") ||
 			strings.Contains(stderr, "msg=reshard") {
 			t.Fatalf("exit %d, stderr %q; want 2 naming the http server, before any reshard", code, stderr)
@@ -206,7 +206,7 @@ func TestExitCodes(t *testing.T) {
 	t.Run("once fails", func(t *testing.T) {
 		dead := fmt.Sprint(testenv.FreePort(t))
 		body := strings.Replace(strings.Replace(okJob, "port: 9091}", "port: "+dead+"}", 1), "port: 9092}]", "port: "+dead+"}]\n      probe: tcp", 1)
-		code, _, stderr := runCmd("-config", writeConfig(t, body), "-once")
+		code, _, stderr := runCmd("--config.file", writeConfig(t, body), "--once")
 		if code != 1 || !strings.Contains(stderr, "no healthy collectors") {
 			t.Fatalf("exit %d, stderr %q; want 1: no healthy collectors", code, stderr)
 		}
@@ -219,7 +219,7 @@ func TestExitCodes(t *testing.T) {
 		body := fmt.Sprintf("consul: {address: %q}\n", strings.TrimPrefix(consul.URL, "http://")) +
 			strings.Replace(okJob, "static: [{id: a, address: 127.0.0.1, port: 9091}, {id: b, address: 127.0.0.1, port: 9092}]", "consul_service: prom", 1)
 		start := time.Now()
-		code, _, stderr := runCmd("-config", writeConfig(t, body), "-once")
+		code, _, stderr := runCmd("--config.file", writeConfig(t, body), "--once")
 		if code != 1 || !strings.Contains(stderr, "403") || time.Since(start) > 10*time.Second {
 			t.Fatalf("exit %d after %v, stderr %q; want 1 at once naming the 403", code, time.Since(start), stderr)
 		}
@@ -228,16 +228,16 @@ func TestExitCodes(t *testing.T) {
 		args []string
 		want string
 	}{
-		"bad -listen":          {[]string{"-config", p, "-listen", "127.0.0.1:99999", "-once"}, `-listen: "127.0.0.1:99999"`},
-		"bad -log.level":       {[]string{"-config", p, "-log.level", "loud"}, `"loud"`},
-		"listen in file":       {[]string{"-config", writeConfig(t, okJob+"listen: 127.0.0.1:99999\n"), "-once"}, `listen: "127.0.0.1:99999"`},
-		"shared out dir":       {[]string{"-config", writeConfig(t, okJob+strings.Replace(okJob[6:], "name: node", "name: node2", 1)), "-once"}, `jobs[1] (node2).output.dir`},
-		"unusable ID":          {[]string{"-config", writeConfig(t, strings.Replace(okJob, "id: a,", "id: ../evil,", 1)), "-once"}, `"../evil"`},
-		"unknown -member":      {[]string{"-config", p, "-member", "zzz", "-once"}, `Job.Self "zzz" is none of the known collectors`},
-		"ttl check":            {[]string{"-config", writeConfig(t, strings.Replace(okJob, "static: [{id: a", "consul_service: p\n      check: {type: ttl}\n      register: [{id: a", 1)), "-once"}, `check.type: "ttl"`},
-		"glob matches nothing": {[]string{"-config", writeConfig(t, strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "file_sd: [/nonexistent/*.json]", 1)), "-once"}, `"/nonexistent/*.json"]: no file matches`},
-		"bad shard_key":        {[]string{"-config", writeConfig(t, strings.Replace(okJob, "    targets:", "    shard_key: a-b\n    targets:", 1)), "-once"}, `KeyLabel "a-b": not a valid label name`},
-		"refresh too low":      {[]string{"-config", writeConfig(t, okJob+"refresh_interval: 10ms\n"), "-once"}, `refresh_interval: "10ms", want at least 1s`},
+		"bad --web.listen-address": {[]string{"--config.file", p, "--web.listen-address", "127.0.0.1:99999", "--once"}, `--web.listen-address: "127.0.0.1:99999"`},
+		"bad --log.level":          {[]string{"--config.file", p, "--log.level", "loud"}, `log level loud`},
+		"listen in file":           {[]string{"--config.file", writeConfig(t, okJob+"listen: 127.0.0.1:99999\n"), "--once"}, `listen: "127.0.0.1:99999"`},
+		"shared out dir":           {[]string{"--config.file", writeConfig(t, okJob+strings.Replace(okJob[6:], "name: node", "name: node2", 1)), "--once"}, `jobs[1] (node2).output.dir`},
+		"unusable ID":              {[]string{"--config.file", writeConfig(t, strings.Replace(okJob, "id: a,", "id: ../evil,", 1)), "--once"}, `"../evil"`},
+		"unknown --member":         {[]string{"--config.file", p, "--member", "zzz", "--once"}, `Job.Self "zzz" is none of the known collectors`},
+		"ttl check":                {[]string{"--config.file", writeConfig(t, strings.Replace(okJob, "static: [{id: a", "consul_service: p\n      check: {type: ttl}\n      register: [{id: a", 1)), "--once"}, `check.type: "ttl"`},
+		"glob matches nothing":     {[]string{"--config.file", writeConfig(t, strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "file_sd: [/nonexistent/*.json]", 1)), "--once"}, `"/nonexistent/*.json"]: no file matches`},
+		"bad shard_key":            {[]string{"--config.file", writeConfig(t, strings.Replace(okJob, "    targets:", "    shard_key: a-b\n    targets:", 1)), "--once"}, `KeyLabel "a-b": not a valid label name`},
+		"refresh too low":          {[]string{"--config.file", writeConfig(t, okJob+"refresh_interval: 10ms\n"), "--once"}, `refresh_interval: "10ms", want at least 1s`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if code, _, stderr := runCmd(tc.args...); code != 2 || !strings.Contains(stderr, tc.want) {
@@ -262,11 +262,11 @@ func TestHTTPSDWithAuthorization(t *testing.T) {
 		return strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]",
 			fmt.Sprintf("http_sd: {url: %q, %s}", sd.URL, auth), 1)
 	}
-	code, stdout, stderr := runCmd("-config", writeConfig(t, source("authorization: {credentials: s3cret}")), "-once")
+	code, stdout, stderr := runCmd("--config.file", writeConfig(t, source("authorization: {credentials: s3cret}")), "--once")
 	if code != 0 || !strings.Contains(stdout, "job node: 2 targets on 2 collectors") {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	code, _, stderr = runCmd("-config", writeConfig(t, source("bearer_token: a, authorization: {credentials: b}")), "-once")
+	code, _, stderr = runCmd("--config.file", writeConfig(t, source("bearer_token: a, authorization: {credentials: b}")), "--once")
 	if code != 2 || !strings.Contains(stderr, "authorization") {
 		t.Fatalf("two credentials: exit %d, %q; want 2", code, stderr)
 	}
@@ -276,11 +276,11 @@ func TestHTTPSDWithAuthorization(t *testing.T) {
 // saved /api/v1/assignment, and the two agree; a bad change is a usage
 // mistake (2), a collector that is not there a failure (1).
 func TestSimulateCommand(t *testing.T) {
-	code, table, stderr := runCmd("simulate", "-config", "demo.yaml", "-remove", "collector-a", "-add", "collector-d:2")
+	code, table, stderr := runCmd("simulate", "--config.file", "demo.yaml", "--remove", "collector-a", "--add", "collector-d:2")
 	if code != 0 || !strings.Contains(table, "job node: 12 targets") || !regexp.MustCompile(`collector-a\s+4\s+0\s+removed`).MatchString(table) {
 		t.Fatalf("exit %d\n%s\n%s", code, table, stderr)
 	}
-	code, live, stderr := runCmd("simulate", "-config", "demo.yaml", "-remove", "collector-a", "-o", "json")
+	code, live, stderr := runCmd("simulate", "--config.file", "demo.yaml", "--remove", "collector-a", "-o", "json")
 	var sims map[string]*shard.Simulation
 	if code != 0 || json.Unmarshal([]byte(live), &sims) != nil || sims["node"].Moved == 0 {
 		t.Fatalf("json: exit %d %q %q", code, live, stderr)
@@ -297,17 +297,17 @@ func TestSimulateCommand(t *testing.T) {
 	rec := httptest.NewRecorder()
 	web.Handler(a.sharder, web.Options{}).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/assignment", nil))
 	os.WriteFile(saved, rec.Body.Bytes(), 0o644)
-	code, offline, stderr := runCmd("simulate", "-from", saved, "-remove", "collector-a", "-o", "json")
+	code, offline, stderr := runCmd("simulate", "--from", saved, "--remove", "collector-a", "-o", "json")
 	if code != 0 || offline != live {
 		t.Fatalf("from the saved assignment: exit %d %q %q; live %q", code, offline, stderr, live)
 	}
-	if code, _, stderr := runCmd("simulate", "-config", "demo.yaml", "-add", "x:0"); code != exitConfig || !strings.Contains(stderr, `weight "0"`) {
+	if code, _, stderr := runCmd("simulate", "--config.file", "demo.yaml", "--add", "x:0"); code != exitConfig || !strings.Contains(stderr, `weight "0"`) {
 		t.Fatalf("a bad weight: exit %d %q", code, stderr)
 	}
-	if code, _, stderr := runCmd("simulate", "-config", "demo.yaml", "-remove", "nope"); code != exitFailed || !strings.Contains(stderr, `remove "nope": no such member`) {
+	if code, _, stderr := runCmd("simulate", "--config.file", "demo.yaml", "--remove", "nope"); code != exitFailed || !strings.Contains(stderr, `remove "nope": no such member`) {
 		t.Fatalf("an unknown collector: exit %d %q", code, stderr)
 	}
-	if code, _, _ := runCmd("simulate", "-config", "demo.yaml", "-from", saved); code != exitConfig {
+	if code, _, _ := runCmd("simulate", "--config.file", "demo.yaml", "--from", saved); code != exitConfig {
 		t.Fatalf("-config and -from: exit %d, want 2", code)
 	}
 }
@@ -316,10 +316,10 @@ func TestSimulateCommand(t *testing.T) {
 // leader: it is refused at start; -dry-run writes nothing and is allowed.
 func TestOnceRefusedWithLeaderElection(t *testing.T) {
 	cfg := writeConfig(t, "leader_election: {key: promshard/x}\n"+okJob)
-	if code, _, stderr := runCmd("-config", cfg, "-once"); code != exitConfig || !strings.Contains(stderr, "-once takes no lock") {
+	if code, _, stderr := runCmd("--config.file", cfg, "--once"); code != exitConfig || !strings.Contains(stderr, "-once takes no lock") {
 		t.Fatalf("-once: exit %d %q", code, stderr)
 	}
-	if code, out, stderr := runCmd("-config", cfg, "-dry-run"); code != exitOK || !strings.Contains(out, "job node: 3 targets") {
+	if code, out, stderr := runCmd("--config.file", cfg, "--dry-run"); code != exitOK || !strings.Contains(out, "job node: 3 targets") {
 		t.Fatalf("-dry-run: exit %d %q %q", code, out, stderr)
 	}
 }

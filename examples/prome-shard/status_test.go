@@ -57,7 +57,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cfg = strings.Replace(cfg, "    collectors:\n", "    collectors:\n      probe: http\n      probe_interval: 1s\n", 1)
 	cfg = strings.Replace(cfg, "dir: out/demo", "dir: OUT", 1)
-	startBinary(t, buildBinary(t), "-config", writeConfig(t, cfg), "-listen", listen)
+	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, cfg), "--web.listen-address", listen)
 	base := "http://" + listen
 	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
 		code, b, err := testenv.HTTPGet(context.Background(), base+"/-/ready")

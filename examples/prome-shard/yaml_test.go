@@ -1,10 +1,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +8,6 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/promshard/promshard"
-	"github.com/promshard/promshard/internal/testenv"
 )
 
 func TestCheckDurations(t *testing.T) {
@@ -77,32 +72,5 @@ func TestBalanceFromYAML(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", in, err, want)
 		}
-	}
-}
-
-// serveOn answers until ctx ends, then returns nil.
-func TestServeOn(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() {
-		done <- serveOn(ctx, l, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "hi") }))
-	}()
-	err = testenv.WaitFor(5*time.Second, 10*time.Millisecond, func() error {
-		code, b, err := testenv.HTTPGet(context.Background(), "http://"+l.Addr().String()+"/")
-		if err != nil || code != 200 || string(b) != "hi" {
-			return fmt.Errorf("%d %q %v", code, b, err)
-		}
-		return nil
-	})
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("after ctx ended: %v", err)
 	}
 }

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/promshard/promshard/internal/testenv"
+)
+
+// check config works offline (Consul unreachable), says what would run,
+// and exits 2 naming the field for each kind of mistake it looks for.
+func TestCheckConfig(t *testing.T) {
+	good := writeConfig(t, "consul: {address: 127.0.0.1:1}\n"+strings.Replace(okJob, "static: [{id: a", "consul_service: p\n      register: [{id: a", 1))
+	start := time.Now()
+	code, stdout, stderr := runCmd("--config.file", good, "check", "config")
+	t.Logf("check config with Consul unreachable: %v", time.Since(start).Round(time.Millisecond))
+	if code != exitOK || !strings.Contains(stdout, "SUCCESS") || !strings.Contains(stdout, `job node: 1 replica(s); collectors: Consul service "p", registering 2 (a, b)`) {
+		t.Fatalf("a good config: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	notDir := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notDir, nil, 0o644)
+	for name, tc := range map[string]struct{ body, want string }{
+		"unknown field":   {okJob + "bogus: 1\n", "field bogus not found"},
+		"shared dir":      {okJob + strings.Replace(okJob[6:], "name: node", "name: node2", 1), "jobs[1] (node2).output.dir"},
+		"not a directory": {strings.Replace(okJob, "{dir: OUT}", fmt.Sprintf("{dir: %q}", filepath.Join(notDir, "out")), 1), "not a directory"},
+		"bad file name":   {strings.Replace(okJob, "{dir: OUT}", `{dir: OUT, file: "{{.ID}}.txt"}`, 1), `output.file: filesd: DirOptions.Template "{{.ID}}.txt"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, stdout, stderr := runCmd("--config.file", writeConfig(t, tc.body), "check", "config")
+			if code != exitConfig || !strings.Contains(stderr, tc.want) || !strings.Contains(stdout, "FAILED") {
+				t.Fatalf("exit %d\n%s\n%s; want 2 mentioning %q", code, stdout, stderr, tc.want)
+			}
+		})
+	}
+	// It writes nothing: the output directory is not even made.
+	if _, err := os.Stat(filepath.Join(filepath.Dir(good), "out")); !os.IsNotExist(err) {
+		t.Fatalf("check config made the output directory: %v", err)
+	}
+}
+
+// The flags of earlier releases still work for one release, with a warning
+// that names the new flag.
+func TestOldFlagsStillWork(t *testing.T) {
+	code, stdout, stderr := runCmd("-config", writeConfig(t, okJob), "-once")
+	if code != exitOK || !strings.Contains(stdout, "job node: 3 targets on 2 collectors") ||
+		!strings.Contains(stderr, "-config is deprecated and goes in the next release; use --config.file") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if code, stdout, _ := runCmd("--help"); code != exitOK || !strings.Contains(stdout, "check config") || !strings.Contains(stdout, "deregister") {
+		t.Fatalf("--help: exit %d, no subcommands listed:\n%s", code, stdout)
+	}
+}
+
+// The daemon behind a route prefix: the endpoints move under it, / leads
+// there, POST /-/reload reloads the config only with
+// --web.enable-lifecycle, and /metrics has promshard_build_info, passes
+// promtool check metrics and has no job or instance label.
+func TestHTTPSurface(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary")
+	}
+	promtool := promtoolPath(t)
+	cfg := writeConfig(t, okJob)
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen, "--web.enable-lifecycle",
+		"--web.external-url", "https://example.org/shard/")
+	base := "http://" + listen + "/shard"
+	if err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
+		code, b, err := testenv.HTTPGet(context.Background(), base+"/-/ready")
+		if err != nil || code != 200 {
+			return fmt.Errorf("%s/-/ready: %d %q %v", base, code, b, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	noRedirect := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if resp, err := noRedirect.Get("http://" + listen + "/"); err != nil || resp.StatusCode != http.StatusFound ||
+		resp.Header.Get("Location") != "/shard/" {
+		t.Fatalf("GET /: %v %v, want a redirect to /shard/", resp, err)
+	}
+	post := func() (int, string) {
+		resp, err := http.Post(base+"/-/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		_, _ = fmt.Fscan(resp.Body, &b)
+		return resp.StatusCode, b.String()
+	}
+	if code, _, _ := testenv.HTTPGet(context.Background(), base+"/-/reload"); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /-/reload: %d, want 405", code)
+	}
+	os.WriteFile(cfg, []byte(strings.ReplaceAll(okJob, "OUT", filepath.Join(filepath.Dir(cfg), "out"))+"bogus: 1\n"), 0o644)
+	if code, _ := post(); code != http.StatusInternalServerError {
+		t.Fatalf("POST /-/reload with a broken config: %d, want 500", code)
+	}
+	os.WriteFile(cfg, []byte(strings.ReplaceAll(okJob, "OUT", filepath.Join(filepath.Dir(cfg), "out"))), 0o644)
+	if code, body := post(); code != http.StatusOK {
+		t.Fatalf("POST /-/reload with a good config: %d %q", code, body)
+	}
+	var metrics []byte
+	if err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
+		code, b, err := testenv.HTTPGet(context.Background(), base+"/metrics")
+		if err != nil || code != 200 || !strings.Contains(string(b), "promshard_build_info{") ||
+			!strings.Contains(string(b), "promshard_config_last_reload_successful 1") {
+			return fmt.Errorf("/metrics after the reload: %d %v", code, err)
+		}
+		metrics = b
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(string(metrics))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(strings.NewReader(string(metrics)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range families {
+		if !strings.HasPrefix(name, "promshard_") {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if n := model.LabelName(l.GetName()); n == model.JobLabel || n == model.InstanceLabel {
+					t.Errorf("%s has a %s label: a collector that scrapes it would rename it exported_%s", name, n, n)
+				}
+			}
+		}
+	}
+}
+
+// POST /-/reload is refused without --web.enable-lifecycle.
+func TestReloadNeedsLifecycle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary")
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, okJob), "--web.listen-address", listen)
+	err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
+		resp, err := http.Post("http://"+listen+"/-/reload", "", nil)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			return fmt.Errorf("POST /-/reload: %d, want 403", resp.StatusCode)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// 100 clients asking for simulations without pause on a 100,000-target
+// pool leave /-/ready answering at once: the expensive endpoints compute a
+// few answers at a time and refuse the rest.
+func TestReadyUnderSimulationLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary")
+	}
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString(`[{"labels": {"env": "load"}, "targets": [`)
+	for i := range 100_000 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `"10.%d.%d.%d:9100"`, i/65536, i/256%256, i%256)
+	}
+	b.WriteString("]}]")
+	os.WriteFile(filepath.Join(dir, "targets.json"), []byte(b.String()), 0o644)
+	var members []string
+	for i := range 20 {
+		members = append(members, fmt.Sprintf("{id: c%d, address: 127.0.0.1, port: %d}", i, 9000+i))
+	}
+	cfg := writeConfig(t, fmt.Sprintf("jobs:\n  - name: node\n    collectors: {static: [%s]}\n    targets: {file_sd: [%q]}\n    output: {dir: OUT}\n",
+		strings.Join(members, ", "), filepath.Join(dir, "targets.json")))
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen)
+	ready := func() (time.Duration, error) {
+		start := time.Now()
+		code, body, err := testenv.HTTPGet(context.Background(), "http://"+listen+"/-/ready")
+		if err == nil && code != 200 {
+			err = fmt.Errorf("/-/ready: %d %q", code, body)
+		}
+		return time.Since(start), err
+	}
+	if err := testenv.WaitFor(60*time.Second, 100*time.Millisecond, func() error { _, err := ready(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var answered, refused atomic.Int64
+	for range 100 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				code, _, _ := testenv.HTTPGet(ctx, "http://"+listen+"/api/v1/simulate?remove=c3&add=c99:2")
+				switch code {
+				case http.StatusOK:
+					answered.Add(1)
+				case http.StatusTooManyRequests:
+					refused.Add(1)
+				}
+			}
+		})
+	}
+	var worst time.Duration
+	for range 50 {
+		time.Sleep(20 * time.Millisecond) // spacing of the probes, not an assertion
+		d, err := ready()
+		if err != nil {
+			t.Error(err)
+		}
+		worst = max(worst, d)
+	}
+	stop()
+	wg.Wait()
+	t.Logf("100 simulating clients on 100,000 targets: slowest of 50 /-/ready %v; %d simulations answered, %d refused (429)",
+		worst.Round(time.Millisecond), answered.Load(), refused.Load())
+	if answered.Load() == 0 || refused.Load() == 0 {
+		t.Fatalf("%d answered, %d refused: the load did not reach the bound", answered.Load(), refused.Load())
+	}
+}
+
+// promtoolPath finds promtool; in CI a missing one fails the test.
+func promtoolPath(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool is not installed (.ci/run installs Debian's prometheus); CI does not skip it")
+		}
+		t.Skip("no promtool on PATH")
+	}
+	return p
+}
