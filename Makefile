@@ -12,11 +12,11 @@ PKGS        := ./...
 BINARY      := examples/prome-shard
 INBIN       := $(GO) -C $(BINARY)
 
-.PHONY: test test-lib test-bin fmt vet lint unit bench fuzz chaos consul clean
+.PHONY: test test-lib test-bin fmt vet lint deploy unit bench fuzz chaos consul clean prome-shard
 
 # The binary's end-to-end suite is the longest; it runs beside the
 # library's packages.
-test: fmt vet lint $(CONSUL)
+test: fmt vet lint deploy $(CONSUL)
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-lib test-bin
 
 test-lib: $(CONSUL)
@@ -42,6 +42,33 @@ $(STATICCHECK): tools/lint/go.mod tools/lint/go.sum
 	mkdir -p bin
 	cd tools/lint && $(GO) build -o $(STATICCHECK) honnef.co/go/tools/cmd/staticcheck
 	touch $(STATICCHECK)
+
+# deploy: the operations kit beside the binary. The alerting rules pass
+# promtool check and their unit tests; the systemd unit passes
+# systemd-analyze verify where systemd is installed (pointed at the binary
+# built here). The dashboard is checked against a live /metrics by the
+# binary's end-to-end test.
+DEPLOY := $(BINARY)/deploy
+deploy: bin/prome-shard
+	promtool check rules $(DEPLOY)/rules.yml
+	cd $(DEPLOY) && promtool test rules rules_test.yml
+	@if command -v systemd-analyze >/dev/null 2>&1; then \
+		mkdir -p bin/unit && sed 's#/usr/local/bin/prome-shard#$(CURDIR)/bin/prome-shard#g' $(DEPLOY)/prome-shard.service > bin/unit/prome-shard.service && \
+		echo "systemd-analyze verify prome-shard.service" && systemd-analyze verify bin/unit/prome-shard.service; \
+	else echo "no systemd-analyze here: the unit is not verified"; fi
+
+# prome-shard: the binary, with its version, revision, branch and build
+# date stamped as prometheus/common/version reads them.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+VPKG     := github.com/prometheus/common/version
+LDFLAGS  := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(shell git rev-parse HEAD 2>/dev/null) \
+	-X $(VPKG).Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null) -X $(VPKG).BuildUser=$(shell id -un)@$(shell hostname) \
+	-X $(VPKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+prome-shard: bin/prome-shard
+bin/prome-shard: FORCE
+	mkdir -p bin
+	$(INBIN) build -ldflags '$(LDFLAGS)' -o $(CURDIR)/bin/prome-shard .
+FORCE:
 
 # unit: the fast tests only, without the real Consul and Prometheus.
 unit:

@@ -138,6 +138,11 @@ func TestEndToEndFailover(t *testing.T) {
 	for _, c := range cs {
 		centralFiles[c.id], _ = os.ReadFile(filepath.Join(out, "r1", c.id+".json"))
 	}
+	_, metrics, err := testenv.HTTPGet(context.Background(), "http://"+listen+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDashboard(t, metrics)
 	central.stop(t)
 	if svcs, err := client.Agent().Services(); err != nil || len(svcs) != len(cs) {
 		t.Fatalf("after SIGTERM the agent has %d services (%v), want the %d registered: registrations outlive a stop", len(svcs), err, len(cs))

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
@@ -430,7 +432,11 @@ func binaryConfig(consulAddr, out string, cs []*collector, targets []string, reg
 			}
 		}
 		fmt.Fprintf(&b, "    targets:\n      static: [{targets: [%s], labels: {team: e2e}}]\n", strings.Join(targets, ", "))
-		fmt.Fprintf(&b, "    output: {dir: %q}\n    reload: {method: none}\n", filepath.Join(out, job.name))
+		reload := "none" // file_sd reads a rewritten file by itself
+		if job.name == "r2" {
+			reload = "http" // the collectors' /-/reload, so that reloads are exercised (and counted) too
+		}
+		fmt.Fprintf(&b, "    output: {dir: %q}\n    reload: {method: %s}\n", filepath.Join(out, job.name), reload)
 	}
 	return b.String()
 }
@@ -617,5 +623,84 @@ func browser(t *testing.T) (ctx context.Context, errs func() []string) {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]string{}, seen...)
+	}
+}
+
+// checkDashboard checks that every query of deploy/dashboard.json names a
+// metric family that metrics (a /metrics page) holds, and that each label
+// a query selects or groups by is on that family (job and instance come
+// from the scrape).
+func checkDashboard(t *testing.T, metrics []byte) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("deploy", "dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+		Templating struct {
+			List []struct{ Definition string }
+		}
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("deploy/dashboard.json: %v", err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(bytes.NewReader(metrics))
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := func(family string) map[string]bool {
+		out := map[string]bool{"job": true, "instance": true, "le": true}
+		for _, m := range families[family].GetMetric() {
+			for _, l := range m.GetLabel() {
+				out[l.GetName()] = true
+			}
+		}
+		return out
+	}
+	var exprs []string
+	for _, pn := range d.Panels {
+		for _, q := range pn.Targets {
+			exprs = append(exprs, q.Expr)
+		}
+	}
+	for _, v := range d.Templating.List {
+		exprs = append(exprs, v.Definition)
+	}
+	metric := regexp.MustCompile(`(promshard_[a-z_]+)(\{[^}]*\})?`)
+	grouping := regexp.MustCompile(`by \(([^)]*)\) \(\w*\(?(promshard_[a-z_]+)`)
+	for _, e := range exprs {
+		for _, m := range metric.FindAllStringSubmatch(e, -1) {
+			name := m[1]
+			if _, ok := families[name]; !ok {
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					if base := strings.TrimSuffix(name, suffix); base != name && families[base] != nil {
+						name = base
+					}
+				}
+			}
+			if _, ok := families[name]; !ok {
+				t.Errorf("dashboard query %q: /metrics has no %s", e, m[1])
+				continue
+			}
+			have := labels(name)
+			for _, sel := range strings.Split(strings.Trim(m[2], "{}"), ",") {
+				if i := strings.IndexAny(sel, "=!"); i > 0 && !have[strings.TrimSpace(sel[:i])] {
+					t.Errorf("dashboard query %q: %s has no label %s", e, name, strings.TrimSpace(sel[:i]))
+				}
+			}
+		}
+		for _, g := range grouping.FindAllStringSubmatch(e, -1) {
+			have := labels(strings.TrimSuffix(g[2], "_bucket"))
+			for _, l := range strings.Split(g[1], ",") {
+				if l = strings.TrimSpace(l); !have[l] {
+					t.Errorf("dashboard query %q groups by %s, which %s does not have", e, l, g[2])
+				}
+			}
+		}
 	}
 }

@@ -111,7 +111,7 @@ func New(job string, cfgs discovery.Configs, opts Options) (*Discovery, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry() // metrics nobody gathers
 	}
-	reg = prometheus.WrapRegistererWith(prometheus.Labels{"promshard_job": job}, reg)
+	reg = prometheus.WrapRegistererWith(prometheus.Labels{"shard_job": job}, reg)
 	sdm, err := discovery.CreateAndRegisterSDMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("promsd: job %q: %w", job, err)
