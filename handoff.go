@@ -48,6 +48,22 @@ func newHandoffs(job, self string, timeout time.Duration, m *metrics, log *slog.
 	return &handoffs{job: job, self: self, timeout: timeout, m: m, log: log, pending: map[string]*handoff{}}
 }
 
+// oldest is when the oldest pending hand-off began; zero without one.
+func (hs *handoffs) oldest() time.Time {
+	if hs == nil {
+		return time.Time{}
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	var t time.Time
+	for _, h := range hs.pending {
+		if t.IsZero() || h.since.Before(t) {
+			t = h.since
+		}
+	}
+	return t
+}
+
 // count is the number of pending hand-offs.
 func (hs *handoffs) count() int {
 	if hs == nil {

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +25,10 @@ import (
 
 // recentReshards is how many reports a job keeps in Snapshot.Recent.
 const recentReshards = 10
+
+// heaviestN is how many of each collector's heaviest targets a snapshot
+// lists.
+const heaviestN = 10
 
 // Job is one scrape pool to shard: its targets, how they are placed, where
 // the result goes and how collectors learn of it.
@@ -126,8 +132,9 @@ type job struct {
 	bal     *balancer      // nil unless balanced by series
 	audits  *auditSchedule // nil without Options.Audit
 	epochs  *epochs        // nil without Options.Elector
-	trigger chan struct{}  // size 1: coalesces pokes
-	fetchCh chan struct{}  // size 1: a provider reported news
+	events  history
+	trigger chan struct{} // size 1: coalesces pokes
+	fetchCh chan struct{} // size 1: a provider reported news
 	// firstFetch is closed once the provider was first read: the loop's
 	// first reshard waits for it.
 	firstFetch chan struct{}
@@ -403,6 +410,9 @@ func (j *job) snapshot() Snapshot {
 	snap := j.snap
 	j.stateMu.RUnlock()
 	snap.PendingReloads = j.reloads.Pending()
+	snap.Reloads = j.reloads.Last()
+	snap.HandoffsSince = j.hand.oldest()
+	snap.Events = j.events.list()
 	snap.Audit = j.audits.report()
 	snap.Epoch, snap.Agrees = j.epochs.current()
 	if snap.Role = j.role(); snap.Role != "" {
@@ -660,13 +670,21 @@ func (j *job) commit(ctx context.Context, rep *Report, ring shard.Ring, asg *sha
 		j.lastKey = key
 	}
 	j.asgKey = key
+	var heaviest map[string][]shard.TargetLoad
+	if costs := j.bal.table(); costs != nil {
+		heaviest = shard.Heaviest(asg, costs.placed, heaviestN)
+	}
 	j.stateMu.Lock()
+	handoffsBefore := j.snap.Handoffs
 	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.LastSuccess = asg, ring, in.members, time.Now()
 	j.snap.Groups, j.snap.Handoffs, j.snap.Leavers = groups, j.hand.count(), in.leavers
+	j.snap.Heaviest = heaviest
+	handoffs := j.snap.Handoffs
 	if prev == nil || rep.Diff.Changed() || len(rep.Changed) > 0 {
 		j.snap.Generation++ // the outputs changed (a hand-off ending changes them alone)
 	}
 	j.stateMu.Unlock()
+	j.events.add(changeEvents(prev, asg, in.leavers, rep.Diff, handoffs, handoffsBefore, time.Now())...)
 	j.roster.left(in.members, prevMembers, time.Now())
 	if j.epochs != nil && !j.elected() {
 		j.epochs.read(ctx, key)
@@ -706,6 +724,7 @@ func (j *job) finish(ctx context.Context, rep *Report, err error) {
 	j.stateMu.Unlock()
 	if err != nil && ctx.Err() == nil {
 		j.s.opts.Logger.Error("reshard failed", "job", name, "reason", rep.Reason, "changed", rep.Changed, "err", err)
+		j.events.add(Event{Time: time.Now(), Kind: eventFailed, Collectors: rep.Changed, Text: "reshard failed: " + err.Error()})
 	}
 	if f := j.s.opts.OnReshard; f != nil {
 		f(*rep)
@@ -770,7 +789,10 @@ func (j *job) confirmHandoffs(ctx context.Context) {
 		}
 		seen[id] = got
 	}
-	if j.hand.confirm(seen, time.Now()) > 0 {
+	if n := j.hand.confirm(seen, time.Now()); n > 0 {
+		ids := slices.Sorted(maps.Keys(seen))
+		j.events.add(Event{Time: time.Now(), Kind: eventConfirm, Collectors: ids, Moved: n,
+			Text: fmt.Sprintf("hand-off: %d targets confirmed scraped by their new owners (%s); the old ones let go", n, strings.Join(ids, ", "))})
 		j.poke(reasonHandoff)
 	}
 }
@@ -792,6 +814,7 @@ func (j *job) auditCollectors(snap Snapshot) []audit.Collector {
 func (j *job) audit(ctx context.Context) {
 	snap := j.snapshot()
 	due := j.audits.run(ctx, snap, j.auditCollectors(snap))
+	j.events.auditEvent(j.audits.report())
 	if len(due) == 0 {
 		return
 	}

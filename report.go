@@ -141,8 +141,10 @@ type Snapshot struct {
 	// Groups is what the outputs hold: the assignment's groups, plus the
 	// targets that old owners keep while hand-offs are pending.
 	Groups map[string][]*targetgroup.Group
-	// Handoffs is the number of targets with a pending hand-off.
-	Handoffs int
+	// Handoffs is the number of targets with a pending hand-off;
+	// HandoffsSince when the oldest of them began (zero without one).
+	Handoffs      int
+	HandoffsSince time.Time
 	// Leavers are the collectors out of the ring that are still registered
 	// (drained or sick), each with its State: they get an empty list.
 	Leavers []watch.Member
@@ -161,8 +163,17 @@ type Snapshot struct {
 	// Recent are the last reshards, newest first (at most 10), without
 	// their assignments, files and reloads.
 	Recent []Report
-	// PendingReloads lists members whose reload has not succeeded yet.
+	// PendingReloads lists members whose reload has not succeeded yet;
+	// Reloads holds each collector's last reload outcome.
 	PendingReloads []string
+	Reloads        map[string]reload.Result
+	// Events are what happened to the job, newest first: joins, leaves
+	// and the targets that moved, hand-offs, leadership, audit findings,
+	// failures (at least the last 200, and those of the last 24 hours).
+	Events []Event
+	// Heaviest lists, per collector, its heaviest targets by measured
+	// series (at most 10, heaviest first) when the job balances by series.
+	Heaviest map[string][]shard.TargetLoad
 }
 
 // Ready reports whether the job has an assignment in its outputs and its

@@ -337,9 +337,14 @@ func (s *Sharder) leadershipChanged() {
 	s.term.Add(1)
 	leading := s.opts.Elector.Leading()
 	s.m.leaderChanges.Inc()
+	role := RoleStandby
+	if leading {
+		role = RoleLeader
+	}
 	for _, j := range s.jobs {
 		if j.elected() {
 			s.m.leader.WithLabelValues(j.cfg.Name).Set(b2f(leading))
+			j.events.add(Event{Time: time.Now(), Kind: eventLeader, Text: fmt.Sprintf("this copy is now %s (leader: %s)", role, s.opts.Elector.Leader())})
 			j.poke(reasonLeader)
 		}
 	}

@@ -100,6 +100,7 @@ type Queue struct {
 	inflight map[string]bool
 	fails    map[string]int
 	due      map[string]time.Time
+	last     map[string]Result // each collector's last outcome
 	wg       sync.WaitGroup
 }
 
@@ -126,7 +127,7 @@ func NewQueue(p *Pool, opts QueueOptions) (*Queue, error) {
 	}
 	_, none := p.r.(None)
 	return &Queue{pool: p, opts: opts, none: none, kick: make(chan struct{}, 1), want: map[string]Collector{},
-		inflight: map[string]bool{}, fails: map[string]int{}, due: map[string]time.Time{}}, nil
+		inflight: map[string]bool{}, fails: map[string]int{}, due: map[string]time.Time{}, last: map[string]Result{}}, nil
 }
 
 // Add queues collectors for a reload; [Queue.Run] reloads them.
@@ -158,7 +159,7 @@ func (q *Queue) Now(ctx context.Context, cs []Collector) Results {
 	if err := q.gate(ctx); err != nil {
 		res := make(Results, len(cs))
 		for i, c := range cs {
-			res[i] = Result{Collector: c, Err: fmt.Errorf("not reloaded: %w", err)}
+			res[i] = Result{Collector: c, Err: fmt.Errorf("not reloaded: %w", err), At: time.Now()}
 		}
 		return res
 	}
@@ -201,6 +202,13 @@ func (q *Queue) failed(c Collector) {
 		q.want[c.ID] = c
 	}
 	q.due[c.ID] = time.Now().Add(backoff.Delay(q.opts.BackoffMin, q.opts.BackoffMax, n))
+}
+
+// Last returns each collector's last reload outcome (a copy).
+func (q *Queue) Last() map[string]Result {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return maps.Clone(q.last)
 }
 
 // Pending lists the collectors whose reload has not succeeded yet, sorted.
@@ -261,7 +269,11 @@ func (q *Queue) reload(ctx context.Context, c Collector) {
 	gateErr := q.gate(ctx)
 	var err error
 	if gateErr == nil {
-		err = q.pool.Reload(ctx, []Collector{c})[0].Err
+		res := q.pool.Reload(ctx, []Collector{c})[0]
+		err = res.Err
+		q.mu.Lock()
+		q.last[c.ID] = res
+		q.mu.Unlock()
 	}
 	q.mu.Lock()
 	delete(q.inflight, c.ID)

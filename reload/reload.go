@@ -54,6 +54,8 @@ type Result struct {
 	// Err is nil when the reload succeeded.
 	Err      error
 	Duration time.Duration
+	// At is when the reload ended.
+	At time.Time
 }
 
 // Results are the outcomes of a [Pool.Reload], in the order of the
@@ -152,7 +154,7 @@ func (p *Pool) Reload(ctx context.Context, cs []Collector) Results {
 			defer func() { <-sem }()
 			start := time.Now()
 			err := p.r.Reload(ctx, c)
-			res[i].Err, res[i].Duration = err, time.Since(start)
+			res[i].Err, res[i].Duration, res[i].At = err, time.Since(start), time.Now()
 			p.duration.Observe(res[i].Duration.Seconds())
 			result := "success"
 			if err != nil {

@@ -402,3 +402,47 @@ func (o Options) validateBalance() error {
 	}
 	return nil
 }
+
+// TargetLoad is one target's share of its member's load: its cost (measured
+// series), and that cost as a fraction of the member's total.
+type TargetLoad struct {
+	Target string  `json:"target"`
+	Cost   uint64  `json:"series"`
+	Share  float64 `json:"share"`
+}
+
+// Heaviest lists, for each member of a, its n costliest targets under
+// costs (keyed by address hash, as [Options.Costs]), costliest first, each
+// with its share of the member's total. Targets without a cost are left
+// out; a nil costs gives nil.
+func Heaviest(a *Assignment, costs *Costs, n int) map[string][]TargetLoad {
+	if a == nil || costs.Len() == 0 || n <= 0 {
+		return nil
+	}
+	out := make(map[string][]TargetLoad, len(a.Groups))
+	for id, gs := range a.Groups {
+		var top []TargetLoad // the n costliest so far, costliest first
+		var total uint64
+		for _, g := range gs {
+			for _, t := range g.Targets {
+				addr := string(t[model.AddressLabel])
+				c, ok := costs.Lookup(Hash(addr))
+				if !ok {
+					continue
+				}
+				total += c
+				if len(top) == n && c <= top[n-1].Cost {
+					continue
+				}
+				i, _ := slices.BinarySearchFunc(top, c, func(l TargetLoad, c uint64) int { return cmp.Compare(c, l.Cost) })
+				top = slices.Insert(top, i, TargetLoad{Target: addr, Cost: c})
+				top = top[:min(len(top), n)]
+			}
+		}
+		for i := range top {
+			top[i].Share = float64(top[i].Cost) / float64(max(total, 1))
+		}
+		out[id] = top
+	}
+	return out
+}

@@ -305,3 +305,40 @@ func TestCostsLookup(t *testing.T) {
 		t.Fatal("a nil table has costs")
 	}
 }
+
+// Heaviest lists each member's costliest targets, costliest first, with
+// their share of the member's total.
+func TestHeaviest(t *testing.T) {
+	ring, _ := New(KindRendezvous, []Member{{ID: "a"}, {ID: "b"}})
+	g := &targetgroup.Group{}
+	costs := map[string]uint64{}
+	for i := range 20 {
+		addr := fmt.Sprintf("10.0.0.%d:9100", i)
+		g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(addr)})
+		costs[addr] = uint64(10 * (i + 1))
+	}
+	table := CostTable(costs)
+	a, err := Assign(ring, []*targetgroup.Group{g}, Options{Costs: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := Heaviest(a, table, 3)
+	for _, m := range a.Members {
+		l := top[m.ID]
+		if len(l) != 3 || l[0].Cost < l[1].Cost || l[1].Cost < l[2].Cost {
+			t.Fatalf("%s: %+v", m.ID, l)
+		}
+		var best uint64
+		for _, gg := range a.Groups[m.ID] {
+			for _, tt := range gg.Targets {
+				best = max(best, costs[string(tt[model.AddressLabel])])
+			}
+		}
+		if l[0].Cost != best || math.Abs(l[0].Share-float64(best)/float64(a.Cost[m.ID])) > 1e-9 {
+			t.Fatalf("%s: heaviest %+v, want %d series of %d", m.ID, l[0], best, a.Cost[m.ID])
+		}
+	}
+	if Heaviest(a, nil, 3) != nil {
+		t.Fatal("no costs, yet a list")
+	}
+}
