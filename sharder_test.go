@@ -385,8 +385,7 @@ func TestRefreshTimer(t *testing.T) {
 // nothing is written at all.
 func TestLastGoodTargets(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := start(t, Job{}, Options{})
-		h.prov.fail(errors.New("cmdb down"))
+		h := startWith(t, Job{}, Options{}, func(h *harness) { h.prov.fail(errors.New("cmdb down")) })
 		h.members("a", "b")
 		if calls, _ := h.out.snapshot(); calls != 0 {
 			t.Fatal("an output was updated although the provider never answered")
@@ -416,8 +415,8 @@ func TestLastGoodTargets(t *testing.T) {
 // An empty answer before any good one writes nothing unless allowed.
 func TestEmptyFirstFetchWritesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := start(t, Job{}, Options{})
-		h.prov.set(0)
+		// Empty before Run starts: its first fetch must see it.
+		h := startWith(t, Job{}, Options{}, func(h *harness) { h.prov.set(0) })
 		h.members("a", "b")
 		if calls, _ := h.out.snapshot(); calls != 0 {
 			t.Fatal("an empty first fetch emptied the outputs")
@@ -427,8 +426,7 @@ func TestEmptyFirstFetchWritesNothing(t *testing.T) {
 		}
 	})
 	synctest.Test(t, func(t *testing.T) {
-		h := start(t, Job{TargetOptions: targets.JobOptions{AllowEmpty: true}}, Options{})
-		h.prov.set(0)
+		h := startWith(t, Job{TargetOptions: targets.JobOptions{AllowEmpty: true}}, Options{}, func(h *harness) { h.prov.set(0) })
 		h.members("a", "b")
 		if calls, counts := h.out.snapshot(); calls != 1 || len(counts) != 2 {
 			t.Fatalf("with AllowEmpty: %d updates, %v", calls, counts)

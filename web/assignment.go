@@ -47,6 +47,10 @@ type CollectorAssignment struct {
 	// (the measured series of its targets), and Unplaced, on the job, the
 	// targets no collector had room for.
 	Series uint64 `json:"series,omitempty"`
+	// Heaviest are the collector's heaviest targets by measured series,
+	// heaviest first, each with its share of the collector's series (when
+	// the job balances by series).
+	Heaviest []shard.TargetLoad `json:"heaviest,omitempty"`
 	// State is draining or leaving for a collector out of the ring that is
 	// still registered, and PushPending whether its output's last change
 	// has not reached it yet.
@@ -80,7 +84,7 @@ func Assignment(s *promshard.Sharder, name string) (JobAssignment, bool) {
 		Unplaced: asg.Unplaced}
 	for _, m := range asg.Members {
 		ja.Collectors[m.ID] = CollectorAssignment{Address: addr[m.ID], Domain: m.Domain, Weight: m.Weight,
-			Targets: addrs(asg.Groups[m.ID]), Series: asg.Cost[m.ID]}
+			Targets: addrs(asg.Groups[m.ID]), Series: asg.Cost[m.ID], Heaviest: snap.Heaviest[m.ID]}
 	}
 	for _, m := range snap.Leavers {
 		ca := CollectorAssignment{Address: m.HostPort(), State: "leaving", Targets: addrs(snap.Groups[m.ID]),

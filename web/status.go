@@ -3,6 +3,7 @@ package web
 import (
 	_ "embed"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/promshard/promshard"
 	"github.com/promshard/promshard/audit"
+	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/watch"
 )
 
@@ -24,34 +26,56 @@ var statusTmpl = template.Must(template.New("status").Parse(statusHTML))
 const statusPerPage = 50
 
 type statusPage struct {
-	Now  time.Time
-	Jobs []statusJob
-	Page int
+	Now     time.Time
+	Jobs    []statusJob
+	Page    int
+	Refresh int // seconds between reloads of the page; 0: off
 }
 
 type statusJob struct {
 	Name, Ring, Role, Leader, Err string
 	Replicas, Targets, Collectors int
 	Epoch                         uint64
-	Agrees, Ready                 bool
-	Bars                          []statusBar
-	Out                           []statusBar // out of the ring, holding nothing
-	Pages                         []int
-	Audit                         *statusAudit
-	Recent                        []promshard.Report
+	Agrees, Ready, BySeries       bool
+	// Good is set only when everything is as assigned: the last reshard
+	// succeeded, the last audit found nothing, no hand-off and no reload
+	// is pending.
+	Good        bool
+	Bars        []statusBar
+	Out         []statusBar // out of the ring, holding nothing
+	MeanPercent float64     // the mean target count, on the bars' scale
+	Mean        float64
+	Pages       []int
+	Audit       *statusAudit
+	Handoffs    int
+	HandoffsAge time.Duration
+	Reloads     []string // collectors whose reload has not succeeded yet
+	Events      []promshard.Event
+	MoreEvents  int
 }
 
 type statusBar struct {
-	ID, Address, Domain, State string
-	Targets                    int
-	Percent                    float64
+	ID, Address, Domain, State, Link string
+	Targets                          int
+	Weight                           uint32
+	Series, Capacity                 uint64
+	Percent                          float64
+	Reload                           *reloadResult
+	Heaviest                         []shard.TargetLoad
+}
+
+type reloadResult struct {
+	At  time.Time
+	Err string
 }
 
 type statusAudit struct {
 	Time        time.Time
 	OK          bool
 	States      []statusState
-	Unreachable int
+	Unreachable []string
+	Problems    []audit.Target
+	More        int
 }
 
 type statusState struct {
@@ -60,23 +84,44 @@ type statusState struct {
 	Link  string
 }
 
-// serveStatus renders the status page: per job its collectors as bars (at
-// most statusPerPage a page, whatever the fleet), the election, the
-// audit's counts, the last reshards, and a search that asks explain.
+// statusEvents and statusProblems bound the events and the audit's
+// problems listed per job on the page (the API has them all).
+const (
+	statusEvents   = 50
+	statusProblems = 20
+)
+
+// serveStatus renders the status page: per job whether all is as assigned,
+// its collectors as bars (at most statusPerPage a page, whatever the
+// fleet) with their weight, zone, series and last reload, the election,
+// pending hand-offs, the audit's findings, and the events; a search and a
+// simulation form that ask the API.
 func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
-	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	q := r.URL.Query()
+	page, _ := strconv.Atoi(q.Get("page"))
 	page = max(page, 1)
-	data := statusPage{Now: time.Now(), Page: page}
+	refresh := 5
+	if v, err := strconv.Atoi(q.Get("refresh")); err == nil && v >= 0 {
+		refresh = v
+	}
+	data := statusPage{Now: time.Now(), Page: page, Refresh: refresh}
 	for _, name := range h.s.Jobs() {
 		snap, _ := h.s.Snapshot(name)
+		jc, _ := h.s.Job(name)
 		sj := statusJob{Name: name, Role: string(snap.Role), Leader: snap.Leader, Epoch: snap.Epoch.Epoch, Agrees: snap.Agrees,
-			Ready: snap.Ready(), Recent: snap.Recent}
+			Ready: snap.Ready(), Handoffs: snap.Handoffs, Reloads: snap.PendingReloads,
+			BySeries: jc.Balance.By == promshard.BalanceBySeries}
+		if !snap.HandoffsSince.IsZero() {
+			sj.HandoffsAge = time.Since(snap.HandoffsSince).Round(time.Second)
+		}
+		sj.Events = snap.Events[:min(len(snap.Events), statusEvents)]
+		sj.MoreEvents = len(snap.Events) - len(sj.Events)
 		if snap.Last.Err != nil {
 			sj.Err = snap.Last.Err.Error()
 		}
 		if asg := snap.Assignment; asg != nil {
 			sj.Ring, sj.Replicas, sj.Targets, sj.Collectors = string(asg.Ring), asg.RequestedReplicas, asg.Targets, len(asg.Members)
-			sj.Bars, sj.Out = statusBars(snap)
+			sj.Bars, sj.Out, sj.Mean, sj.MeanPercent = statusBars(snap, jc.Balance.Capacity.MaxSeries)
 		}
 		for i := range (len(sj.Bars) + statusPerPage - 1) / statusPerPage {
 			sj.Pages = append(sj.Pages, i+1)
@@ -84,7 +129,8 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		lo := min((page-1)*statusPerPage, len(sj.Bars))
 		sj.Bars = sj.Bars[lo:min(lo+statusPerPage, len(sj.Bars))]
 		if a := snap.Audit; a != nil {
-			sa := &statusAudit{Time: a.Time, OK: a.OK(), Unreachable: len(a.Unreachable)}
+			sa := &statusAudit{Time: a.Time, OK: a.OK(), Unreachable: slices.Sorted(maps.Keys(a.Unreachable)),
+				Problems: a.Problems[:min(len(a.Problems), statusProblems)], More: max(0, len(a.Problems)-statusProblems)}
 			for _, st := range audit.States() {
 				link := ""
 				if st != audit.OK {
@@ -94,6 +140,8 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 			}
 			sj.Audit = sa
 		}
+		sj.Good = sj.Ready && sj.Err == "" && sj.Handoffs == 0 && len(sj.Reloads) == 0 &&
+			(sj.Audit == nil || sj.Audit.OK && len(sj.Audit.Unreachable) == 0)
 		data.Jobs = append(data.Jobs, sj)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -105,17 +153,42 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 // statusBars is a bar per collector of the assignment and per collector
 // out of it that still holds targets (a drain waiting for its hand-offs),
 // by ID, scaled to the fullest; out lists the collectors still registered
-// that hold nothing.
-func statusBars(snap promshard.Snapshot) (bars, out []statusBar) {
-	addr := map[string]string{}
+// that hold nothing. mean is the mean targets per collector of the ring,
+// and meanPercent where it falls on the bars' scale.
+func statusBars(snap promshard.Snapshot, maxSeries uint64) (bars, out []statusBar, mean, meanPercent float64) {
+	member := map[string]watch.Member{}
 	for _, m := range snap.Members {
-		addr[m.ID] = m.HostPort()
+		member[m.ID] = m
 	}
-	top := 1
+	reloadOf := func(id string) *reloadResult {
+		r, ok := snap.Reloads[id]
+		if !ok {
+			return nil
+		}
+		rr := &reloadResult{At: r.At}
+		if r.Err != nil {
+			rr.Err = r.Err.Error()
+		}
+		return rr
+	}
+	link := func(hostPort string) string {
+		if hostPort == "" || strings.HasPrefix(hostPort, ":") {
+			return ""
+		}
+		return "http://" + hostPort + "/targets"
+	}
+	top, total := 1, 0
 	for _, m := range snap.Assignment.Members {
 		n := snap.Assignment.Count(m.ID)
-		top = max(top, n)
-		bars = append(bars, statusBar{ID: m.ID, Address: addr[m.ID], Domain: m.Domain, Targets: n})
+		top, total = max(top, n), total+n
+		wm := member[m.ID]
+		capacity := maxSeries
+		if v, err := strconv.ParseUint(wm.Meta["max_series"], 10, 64); err == nil && v > 0 {
+			capacity = v
+		}
+		bars = append(bars, statusBar{ID: m.ID, Address: wm.HostPort(), Link: link(wm.HostPort()), Domain: m.Domain, Targets: n,
+			Weight: max(m.Weight, 1), Series: snap.Assignment.Cost[m.ID], Capacity: capacity, Reload: reloadOf(m.ID),
+			Heaviest: snap.Heaviest[m.ID]})
 	}
 	for _, m := range snap.Leavers {
 		state := "leaving"
@@ -126,7 +199,8 @@ func statusBars(snap promshard.Snapshot) (bars, out []statusBar) {
 		for _, g := range snap.Groups[m.ID] {
 			n += len(g.Targets)
 		}
-		b := statusBar{ID: m.ID, Address: m.HostPort(), State: state, Targets: n}
+		b := statusBar{ID: m.ID, Address: m.HostPort(), Link: link(m.HostPort()), State: state, Targets: n, Weight: max(m.Weight, 1),
+			Reload: reloadOf(m.ID)}
 		if n == 0 {
 			out = append(out, b)
 		} else {
@@ -134,8 +208,15 @@ func statusBars(snap promshard.Snapshot) (bars, out []statusBar) {
 		}
 	}
 	slices.SortFunc(bars, func(a, b statusBar) int { return strings.Compare(a.ID, b.ID) })
-	for i := range bars {
-		bars[i].Percent = float64(bars[i].Targets) * 100 / float64(max(top, bars[i].Targets))
+	for _, b := range bars {
+		top = max(top, b.Targets)
 	}
-	return bars, out
+	for i := range bars {
+		bars[i].Percent = float64(bars[i].Targets) * 100 / float64(top)
+	}
+	if n := len(snap.Assignment.Members); n > 0 {
+		mean = float64(total) / float64(n)
+		meanPercent = mean * 100 / float64(top)
+	}
+	return bars, out, mean, meanPercent
 }

@@ -71,6 +71,12 @@ type Options struct {
 //     why, and who scraped it at the last audit.
 //   - GET /api/v1/audit[?job=NAME][&state=STATE]: the last audit of each
 //     job, its problems filtered to one state if asked.
+//   - GET /api/v1/search?q=QUERY[&job=NAME]: the targets whose address is
+//     QUERY (with or without its port), that carry the label QUERY
+//     (name=value), or that are written for the collector QUERY
+//     ([SearchResult]; at most 100 listed).
+//   - GET /api/v1/events[?job=NAME]: each job's events, newest first
+//     ([promshard.Event]).
 //   - GET /api/v1/simulate?remove=ID&add=ID[:W]&weight=ID=W[&capacity=N][&job=NAME]:
 //     what the change would do to each job now ([promshard.Sharder.Simulate]);
 //     the parameters repeat, at most MaxChanges of them.
@@ -81,7 +87,7 @@ type Options struct {
 //     the [EpochHeader] header; 503 on a standby, whose outputs are not
 //     written (Prometheus keeps its targets on an error).
 //
-// The expensive endpoints (simulate, explain, assignment, audit) compute at
+// The expensive endpoints (simulate, explain, search, assignment, audit) compute at
 // most Options.MaxHeavy answers at once and answer 429 past that, so that no client
 // can starve the process.
 func Handler(s *promshard.Sharder, opts Options) http.Handler {
@@ -109,6 +115,8 @@ func Handler(s *promshard.Sharder, opts Options) http.Handler {
 	mux.HandleFunc("GET /api/v1/explain", h.bounded(h.serveExplain))
 	mux.HandleFunc("GET /api/v1/audit", h.bounded(h.serveAudit))
 	mux.HandleFunc("GET /api/v1/simulate", h.bounded(h.serveSimulate))
+	mux.HandleFunc("GET /api/v1/search", h.bounded(h.serveSearch))
+	mux.HandleFunc("GET /api/v1/events", h.serveEvents)
 	for _, name := range s.Jobs() {
 		jc, _ := s.Job(name)
 		for _, o := range jc.Outputs {
