@@ -42,6 +42,16 @@ func (k EventKind) String() string {
 // MarshalText is String, so that events read well as JSON.
 func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
+// UnmarshalText reads a kind's name.
+func (k *EventKind) UnmarshalText(b []byte) error {
+	i := slices.Index(eventNames, string(b))
+	if i < 0 {
+		return fmt.Errorf("promshard: event kind %q: want one of %v", b, eventNames)
+	}
+	*k = EventKind(i)
+	return nil
+}
+
 // Event is one thing that happened to a job that an operator wants to see
 // afterwards: a collector that joined or left (and the targets that moved
 // with it), hand-offs started and confirmed, a leadership change, an audit

@@ -20,7 +20,9 @@ import (
 //go:embed status.html
 var statusHTML string
 
-var statusTmpl = template.Must(template.New("status").Parse(statusHTML))
+var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
+	"pct": func(f float64) float64 { return f * 100 },
+}).Parse(statusHTML))
 
 // statusPerPage bounds the collectors listed per job on one page.
 const statusPerPage = 50

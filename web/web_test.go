@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"regexp"
 	"slices"
@@ -74,8 +75,8 @@ func TestHandler(t *testing.T) {
 }
 
 // The status page lists at most 50 collectors a page however many there
-// are, with links to the other pages, each bar with its count; the last
-// reshards are there; its links are relative.
+// are, with links to the other pages, each bar with its count; a
+// collector that left is an event; its links are relative.
 func TestStatusPagePaginates(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, src := start(t, 100, promshard.Job{}, promshard.Options{})
@@ -106,11 +107,12 @@ func TestStatusPagePaginates(t *testing.T) {
 		}
 		src.send(members(ids[1:]...))
 		body := serve(s, "/").Body.String()
-		if strings.Contains(body, `data-id="c000"`) || !strings.Contains(body, "<td>members</td>") {
+		if strings.Contains(body, `data-id="c000"`) || !strings.Contains(body, `data-kind="leave"`) || !strings.Contains(body, "c000 left") {
 			t.Fatalf("after c000 left: %s", body)
 		}
 		rec := serve(s, "/")
-		if rec.Header().Get("Content-Type") != "text/html; charset=utf-8" || strings.Contains(rec.Body.String(), "http://") ||
+		if rec.Header().Get("Content-Type") != "text/html; charset=utf-8" || strings.Contains(rec.Body.String(), `src="http`) ||
+			strings.Contains(rec.Body.String(), `fetch("http`) ||
 			strings.Contains(rec.Body.String(), `href="/`) || strings.Contains(rec.Body.String(), `fetch("/`) {
 			t.Fatalf("content type %q, an external reference or an absolute link", rec.Header().Get("Content-Type"))
 		}
@@ -278,4 +280,45 @@ func TestHeavyRequestsAreBounded(t *testing.T) {
 	}
 	close(release)
 	<-done
+}
+
+// Search finds a target by its address without the port, by a label, and
+// by the collector it is written for; the events API lists a leave.
+func TestSearchAndEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, src := start(t, 10, promshard.Job{}, promshard.Options{})
+		src.send(members("a", "b"))
+		search := func(q string) SearchResult {
+			rec := serve(s, "/api/v1/search?q="+url.QueryEscape(q))
+			var res SearchResult
+			if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil || rec.Code != 200 {
+				t.Fatalf("search %q: %d %s", q, rec.Code, rec.Body)
+			}
+			return res
+		}
+		if res := search("10.1.0.7"); res.Matched != 1 || res.Targets[0].Target != "10.1.0.7:9100" || len(res.Targets[0].Collectors) != 1 {
+			t.Fatalf("by address without port: %+v", res)
+		}
+		if res := search("10.1.0.7:9100"); res.Matched != 1 {
+			t.Fatalf("by address: %+v", res)
+		}
+		if res := search("env=test"); res.Matched != 10 || res.Targets[0].Labels["env"] != "test" {
+			t.Fatalf("by label: %+v", res)
+		}
+		byA, byB := search("a"), search("b")
+		if byA.Matched+byB.Matched != 10 || byA.Matched == 0 {
+			t.Fatalf("by collector: a %d, b %d", byA.Matched, byB.Matched)
+		}
+		if res := search("10.9.9.9"); res.Matched != 0 {
+			t.Fatalf("an unknown host: %+v", res)
+		}
+		src.send(members("a"))
+		var events map[string][]promshard.Event
+		if err := json.Unmarshal(serve(s, "/api/v1/events").Body.Bytes(), &events); err != nil {
+			t.Fatal(err)
+		}
+		if e := events["node"]; len(e) != 1 || e[0].Kind.String() != "leave" || e[0].Moved != byB.Matched {
+			t.Fatalf("events %+v", e)
+		}
+	})
 }
