@@ -121,39 +121,40 @@ func (h *history) auditEvent(r *audit.Report) {
 		return
 	}
 	e := Event{Time: r.Time, Kind: eventAudit}
-	if r.OK() {
-		e.Text = "audit: every target scraped as assigned"
-	} else {
-		var parts []string
-		for _, st := range audit.States() {
-			if n := r.Counts[st]; st != audit.OK && n > 0 {
-				parts = append(parts, fmt.Sprintf("%d %s", n, st))
-			}
-		}
-		seen := map[string]bool{}
-		for id := range r.Unreachable {
-			seen[id] = true
-		}
-		for _, p := range r.Problems {
-			if len(e.Targets) < eventTargetN {
-				e.Targets = append(e.Targets, p.Address)
-			}
-			for _, id := range p.Intended {
-				seen[id] = true
-			}
-			for _, sc := range p.Scrapes {
-				seen[sc.Collector] = true
-			}
-		}
-		e.Collectors = slices.Sorted(maps.Keys(seen))
-		e.Text = "audit: " + strings.Join(parts, ", ")
-		if len(r.Unreachable) > 0 {
-			ids := slices.Sorted(maps.Keys(r.Unreachable))
-			e.Text += fmt.Sprintf("; did not answer: %s", strings.Join(ids, ", "))
+	var parts []string
+	for _, st := range audit.States() {
+		if n := r.Counts[st]; st != audit.OK && st != audit.InTransit && n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, st))
 		}
 	}
+	seen := map[string]bool{}
+	for id := range r.Unreachable {
+		seen[id] = true
+	}
+	for _, p := range r.Problems {
+		if slices.Equal(p.States, []audit.State{audit.InTransit}) {
+			continue // a hand-off under way is no finding
+		}
+		if len(e.Targets) < eventTargetN {
+			e.Targets = append(e.Targets, p.Address)
+		}
+		for _, id := range p.Intended {
+			seen[id] = true
+		}
+		for _, sc := range p.Scrapes {
+			seen[sc.Collector] = true
+		}
+	}
+	if len(r.Unreachable) > 0 {
+		parts = append(parts, "did not answer: "+strings.Join(slices.Sorted(maps.Keys(r.Unreachable)), ", "))
+	}
+	if len(parts) == 0 {
+		e.Targets, e.Text = nil, "audit: every target scraped as assigned"
+	} else {
+		e.Collectors, e.Text = slices.Sorted(maps.Keys(seen)), "audit: "+strings.Join(parts, "; ")
+	}
 	h.mu.Lock()
-	same := e.Text == h.audit || h.audit == "" && r.OK()
+	same := e.Text == h.audit || h.audit == "" && len(parts) == 0
 	h.audit = e.Text
 	h.mu.Unlock()
 	if !same {

@@ -131,7 +131,7 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		lo := min((page-1)*statusPerPage, len(sj.Bars))
 		sj.Bars = sj.Bars[lo:min(lo+statusPerPage, len(sj.Bars))]
 		if a := snap.Audit; a != nil {
-			sa := &statusAudit{Time: a.Time, OK: a.OK(), Unreachable: slices.Sorted(maps.Keys(a.Unreachable)),
+			sa := &statusAudit{Time: a.Time, OK: a.OK() && len(a.Unreachable) == 0, Unreachable: slices.Sorted(maps.Keys(a.Unreachable)),
 				Problems: a.Problems[:min(len(a.Problems), statusProblems)], More: max(0, len(a.Problems)-statusProblems)}
 			for _, st := range audit.States() {
 				link := ""

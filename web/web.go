@@ -52,13 +52,20 @@ type Options struct {
 // Handler serves a Sharder's state over HTTP, for a daemon's mux. It is
 // built on the Sharder's public API only.
 //
-//   - GET /: the status page, for a person: per job its collectors as bars
-//     with their target counts (50 a page), the ring, the replicas, the
-//     election and epoch, the audit's counts (linking to their lists), the
-//     last reshards, and a search box that explains who owns a target and
-//     who scraped it. One HTML page with a small script, nothing fetched
-//     from elsewhere, links relative (it works behind a path prefix); it
-//     stays the same size at a million targets.
+//   - GET /: the status page, for a person, one screen per job: whether
+//     everything is as assigned (green only when the last reshard
+//     succeeded, the audit found nothing, and no hand-off and no reload is
+//     pending); each collector with its state, weight, zone, targets (a
+//     bar, with the mean marked), series and capacity when balanced by
+//     series, its heaviest targets, its last reload and a link to its own
+//     /targets (50 a page); the election and epoch; pending hand-offs and
+//     their age; the audit's findings naming targets and collectors; the
+//     events (joins, leaves and the targets that moved, hand-offs, audit
+//     findings, leadership, failures); a search (address with or without
+//     port, label, collector) and a simulation form. One HTML page with a
+//     small script, nothing fetched from elsewhere, links relative (it
+//     works behind a path prefix), reloaded every 5 s (?refresh=N, 0 for
+//     off); it stays the same size at a million targets.
 //   - GET /-/healthy: 200 while the process runs.
 //   - GET /-/ready: 200 when every job's outputs hold an assignment and its
 //     last reshard succeeded (on a standby: its assignment is computed);

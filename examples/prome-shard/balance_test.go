@@ -106,6 +106,17 @@ jobs:
 	}); err != nil {
 		t.Fatalf("by series: %v (by count: %v)", err, byCount)
 	}
+	// Which targets make a collector heavy: each collector's heaviest is
+	// one of the three heavy targets, and nearly all of its series.
+	asg, err := assignment(listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, a := range asg["bal"] {
+		if len(a.Heaviest) == 0 || !slices.Contains(heavy, a.Heaviest[0].Target) || a.Heaviest[0].Series < 4000 || a.Heaviest[0].Share < 0.8 {
+			t.Fatalf("%s: heaviest targets %+v, want one of %v first with most of its series", id, a.Heaviest, heavy)
+		}
+	}
 	// A collector's head keeps the series of the targets that moved away
 	// from it until it is compacted, hours later. To read head series that
 	// are only the balanced assignment's, the collectors restart with empty

@@ -448,9 +448,14 @@ func hostPortString(addr string) (string, string) {
 
 // assigned is one collector in /api/v1/assignment.
 type assigned struct {
-	Domain  string
-	Targets []string
-	State   string // draining or leaving: out of the ring
+	Domain   string
+	Targets  []string
+	State    string // draining or leaving: out of the ring
+	Heaviest []struct {
+		Target string
+		Series uint64
+		Share  float64
+	}
 }
 
 // assignment reads /api/v1/assignment of a running binary: the collectors

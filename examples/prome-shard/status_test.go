@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -72,7 +73,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("tr.collector"))); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/?refresh=0"), chromedp.WaitVisible(chromedp.CSS("tr.collector"))); err != nil {
 		t.Fatal(err)
 	}
 	got, err := bars(ctx, "node")
@@ -85,26 +86,27 @@ func TestStatusPageInABrowser(t *testing.T) {
 		}
 	}
 
-	// The search asks explain and shows the owner.
+	// A search for an address without its port finds the target, on the
+	// collector explain names.
 	_, b, err := testenv.HTTPGet(context.Background(), base+"/api/v1/explain?target=10.0.0.7:9100")
 	var ex []struct{ Owners []string }
 	if err != nil || json.Unmarshal(b, &ex) != nil || len(ex) != 1 || len(ex[0].Owners) != 1 {
 		t.Fatalf("explain: %s %v", b, err)
 	}
-	err = chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("target"), "10.0.0.7:9100"),
-		chromedp.Click(chromedp.CSS("#search button")), chromedp.WaitVisible(chromedp.ID("explain")))
-	shown, terr := chromedp.Run(ctx, chromedp.Text(chromedp.ID("explain")))
+	err = chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("q"), "10.0.0.7"),
+		chromedp.Click(chromedp.CSS("#search button")), chromedp.WaitVisible(chromedp.ID("found")))
+	shown, terr := chromedp.Run(ctx, chromedp.Text(chromedp.ID("found")))
 	if err = cmp.Or(err, terr); err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`owned by ` + regexp.QuoteMeta(ex[0].Owners[0]) + `\b`).MatchString(shown) {
-		t.Fatalf("the search shows %q; explain says %v", shown, ex[0].Owners)
+	if !regexp.MustCompile(`10\.0\.0\.7:9100 on ` + regexp.QuoteMeta(ex[0].Owners[0]) + `\b`).MatchString(shown) {
+		t.Fatalf("the search for 10.0.0.7 shows %q; explain says %v", shown, ex[0].Owners)
 	}
 
 	// collector-b dies: its probe fails, the job reshards, its bar goes.
 	stand["collector-b"].Close()
 	if err := testenv.WaitFor(30*time.Second, 500*time.Millisecond, func() error {
-		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("tr.collector"))); err != nil {
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/?refresh=0"), chromedp.WaitVisible(chromedp.CSS("tr.collector"))); err != nil {
 			return err
 		}
 		got, err := bars(ctx, "node")
@@ -118,6 +120,109 @@ func TestStatusPageInABrowser(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("after collector-b died: %v", err)
 	}
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Fatalf("the page reported errors: %v", errs)
+	}
+}
+
+// TestStatusPageTellsWhatHappened: real Consul, three real Prometheus
+// collectors with the hand-off and the audit on, and a real chromium
+// reading the page. A collector killed is a leave event naming it, with the
+// targets that moved, and the audit names it as not answering; brought
+// back, the page shows the pending hand-offs, then their confirmation, and
+// says that every target is scraped as assigned. With
+// PROMSHARD_SCREENSHOTS=DIR it saves the page at each step as PNG.
+func TestStatusPageTellsWhatHappened(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	ctx, pageErrors := browser(t)
+	agent := testenv.StartConsul(t)
+	targets := testenv.ScrapeTargets(t, 30)
+	out := t.TempDir()
+	os.MkdirAll(filepath.Join(out, "node"), 0o755)
+	var cs []*collector
+	var b strings.Builder
+	fmt.Fprintf(&b, "consul: {address: %q}\naudit: {interval: 2s, grace: 3s}\nhandoff: {mode: overlap, timeout: 1m}\n", agent.Addr)
+	b.WriteString("jobs:\n  - name: node\n    collectors:\n      consul_service: page\n      check: {interval: 1s, timeout: 1s}\n      register:\n")
+	for i := 1; i <= 3; i++ {
+		id := fmt.Sprintf("collector-%d", i)
+		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), promConfigFor(out, id, "node"))}
+		cs = append(cs, c)
+		h, p := hostPortString(c.prom.Addr)
+		fmt.Fprintf(&b, "        - {id: %s, address: %s, port: %s}\n", id, h, p)
+	}
+	fmt.Fprintf(&b, "    targets: {static: [{targets: [%s], labels: {team: page}}]}\n    output: {dir: %q}\n", strings.Join(targets, ", "),
+		filepath.Join(out, "node"))
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, b.String()), "--web.listen-address", listen)
+	page := "http://" + listen + "/?refresh=0"
+	shots := os.Getenv("PROMSHARD_SCREENSHOTS")
+	shoot := func(name string) {
+		if shots == "" {
+			return
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// read loads the page until its job section says everything in want.
+	read := func(what string, timeout time.Duration, want ...string) string {
+		t.Helper()
+		var text string
+		err := testenv.WaitFor(timeout, 300*time.Millisecond, func() error {
+			if err := chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS("section.job"))); err != nil {
+				return err
+			}
+			var err error
+			if text, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("section.job"))); err != nil {
+				return err
+			}
+			for _, w := range want {
+				if !strings.Contains(text, w) {
+					return fmt.Errorf("no %q", w)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v; the page says:\n%s", what, err, text)
+		}
+		return text
+	}
+	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
+	read("healthy", 60*time.Second, "every target is scraped as assigned")
+	shoot("healthy")
+
+	victim := cs[1]
+	before, _ := assignment(listen)
+	moved := before["node"][victim.id].Targets
+	victim.prom.Kill()
+	victim.up = false
+	text := read("after the kill", 60*time.Second, victim.id+" left (failed its check): ", "did not answer: "+victim.id)
+	if !strings.Contains(text, fmt.Sprintf("%d targets moved to", len(moved))) {
+		t.Fatalf("the leave event does not count the %d targets that moved:\n%s", len(moved), text)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr.event[data-kind="leave"] summary`))); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`tr.event[data-kind="leave"] details`)))
+	if err != nil || !strings.Contains(listed, moved[0]) {
+		t.Fatalf("the leave event's targets %q (%v) do not list %s", listed, err, moved[0])
+	}
+	shoot("failover")
+	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
+
+	victim.prom.Start()
+	victim.up = true
+	read("during the return", 60*time.Second, victim.id+" joined", "hand-off(s) pending for")
+	shoot("handoff")
+	read("after the return", 90*time.Second, "targets confirmed scraped by their new owners ("+victim.id+")",
+		"every target is scraped as assigned")
 	if errs := pageErrors(); len(errs) > 0 {
 		t.Fatalf("the page reported errors: %v", errs)
 	}
