@@ -50,6 +50,19 @@ func TestCheckConfig(t *testing.T) {
 	}
 }
 
+// --dry-run with Consul unreachable says so at once (exit 1), instead of
+// waiting for the run's bound.
+func TestDryRunFailsFastWithoutConsul(t *testing.T) {
+	cfg := writeConfig(t, "consul: {address: 127.0.0.1:1}\njobs:\n  - name: node\n    collectors: {consul_service: p}\n"+
+		"    targets: {static: [{targets: [h1:9100]}]}\n    output: {dir: OUT}\n")
+	start := time.Now()
+	code, _, stderr := runCmd("--config.file", cfg, "--dry-run")
+	if code != exitFailed || !strings.Contains(stderr, "consul at 127.0.0.1:1 cannot be reached") {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	t.Logf("--dry-run with Consul unreachable answered in %v", time.Since(start).Round(time.Millisecond))
+}
+
 // The flags of earlier releases still work for one release, with a warning
 // that names the new flag.
 func TestOldFlagsStillWork(t *testing.T) {
