@@ -421,6 +421,15 @@ func (j *job) snapshot() Snapshot {
 	return snap
 }
 
+// memberIDs are the IDs of an assignment's members.
+func memberIDs(asg *shard.Assignment) []string {
+	ids := make([]string, len(asg.Members))
+	for i, m := range asg.Members {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
 // inputs is what one pass works from.
 type inputs struct {
 	members, sick, leavers []watch.Member
@@ -578,6 +587,11 @@ func (j *job) keep(ctx context.Context, rep *Report) error {
 			"reason", rep.Reason, "took", time.Since(rep.Start).Round(time.Microsecond))
 		return nil
 	}
+	if j.elected() { // a repair is a write: only the leader makes it, fenced like any other
+		if err := j.epochs.fence(ctx, j.s.term.Load(), j.asgKey, memberIDs(asg)); err != nil {
+			return fmt.Errorf("job %q: outputs not repaired: %w", j.cfg.Name, err)
+		}
+	}
 	j.s.opts.Logger.Warn("outputs no longer hold what was written (deleted or changed by someone else): writing them again",
 		"job", j.cfg.Name, "collectors", drifted)
 	changed, err := j.outs.update(ctx, j.selfOnly(j.written))
@@ -628,11 +642,7 @@ func (j *job) commit(ctx context.Context, rep *Report, ring shard.Ring, asg *sha
 	}
 	groups = withEmpty(groups, in.leavers)
 	if j.elected() && !j.s.opts.DryRun {
-		ids := make([]string, len(asg.Members))
-		for i, m := range asg.Members {
-			ids[i] = m.ID
-		}
-		if err := j.epochs.fence(ctx, j.s.term.Load(), key, ids); err != nil {
+		if err := j.epochs.fence(ctx, j.s.term.Load(), key, memberIDs(asg)); err != nil {
 			return fmt.Errorf("job %q: not written: %w", name, err)
 		}
 	}

@@ -3,10 +3,13 @@ package promshard
 import (
 	"context"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -203,6 +206,39 @@ func TestSelfModeReportsTheEpochItAgreesWith(t *testing.T) {
 		}
 		if snap, _ = h.s.Snapshot("node"); snap.Epoch.Epoch != 8 || snap.Agrees {
 			t.Fatalf("epoch %+v agrees %v; want 8, not agreeing", snap.Epoch, snap.Agrees)
+		}
+	})
+}
+
+// A leader that no longer holds the lock (paused while another copy took
+// over and wrote) does not "repair" the files the new leader wrote: a
+// repair is a write, fenced like any other.
+func TestFencedLeaderRepairsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		el := &fakeElector{}
+		dir := filepath.Join(t.TempDir(), "out")
+		d, err := filesd.NewDir(filesd.DirOptions{Dir: dir, Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := start(t, Job{Outputs: []Output{d}}, Options{Elector: el, RefreshInterval: time.Minute})
+		synctest.Wait()
+		h.members("a", "b")
+		el.lead(true)
+		el.mu.Lock()
+		el.holds = false // paused: another copy leads and writes
+		el.mu.Unlock()
+		theirs := []byte("[]\n")
+		if err := os.WriteFile(filepath.Join(dir, "a.json"), theirs, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute + time.Millisecond) // a refresh finds a.json changed
+		synctest.Wait()
+		if got, _ := os.ReadFile(filepath.Join(dir, "a.json")); string(got) != string(theirs) {
+			t.Fatalf("a fenced leader rewrote the new leader's file: %q", got)
+		}
+		if snap, _ := h.s.Snapshot("node"); snap.Last.Err == nil || !strings.Contains(snap.Last.Err.Error(), "not repaired") {
+			t.Fatalf("the refused repair: %v", snap.Last.Err)
 		}
 	})
 }
