@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -431,4 +432,41 @@ func TestHandler(t *testing.T) {
 	if got := h.Collectors(); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("a failed Set changed the content: %v", got)
 	}
+}
+
+// A collector no longer served gets an empty list for Retain (Prometheus'
+// http_sd keeps its last list on a 404, so one that still runs would scrape
+// targets that moved); one never served gets 404.
+func TestHandlerAnswersEmptyToACollectorThatLeft(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &Handler{Retain: time.Hour}
+		g := []*targetgroup.Group{{Targets: []model.LabelSet{{model.AddressLabel: "10.0.0.1:9100"}}}}
+		if err := h.Set(map[string][]*targetgroup.Group{"a": g, "b": g}); err != nil {
+			t.Fatal(err)
+		}
+		get := func(id string) (int, string) {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/"+id, nil))
+			return rec.Code, rec.Body.String()
+		}
+		if err := h.Set(map[string][]*targetgroup.Group{"a": g}); err != nil { // b left
+			t.Fatal(err)
+		}
+		if code, body := get("b"); code != 200 || strings.TrimSpace(body) != "[]" {
+			t.Fatalf("a collector that left: %d %q, want 200 []", code, body)
+		}
+		if code, _ := get("never"); code != 404 {
+			t.Fatalf("a collector never served: %d, want 404", code)
+		}
+		time.Sleep(time.Hour)
+		if code, _ := get("b"); code != 404 {
+			t.Fatalf("after Retain: %d, want 404", code)
+		}
+		if err := h.Set(map[string][]*targetgroup.Group{"a": g, "b": g}); err != nil { // back
+			t.Fatal(err)
+		}
+		if code, body := get("b"); code != 200 || !strings.Contains(body, "10.0.0.1:9100") {
+			t.Fatalf("back: %d %q", code, body)
+		}
+	})
 }

@@ -8,7 +8,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
@@ -17,11 +19,24 @@ import (
 // DefaultParam is the query parameter that names the collector.
 const DefaultParam = "collector"
 
+// DefaultRetain is how long a [Handler] answers an empty list to a
+// collector that it no longer serves.
+const DefaultRetain = 24 * time.Hour
+
 // Handler serves each collector's target groups in Prometheus' http_sd
 // format. A collector asks for its own with GET ...?collector=ID or with the
 // ID as the path left after the handler's prefix (mount it with
 // http.StripPrefix("/sd/", h) and ask for /sd/ID). Responses carry an ETag; a request with a
-// matching If-None-Match gets 304. An unknown collector gets 404.
+// matching If-None-Match gets 304.
+//
+// What a collector gets: its targets while it is served (a sharder serves
+// an empty list to a collector out of the ring that is still registered);
+// an empty list for Retain after it stopped being served (it left, or was
+// deregistered), because Prometheus' http_sd keeps the last list on any
+// error, so a collector that still runs would go on scraping targets that
+// have new owners; 404 for a collector it never served (or served longer
+// ago than Retain, or before this process started), so that a mistyped ID
+// shows as a failing discovery.
 //
 // The zero Handler serves nothing (404 for everyone) until Set is called. It
 // is safe for concurrent use.
@@ -29,9 +44,17 @@ type Handler struct {
 	// Param is the query parameter naming the collector; empty means
 	// [DefaultParam].
 	Param string
+	// Retain is how long a collector no longer served gets an empty list;
+	// zero means [DefaultRetain], a negative value not at all.
+	Retain time.Duration
 
-	cur atomic.Pointer[map[string]served]
+	cur  atomic.Pointer[map[string]served]
+	mu   sync.Mutex
+	gone map[string]time.Time // collectors no longer served, since when
 }
+
+// empty is what a collector no longer served gets.
+var empty = served{body: []byte("[]\n"), etag: strconv.Quote("empty")}
 
 type served struct {
 	body []byte
@@ -49,8 +72,40 @@ func (h *Handler) Set(groups map[string][]*targetgroup.Group) error {
 		}
 		next[id] = served{body: b, etag: strconv.Quote(strconv.FormatUint(xxhash.Sum64(b), 16))}
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gone == nil {
+		h.gone = map[string]time.Time{}
+	}
+	if prev := h.cur.Load(); prev != nil {
+		now := time.Now()
+		for id := range *prev {
+			if _, ok := next[id]; !ok {
+				h.gone[id] = now
+			}
+		}
+	}
+	for id := range next {
+		delete(h.gone, id)
+	}
 	h.cur.Store(&next)
 	return nil
+}
+
+// retained reports whether id stopped being served less than Retain ago.
+func (h *Handler) retained(id string) bool {
+	keep := h.Retain
+	if keep == 0 {
+		keep = DefaultRetain
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	since, ok := h.gone[id]
+	if ok && time.Since(since) >= keep {
+		delete(h.gone, id)
+		ok = false
+	}
+	return ok && keep > 0
 }
 
 // Update is [Handler.Set] as an output of a sharder: it returns the IDs
@@ -113,6 +168,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	)
 	if cur := h.cur.Load(); cur != nil {
 		s, ok = (*cur)[id]
+	}
+	if !ok && h.retained(id) {
+		s, ok = empty, true
 	}
 	if !ok {
 		http.Error(w, fmt.Sprintf("unknown collector %q", id), http.StatusNotFound)
