@@ -319,3 +319,22 @@ func (l *lockedLog) String() string {
 }
 
 func (l *lockedLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// A collector whose ID is too long to name a file (a Consul service ID of
+// 238 bytes and more) is left out of the ring like any ID an output cannot
+// serve: no share of targets lands in no file.
+func TestLongIDIsExcluded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d, err := filesd.NewDir(filesd.DirOptions{Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := start(t, Job{Outputs: []Output{d}}, Options{})
+		long := strings.Repeat("c", 240)
+		h.members("a", "b", long)
+		snap, _ := h.s.Snapshot("node")
+		if snap.Last.Err != nil || len(snap.Assignment.Members) != 2 || !slices.Equal(snap.Last.Excluded, []string{long}) {
+			t.Fatalf("err %v, %d collectors, excluded %v", snap.Last.Err, len(snap.Assignment.Members), snap.Last.Excluded)
+		}
+	})
+}

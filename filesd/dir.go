@@ -165,6 +165,11 @@ func CheckID(id string) error {
 	return nil
 }
 
+// MaxNameLen is the longest file name a Dir writes: a file is written as a
+// temp file ".NAME.tmp-" plus 12 hex digits beside it first, and file
+// systems take names of at most 255 bytes.
+const MaxNameLen = 255 - len(".") - len(".tmp-") - 12
+
 // render returns the file name for a collector ID.
 func (d *Dir) render(id string) (string, error) {
 	if err := CheckID(id); err != nil {
@@ -177,6 +182,10 @@ func (d *Dir) render(id string) (string, error) {
 	name := b.String()
 	if !filepath.IsLocal(name) || strings.ContainsAny(name, "/\\") || strings.HasPrefix(name, ".") {
 		return "", fmt.Errorf("%w: %q gives file name %q", ErrBadMemberID, id, name)
+	}
+	if len(name) > MaxNameLen {
+		return "", fmt.Errorf("%w: %q gives a file name of %d bytes, above %d (its temp file's name would not fit the file system's 255)",
+			ErrBadMemberID, id, len(name), MaxNameLen)
 	}
 	return name, nil
 }

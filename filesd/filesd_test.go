@@ -470,3 +470,22 @@ func TestHandlerAnswersEmptyToACollectorThatLeft(t *testing.T) {
 		}
 	})
 }
+
+// An ID whose file name would not fit the file system with its temp
+// file's prefix and suffix cannot name a file: a sharder leaves it out.
+func TestLongIDCannotNameAFile(t *testing.T) {
+	d, err := NewDir(DirOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fits := strings.Repeat("a", MaxNameLen-len(".json"))
+	if err := d.CheckMember(fits); err != nil {
+		t.Fatalf("an ID of %d bytes: %v", len(fits), err)
+	}
+	if _, err := d.Sync(map[string][]*targetgroup.Group{fits: sample()}); err != nil {
+		t.Fatalf("writing the longest name: %v", err)
+	}
+	if err := d.CheckMember(fits + "a"); !errors.Is(err, ErrBadMemberID) {
+		t.Fatalf("an ID of %d bytes: %v, want ErrBadMemberID", len(fits)+1, err)
+	}
+}
