@@ -115,7 +115,7 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 		SpreadBy: jc.SpreadBy, ScrapePool: jc.ScrapePool, DrainTag: jc.Collectors.DrainTag, Balance: jc.balance(),
 		TargetOptions: targets.JobOptions{AllowEmpty: jc.Targets.AllowEmpty}}
 	j.Shard.Replicas, j.Shard.KeyLabel = jc.Replicas, model.LabelName(jc.ShardKey)
-	j.Known = append(slices.Clone(jc.Collectors.Register), jc.Collectors.Static...)
+	j.Known = append(registered(jc), static(jc)...)
 	var err error
 	if j.Members, err = a.members(jc); err != nil {
 		return j, fmt.Errorf("collectors: %w", err)
@@ -148,6 +148,30 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 	return j, nil
 }
 
+// registered are the collectors a job registers, each with its ID (the
+// service ID, service-address-port by default).
+func registered(jc *JobConfig) []watch.Member {
+	ms := slices.Clone(jc.Collectors.Register)
+	for i, m := range ms {
+		if m.ID == "" {
+			ms[i].ID = watch.Registration{Service: jc.Collectors.ConsulService, Address: m.Address, Port: m.Port}.ServiceID()
+		}
+	}
+	return ms
+}
+
+// static are a job's static collectors, each with its ID (address:port by
+// default, as watch.StaticWatcher names them).
+func static(jc *JobConfig) []watch.Member {
+	ms := slices.Clone(jc.Collectors.Static)
+	for i, m := range ms {
+		if m.ID == "" && m.Address != "" && m.Port > 0 {
+			ms[i].ID = m.HostPort()
+		}
+	}
+	return ms
+}
+
 // members returns the member source of a job.
 func (a *app) members(jc *JobConfig) (watch.Source, error) {
 	c := jc.Collectors
@@ -162,14 +186,7 @@ func (a *app) members(jc *JobConfig) (watch.Source, error) {
 	if a.flags.DryRun && a.flags.Command == cmdRun && len(c.Register) > 0 {
 		// A dry run registers nothing: it places over the collectors the
 		// config registers, as healthy as a run would make them.
-		ms := make([]watch.Member, len(c.Register))
-		for i, m := range c.Register {
-			ms[i] = m
-			if m.ID == "" {
-				ms[i].ID = watch.Registration{Service: c.ConsulService, Address: m.Address, Port: m.Port}.ServiceID()
-			}
-		}
-		return watch.NewStaticWatcher(watch.StaticOptions{Name: jc.Name, Members: ms, Logger: a.log, Registerer: a.reg})
+		return watch.NewStaticWatcher(watch.StaticOptions{Name: jc.Name, Members: registered(jc), Logger: a.log, Registerer: a.reg})
 	}
 	a.useConsul = true
 	key := c.ConsulService + "/" + strings.Join(c.Tags, ",")

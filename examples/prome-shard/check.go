@@ -54,13 +54,9 @@ func (a *app) checkOutputs() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", at, err)
 		}
-		for _, m := range append(jc.Collectors.Register, jc.Collectors.Static...) {
-			id := m.ID
-			if id == "" { // a registration's ID defaults to service-address-port
-				id = watch.Registration{Service: jc.Collectors.ConsulService, Address: m.Address, Port: m.Port}.ServiceID()
-			}
-			if err := d.CheckMember(id); err != nil {
-				return fmt.Errorf("%s.file: collector %q: %w", at, id, err)
+		for _, m := range append(registered(&jc), static(&jc)...) {
+			if err := d.CheckMember(m.ID); err != nil {
+				return fmt.Errorf("%s.file: collector %q: %w", at, m.ID, err)
 			}
 		}
 	}

@@ -267,3 +267,38 @@ func promtoolPath(t *testing.T) string {
 	}
 	return p
 }
+
+// Two jobs cannot share a directory however it is spelled: relative with
+// a trailing slash, or through a symbolic link.
+func TestSharedDirSpelledDifferently(t *testing.T) {
+	base := t.TempDir()
+	real := filepath.Join(base, "real")
+	os.MkdirAll(real, 0o755)
+	if err := os.Symlink(real, filepath.Join(base, "link")); err != nil {
+		t.Fatal(err)
+	}
+	job := func(name, dir string) string {
+		return strings.Replace(strings.Replace(okJob[6:], "name: node", "name: "+name, 1), "{dir: OUT}", fmt.Sprintf("{dir: %q}", dir), 1)
+	}
+	for _, pair := range [][2]string{
+		{filepath.Join(base, "out", "x"), filepath.Join(base, "out", ".", "x") + "/"},
+		{real, filepath.Join(base, "link")},
+		{filepath.Join(real, "sub"), filepath.Join(base, "link", "sub")},
+	} {
+		cfg := writeConfig(t, "jobs:"+job("one", pair[0])+job("two", pair[1]))
+		if code, _, stderr := runCmd("--config.file", cfg, "check", "config"); code != exitConfig || !strings.Contains(stderr, "jobs[1] (two).output.dir") {
+			t.Fatalf("%q and %q: exit %d\n%s", pair[0], pair[1], code, stderr)
+		}
+	}
+}
+
+// Static collectors without an ID are named address:port, as documented;
+// the config is not refused.
+func TestStaticCollectorsWithoutID(t *testing.T) {
+	cfg := writeConfig(t, strings.Replace(okJob, "{id: a, address: 127.0.0.1, port: 9091}, {id: b, address: 127.0.0.1, port: 9092}",
+		"{address: 127.0.0.1, port: 9091}, {address: 127.0.0.1, port: 9092}", 1))
+	code, stdout, stderr := runCmd("--config.file", cfg, "--once")
+	if code != exitOK || !strings.Contains(stdout, "127.0.0.1:9091") || !strings.Contains(stdout, "3 targets on 2 collectors") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}

@@ -181,15 +181,36 @@ func (c *Config) check() error {
 			return fmt.Errorf("jobs[%d].name: %q is missing or used twice", i, j.Name)
 		}
 		at := fmt.Sprintf("jobs[%d] (%s)", i, j.Name)
-		if other := seen["dir "+filepath.Clean(j.Output.Dir)]; other != "" && j.Output.Dir != "" {
+		dir := canonicalDir(j.Output.Dir)
+		if other := seen["dir "+dir]; other != "" && j.Output.Dir != "" {
 			return fmt.Errorf("%s.output.dir: %q is also job %q's: each job needs a directory of its own", at, j.Output.Dir, other)
 		}
-		seen["name "+j.Name], seen["dir "+filepath.Clean(j.Output.Dir)] = j.Name, j.Name
+		seen["name "+j.Name], seen["dir "+dir] = j.Name, j.Name
 		if err := j.check(at); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// canonicalDir is dir absolute, clean, with the symbolic links of its
+// nearest existing ancestor resolved: two spellings of one directory give
+// the same string.
+func canonicalDir(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return filepath.Clean(dir)
+	}
+	rest := ""
+	for p := abs; ; p = filepath.Dir(p) {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(real, rest)
+		}
+		if p == filepath.Dir(p) {
+			return abs
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+	}
 }
 
 // checkListen checks the listen address, named field (listen or -listen).
