@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"text/template"
 	"time"
@@ -82,19 +83,50 @@ func (c *Command) Reload(ctx context.Context, col Collector) error {
 	// rsync running behind it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// A command may leave a child behind that holds its output open (an
+	// "sh -c 'x &'", ssh's ControlPersist): once the command itself has
+	// exited, its output is read for at most a second more, then closed.
+	// The exit status decides.
 	cmd.WaitDelay = time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &tail{max: maxOutput}
+	cmd.Stdout, cmd.Stderr = out, out
 	err := cmd.Run()
-	if err == nil {
+	if err == nil || errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
 		return nil
 	}
 	if ctx.Err() == context.DeadlineExceeded {
 		err = fmt.Errorf("timed out after %v: %w", c.opts.Timeout, err)
 	}
 	msg := strings.TrimSpace(out.String())
-	if len(msg) > 2048 {
-		msg = "…" + msg[len(msg)-2048:]
+	if len(msg) > 2048 || out.cut {
+		msg = "…" + msg[max(0, len(msg)-2048):]
 	}
 	return fmt.Errorf("reload collector %q: %s: %w; output: %s", col.ID, args[0], err, msg)
+}
+
+// maxOutput bounds the output of a reload command kept for its error.
+const maxOutput = 64 << 10
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	b   []byte
+	max int
+	cut bool // bytes were dropped
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b, t.cut = append(t.b[:0], t.b[over:]...), true
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }

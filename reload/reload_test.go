@@ -317,3 +317,22 @@ func testWaitGone(pid int, timeout time.Duration) error {
 	}
 	return fmt.Errorf("child process %d still runs after the command's timeout", pid)
 }
+
+// A command that exits 0 but leaves a child holding its output open (an
+// "sh -c 'sleep &'", ssh's ControlPersist) succeeded: the exit status
+// decides, and the output is read no longer than a second after it ends.
+// One that exits non-zero still fails, with its output bounded.
+func TestCommandThatLeavesAChild(t *testing.T) {
+	c, err := NewCommand(CommandOptions{Args: []string{"sh", "-c", "sleep 3 & echo started"}, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reload(context.Background(), Collector{ID: "a"}); err != nil {
+		t.Fatalf("a command that exited 0 with a child left behind: %v", err)
+	}
+	c, _ = NewCommand(CommandOptions{Args: []string{"sh", "-c", "head -c 200000 /dev/zero | tr '\\0' x; exit 3"}, Timeout: 10 * time.Second})
+	err = c.Reload(context.Background(), Collector{ID: "a"})
+	if err == nil || !strings.Contains(err.Error(), "exit status 3") || len(err.Error()) > 4096 {
+		t.Fatalf("a failing command with a large output: %d bytes: %.200v", len(err.Error()), err)
+	}
+}
