@@ -77,9 +77,9 @@ type Balance struct {
 	// MaxMoveFraction bounds the targets that move for load in one
 	// reshard, as a fraction of all (0 < f ≤ 1); zero means 0.1.
 	MaxMoveFraction float64
-	// Interval is how often costs are read; zero means a minute. Window is
-	// how far back a target's most series count ([audit.DefaultSeriesWindow]
-	// when zero).
+	// Interval is how often costs are read; zero means a minute, and at
+	// least a second. Window is how far back a target's most series count
+	// ([audit.DefaultSeriesWindow] when zero; at least 10 seconds).
 	Interval, Window time.Duration
 	// Capacity caps the collectors' series.
 	Capacity Capacity
@@ -111,6 +111,12 @@ type CostReader interface {
 	Series(ctx context.Context, collectors []audit.Collector, pool string, window time.Duration) (map[string]uint64, error)
 }
 
+// The floors of Balance.Interval and Balance.Window.
+const (
+	minBalanceInterval = time.Second
+	minBalanceWindow   = 10 * time.Second
+)
+
 func (b Balance) validate() error {
 	switch {
 	case b.By != "" && b.By != BalanceByCount && b.By != BalanceBySeries:
@@ -121,6 +127,11 @@ func (b Balance) validate() error {
 		return fmt.Errorf("Job.Balance.MaxMoveFraction %v: want 0 (the default, %v) to 1", b.MaxMoveFraction, defaultMaxMoveFraction)
 	case b.Settle < 0 || b.Interval < 0 || b.Window < 0:
 		return fmt.Errorf("Job.Balance: Settle %v, Interval %v, Window %v: must not be negative", b.Settle, b.Interval, b.Window)
+	case b.Interval != 0 && b.Interval < minBalanceInterval:
+		// Each read is a range query to every collector.
+		return fmt.Errorf("Job.Balance.Interval %v: want at least %v (each read queries every collector)", b.Interval, minBalanceInterval)
+	case b.Window != 0 && b.Window < minBalanceWindow:
+		return fmt.Errorf("Job.Balance.Window %v: want at least %v (a target's series over a few scrapes)", b.Window, minBalanceWindow)
 	case b.By != BalanceBySeries && (b.Capacity != Capacity{}):
 		return fmt.Errorf("Job.Balance.Capacity %+v: caps series, so By must be %s, not %q", b.Capacity, BalanceBySeries, b.By)
 	}

@@ -390,3 +390,19 @@ func TestMaxSeriesMeta(t *testing.T) {
 		t.Fatalf("the bad meta was logged %d times, want once:\n%s", n, logs.String())
 	}
 }
+
+// Balance.Interval and Balance.Window have floors: each read is a range
+// query to every collector.
+func TestBalanceFloors(t *testing.T) {
+	for _, b := range []Balance{
+		{By: BalanceBySeries, Interval: time.Millisecond},
+		{By: BalanceBySeries, Window: time.Second},
+	} {
+		if err := b.validate(); err == nil || !strings.Contains(err.Error(), "want at least") {
+			t.Errorf("%+v: %v", b, err)
+		}
+	}
+	if err := (Balance{By: BalanceBySeries, Interval: time.Second, Window: 10 * time.Second}).validate(); err != nil {
+		t.Fatal(err)
+	}
+}
