@@ -19,6 +19,7 @@ import (
 	"github.com/promshard/promshard/elect"
 	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/shard"
+	"github.com/promshard/promshard/targets"
 	"github.com/promshard/promshard/targets/promsd"
 	"github.com/promshard/promshard/watch"
 )
@@ -238,6 +239,14 @@ func (j *JobConfig) check(at string) error {
 	}
 	if _, err := shard.ParseKind(string(j.Ring)); err != nil {
 		return fmt.Errorf("%s.ring: %q, want one of %v", at, j.Ring, shard.Kinds())
+	}
+	for i, g := range t.Static { // a bad label is a mistake of the config, found at start
+		if g != nil && g.Source == "" {
+			g.Source = strconv.Itoa(i)
+		}
+		if _, bad := targets.Validate(j.Name, []*targetgroup.Group{g}); len(bad) > 0 {
+			return fmt.Errorf("%s.targets.static[%d]: %s", at, i, bad[0].Reason)
+		}
 	}
 	set := []bool{len(t.Static) > 0, len(t.FileSD) > 0, t.HTTPSD != nil, len(t.PrometheusSD) > 0}
 	hasTargets := len(slices.DeleteFunc(set, func(b bool) bool { return !b })) // providers set

@@ -233,6 +233,7 @@ func TestExitCodes(t *testing.T) {
 		"listen in file":           {[]string{"--config.file", writeConfig(t, okJob+"listen: 127.0.0.1:99999\n"), "--once"}, `listen: "127.0.0.1:99999"`},
 		"shared out dir":           {[]string{"--config.file", writeConfig(t, okJob+strings.Replace(okJob[6:], "name: node", "name: node2", 1)), "--once"}, `jobs[1] (node2).output.dir`},
 		"unusable ID":              {[]string{"--config.file", writeConfig(t, strings.Replace(okJob, "id: a,", "id: ../evil,", 1)), "--once"}, `"../evil"`},
+		"bad static label":         {[]string{"--config.file", writeConfig(t, strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "static: [{targets: [h1:9100], labels: {bad-name: x}}]", 1)), "--once"}, `targets.static[0]`},
 		"balance too often":        {[]string{"--config.file", writeConfig(t, strings.Replace(okJob, "    targets:", "    balance: {by: series, interval: 1ms}\n    targets:", 1)), "--once"}, "Interval 1ms: want at least 1s"},
 		"ID too long":              {[]string{"--config.file", writeConfig(t, strings.Replace(okJob, "id: a,", "id: "+strings.Repeat("a", 300)+",", 1)), "--once"}, "above 237"},
 		"unknown --member":         {[]string{"--config.file", p, "--member", "zzz", "--once"}, `Job.Self "zzz" is none of the known collectors`},
