@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/promshard/promshard/internal/labels"
 )
 
 // maxFound bounds the targets one search lists.
@@ -39,7 +41,7 @@ type matcher struct {
 
 func newMatcher(q string) matcher {
 	m := matcher{q: q}
-	if n, v, ok := strings.Cut(q, "="); ok && model.LabelName(n).IsValid() {
+	if n, v, ok := strings.Cut(q, "="); ok && labels.ValidName(n) {
 		m.name, m.value, m.byLabel = n, v, true
 	} else if _, _, err := net.SplitHostPort(q); err != nil {
 		m.host = q // no port: any port of this host
