@@ -234,6 +234,22 @@ func (b *balancer) table() *costTable {
 	return b.costs
 }
 
+// inherit takes over the cost table prev places with. Nil-safe on both
+// sides.
+func (b *balancer) inherit(prev *balancer) {
+	if b == nil || prev == nil {
+		return
+	}
+	prev.mu.Lock()
+	costs, sum := prev.costs, prev.costSum
+	prev.mu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.costs == nil {
+		b.costs, b.costSum = costs, sum
+	}
+}
+
 // placement is the job's shard options with costs: the job's bound and
 // the members' caps.
 func (b *balancer) placement(members []watch.Member, costs *shard.Costs) shard.Options {

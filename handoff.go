@@ -48,6 +48,21 @@ func newHandoffs(job, self string, timeout time.Duration, m *metrics, log *slog.
 	return &handoffs{job: job, self: self, timeout: timeout, m: m, log: log, pending: map[string]*handoff{}}
 }
 
+// adopt takes over prev's pending hand-offs; it reports whether there
+// were any. Nil-safe on both sides.
+func (hs *handoffs) adopt(prev *handoffs) bool {
+	if hs == nil || prev == nil {
+		return false
+	}
+	prev.mu.Lock()
+	pending, ring := maps.Clone(prev.pending), prev.lastMembers
+	prev.mu.Unlock()
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.pending, hs.lastMembers = pending, ring
+	return len(pending) > 0
+}
+
 // oldest is when the oldest pending hand-off began; zero without one.
 func (hs *handoffs) oldest() time.Time {
 	if hs == nil {

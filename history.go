@@ -104,6 +104,16 @@ func (h *history) add(es ...Event) {
 	h.events = slices.Delete(h.events, 0, drop)
 }
 
+// adopt takes over prev's events, before any of its own.
+func (h *history) adopt(prev *history) {
+	prev.mu.Lock()
+	events, last := slices.Clone(prev.events), prev.audit
+	prev.mu.Unlock()
+	h.mu.Lock()
+	h.events, h.audit = append(events, h.events...), last
+	h.mu.Unlock()
+}
+
 // list returns the events, newest first.
 func (h *history) list() []Event {
 	h.mu.Lock()

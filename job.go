@@ -421,6 +421,29 @@ func (j *job) snapshot() Snapshot {
 	return snap
 }
 
+// adopt takes over what prev, the job of the same name in a Sharder this
+// one replaces, knows: events, the assignment in the outputs, costs,
+// hand-offs and what the outputs hold.
+func (j *job) adopt(prev *job) {
+	j.events.adopt(&prev.events)
+	prev.stateMu.RLock()
+	asg, members, gen := prev.snap.Assignment, prev.snap.Members, prev.snap.Generation
+	prev.stateMu.RUnlock()
+	j.stateMu.Lock()
+	// What changes is counted, and told, against what the outputs held.
+	j.snap.Assignment, j.snap.Members, j.snap.Generation = asg, members, gen
+	j.stateMu.Unlock()
+	j.bal.inherit(prev.bal)
+	prev.passMu.Lock()
+	written := prev.written
+	prev.passMu.Unlock()
+	j.passMu.Lock()
+	defer j.passMu.Unlock()
+	if j.hand.adopt(prev.hand) || j.written == nil {
+		j.written = written
+	}
+}
+
 // memberIDs are the IDs of an assignment's members.
 func memberIDs(asg *shard.Assignment) []string {
 	ids := make([]string, len(asg.Members))

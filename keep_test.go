@@ -338,3 +338,27 @@ func TestLongIDIsExcluded(t *testing.T) {
 		}
 	})
 }
+
+// A Sharder that replaces another (a config reload) while the provider is
+// down takes over its last good targets and its events: a collector that
+// dies then still has its targets moved.
+func TestAdoptKeepsTheLastGoodTargets(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, Job{}, Options{})
+		h.members("a", "b", "c")
+		h.members("a", "b", "c", "d") // an event
+		h.stop()
+		next := startWith(t, Job{}, Options{}, func(n *harness) {
+			n.prov.fail(errors.New("cmdb down"))
+			n.s.Adopt(h.s)
+		})
+		next.members("a", "b") // c and d die while the provider is down
+		snap, _ := next.s.Snapshot("node")
+		if snap.Last.Err != nil || snap.Assignment == nil || snap.Assignment.Targets != 100 || len(snap.Assignment.Members) != 2 {
+			t.Fatalf("after the reload: err %v, assignment %+v", snap.Last.Err, snap.Assignment)
+		}
+		if len(snap.Events) < 3 || snap.Events[len(snap.Events)-1].Kind.String() != "join" || snap.Events[0].Kind.String() != "leave" {
+			t.Fatalf("events not taken over: %+v", snap.Events)
+		}
+	})
+}

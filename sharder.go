@@ -350,6 +350,22 @@ func (s *Sharder) leadershipChanged() {
 	}
 }
 
+// Adopt takes over what prev, a Sharder this one replaces (a config
+// reload), knows of each job of the same name: its last good targets
+// (until this Sharder's provider answers), its events, its cost table, and
+// its pending hand-offs with what its outputs hold. Call it before Run,
+// after prev's Run has returned.
+func (s *Sharder) Adopt(prev *Sharder) {
+	for _, j := range s.jobs {
+		if pj := prev.byName[j.cfg.Name]; pj != nil {
+			if last, err := prev.reg.Last(j.cfg.Name); err == nil && !last.Fetched.IsZero() {
+				_ = s.reg.Seed(j.cfg.Name, last) // the job is registered: New did it
+			}
+			j.adopt(pj)
+		}
+	}
+}
+
 // Once registers the collectors of Options.Registrar and waits for their
 // first checks, then waits for each job's first member set, fetches its
 // targets, reshards it once, and waits for the reloads of the collectors

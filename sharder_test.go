@@ -255,6 +255,7 @@ type harness struct {
 	cancel context.CancelFunc
 	done   chan error
 	runSrc watch.Source // when set, the source Run gets instead of src
+	once   sync.Once
 }
 
 func start(t *testing.T, job Job, opts Options) *harness {
@@ -299,10 +300,12 @@ func startWith(t *testing.T, job Job, opts Options, prepare func(*harness)) *har
 }
 
 func (h *harness) stop() {
-	h.cancel()
-	if err := <-h.done; err != nil {
-		h.t.Errorf("Run returned %v after cancel, want nil", err)
-	}
+	h.once.Do(func() {
+		h.cancel()
+		if err := <-h.done; err != nil {
+			h.t.Errorf("Run returned %v after cancel, want nil", err)
+		}
+	})
 }
 
 func (h *harness) members(ids ...string) {

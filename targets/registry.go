@@ -308,6 +308,23 @@ func (r *Registry) fetch(ctx context.Context, j *job) (valid []*targetgroup.Grou
 	return valid, invalid, fp, err
 }
 
+// Seed gives a job a last good result before its provider has answered:
+// the targets a process that is replaced (a config reload) had in hand, so
+// that a provider that is down at the start does not leave the job with
+// none. It does nothing once the job has a good fetch of its own.
+func (r *Registry) Seed(name string, res Result) error {
+	j, err := r.job(name)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.last.Fetched.IsZero() {
+		j.last = res
+	}
+	return nil
+}
+
 // Last returns a job's last good result without fetching, and without
 // waiting for a fetch in progress.
 func (r *Registry) Last(name string) (Result, error) {
