@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -43,6 +44,8 @@ type app struct {
 	useConsul bool                            // a job watches Consul
 	reloaded  prometheus.Gauge                // promshard_config_last_reload_successful
 	reloads   chan reloadRequest              // SIGHUP and POST /-/reload: load the config again
+	listener  net.Listener                    // bound for this config (at start, or when a reload moved it)
+	dirs      map[string]jobDir               // each job's output directory
 	next      *app                            // the app of a reloaded config
 }
 
@@ -53,7 +56,8 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 	reloaded.Set(1)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), reloaded,
 		versioncollector.NewCollector("promshard"))
-	a := &app{cfg: cfg, flags: f, log: logger, reg: reg, watchers: map[string]*watch.ConsulWatcher{}, reloaded: reloaded}
+	a := &app{cfg: cfg, flags: f, log: logger, reg: reg, watchers: map[string]*watch.ConsulWatcher{}, reloaded: reloaded,
+		dirs: map[string]jobDir{}}
 	ac, _ := cfg.Consul.APIConfig() // checked with the config
 	var err error
 	if a.consul, err = watch.NewConsulClient(ac, 0); err != nil {
@@ -134,7 +138,9 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 		}
 		if a.flags.Member == "" {
 			j.Outputs = append(j.Outputs, dir)
-		} else { // self mode: only this collector's file, never another's
+			a.dirs[jc.Name] = jobDir{dir: o.Dir, d: dir}
+		} else {
+			a.dirs[jc.Name] = jobDir{dir: o.Dir} // self mode: only this collector's file, never another's
 			mf, err := dir.File(a.flags.Member)
 			if err != nil {
 				return j, fmt.Errorf("output: --member %q: %w", a.flags.Member, err)
@@ -146,6 +152,12 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 		j.Outputs = append(j.Outputs, &filesd.Handler{})
 	}
 	return j, nil
+}
+
+// jobDir is a job's output directory, and its writer in central mode.
+type jobDir struct {
+	dir string
+	d   *filesd.Dir // nil in self mode
 }
 
 // registered are the collectors a job registers, each with its ID (the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -571,4 +572,118 @@ func TestRegistrationsOutliveARestart(t *testing.T) {
 	if svcs, err := client.Agent().Services(); err != nil || len(svcs) != 0 {
 		t.Fatalf("after deregister the agent has %d services (%v)", len(svcs), err)
 	}
+}
+
+// TestReloadKeepsWhatItCan: a config reload while the http_sd source is
+// down keeps the job's last good targets (a collector removed by the
+// reload still has its targets moved); a collector removed from
+// collectors.register is deregistered; a job dropped has its files
+// removed; a reload to a port that cannot be bound is refused whole and
+// the running server keeps serving.
+func TestReloadKeepsWhatItCan(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary")
+	}
+	agent := testenv.StartConsul(t)
+	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	var down atomic.Bool
+	sd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if down.Load() {
+			http.Error(w, "cmdb down", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `[{"targets": ["h1:9100", "h2:9100", "h3:9100", "h4:9100", "h5:9100", "h6:9100"]}]`)
+	}))
+	t.Cleanup(sd.Close)
+	all := okMembers(t, "c1", "c2", "c3")
+	two := all[:strings.Index(all, "{id: c3")]
+	config := func(register string, extra bool, listen string) string {
+		s := fmt.Sprintf("listen: %s\nrefresh_interval: 1s\nconsul: {address: %q}\njobs:\n", listen, agent.Addr) +
+			"  - name: node\n    collectors:\n      consul_service: reload\n      check: {interval: 1s, timeout: 1s}\n" +
+			fmt.Sprintf("      register: [%s]\n    targets: {http_sd: {url: %q}}\n    output: {dir: OUT/node}\n", strings.TrimSuffix(register, ", "), sd.URL)
+		if extra {
+			s += "  - name: extra\n    collectors: {static: [{id: e1, address: 127.0.0.1, port: 9}]}\n" +
+				"    targets: {static: [{targets: [x1:9100]}]}\n    output: {dir: OUT/extra}\n"
+		}
+		return s
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	p := writeConfig(t, config(all, true, listen))
+	out := filepath.Join(filepath.Dir(p), "out")
+	rewrite := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(body, "OUT", out)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := startBinary(t, buildBinary(t), "--config.file", p)
+	holders := func() (map[string]int, error) {
+		a, err := assignment(listen)
+		if err != nil {
+			return nil, err
+		}
+		n := map[string]int{}
+		for id, m := range a["node"] {
+			n[id] = len(m.Targets)
+		}
+		return n, nil
+	}
+	wait := func(what string, cond func() error) {
+		t.Helper()
+		if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, cond); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	wait("three collectors hold the six targets", func() error {
+		n, err := holders()
+		if err == nil && (len(n) != 3 || n["c1"]+n["c2"]+n["c3"] != 6) {
+			err = fmt.Errorf("%v", n)
+		}
+		return err
+	})
+	if _, err := os.Stat(filepath.Join(out, "extra", "e1.json")); err != nil {
+		t.Fatal(err)
+	}
+
+	down.Store(true) // the source fails from now on
+	rewrite(config(two, false, listen))
+	if err := bin.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	wait("after the reload, c1 and c2 hold the six targets, though the source is down", func() error {
+		n, err := holders()
+		if err == nil && (len(n) != 2 || n["c1"]+n["c2"] != 6) {
+			err = fmt.Errorf("%v", n)
+		}
+		return err
+	})
+	wait("c3, no longer in collectors.register, is deregistered", func() error {
+		svcs, err := client.Agent().Services()
+		if _, ok := svcs["c3"]; err == nil && (ok || len(svcs) != 2) {
+			err = fmt.Errorf("%d services, c3 among them: %v", len(svcs), ok)
+		}
+		return err
+	})
+	if _, err := os.Stat(filepath.Join(out, "extra", "e1.json")); !os.IsNotExist(err) {
+		t.Fatalf("the dropped job's file is still there: %v", err)
+	}
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	rewrite(config(two, false, busy.Addr().String()))
+	_ = bin.cmd.Process.Signal(syscall.SIGHUP)
+	wait("a reload to a busy port is refused", func() error {
+		if v := metric(t, listen, "promshard_config_last_reload_successful", ""); v != 0 {
+			return fmt.Errorf("promshard_config_last_reload_successful %v", v)
+		}
+		return nil
+	})
+	if code, _, err := testenv.HTTPGet(context.Background(), "http://"+listen+"/-/ready"); err != nil || code != 200 {
+		t.Fatalf("the running server after a refused reload: %d %v", code, err)
+	}
+	bin.stop(t) // still running: exit 0 after SIGTERM
 }

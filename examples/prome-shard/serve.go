@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	toolkit "github.com/prometheus/exporter-toolkit/web"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/promshard/promshard/watch"
 	"github.com/promshard/promshard/web"
 )
 
@@ -27,7 +30,9 @@ type reloadRequest struct{ done chan<- error }
 var errReload = errors.New("config reloaded")
 
 // daemon serves the config, and each config a reload brings, until ctx
-// ends or a part fails.
+// ends or a part fails. The HTTP server lives across reloads (its handler
+// is swapped), so that a reload never leaves the port: one that moves it to
+// an address that cannot be bound is refused whole.
 func (a *app) daemon(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -49,19 +54,120 @@ func (a *app) daemon(ctx context.Context) error {
 			}
 		}
 	}()
-	for a.reloads = reloads; ; a.next.reloads, a = reloads, a.next {
-		if err := a.serve(ctx); !errors.Is(err, errReload) {
+	if a.cfg.Listen != "" { // bound before any work: a busy port writes nothing
+		l, err := net.Listen("tcp", a.cfg.Listen)
+		if err != nil {
+			return bindError{fmt.Errorf("http server: %w", err)}
+		}
+		a.listener = l
+	}
+	var srv *webServer
+	defer func() { srv.stop() }()
+	for a.reloads = reloads; ; {
+		if a.listener != nil { // the first config, or a reload that moved the port
+			srv.stop()
+			srv = startWebServer(a.listener, a.flags.WebConfig, a.log)
+		}
+		err := a.serve(ctx, srv)
+		if !errors.Is(err, errReload) {
 			return err
 		}
+		next := a.next
+		next.reloads = reloads
+		next.sharder.Adopt(a.sharder)
+		a.retire(ctx, next)
+		a = next
 	}
 }
 
-// serve runs the Sharder (its HTTP server and registrar with it) until ctx
-// ends (nil) or a part of it fails (its error, naming the part). It loads
-// the config again on each reload request: one that builds ends serve with
-// errReload, leaving the registrations in place, and daemon serves it; one
-// that does not is logged and the running config stays.
-func (a *app) serve(ctx context.Context) error {
+// retire ends what the running config did that the next one does not: it
+// deregisters the collectors the next config no longer registers, and
+// removes the files of a job that is gone or writes elsewhere now.
+func (a *app) retire(ctx context.Context, next *app) {
+	keep := map[string]bool{}
+	for i := range next.cfg.Jobs {
+		for _, m := range registered(&next.cfg.Jobs[i]) {
+			keep[m.ID] = true
+		}
+	}
+	for i := range a.cfg.Jobs {
+		for _, m := range registered(&a.cfg.Jobs[i]) {
+			if keep[m.ID] {
+				continue
+			}
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := watch.Deregister(dctx, a.consul.Agent(), m.ID); err != nil {
+				a.log.Warn("a collector no longer in collectors.register could not be deregistered", "id", m.ID, "err", err)
+			} else {
+				a.log.Info("deregistered a collector no longer in collectors.register", "id", m.ID)
+			}
+			cancel()
+		}
+	}
+	dirs := map[string]bool{}
+	for _, jc := range next.cfg.Jobs {
+		if jc.Output.Dir != "" {
+			dirs[canonicalDir(jc.Output.Dir)] = true
+		}
+	}
+	for name, d := range a.dirs {
+		if dirs[canonicalDir(d.dir)] {
+			continue
+		}
+		if d.d == nil { // self mode: another copy may own the rest of the directory
+			a.log.Warn("job dropped or moved by the reload: its old file stays", "job", name, "dir", d.dir)
+			continue
+		}
+		res, err := d.d.Sync(nil)
+		a.log.Warn("job dropped or moved by the reload: removed the files it wrote", "job", name, "dir", d.dir,
+			"removed", res.Removed, "err", err)
+	}
+}
+
+// webServer is the HTTP server of the daemon: its handler is that of the
+// config in use.
+type webServer struct {
+	h      atomic.Pointer[http.Handler]
+	cancel context.CancelFunc
+	done   chan error // serveOn's result, once it returns
+}
+
+func startWebServer(l net.Listener, webConfig string, log *slog.Logger) *webServer {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &webServer{cancel: cancel, done: make(chan error, 1)}
+	unset := http.Handler(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		http.Error(rw, "starting", http.StatusServiceUnavailable)
+	}))
+	w.h.Store(&unset)
+	go func() {
+		w.done <- serveOn(ctx, l, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { (*w.h.Load()).ServeHTTP(rw, r) }),
+			webConfig, log)
+	}()
+	return w
+}
+
+func (w *webServer) set(h http.Handler) {
+	if w != nil {
+		w.h.Store(&h)
+	}
+}
+
+// stop shuts the server down and waits for it. Nil-safe.
+func (w *webServer) stop() {
+	if w != nil {
+		w.cancel()
+		<-w.done
+		w.done <- nil // a second stop returns at once
+	}
+}
+
+// serve runs the Sharder (and the registrar with it) with srv serving its
+// handler, until ctx ends (nil) or a part of it fails (its error, naming the
+// part). It loads the config again on each reload request: one that builds
+// (and binds its address, if that moved) ends serve with errReload,
+// leaving the registrations in place, and daemon serves it; one that does
+// not is logged and the running config stays.
+func (a *app) serve(ctx context.Context, srv *webServer) error {
 	ctx, reload := context.WithCancelCause(ctx)
 	done := make(chan struct{})
 	defer func() { reload(nil); <-done }()
@@ -75,6 +181,14 @@ func (a *app) serve(ctx context.Context) error {
 			case req = <-a.reloads:
 			}
 			next, err := load(a.flags, a.log)
+			if err == nil && next.cfg.Listen != a.cfg.Listen && next.cfg.Listen != "" {
+				if next.listener, err = net.Listen("tcp", next.cfg.Listen); err != nil {
+					err = fmt.Errorf("listen: %w", err)
+				}
+			}
+			if err == nil && next.cfg.Listen == "" && a.cfg.Listen != "" {
+				err = errors.New("listen: a reload cannot turn the HTTP server off; restart for that")
+			}
 			if req.done != nil {
 				req.done <- err
 			}
@@ -88,23 +202,19 @@ func (a *app) serve(ctx context.Context) error {
 			a.log.Error("config reload failed; the running config stays", "err", err)
 		}
 	}()
-	var l net.Listener
-	if a.cfg.Listen != "" { // bound before any work: a busy port writes nothing
-		var err error
-		if l, err = net.Listen("tcp", a.cfg.Listen); err != nil {
-			return bindError{fmt.Errorf("http server: %w", err)}
-		}
-	}
 	a.log.Info("prome-shard running", "version", version.Version, "jobs", len(a.cfg.Jobs), "listen", a.cfg.Listen, "self", a.flags.Member)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.sharder.Run(gctx, nil) }) // nil after a signal
-	if l != nil {
-		h := a.handler(gctx)
+	if srv != nil {
+		srv.set(a.handler(gctx))
 		g.Go(func() error {
-			if err := serveOn(gctx, l, h, a.flags.WebConfig, a.log); err != nil {
-				return fmt.Errorf("http server on %s: %w", a.cfg.Listen, err)
+			select {
+			case err := <-srv.done:
+				srv.done <- err // for stop
+				return fmt.Errorf("http server on %s: %w", a.cfg.Listen, cmp.Or(err, errors.New("stopped")))
+			case <-gctx.Done():
+				return nil
 			}
-			return nil
 		})
 	}
 	err := g.Wait()
