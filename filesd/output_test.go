@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,8 +47,8 @@ func TestUpdateReportsChangedMembers(t *testing.T) {
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/b", nil))
-	if rec.Code != http.StatusNotFound {
-		t.Fatalf("http_sd of a collector that left: %d", rec.Code)
+	if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != "[]" { // not 404: Prometheus would keep its old list
+		t.Fatalf("http_sd of a collector that left: %d %q, want 200 []", rec.Code, rec.Body)
 	}
 }
 
