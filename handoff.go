@@ -48,6 +48,15 @@ func newHandoffs(job, self string, timeout time.Duration, m *metrics, log *slog.
 	return &handoffs{job: job, self: self, timeout: timeout, m: m, log: log, pending: map[string]*handoff{}}
 }
 
+// setSelf names the Self collector's member ID in self mode. Nil-safe.
+func (hs *handoffs) setSelf(id string) {
+	if hs != nil {
+		hs.mu.Lock()
+		hs.self = id
+		hs.mu.Unlock()
+	}
+}
+
 // adopt takes over prev's pending hand-offs; it reports whether there
 // were any. Nil-safe on both sides.
 func (hs *handoffs) adopt(prev *handoffs) bool {

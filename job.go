@@ -83,6 +83,13 @@ type Job struct {
 	//
 	// [filesd.MemberFile]: https://pkg.go.dev/github.com/promshard/promshard/filesd#MemberFile
 	Self string
+	// SelfNode, in self mode, is the node of the Self collector's instance
+	// (the local Consul agent's node): when one service ID is registered on
+	// several nodes with different addresses, the watcher names each
+	// instance ID@node, and Self is the one on SelfNode. A Self that matches
+	// no member and no registered collector fails the reshard (the output
+	// still gets an empty list), so that the operator sees it.
+	SelfNode string
 	// Members is the job's member source; nil means the source given to
 	// [Sharder.Run] or [Sharder.Once]. Jobs that name the same source share
 	// one watch of it.
@@ -153,6 +160,7 @@ type job struct {
 	lastKey  uint64                          // inputs of the last pass that left the outputs as planned
 	asgKey   uint64                          // inputs of the assignment in the snapshot
 	draining map[string]bool                 // collectors draining at the last reshard
+	selfID   string                          // self mode: the Self collector's member ID (Self, or Self@SelfNode)
 	excluded map[string]bool                 // collectors excluded at the last reshard, to log each once
 
 	stateMu sync.RWMutex
@@ -456,6 +464,7 @@ func memberIDs(asg *shard.Assignment) []string {
 // inputs is what one pass works from.
 type inputs struct {
 	members, sick, leavers []watch.Member
+	selfFound              bool // self mode: the Self collector is a member or registered
 	targets                targets.Result
 	sms                    []shard.Member
 }
@@ -481,6 +490,10 @@ func (j *job) gather(rep *Report) (in inputs, err error) {
 	members, drained := splitDrains(members, j.cfg.DrainTag)
 	in.members, rep.Excluded = j.checkMembers(members)
 	in.leavers = leaversOf(sick, drained, j.outs)
+	if j.cfg.Self != "" {
+		j.selfID, in.selfFound = resolveSelf(j.cfg.Self, j.cfg.SelfNode, slices.Concat(members, sick, drained))
+		j.hand.setSelf(j.selfID)
+	}
 	now := map[string]bool{}
 	for _, m := range in.leavers {
 		if m.State != watch.StateMaintenance {
@@ -572,7 +585,31 @@ func (j *job) reshard(ctx context.Context, reason Reason, wait bool) (rep Report
 		j.standby(ctx, &rep, ring, asg, in, key)
 		return rep, nil
 	}
-	return rep, j.commit(ctx, &rep, ring, asg, in, key, wait)
+	if err := j.commit(ctx, &rep, ring, asg, in, key, wait); err != nil {
+		return rep, err
+	}
+	missing := j.cfg.Self != "" && !in.selfFound
+	j.s.m.selfMissing.WithLabelValues(j.cfg.Name).Set(b2f(missing))
+	if missing {
+		return rep, fmt.Errorf("job %q: self mode: %q is neither a member nor a registered collector (%d members): its output holds an empty list; "+
+			"check the member ID (an instance renamed ID@node needs Job.SelfNode)", j.cfg.Name, j.cfg.Self, len(in.members))
+	}
+	return rep, nil
+}
+
+// resolveSelf finds the Self collector among the registered collectors:
+// by its ID, or as ID@node on its node. found is false when neither is
+// registered.
+func resolveSelf(self, node string, registered []watch.Member) (id string, found bool) {
+	for _, want := range []string{self, self + "@" + node} {
+		if want == self+"@" && node == "" {
+			continue
+		}
+		if slices.ContainsFunc(registered, func(m watch.Member) bool { return m.ID == want }) {
+			return want, true
+		}
+	}
+	return self, false
 }
 
 // place computes the assignment for the inputs, or reuses the one in the
@@ -680,6 +717,13 @@ func (j *job) commit(ctx context.Context, rep *Report, ring shard.Ring, asg *sha
 			j.written = groups
 		}
 	}
+	if j.cfg.Self != "" { // the outputs know the Self collector by Self; the ring by its member ID
+		for i, id := range rep.Changed {
+			if id == j.cfg.Self {
+				rep.Changed[i] = cmp.Or(j.selfID, id)
+			}
+		}
+	}
 	// What was written is reloaded even when another write failed.
 	cs := j.collectors(stillThere(rep.Changed, in.members, in.leavers, in.sick), in.members, slices.Concat(prevMembers, in.leavers))
 	if wait {
@@ -694,8 +738,15 @@ func (j *job) commit(ctx context.Context, rep *Report, ring shard.Ring, asg *sha
 	if !j.s.opts.DryRun {
 		rep.Files = map[string]string{}
 		for _, m := range asg.Members {
-			if f := j.outs.file(m.ID); f != "" && (j.cfg.Self == "" || j.cfg.Self == m.ID) {
-				rep.Files[m.ID] = f
+			switch {
+			case j.cfg.Self == "":
+				if f := j.outs.file(m.ID); f != "" {
+					rep.Files[m.ID] = f
+				}
+			case m.ID == j.selfID:
+				if f := j.outs.file(j.cfg.Self); f != "" {
+					rep.Files[m.ID] = f
+				}
 			}
 		}
 	}
@@ -771,7 +822,7 @@ func (j *job) selfOnly(groups map[string][]*targetgroup.Group) map[string][]*tar
 	if self == "" || groups == nil {
 		return groups
 	}
-	gs := groups[self]
+	gs := groups[cmp.Or(j.selfID, self)]
 	if gs == nil {
 		gs = []*targetgroup.Group{}
 	}

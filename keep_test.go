@@ -362,3 +362,36 @@ func TestAdoptKeepsTheLastGoodTargets(t *testing.T) {
 		}
 	})
 }
+
+// Self mode finds its collector when the watcher named the instances of a
+// service ID registered on several nodes ID@node: the one on SelfNode. A
+// Self that is no collector at all fails the reshard (not ready, a
+// metric), and its output holds an empty list.
+func TestSelfModeFindsItsInstance(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		central := start(t, Job{}, Options{})
+		central.members("a@n1", "a@n2", "b")
+		_, want := central.out.snapshot()
+
+		h := start(t, Job{Self: "a", SelfNode: "n2"}, Options{})
+		h.members("a@n1", "a@n2", "b")
+		_, counts := h.out.snapshot()
+		if len(counts) != 1 || counts["a"] != want["a@n2"] || want["a@n2"] == 0 {
+			t.Fatalf("self a on n2 wrote %v; central mode gives a@n2 %d", counts, want["a@n2"])
+		}
+		if snap, _ := h.s.Snapshot("node"); snap.Last.Err != nil {
+			t.Fatal(snap.Last.Err)
+		}
+
+		lost := start(t, Job{Self: "zzz"}, Options{})
+		lost.members("a", "b")
+		_, counts = lost.out.snapshot()
+		snap, _ := lost.s.Snapshot("node")
+		if counts["zzz"] != 0 || snap.Ready() || snap.Last.Err == nil || !strings.Contains(snap.Last.Err.Error(), `"zzz" is neither a member nor a registered collector`) {
+			t.Fatalf("an unknown Self: wrote %v, ready %v, err %v", counts, snap.Ready(), snap.Last.Err)
+		}
+		if v := testutil.ToFloat64(lost.s.m.selfMissing.WithLabelValues("node")); v != 1 {
+			t.Fatalf("promshard_self_missing %v", v)
+		}
+	})
+}

@@ -29,9 +29,10 @@ type metrics struct {
 	leaderChanges prometheus.Counter
 	epoch         *prometheus.GaugeVec
 
-	unplaced   *prometheus.GaugeVec
-	overloaded *prometheus.GaugeVec
-	costTables *prometheus.CounterVec
+	unplaced    *prometheus.GaugeVec
+	overloaded  *prometheus.GaugeVec
+	selfMissing *prometheus.GaugeVec
+	costTables  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -79,10 +80,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			[]string{"shard_job"}),
 		costTables: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_balance_cost_tables_total",
 			Help: "Cost tables put in use by this copy as decider, by job."}, []string{"shard_job"}),
+		selfMissing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_self_missing",
+			Help: "1 when, in self mode, the Self collector is neither a member nor registered (its output holds an empty list), by job."},
+			[]string{"shard_job"}),
 	}
 	if err := promutil.Register(reg, "promshard: register metrics", m.reshards, m.duration, m.moved, m.perMember,
 		m.lastSuccess, m.excluded, m.repairs, m.repaired, m.drains, m.handoffs, m.handoffsPending, m.handoffTime,
-		m.leader, m.leaderChanges, m.epoch, m.unplaced, m.overloaded, m.costTables); err != nil {
+		m.leader, m.leaderChanges, m.epoch, m.unplaced, m.overloaded, m.costTables, m.selfMissing); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -42,6 +42,7 @@ type app struct {
 	consul    *api.Client
 	watchers  map[string]*watch.ConsulWatcher // by service and tags: jobs share one
 	useConsul bool                            // a job watches Consul
+	selfNode  string                          // self mode: the local Consul agent's node
 	reloaded  prometheus.Gauge                // promshard_config_last_reload_successful
 	reloads   chan reloadRequest              // SIGHUP and POST /-/reload: load the config again
 	listener  net.Listener                    // bound for this config (at start, or when a reload moved it)
@@ -62,6 +63,11 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 	var err error
 	if a.consul, err = watch.NewConsulClient(ac, 0); err != nil {
 		return nil, err
+	}
+	if f.Member != "" && f.Command == cmdRun && !f.DryRun && slices.ContainsFunc(cfg.Jobs, func(jc JobConfig) bool {
+		return jc.Collectors.ConsulService != ""
+	}) {
+		a.selfNode = localNode(a.consul, logger)
 	}
 	var jobs []promshard.Job
 	var regs []watch.Registration
@@ -115,7 +121,7 @@ func newApp(cfg *Config, f Flags, logger *slog.Logger) (*app, error) {
 
 // job builds one job's library values from its config.
 func (a *app) job(jc *JobConfig) (promshard.Job, error) {
-	j := promshard.Job{Name: jc.Name, Ring: jc.Ring, Self: a.flags.Member, ReloadConcurrency: jc.Reload.Concurrency,
+	j := promshard.Job{Name: jc.Name, Ring: jc.Ring, Self: a.flags.Member, SelfNode: a.selfNode, ReloadConcurrency: jc.Reload.Concurrency,
 		SpreadBy: jc.SpreadBy, ScrapePool: jc.ScrapePool, DrainTag: jc.Collectors.DrainTag, Balance: jc.balance(),
 		TargetOptions: targets.JobOptions{AllowEmpty: jc.Targets.AllowEmpty}}
 	j.Shard.Replicas, j.Shard.KeyLabel = jc.Replicas, model.LabelName(jc.ShardKey)
@@ -152,6 +158,33 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 		j.Outputs = append(j.Outputs, &filesd.Handler{})
 	}
 	return j, nil
+}
+
+// localNode is the node name of the Consul agent prome-shard talks to (the
+// local one, in self mode): the node of --member's instance when its
+// service ID is registered on several nodes and the watcher names each
+// ID@node. "" (with a warning) when the agent does not answer within 5 s.
+func localNode(c *api.Client, log *slog.Logger) string {
+	type answer struct {
+		name string
+		err  error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		name, err := c.Agent().NodeName()
+		ch <- answer{name, err}
+	}()
+	select {
+	case a := <-ch:
+		if a.err == nil {
+			return a.name
+		}
+		log.Warn("self mode: the local Consul agent's node name could not be read; an instance renamed ID@node will not be found",
+			"err", a.err)
+	case <-time.After(5 * time.Second):
+		log.Warn("self mode: the local Consul agent did not tell its node name within 5 s; an instance renamed ID@node will not be found")
+	}
+	return ""
 }
 
 // jobDir is a job's output directory, and its writer in central mode.
