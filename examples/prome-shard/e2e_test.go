@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -686,4 +687,68 @@ func TestReloadKeepsWhatItCan(t *testing.T) {
 		t.Fatalf("the running server after a refused reload: %d %v", code, err)
 	}
 	bin.stop(t) // still running: exit 0 after SIGTERM
+}
+
+// Self mode against a real Consul where the same service ID "a" is
+// registered on two nodes with different addresses (instances registered
+// by name only): the watcher names them a@node, and a copy run with
+// --member a beside the local agent writes the share of a@<its node>, not
+// an empty list. A --member that is no collector fails (exit 1) with a
+// message, rather than writing [] quietly.
+func TestSelfModeFindsItsInstanceInConsul(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a Consul agent")
+	}
+	agent := testenv.StartConsul(t)
+	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	local, err := client.Agent().NodeName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "a" on this agent's node, and "a" on another node (through the
+	// catalog: an agent keeps only its own services on its node).
+	for _, id := range []string{"a", "b"} {
+		h, p := okServer(t)
+		port, _ := strconv.Atoi(p)
+		if err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: "named", ID: id, Address: h, Port: port,
+			Check: watch.Check{Interval: time.Second, Timeout: time.Second}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oh, op := okServer(t)
+	oport, _ := strconv.Atoi(op)
+	if _, err := client.Catalog().Register(&api.CatalogRegistration{Node: "other-node", Address: oh,
+		Service: &api.AgentService{ID: "a", Service: "named", Address: oh, Port: oport},
+		Check:   &api.AgentCheck{Node: "other-node", CheckID: "a-other", Name: "a", Status: api.HealthPassing, ServiceID: "a"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, fmt.Sprintf("consul: {address: %q}\njobs:\n  - name: node\n    collectors: {consul_service: named}\n"+
+		"    targets: {static: [{targets: [%s]}]}\n    output: {dir: OUT}\n", agent.Addr, strings.Join(testTargets(30), ", ")))
+	out := filepath.Join(filepath.Dir(cfg), "out")
+	var stdout, stderr string
+	err = testenv.WaitFor(30*time.Second, 200*time.Millisecond, func() error { // until b's check passes
+		var code int
+		code, stdout, stderr = runCmd("--config.file", cfg, "--once")
+		if code != 0 || !strings.Contains(stdout, "30 targets on 3 collectors") {
+			return fmt.Errorf("central: exit %d", code)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s\n%s", err, stdout, stderr)
+	}
+	central, _ := os.ReadFile(filepath.Join(out, "a@"+local+".json"))
+	os.RemoveAll(out)
+	code, stdout, stderr := runCmd("--config.file", cfg, "--once", "--member", "a")
+	if code != 0 {
+		t.Fatalf("self mode a: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	mine, _ := os.ReadFile(filepath.Join(out, "a.json"))
+	if len(central) == 0 || string(mine) != string(central) {
+		t.Fatalf("self mode a wrote\n%s\ncentral mode gives a@%s\n%s", mine, local, central)
+	}
+	code, _, stderr = runCmd("--config.file", cfg, "--once", "--member", "zzz")
+	if code != exitFailed || !strings.Contains(stderr, `"zzz" is neither a member nor a registered collector`) {
+		t.Fatalf("self mode zzz: exit %d\n%s", code, stderr)
+	}
 }
