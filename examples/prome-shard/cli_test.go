@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -300,5 +301,28 @@ func TestStaticCollectorsWithoutID(t *testing.T) {
 	code, stdout, stderr := runCmd("--config.file", cfg, "--once")
 	if code != exitOK || !strings.Contains(stdout, "127.0.0.1:9091") || !strings.Contains(stdout, "3 targets on 2 collectors") {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
+
+// The HTTP clients start from Prometheus' defaults: an http_sd source that
+// redirects is followed, as a Prometheus scrape config would.
+func TestHTTPClientsFollowRedirects(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/old" {
+			http.Redirect(w, r, "/new", http.StatusMovedPermanently)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `[{"targets": ["h1:9100", "h2:9100"]}]`)
+	}))
+	defer srv.Close()
+	cfg := writeConfig(t, strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]",
+		fmt.Sprintf("http_sd: {url: %q}", srv.URL+"/old"), 1))
+	if code, stdout, stderr := runCmd("--config.file", cfg, "--once"); code != exitOK || !strings.Contains(stdout, "2 targets on 2 collectors") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	c, err := LoadConfig(cfg)
+	if err != nil || !c.Audit.Client.FollowRedirects || !c.Jobs[0].Reload.HTTP.Client.FollowRedirects || !c.Jobs[0].Targets.HTTPSD.Client.FollowRedirects {
+		t.Fatalf("defaults: %v %+v", err, c)
 	}
 }

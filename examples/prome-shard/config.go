@@ -94,15 +94,69 @@ type CheckConfig struct {
 	DeregisterCriticalAfter Duration `yaml:"deregister_critical_after"`
 }
 
+// AuditConfig is the audit of what collectors scrape: on unless disabled.
+type AuditConfig struct {
+	Disabled    bool                     `yaml:"disabled"`
+	Interval    Duration                 `yaml:"interval"`
+	Grace       Duration                 `yaml:"grace"`
+	RepairAfter Duration                 `yaml:"repair_after"`
+	Concurrency int                      `yaml:"concurrency"`
+	Scheme      string                   `yaml:"scheme"`
+	Client      promcfg.HTTPClientConfig `yaml:",inline"`
+}
+
+// HTTPSDConfig is a target provider that reads an http_sd endpoint.
+type HTTPSDConfig struct {
+	URL     string                   `yaml:"url"`
+	Timeout Duration                 `yaml:"timeout"`
+	Client  promcfg.HTTPClientConfig `yaml:",inline"` // auth and TLS as in a Prometheus scrape config
+}
+
+// ReloadHTTPConfig is how collectors are reloaded over HTTP.
+type ReloadHTTPConfig struct {
+	Path    string                   `yaml:"path"`
+	Scheme  string                   `yaml:"scheme"`
+	Timeout Duration                 `yaml:"timeout"`
+	Retries int                      `yaml:"retries"`
+	Client  promcfg.HTTPClientConfig `yaml:",inline"`
+}
+
+// Each HTTP client starts from Prometheus' defaults (it follows redirects,
+// HTTP/2 on), as in a Prometheus scrape config, then reads its fields.
+
+// UnmarshalYAML reads a job over the defaults of its HTTP clients.
+func (j *JobConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain JobConfig
+	*j = JobConfig{Reload: ReloadConfig{HTTP: ReloadHTTPConfig{Client: promcfg.DefaultHTTPClientConfig}}}
+	return unmarshal((*plain)(j))
+}
+
+// UnmarshalYAML reads an audit block over the defaults.
+func (c *AuditConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain AuditConfig
+	*c = AuditConfig{Client: promcfg.DefaultHTTPClientConfig}
+	return unmarshal((*plain)(c))
+}
+
+// UnmarshalYAML reads an http_sd block over the defaults.
+func (c *HTTPSDConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain HTTPSDConfig
+	*c = HTTPSDConfig{Client: promcfg.DefaultHTTPClientConfig}
+	return unmarshal((*plain)(c))
+}
+
+// UnmarshalYAML reads a reload.http block over the defaults.
+func (c *ReloadHTTPConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain ReloadHTTPConfig
+	*c = ReloadHTTPConfig{Client: promcfg.DefaultHTTPClientConfig}
+	return unmarshal((*plain)(c))
+}
+
 // TargetsConfig names exactly one target provider.
 type TargetsConfig struct {
 	Static []*targetgroup.Group `yaml:"static"`
 	FileSD []string             `yaml:"file_sd"`
-	HTTPSD *struct {
-		URL     string                   `yaml:"url"`
-		Timeout Duration                 `yaml:"timeout"`
-		Client  promcfg.HTTPClientConfig `yaml:",inline"` // auth and TLS as in a Prometheus scrape config
-	} `yaml:"http_sd"`
+	HTTPSD       *HTTPSDConfig  `yaml:"http_sd"`
 	PrometheusSD map[string]any `yaml:"prometheus_sd"`
 	AllowEmpty   bool           `yaml:"allow_empty"`
 
@@ -121,13 +175,7 @@ type OutputConfig struct {
 type ReloadConfig struct {
 	Method      string `yaml:"method"`
 	Concurrency int    `yaml:"concurrency"`
-	HTTP        struct {
-		Path    string                   `yaml:"path"`
-		Scheme  string                   `yaml:"scheme"`
-		Timeout Duration                 `yaml:"timeout"`
-		Retries int                      `yaml:"retries"`
-		Client  promcfg.HTTPClientConfig `yaml:",inline"`
-	} `yaml:"http"`
+	HTTP        ReloadHTTPConfig `yaml:"http"`
 	Signal struct {
 		PIDFile string `yaml:"pid_file"`
 	} `yaml:"signal"`
@@ -140,7 +188,7 @@ type ReloadConfig struct {
 // LoadConfig reads, parses and checks a config file. Unknown fields are
 // errors.
 func LoadConfig(path string) (*Config, error) {
-	var c Config
+	c := Config{Audit: AuditConfig{Client: promcfg.DefaultHTTPClientConfig}}
 	b, err := os.ReadFile(path)
 	if err == nil {
 		err = yaml.UnmarshalStrict(b, &c)
