@@ -24,6 +24,22 @@ import (
 // assignment served.
 const EpochHeader = "Promshard-Epoch"
 
+// AuditPage is one job's audit as /api/v1/audit serves it: the report,
+// with at most limit of its problems from offset on, and how many problems
+// there are in all.
+type AuditPage struct {
+	audit.Report
+	Total  int `json:"problems_total"`
+	Offset int `json:"offset"`
+}
+
+// The problems one /api/v1/audit answer lists per job: DefaultAuditLimit
+// unless ?limit= says otherwise, at most maxAuditLimit.
+const (
+	DefaultAuditLimit = 1000
+	maxAuditLimit     = 10000
+)
+
 // Defaults of [Options].
 const (
 	// DefaultMaxChanges bounds the collectors one simulation may remove,
@@ -76,8 +92,10 @@ type Options struct {
 //     addresses, as written ([JobAssignment]).
 //   - GET /api/v1/explain?target=ADDR[&job=NAME]: who owns a target, and
 //     why, and who scraped it at the last audit.
-//   - GET /api/v1/audit[?job=NAME][&state=STATE]: the last audit of each
-//     job, its problems filtered to one state if asked.
+//   - GET /api/v1/audit[?job=NAME][&state=STATE][&limit=N][&offset=M]: the
+//     last audit of each job, its problems filtered to one state if asked,
+//     at most N of them (default [DefaultAuditLimit]) from M on, with their
+//     total ([AuditPage]).
 //   - GET /api/v1/search?q=QUERY[&job=NAME]: the targets whose address is
 //     QUERY (with or without its port), that carry the label QUERY
 //     (name=value), or that are written for the collector QUERY
@@ -263,7 +281,18 @@ func (h *handler) serveAudit(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("no job %q", only), http.StatusNotFound)
 		return
 	}
-	out := []audit.Report{}
+	limit, offset := DefaultAuditLimit, 0
+	for name, v := range map[string]*int{"limit": &limit, "offset": &offset} {
+		if q := r.URL.Query().Get(name); q != "" {
+			n, err := strconv.Atoi(q)
+			if err != nil || n < 0 || name == "limit" && (n == 0 || n > maxAuditLimit) {
+				http.Error(w, fmt.Sprintf("%s %q: want a number (limit 1 to %d)", name, q, maxAuditLimit), http.StatusBadRequest)
+				return
+			}
+			*v = n
+		}
+	}
+	out := []AuditPage{}
 	for _, name := range h.s.Jobs() {
 		snap, _ := h.s.Snapshot(name)
 		if snap.Audit == nil || only != "" && name != only {
@@ -273,7 +302,10 @@ func (h *handler) serveAudit(w http.ResponseWriter, r *http.Request) {
 		if state != "" {
 			rep.Problems = rep.Filter(state)
 		}
-		out = append(out, rep)
+		page := AuditPage{Report: rep, Total: len(rep.Problems), Offset: offset}
+		lo := min(offset, len(rep.Problems))
+		page.Report.Problems = rep.Problems[lo:min(lo+limit, len(rep.Problems))]
+		out = append(out, page)
 	}
 	if len(out) == 0 {
 		http.Error(w, "no audit yet (the audit runs after the first reshard, when it is on)", http.StatusNotFound)

@@ -13,12 +13,14 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard"
+	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/watch"
@@ -319,6 +321,29 @@ func TestSearchAndEvents(t *testing.T) {
 		}
 		if e := events["node"]; len(e) != 1 || e[0].Kind.String() != "leave" || e[0].Moved != byB.Matched {
 			t.Fatalf("events %+v", e)
+		}
+	})
+}
+
+// /api/v1/audit lists at most limit problems per job from offset on, with
+// their total, so that an answer stays bounded at any fleet size.
+func TestAuditIsPaged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, src := start(t, 30, promshard.Job{}, promshard.Options{Audit: promshard.AuditOptions{Options: &audit.Options{},
+			Interval: time.Minute}, CollectorURL: func(m watch.Member) string { return "http://127.0.0.1:1" }})
+		src.send(members("a", "b"))
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		var pages []AuditPage
+		rec := serve(s, "/api/v1/audit?limit=7&offset=5")
+		if err := json.Unmarshal(rec.Body.Bytes(), &pages); err != nil || len(pages) != 1 {
+			t.Fatalf("%d %s: %v", rec.Code, rec.Body, err)
+		}
+		if p := pages[0]; p.Total != 30 || len(p.Report.Problems) != 7 || p.Offset != 5 {
+			t.Fatalf("page: total %d, %d problems, offset %d", p.Total, len(p.Report.Problems), p.Offset)
+		}
+		if rec := serve(s, "/api/v1/audit?limit=100000"); rec.Code != http.StatusBadRequest {
+			t.Fatalf("a limit above the bound: %d", rec.Code)
 		}
 	})
 }
