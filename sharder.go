@@ -483,7 +483,7 @@ func (s *Sharder) Simulate(ctx context.Context, job string, change shard.Change,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return shard.Simulate(snap.Assignment.Ring, snap.Assignment.Members, res.Groups, j.cfg.Shard, change, capacity)
+	return shard.Simulate(ctx, snap.Assignment.Ring, snap.Assignment.Members, res.Groups, j.cfg.Shard, change, capacity)
 }
 
 // sourceGroup is one member source and the jobs that follow it.

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -115,7 +116,7 @@ type Simulation struct {
 // would be above capacity (targets per member; 0 means no cap). It places
 // each target exactly as [Assign] does, so the moves are those a real
 // reshard with the changed members makes.
-func Simulate(kind Kind, members []Member, groups []*targetgroup.Group, opts Options, change Change, capacity int) (*Simulation, error) {
+func Simulate(ctx context.Context, kind Kind, members []Member, groups []*targetgroup.Group, opts Options, change Change, capacity int) (*Simulation, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -147,7 +148,13 @@ func Simulate(kind Kind, members []Member, groups []*targetgroup.Group, opts Opt
 		if g == nil {
 			continue
 		}
+		if err := ctx.Err(); err != nil { // a caller that gave up stops the work, group by group
+			return nil, err
+		}
 		for i := range g.Targets {
+			if i%4096 == 4095 && ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			h, err := placeHash(g, i, opts.KeyLabel, byLabel)
 			if err != nil {
 				return nil, err

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -75,7 +76,7 @@ func TestSimulateMatchesAssign(t *testing.T) {
 				} {
 					name := fmt.Sprintf("%s/R%d/zones%d/%+v", kind, reps, zones, c)
 					opts := Options{Replicas: reps}
-					sim, err := Simulate(kind, ms, gs, opts, c, 0)
+					sim, err := Simulate(context.Background(), kind, ms, gs, opts, c, 0)
 					if err != nil {
 						t.Fatalf("%s: %v", name, err)
 					}
@@ -107,7 +108,7 @@ func TestSimulateMatchesAssign(t *testing.T) {
 func TestSimulateCapacityAndErrors(t *testing.T) {
 	ms := members(4)
 	gs := pool(rand.New(rand.NewPCG(1, 2)), 400, 50)
-	sim, err := Simulate(KindRendezvous, ms, gs, Options{}, Change{Remove: []string{ms[0].ID}}, 120)
+	sim, err := Simulate(context.Background(), KindRendezvous, ms, gs, Options{}, Change{Remove: []string{ms[0].ID}}, 120)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestSimulateCapacityAndErrors(t *testing.T) {
 		{Change{Weight: map[string]uint32{"nope": 2}}, `weight "nope": no such member`},
 		{Change{Remove: []string{ms[0].ID, ms[1].ID, ms[2].ID, ms[3].ID}}, "no members"},
 	} {
-		if _, err := Simulate(KindRendezvous, ms, gs, Options{}, tc.c, 0); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := Simulate(context.Background(), KindRendezvous, ms, gs, Options{}, tc.c, 0); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.c, err, tc.want)
 		}
 	}

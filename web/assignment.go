@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -101,7 +102,7 @@ func Assignment(s *promshard.Sharder, name string) (JobAssignment, bool) {
 // ring members (the collectors without a State) and its targets. A job
 // placed by a key label other than __address__ cannot be simulated from a
 // saved copy, which holds only addresses.
-func (ja JobAssignment) Simulate(change shard.Change, capacity int) (*shard.Simulation, error) {
+func (ja JobAssignment) Simulate(ctx context.Context, change shard.Change, capacity int) (*shard.Simulation, error) {
 	if ja.KeyLabel != "" && ja.KeyLabel != string(model.AddressLabel) {
 		return nil, fmt.Errorf("web: the assignment is placed by label %q, which a saved copy does not hold", ja.KeyLabel)
 	}
@@ -121,7 +122,7 @@ func (ja JobAssignment) Simulate(change shard.Change, capacity int) (*shard.Simu
 			}
 		}
 	}
-	return shard.Simulate(ja.Ring, ms, []*targetgroup.Group{g}, shard.Options{Replicas: ja.Replicas}, change, capacity)
+	return shard.Simulate(ctx, ja.Ring, ms, []*targetgroup.Group{g}, shard.Options{Replicas: ja.Replicas}, change, capacity)
 }
 
 // ReadAssignment reads a saved /api/v1/assignment.
@@ -135,14 +136,14 @@ func ReadAssignment(r io.Reader) (map[string]JobAssignment, error) {
 
 // SimulateSaved simulates change on every job of a saved
 // /api/v1/assignment, offline.
-func SimulateSaved(r io.Reader, change shard.Change, capacity int) (map[string]*shard.Simulation, error) {
+func SimulateSaved(ctx context.Context, r io.Reader, change shard.Change, capacity int) (map[string]*shard.Simulation, error) {
 	saved, err := ReadAssignment(r)
 	if err != nil {
 		return nil, err
 	}
 	sims := map[string]*shard.Simulation{}
 	for _, job := range slices.Sorted(maps.Keys(saved)) {
-		if sims[job], err = saved[job].Simulate(change, capacity); err != nil {
+		if sims[job], err = saved[job].Simulate(ctx, change, capacity); err != nil {
 			return nil, fmt.Errorf("job %q: %w", job, err)
 		}
 	}

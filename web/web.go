@@ -24,6 +24,23 @@ import (
 // assignment served.
 const EpochHeader = "Promshard-Epoch"
 
+// maxAddedWeight bounds the weight one simulation adds (collectors added,
+// and new weights): a lookup's cost grows with the ring's total weight.
+const maxAddedWeight = 1000
+
+// addedWeight is the weight a change adds: each added collector's (1 when
+// unset), and each new weight.
+func addedWeight(c shard.Change) uint64 {
+	var w uint64
+	for _, m := range c.Add {
+		w += uint64(max(m.Weight, 1))
+	}
+	for _, v := range c.Weight {
+		w += uint64(v)
+	}
+	return w
+}
+
 // AuditPage is one job's audit as /api/v1/audit serves it: the report,
 // with at most limit of its problems from offset on, and how many problems
 // there are in all.
@@ -321,6 +338,9 @@ func (h *handler) serveSimulate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	change, err := ParseChange(q["remove"], q["add"], q["weight"])
+	if added := addedWeight(change); err == nil && added > maxAddedWeight {
+		err = fmt.Errorf("the collectors added and reweighted weigh %d in all: at most %d", added, maxAddedWeight)
+	}
 	capacity := 0
 	if c := q.Get("capacity"); err == nil && c != "" {
 		if capacity, err = strconv.Atoi(c); err != nil || capacity < 0 {

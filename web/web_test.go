@@ -1,7 +1,9 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -167,7 +169,7 @@ func TestSimulateThenDoIt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		offline, err := saved["node"].Simulate(change, 0)
+		offline, err := saved["node"].Simulate(context.Background(), change, 0)
 		if err != nil || !reflect.DeepEqual(offline.Moves, sim.Moves) || !reflect.DeepEqual(offline.Loads, sim.Loads) {
 			t.Fatalf("from the saved assignment: %+v, %v; live: %+v", offline, err, sim)
 		}
@@ -344,6 +346,23 @@ func TestAuditIsPaged(t *testing.T) {
 		}
 		if rec := serve(s, "/api/v1/audit?limit=100000"); rec.Code != http.StatusBadRequest {
 			t.Fatalf("a limit above the bound: %d", rec.Code)
+		}
+	})
+}
+
+// A simulation is bounded in the weight it adds, and stops when its client
+// gives up.
+func TestSimulateIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, src := start(t, 100, promshard.Job{}, promshard.Options{})
+		src.send(members("a", "b"))
+		if rec := serve(s, "/api/v1/simulate?add=x:1000&add=y:5"); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "weigh 1005") {
+			t.Fatalf("a heavy addition: %d %s", rec.Code, rec.Body)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := s.Simulate(ctx, "node", shard.Change{Remove: []string{"a"}}, 0); !errors.Is(err, context.Canceled) {
+			t.Fatalf("a simulation for a client that left: %v", err)
 		}
 	})
 }

@@ -238,7 +238,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logger := promslog.New(&f.Log)
 	switch {
 	case f.From != "":
-		err = simulateSaved(f, stdout)
+		err = simulateSaved(ctx, f, stdout)
 	case f.Command == cmdCheckConfig:
 		return checkConfig(f, stdout, stderr, logger)
 	default:
@@ -304,13 +304,13 @@ type bindError struct{ error }
 func (e bindError) Unwrap() error { return e.error }
 
 // simulateSaved is simulate over a saved /api/v1/assignment (--from).
-func simulateSaved(f Flags, w io.Writer) error {
+func simulateSaved(ctx context.Context, f Flags, w io.Writer) error {
 	r, err := os.Open(f.From)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	sims, err := web.SimulateSaved(r, f.Change, f.Capacity)
+	sims, err := web.SimulateSaved(ctx, r, f.Change, f.Capacity)
 	if err != nil {
 		return err
 	}
