@@ -154,11 +154,11 @@ func (c *ReloadHTTPConfig) UnmarshalYAML(unmarshal func(any) error) error {
 
 // TargetsConfig names exactly one target provider.
 type TargetsConfig struct {
-	Static []*targetgroup.Group `yaml:"static"`
-	FileSD []string             `yaml:"file_sd"`
-	HTTPSD       *HTTPSDConfig  `yaml:"http_sd"`
-	PrometheusSD map[string]any `yaml:"prometheus_sd"`
-	AllowEmpty   bool           `yaml:"allow_empty"`
+	Static       []*targetgroup.Group `yaml:"static"`
+	FileSD       []string             `yaml:"file_sd"`
+	HTTPSD       *HTTPSDConfig        `yaml:"http_sd"`
+	PrometheusSD map[string]any       `yaml:"prometheus_sd"`
+	AllowEmpty   bool                 `yaml:"allow_empty"`
 
 	sd discovery.Configs
 }
@@ -173,10 +173,10 @@ type OutputConfig struct {
 
 // ReloadConfig is how collectors learn of new targets.
 type ReloadConfig struct {
-	Method      string `yaml:"method"`
-	Concurrency int    `yaml:"concurrency"`
+	Method      string           `yaml:"method"`
+	Concurrency int              `yaml:"concurrency"`
 	HTTP        ReloadHTTPConfig `yaml:"http"`
-	Signal struct {
+	Signal      struct {
 		PIDFile string `yaml:"pid_file"`
 	} `yaml:"signal"`
 	Command struct {
