@@ -480,6 +480,11 @@ func (s *Sharder) Simulate(ctx context.Context, job string, change shard.Change,
 	if err != nil || res.Fetched.IsZero() {
 		return nil, fmt.Errorf("job %q: no targets in hand: %w", job, cmp.Or(err, ErrNotStarted))
 	}
+	for _, m := range change.Add { // the outputs would leave it out of the ring
+		if err := j.outs.check(m.ID); err != nil {
+			return nil, fmt.Errorf("job %q: add %q: the outputs cannot serve this ID: %w", job, m.ID, err)
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -366,3 +366,27 @@ func TestSimulateIsBounded(t *testing.T) {
 		}
 	})
 }
+
+// A collector whose ID no output can name is shown on the page as left
+// out, and a simulation cannot add one.
+func TestExcludedIsShown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, src := start(t, 10, promshard.Job{Outputs: []promshard.Output{&filesd.Handler{}, mustDir(t)}}, promshard.Options{})
+		src.send(members("a", "b", "../evil"))
+		body := serve(s, "/").Body.String()
+		if !strings.Contains(body, `class="bad excluded"`) || !strings.Contains(body, "<b>../evil</b>") {
+			t.Fatalf("the page does not name the excluded collector:\n%s", body)
+		}
+		if rec := serve(s, "/api/v1/simulate?add=..%2Fx"); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "cannot serve this ID") {
+			t.Fatalf("simulate add ../x: %d %s", rec.Code, rec.Body)
+		}
+	})
+}
+
+func mustDir(t *testing.T) *filesd.Dir {
+	d, err := filesd.NewDir(filesd.DirOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
