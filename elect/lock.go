@@ -246,6 +246,7 @@ func (l *ConsulLock) setLease(ls *lease) {
 			l.holder.Store(l.opts.Name)
 			l.opts.Logger.Info("leader election: leading", "key", l.lockKey(), "name", l.opts.Name)
 		} else {
+			l.holder.Store("") // unknown until the lock is read again: not this copy
 			l.opts.Logger.Warn("leader election: no longer leading", "key", l.lockKey(), "name", l.opts.Name)
 		}
 		select {

@@ -185,6 +185,9 @@ func TestConsulLockOutage(t *testing.T) {
 		t.Fatal("the fence passed with Consul down")
 	}
 	waitLeading(t, l, false)
+	if who := l.Leader(); who == "a" {
+		t.Fatal("a copy that no longer leads names itself the leader while Consul is down")
+	}
 	if d := time.Since(down); d > elect.DefaultSessionTTL+5*time.Second {
 		t.Errorf("stopped leading %v after Consul went down, want about the TTL (%v)", d, elect.DefaultSessionTTL)
 	}

@@ -210,7 +210,7 @@ func (h *handler) serveReady(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	if last.Role != "" {
-		fmt.Fprintf(w, "ready: %s (leader: %s)\n", last.Role, cmp.Or(last.Leader, "none"))
+		fmt.Fprintf(w, "ready: %s (leader: %s)\n", last.Role, cmp.Or(last.Leader, "unknown"))
 		return
 	}
 	fmt.Fprintln(w, "ready")

@@ -252,6 +252,16 @@ func TestElectionOverHTTP(t *testing.T) {
 			t.Fatalf("assignment: %s", rec.Body)
 		}
 	})
+	// A copy in self mode is not elected: ready says so plainly, never
+	// "standby".
+	synctest.Test(t, func(t *testing.T) {
+		s, src := start(t, 10, promshard.Job{Self: "a", Outputs: []promshard.Output{&filesd.Handler{}}},
+			promshard.Options{Elector: &elector{ready: make(chan struct{})}})
+		src.send(members("a", "b"))
+		if rec := serve(s, "/-/ready"); rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != "ready" {
+			t.Fatalf("ready in self mode: %d %q", rec.Code, rec.Body)
+		}
+	})
 }
 
 // A registered collector out of the ring is in the assignment with its
