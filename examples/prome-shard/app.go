@@ -295,7 +295,7 @@ func httpClient(c promcfg.HTTPClientConfig, name string) (*http.Client, error) {
 // once registers the collectors, reshards every job once, prints tables
 // (or what a change would move: simulate).
 func (a *app) once(ctx context.Context, w io.Writer) error {
-	if a.flags.DryRun && a.useConsul { // a dry run fails fast, not after the run's timeout
+	if a.useConsul { // a one-shot run fails fast, not after its timeout
 		cctx, cancel := context.WithTimeout(ctx, dryRunConsulWait)
 		_, err := a.consul.Status().LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(cctx))
 		cancel()
@@ -305,6 +305,10 @@ func (a *app) once(ctx context.Context, w io.Writer) error {
 		}
 	}
 	reports, err := a.sharder.Once(ctx, nil)
+	if errors.Is(err, shard.ErrNoMembers) && a.useConsul && a.cfg.Consul.Token == "" && a.cfg.Consul.TokenFile == "" {
+		err = fmt.Errorf("%w (Consul answered with no instance: if it enforces ACLs with default_policy deny, give consul.token "+
+			"a token with service:read and node:read)", err)
+	}
 	if a.flags.Command == cmdSimulate && err == nil { // what the change would move, from the collectors as they are now
 		sims := map[string]*shard.Simulation{}
 		for _, name := range a.sharder.Jobs() {

@@ -51,17 +51,34 @@ func TestCheckConfig(t *testing.T) {
 	}
 }
 
-// --dry-run with Consul unreachable says so at once (exit 1), instead of
-// waiting for the run's bound.
+// --dry-run and --once with Consul unreachable say so at once (exit 1),
+// instead of waiting for the run's bound.
 func TestDryRunFailsFastWithoutConsul(t *testing.T) {
 	cfg := writeConfig(t, "consul: {address: 127.0.0.1:1}\njobs:\n  - name: node\n    collectors: {consul_service: p}\n"+
 		"    targets: {static: [{targets: [h1:9100]}]}\n    output: {dir: OUT}\n")
-	start := time.Now()
-	code, _, stderr := runCmd("--config.file", cfg, "--dry-run")
-	if code != exitFailed || !strings.Contains(stderr, "consul at 127.0.0.1:1 cannot be reached") {
+	for _, mode := range []string{"--dry-run", "--once"} {
+		start := time.Now()
+		code, _, stderr := runCmd("--config.file", cfg, mode)
+		if code != exitFailed || !strings.Contains(stderr, "consul at 127.0.0.1:1 cannot be reached") {
+			t.Fatalf("%s: exit %d\n%s", mode, code, stderr)
+		}
+		t.Logf("%s with Consul unreachable answered in %v", mode, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// --once against a Consul that answers no instance names the likely cause
+// when no token is set: ACLs that deny by default.
+func TestOnceWithNoInstanceNamesACLs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a Consul agent")
+	}
+	agent := testenv.StartConsul(t)
+	cfg := writeConfig(t, fmt.Sprintf("consul: {address: %q}\njobs:\n  - name: node\n    collectors: {consul_service: nobody}\n"+
+		"    targets: {static: [{targets: [h1:9100]}]}\n    output: {dir: OUT}\n", agent.Addr))
+	code, _, stderr := runCmd("--config.file", cfg, "--once")
+	if code != exitFailed || !strings.Contains(stderr, "default_policy deny") {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
-	t.Logf("--dry-run with Consul unreachable answered in %v", time.Since(start).Round(time.Millisecond))
 }
 
 // The flags of earlier releases still work for one release, with a warning
