@@ -243,7 +243,15 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 		unhealthy := slices.DeleteFunc(all, func(m Member) bool { return m.State == "" })
 		var set []Member
 		set, joinAt = w.damp(healthy, reported, since, now, first)
-		if !first && sameMembers(set, reported) && sameMembers(unhealthy, sick) {
+		for _, m := range healthy { // failing before, passing now but not yet for Settle: still out of the ring, not gone
+			if !slices.ContainsFunc(set, func(s Member) bool { return s.ID == m.ID }) &&
+				slices.ContainsFunc(sick, func(s Member) bool { return s.ID == m.ID }) {
+				m.State = StateSettling
+				unhealthy = append(unhealthy, m)
+			}
+		}
+		unhealthy = sortMembers(unhealthy)
+		if !first && sameMembers(set, reported) && sameSick(unhealthy, sick) {
 			continue // an index bump with the same sets, or a join still pending
 		}
 		first = false

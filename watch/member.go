@@ -36,7 +36,8 @@ type Member struct {
 	// metadata (see ConsulOptions.WeightMeta); 0 means the default of 1.
 	Weight uint32 `yaml:"weight"`
 	// State is empty for a healthy member. A member that [Roster.Unhealthy]
-	// lists has StateCritical, StateWarning or StateMaintenance.
+	// lists has StateCritical, StateWarning, StateMaintenance or
+	// StateSettling.
 	State string `yaml:"-"`
 }
 
@@ -45,6 +46,9 @@ const (
 	StateCritical    = "critical"
 	StateWarning     = "warning"
 	StateMaintenance = "maintenance" // drained on purpose: consul maint
+	// StateSettling: it passes its check again, but not yet for the
+	// watcher's Settle (flap damping): still out of the ring.
+	StateSettling = "settling"
 )
 
 // Roster is implemented by sources that also know the collectors that are
@@ -87,6 +91,16 @@ func equalMember(a, b Member) bool {
 // sameMembers reports whether two member sets, as a Source sends them, are
 // the same.
 func sameMembers(a, b []Member) bool { return slices.EqualFunc(a, b, equalMember) }
+
+// sameSick reports whether two sets of unhealthy members are the same for
+// a sharder: the same IDs, each drained or not alike. A member that flaps
+// between failing and settling changes nothing: it is out of the ring
+// either way.
+func sameSick(a, b []Member) bool {
+	return slices.EqualFunc(a, b, func(x, y Member) bool {
+		return x.ID == y.ID && (x.State == StateMaintenance) == (y.State == StateMaintenance) && x.HostPort() == y.HostPort()
+	})
+}
 
 // sortMembers sorts by ID and drops later duplicates of an ID (the same
 // service ID on two nodes keeps a healthy one, then the first node in name

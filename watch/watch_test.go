@@ -341,9 +341,51 @@ func (h *memHealth) ServiceMultipleTags(_ string, _ []string, _ bool, q *api.Que
 	defer h.mu.Unlock()
 	var out []*api.ServiceEntry
 	for _, id := range h.ids {
-		out = append(out, &api.ServiceEntry{Node: &api.Node{Node: "n1"}, Service: &api.AgentService{ID: id, Service: "prom", Port: 9090}})
+		id, failing := strings.CutSuffix(id, "!") // "c!": registered, its check critical
+		e := &api.ServiceEntry{Node: &api.Node{Node: "n1"}, Service: &api.AgentService{ID: id, Service: "prom", Port: 9090}}
+		if failing {
+			e.Checks = api.HealthChecks{{Status: api.HealthCritical, ServiceID: id}}
+		}
+		out = append(out, e)
 	}
 	return out, &api.QueryMeta{LastIndex: h.index}, nil
+}
+
+// A member whose check flaps between failing and passing stays one of the
+// unhealthy (critical, then settling) all along: never gone, and the flaps
+// report nothing, so a sharder keeps giving it an empty list without a
+// reshard per flap.
+func TestFlappingMemberStaysUnhealthy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &memHealth{}
+		h.set("a", "b", "c!")
+		w, err := NewConsulWatcher(h, ConsulOptions{Service: "prom", Settle: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		out := make(chan []Member, 100)
+		go func() { _ = w.Run(ctx, out) }()
+		synctest.Wait()
+		wantIDs(t, <-out, "a", "b")
+		for range 60 {
+			h.set("a", "b", "c")
+			time.Sleep(250 * time.Millisecond)
+			if u := w.Unhealthy(); len(u) != 1 || u[0].ID != "c" {
+				t.Fatalf("while c settles, unhealthy: %+v", u)
+			}
+			time.Sleep(250 * time.Millisecond)
+			h.set("a", "b", "c!")
+			time.Sleep(500 * time.Millisecond)
+			if u := w.Unhealthy(); len(u) != 1 || u[0].ID != "c" {
+				t.Fatalf("while c fails, unhealthy: %+v", u)
+			}
+		}
+		if len(out) != 0 {
+			t.Fatalf("%d reports while c flapped, want 0", len(out))
+		}
+	})
 }
 
 // Settle damps joins, never leaves: a member that flaps never joins, a
