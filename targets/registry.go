@@ -59,7 +59,7 @@ type JobOptions struct {
 	// in one fetch without a second read to confirm it; default
 	// [DefaultMaxDrop], 1 turns the check off. A larger drop is read again
 	// after ConfirmDelay (default [DefaultConfirmDelay]): the same answer
-	// confirms it; an answer within MaxDrop of the last good one replaces
+	// (the same targets, not only as many) confirms it; an answer within MaxDrop of the last good one replaces
 	// it; another large drop is an error ([ErrSuddenDrop]) and the last good
 	// targets stay until the next fetch.
 	MaxDrop      float64
@@ -241,10 +241,13 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 			switch {
 			case err2 != nil:
 				err = err2
-			case n2 == n:
+			case fp2 == fp:
+				// The very same targets twice, ConfirmDelay apart: the source
+				// is stable, the drop is real. (An equal count is no proof: a
+				// file rewritten again and again can be caught cut twice.)
 				r.opts.Logger.Warn("sudden drop of targets confirmed by a second read", "job", name, "from", last, "to", n)
 			case float64(last-n2) > j.opts.maxDrop()*float64(last):
-				err = fmt.Errorf("%w: from %d to %d, then %d targets", ErrSuddenDrop, last, n, n2)
+				err = fmt.Errorf("%w: from %d to %d, then %d other targets: the source is still changing", ErrSuddenDrop, last, n, n2)
 			}
 			valid, invalid, fp = v2, inv2, fp2
 		}

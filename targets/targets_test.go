@@ -404,9 +404,12 @@ func TestRegistrySuddenDrop(t *testing.T) {
 			if len(answers) > 1 {
 				answers = answers[1:]
 			}
-			g := &targetgroup.Group{Source: "f"}
+			g, first := &targetgroup.Group{Source: "f"}, 0
+			if n >= 1000 { // n-1000 other targets: a file caught cut at another place
+				n, first = n-1000, 100
+			}
 			for i := range n {
-				g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d:1", i))})
+				g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d:1", first+i))})
 			}
 			return []*targetgroup.Group{g}, nil
 		})
@@ -420,6 +423,7 @@ func TestRegistrySuddenDrop(t *testing.T) {
 			{[]int{20, 5, 20}, 20, nil, DefaultConfirmDelay}, // truncated mid-write, then whole again
 			{[]int{20, 5, 5}, 5, nil, DefaultConfirmDelay},   // a real drop, confirmed
 			{[]int{20, 5, 3}, 20, ErrSuddenDrop, DefaultConfirmDelay},
+			{[]int{20, 5, 1005}, 20, ErrSuddenDrop, DefaultConfirmDelay}, // as many, but others: still changing
 			{[]int{20, 12}, 12, nil, 0}, // within MaxDrop: no second read
 		} {
 			r, _ := newReg(t, RegistryOptions{})
