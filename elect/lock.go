@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/consul/api"
 
@@ -144,8 +146,28 @@ func (o LockOptions) Validate() error {
 	case o.LockDelay > MaxLockDelay:
 		return fmt.Errorf("elect: LockOptions.LockDelay %v: at most %v", o.LockDelay, MaxLockDelay)
 	}
+	return checkKey(strings.Trim(o.Key, "/"))
+}
+
+// checkKey refuses a KV key that Consul's HTTP API would not keep as
+// given: an empty, "." or ".." segment (the URL is cleaned, and the
+// request redirected or refused), or a control character.
+func checkKey(key string) error {
+	for _, seg := range strings.Split(key, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("elect: LockOptions.Key %q: segment %q: Consul would not keep the key as given", key, seg)
+		}
+	}
+	if i := strings.IndexFunc(key, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }); i >= 0 {
+		return fmt.Errorf("elect: LockOptions.Key %q: a control character at byte %d", key, i)
+	}
 	return nil
 }
+
+// ErrDenied means Consul refused this copy a session or the lock for
+// good (a token without session:write or key:write, HTTP 403): it can
+// never lead, so Run ends with it.
+var ErrDenied = errors.New("elect: Consul denies this copy the election (check the token's session and key policy)")
 
 // NewConsulLock validates the options. It does no I/O.
 func NewConsulLock(c *api.Client, o LockOptions) (*ConsulLock, error) {
@@ -223,6 +245,11 @@ func (l *ConsulLock) Run(ctx context.Context, changed chan<- struct{}) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if denied(err) {
+			l.opts.Logger.Error("leader election: Consul denies this copy a session or the lock; it can never lead", "key", l.lockKey(),
+				"name", l.opts.Name, "err", err)
+			return fmt.Errorf("%w: %v", ErrDenied, err)
+		}
 		if errors.Is(err, errSessionEnded) {
 			n = 0 // lost the lock: campaign again at once, with a new session
 		} else {
@@ -236,6 +263,13 @@ func (l *ConsulLock) Run(ctx context.Context, changed chan<- struct{}) error {
 }
 
 var errSessionEnded = errors.New("session ended")
+
+// denied reports whether Consul refused a request for lack of permission.
+func denied(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusForbidden ||
+		err != nil && strings.Contains(err.Error(), "Permission denied")
+}
 
 func (l *ConsulLock) lockKey() string            { return l.opts.Key + "/leader" }
 func (l *ConsulLock) epochKey(job string) string { return l.opts.Key + "/epoch/" + job }

@@ -30,6 +30,10 @@ func TestLockOptionsErrors(t *testing.T) {
 		{elect.LockOptions{Key: "/"}, "LockOptions.Key is empty"},
 		{elect.LockOptions{Key: "k", SessionTTL: time.Second}, "LockOptions.SessionTTL 1s: want 10s to 24h0m0s"},
 		{elect.LockOptions{Key: "k", LockDelay: 2 * time.Minute}, "LockOptions.LockDelay 2m0s: at most 1m0s"},
+		{elect.LockOptions{Key: "../../x"}, `segment ".."`},
+		{elect.LockOptions{Key: "a//b"}, `segment ""`},
+		{elect.LockOptions{Key: "a/./b"}, `segment "."`},
+		{elect.LockOptions{Key: "a\nb"}, "a control character"},
 	} {
 		if _, err := elect.NewConsulLock(c, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: got %v, want %q", tc.o, err, tc.want)
@@ -240,5 +244,25 @@ func TestConsulLockBlobs(t *testing.T) {
 	keys, _, err := client.KV().Keys("promshard/costs/blobs-data/j/", "", nil)
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("chunks left: %v, %v; want only the new table's one", keys, err)
+	}
+}
+
+// A copy whose token Consul denies a session (ACLs that deny by default)
+// can never lead: Run ends with ErrDenied instead of campaigning forever
+// while the copy looks like a healthy standby.
+func TestConsulLockDenied(t *testing.T) {
+	agent := testenv.StartConsulWith(t, `acl { enabled = true, default_policy = "deny", tokens { initial_management = "root" } }`)
+	client, err := api.NewClient(&api.Config{Address: agent.Addr}) // no token: anonymous, denied
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := elect.NewConsulLock(client, elect.LockOptions{Key: "promshard/denied", Name: "a", BackoffMax: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := l.Run(ctx, nil); !errors.Is(err, elect.ErrDenied) {
+		t.Fatalf("Run: %v, want ErrDenied", err)
 	}
 }

@@ -25,6 +25,13 @@ type Consul struct {
 // a leader, and stops it when the test ends.
 func StartConsul(t testing.TB) *Consul {
 	t.Helper()
+	return StartConsulWith(t, "")
+}
+
+// StartConsulWith is StartConsul with more agent configuration in HCL
+// (ACLs, say).
+func StartConsulWith(t testing.TB, hcl string) *Consul {
+	t.Helper()
 	bin := RequireBinary(t, "consul", "PROMSHARD_CONSUL")
 	http := FreePort(t)
 	c := &Consul{
@@ -32,7 +39,7 @@ func StartConsul(t testing.TB) *Consul {
 		bin:  bin,
 		Addr: fmt.Sprintf("127.0.0.1:%d", http),
 		hcl: fmt.Sprintf(`ports { http = %d, dns = -1, grpc = -1, grpc_tls = -1, serf_lan = %d, serf_wan = %d, server = %d }`,
-			http, FreePort(t), FreePort(t), FreePort(t)),
+			http, FreePort(t), FreePort(t), FreePort(t)) + "\n" + hcl,
 	}
 	c.Start()
 	t.Cleanup(c.Stop)
