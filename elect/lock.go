@@ -122,7 +122,8 @@ type ConsulLock struct {
 	holder atomic.Value          // string: the lock holder's name, as last read
 	notify chan struct{}         // size 1: leadership changed
 
-	mu sync.Mutex // serialises Publish
+	mu      sync.Mutex    // serialises Publish
+	corrupt atomic.Uint64 // unreadable epochs replaced
 }
 
 // lease is one stretch of leadership.
@@ -470,7 +471,17 @@ func (l *ConsulLock) Publish(ctx context.Context, e Epoch) (Epoch, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	prev, index, err := l.published(ctx, e.Job, true)
-	if err != nil {
+	var bad *corruptEpoch
+	switch {
+	case errors.As(err, &bad):
+		// Unreadable data where the epoch should be must not stop every
+		// write: it is replaced, and the numbers keep increasing, for
+		// each epoch published there was at most its key's modify index.
+		l.corrupt.Add(1)
+		l.opts.Logger.Error("leader election: the published epoch is unreadable; replacing it", "key", bad.key,
+			"modify_index", index, "err", bad.err)
+		prev = Epoch{Epoch: index}
+	case err != nil:
 		return Epoch{}, err
 	}
 	e.Epoch = prev.Epoch + 1
@@ -504,7 +515,20 @@ func (l *ConsulLock) published(ctx context.Context, job string, consistent bool)
 	}
 	var e Epoch
 	if err := json.Unmarshal(pair.Value, &e); err != nil {
-		return Epoch{}, 0, fmt.Errorf("elect: epoch of job %q at %s: %w", job, pair.Key, err)
+		return Epoch{}, pair.ModifyIndex, &corruptEpoch{key: pair.Key, err: err}
 	}
 	return e, pair.ModifyIndex, nil
 }
+
+// corruptEpoch is an epoch key whose data cannot be read.
+type corruptEpoch struct {
+	key string
+	err error
+}
+
+func (e *corruptEpoch) Error() string { return fmt.Sprintf("elect: the epoch at %s is unreadable: %v", e.key, e.err) }
+func (e *corruptEpoch) Unwrap() error { return e.err }
+
+// Replaced counts the unreadable epochs this lock replaced when it
+// published.
+func (l *ConsulLock) Replaced() uint64 { return l.corrupt.Load() }

@@ -266,3 +266,30 @@ func TestConsulLockDenied(t *testing.T) {
 		t.Fatalf("Run: %v, want ErrDenied", err)
 	}
 }
+
+// Unreadable data where a job's epoch should be is replaced when the
+// leader publishes next, with a number above every one published before,
+// rather than blocking every write.
+func TestCorruptEpochIsReplaced(t *testing.T) {
+	_, client := startAgent(t)
+	ctx := context.Background()
+	a, _ := runLock(t, client, elect.LockOptions{Key: "promshard/corrupt", Name: "a"})
+	waitLeading(t, a, true)
+	var last elect.Epoch
+	for range 3 {
+		var err error
+		if last, err = a.Publish(ctx, elect.Epoch{Job: "j", Hash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := client.KV().Put(&api.KVPair{Key: "promshard/corrupt/epoch/j", Value: []byte("{garbage")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e, err := a.Publish(ctx, elect.Epoch{Job: "j", Hash: "h2"})
+	if err != nil || e.Epoch <= last.Epoch || a.Replaced() != 1 {
+		t.Fatalf("publish over a corrupt epoch: %+v, %v (last %d, replaced %d)", e, err, last.Epoch, a.Replaced())
+	}
+	if got, err := a.Published(ctx, "j"); err != nil || got.Epoch != e.Epoch || got.Hash != "h2" {
+		t.Fatalf("read back: %+v, %v", got, err)
+	}
+}
