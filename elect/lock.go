@@ -526,7 +526,9 @@ type corruptEpoch struct {
 	err error
 }
 
-func (e *corruptEpoch) Error() string { return fmt.Sprintf("elect: the epoch at %s is unreadable: %v", e.key, e.err) }
+func (e *corruptEpoch) Error() string {
+	return fmt.Sprintf("elect: the epoch at %s is unreadable: %v", e.key, e.err)
+}
 func (e *corruptEpoch) Unwrap() error { return e.err }
 
 // Replaced counts the unreadable epochs this lock replaced when it

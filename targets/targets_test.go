@@ -424,7 +424,7 @@ func TestRegistrySuddenDrop(t *testing.T) {
 			{[]int{20, 5, 5}, 5, nil, DefaultConfirmDelay},   // a real drop, confirmed
 			{[]int{20, 5, 3}, 20, ErrSuddenDrop, DefaultConfirmDelay},
 			{[]int{20, 5, 1005}, 20, ErrSuddenDrop, DefaultConfirmDelay}, // as many, but others: still changing
-			{[]int{20, 12}, 12, nil, 0}, // within MaxDrop: no second read
+			{[]int{20, 12}, 12, nil, 0},                                  // within MaxDrop: no second read
 		} {
 			r, _ := newReg(t, RegistryOptions{})
 			_ = r.Register("j", p, JobOptions{})
