@@ -423,13 +423,32 @@ func (w *ConsulWatcher) members(entries []*api.ServiceEntry) []Member {
 		}
 		addrs[m.ID][m.HostPort()] = true
 	}
+	renamed := map[int]bool{}
 	for i, m := range out {
 		if len(addrs[m.ID]) > 1 && m.Node != "" {
+			renamed[i] = true
 			if w.warnOnce("node " + m.ID + "@" + m.Node) {
 				w.opts.Logger.Warn("service ID registered on several nodes with different addresses; using ID@node",
 					"service_id", m.ID, "member", m.ID+"@"+m.Node)
 			}
 			out[i].ID = m.ID + "@" + m.Node
+		}
+	}
+	// A renamed ID@node that is also another instance's literal service
+	// ID would collapse with it: the renamed one becomes ID@node#2, loudly.
+	literal := map[string]bool{}
+	for i, m := range out {
+		if !renamed[i] {
+			literal[m.ID] = true
+		}
+	}
+	for i, m := range out {
+		if renamed[i] && literal[m.ID] {
+			if w.warnOnce("collision " + m.ID) {
+				w.opts.Logger.Error("a collector renamed ID@node collides with another's literal service ID; naming it ID@node#2",
+					"member", m.ID)
+			}
+			out[i].ID = m.ID + "#2"
 		}
 	}
 	return sortMembers(out)

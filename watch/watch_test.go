@@ -617,6 +617,14 @@ func TestSameServiceIDOnTwoNodes(t *testing.T) {
 	if ms[0].Node != "n4" {
 		t.Fatalf("kept node %q, want the first by name", ms[0].Node)
 	}
+	// A literal service ID "prom@n1" beside the renamed instance of "prom"
+	// on n1: neither swallows the other.
+	literal := entry("prom@n1", "n7")
+	ms = w.members([]*api.ServiceEntry{entry("prom", "n2"), entry("prom", "n1"), literal})
+	wantIDs(t, ms, "prom@n1", "prom@n1#2", "prom@n2")
+	if !strings.Contains(logged.String(), "collides") {
+		t.Fatalf("the collision was not logged:\n%s", logged.String())
+	}
 }
 
 // A refused token before the first answer ends Run at once with the
