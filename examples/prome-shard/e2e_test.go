@@ -752,3 +752,59 @@ func TestSelfModeFindsItsInstanceInConsul(t *testing.T) {
 		t.Fatalf("self mode zzz: exit %d\n%s", code, stderr)
 	}
 }
+
+// A collector deregistered while its Prometheus runs on, reading its
+// targets over http_sd: prome-shard answers it [] (not 404, which
+// Prometheus would answer by keeping its old list), so it stops scraping
+// targets that moved to the others: none is scraped twice.
+func TestHTTPSDCollectorThatLeftScrapesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	agent := testenv.StartConsul(t)
+	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	targets := testenv.ScrapeTargets(t, 12)
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	var cs []*collector
+	for i := 1; i <= 2; i++ {
+		id := fmt.Sprintf("c%d", i)
+		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n"+
+			"    http_sd_configs: [{url: %q, refresh_interval: 1s}]\n", "http://"+listen+"/sd/node/"+id)
+		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), cfg)}
+		cs = append(cs, c)
+		h, p := hostPort(t, c.prom.Addr)
+		if err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: "sd", ID: id, Address: h, Port: p,
+			Check: watch.Check{Interval: time.Second, Timeout: time.Second}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := writeConfig(t, fmt.Sprintf("consul: {address: %q}\njobs:\n  - name: node\n    collectors: {consul_service: sd}\n"+
+		"    targets: {static: [{targets: [%s]}]}\n    output: {http_sd: true}\n", agent.Addr, strings.Join(targets, ", ")))
+	startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen)
+	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
+
+	// c2 is deregistered; its Prometheus keeps running and polling.
+	if err := watch.Deregister(context.Background(), client.Agent(), "c2"); err != nil {
+		t.Fatal(err)
+	}
+	err := testenv.WaitFor(60*time.Second, 200*time.Millisecond, func() error {
+		ts, err := cs[1].prom.Targets(context.Background())
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, tt := range ts {
+			if tt.ScrapePool == "node" {
+				n++
+			}
+		}
+		if n > 0 {
+			return fmt.Errorf("the deregistered collector still scrapes %d targets", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitScraped(t, cs[:1], "node", targets, 1, 30*time.Second, nil)
+}
