@@ -98,6 +98,9 @@ type Job struct {
 	// their addresses are used to reload a collector that is not a healthy
 	// member, such as the Self collector while its check fails.
 	Known []watch.Member
+	// Quorum holds back the first write until enough collectors are
+	// healthy.
+	Quorum Quorum
 }
 
 // validate checks the job's own fields.
@@ -123,6 +126,9 @@ func (jc Job) validate(dryRun bool) error {
 	if jc.Self != "" && len(jc.Known) > 0 && !slices.ContainsFunc(jc.Known, func(m watch.Member) bool { return m.ID == jc.Self }) {
 		return fmt.Errorf("Job.Self %q is none of the known collectors", jc.Self)
 	}
+	if err := jc.Quorum.validate(); err != nil {
+		return err
+	}
 	return jc.Balance.validate()
 }
 
@@ -139,6 +145,7 @@ type job struct {
 	bal     *balancer      // nil unless balanced by series
 	audits  *auditSchedule // nil without Options.Audit
 	epochs  *epochs        // nil without Options.Elector
+	quorum  *quorum        // nil without Job.Quorum.MinMembers
 	events  history
 	trigger chan struct{} // size 1: coalesces pokes
 	fetchCh chan struct{} // size 1: a provider reported news
@@ -233,6 +240,9 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 		j.audits = &auditSchedule{job: jc.Name, pool: pool0, auditor: s.audit, repairAfter: s.opts.Audit.RepairAfter,
 			m: s.m, log: log, kick: make(chan struct{}, 1), disagree: map[string]time.Time{}}
 	}
+	if jc.Quorum.MinMembers > 0 {
+		j.quorum = &quorum{cfg: jc.Quorum, job: jc.Name, log: log}
+	}
 	if s.opts.Elector != nil {
 		j.epochs = &epochs{job: jc.Name, el: s.opts.Elector, m: s.m, log: log}
 	}
@@ -250,6 +260,9 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 
 // run starts the job's goroutines with start.
 func (j *job) run(ctx context.Context, start func(func() error)) {
+	if j.quorum != nil {
+		j.quorum.start(time.Now())
+	}
 	start(func() error { j.loop(ctx); return nil })
 	start(func() error { j.refresh(ctx); return nil })
 	start(func() error { return j.reloads.Run(ctx) })
@@ -576,6 +589,16 @@ func (j *job) reshard(ctx context.Context, reason Reason, wait bool) (rep Report
 		return rep, j.keep(ctx, &rep)
 	}
 	j.lastKey = 0 // set again only when this pass succeeds
+	if j.quorum != nil {
+		j.stateMu.RLock()
+		cold := j.snap.Assignment == nil // the outputs never held an assignment of this job
+		j.stateMu.RUnlock()
+		if cold {
+			if err := j.quorum.hold(len(in.members), time.Now()); err != nil {
+				return rep, err
+			}
+		}
+	}
 	ring, asg, err := j.place(key, in, opts)
 	if err != nil {
 		return rep, err

@@ -25,15 +25,19 @@ import (
 const (
 	DefaultBackoffMin = 100 * time.Millisecond
 	DefaultBackoffMax = 30 * time.Second
-	// DefaultSessionTTL is how long a leader that stopped answering keeps
-	// the lock: Consul's shortest session TTL.
+	// DefaultSessionTTL is the session's own TTL: Consul's shortest.
 	DefaultSessionTTL = 10 * time.Second
 	MinSessionTTL     = 10 * time.Second
 	MaxSessionTTL     = 24 * time.Hour
-	// DefaultLockDelay is Consul's default lock delay: after a leader's
-	// session is invalidated, nobody may take the lock for this long, so
-	// that a leader that was merely slow notices before another starts.
-	DefaultLockDelay = 15 * time.Second
+	// DefaultCheckTTL is how long a leader that stopped answering keeps
+	// the lock: the TTL of the heartbeat check its session is tied to.
+	DefaultCheckTTL = 5 * time.Second
+	MinCheckTTL     = time.Second
+	// DefaultLockDelay is none: the fence (a check of the session in the
+	// same transaction as each write) keeps a leader that was merely slow
+	// from writing after another took over, so the lock need not stay
+	// closed after a leader's session ended.
+	DefaultLockDelay = 0
 	MaxLockDelay     = 60 * time.Second
 	// LockService is the Consul service that carries each copy's lock
 	// check (one instance per copy).
@@ -60,15 +64,18 @@ type LockOptions struct {
 	// Name says who this copy is, in the lock's value, the session's name
 	// and logs; default hostname-pid.
 	Name string
-	// SessionTTL bounds how long a leader that stopped answering (killed,
-	// paused, cut off) keeps the lock: its heartbeat check turns critical
-	// after SessionTTL, which ends its session. Between MinSessionTTL and
-	// MaxSessionTTL; default [DefaultSessionTTL]. A leader that cannot renew
-	// its session for SessionTTL stops leading by itself.
+	// SessionTTL is the session's own TTL, between MinSessionTTL and
+	// MaxSessionTTL; default [DefaultSessionTTL].
 	SessionTTL time.Duration
+	// CheckTTL bounds how long a leader that stopped answering (killed,
+	// paused, cut off) keeps the lock: its heartbeat check turns critical
+	// after CheckTTL, which ends its session at once. Between MinCheckTTL
+	// and SessionTTL; default [DefaultCheckTTL]. A leader that cannot pass
+	// its check for CheckTTL stops leading by itself.
+	CheckTTL time.Duration
 	// LockDelay is how long the lock stays closed to everyone after a
-	// leader's session ended (not after a clean release); at most
-	// MaxLockDelay; default [DefaultLockDelay]. Negative means none (1 ms).
+	// leader's session ended (not after a clean release); zero (the
+	// default) is none; at most MaxLockDelay.
 	LockDelay time.Duration
 	// Observe reads published epochs without ever taking the lock (a copy
 	// in self mode, a dashboard).
@@ -144,8 +151,11 @@ func (o LockOptions) Validate() error {
 		return errors.New("elect: LockOptions.Key is empty")
 	case o.SessionTTL != 0 && (o.SessionTTL < MinSessionTTL || o.SessionTTL > MaxSessionTTL):
 		return fmt.Errorf("elect: LockOptions.SessionTTL %v: want %v to %v", o.SessionTTL, MinSessionTTL, MaxSessionTTL)
-	case o.LockDelay > MaxLockDelay:
-		return fmt.Errorf("elect: LockOptions.LockDelay %v: at most %v", o.LockDelay, MaxLockDelay)
+	case o.LockDelay > MaxLockDelay || o.LockDelay < 0:
+		return fmt.Errorf("elect: LockOptions.LockDelay %v: want 0 (none, the default) to %v", o.LockDelay, MaxLockDelay)
+	case o.CheckTTL != 0 && (o.CheckTTL < MinCheckTTL || o.CheckTTL > cmp.Or(o.SessionTTL, DefaultSessionTTL)):
+		return fmt.Errorf("elect: LockOptions.CheckTTL %v: want %v to the session TTL (%v)", o.CheckTTL, MinCheckTTL,
+			cmp.Or(o.SessionTTL, DefaultSessionTTL))
 	}
 	return checkKey(strings.Trim(o.Key, "/"))
 }
@@ -184,11 +194,9 @@ func NewConsulLock(c *api.Client, o LockOptions) (*ConsulLock, error) {
 		o.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	o.SessionTTL = cmp.Or(o.SessionTTL, DefaultSessionTTL)
-	switch {
-	case o.LockDelay == 0:
-		o.LockDelay = DefaultLockDelay
-	case o.LockDelay < 0:
-		o.LockDelay = time.Millisecond // Consul takes 0 for its default
+	o.CheckTTL = cmp.Or(o.CheckTTL, DefaultCheckTTL)
+	if o.LockDelay == 0 {
+		o.LockDelay = time.Millisecond // none: Consul takes 0 for its own default, 15 s
 	}
 	o.BackoffMin = cmp.Or(o.BackoffMin, DefaultBackoffMin)
 	o.BackoffMax = cmp.Or(o.BackoffMax, DefaultBackoffMax)
@@ -300,7 +308,7 @@ func (l *ConsulLock) campaign(ctx context.Context) error {
 	// The check belongs to a service of its own: a node check that turns
 	// critical would fail every service on the node, collectors included.
 	reg := &api.AgentServiceRegistration{ID: l.checkID, Name: LockService, Meta: map[string]string{"key": l.opts.Key, "name": l.opts.Name},
-		Check: &api.AgentServiceCheck{CheckID: l.checkID, TTL: ttl.String(), Status: api.HealthPassing,
+		Check: &api.AgentServiceCheck{CheckID: l.checkID, TTL: l.opts.CheckTTL.String(), Status: api.HealthPassing,
 			Notes:                          "passed by the promshard copy with every session renewal; critical when it stops answering",
 			DeregisterCriticalServiceAfter: lockReap.String()}}
 	if err := l.c.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{}.WithContext(ctx)); err != nil {
@@ -340,7 +348,7 @@ func (l *ConsulLock) campaign(ctx context.Context) error {
 // one not renewed for a whole TTL (Consul may be gone: the leader stops
 // before Consul could give the lock to another).
 func (l *ConsulLock) heartbeat(ctx context.Context, sid string, end context.CancelCauseFunc) {
-	ttl := l.opts.SessionTTL
+	ttl := l.opts.CheckTTL
 	last := time.Now()
 	tick.Every[struct{}](ctx, ttl/3, nil, func() bool {
 		if time.Since(last) >= ttl {

@@ -2,7 +2,6 @@ package elect_test
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,7 +28,9 @@ func TestLockOptionsErrors(t *testing.T) {
 		{elect.LockOptions{}, "LockOptions.Key is empty"},
 		{elect.LockOptions{Key: "/"}, "LockOptions.Key is empty"},
 		{elect.LockOptions{Key: "k", SessionTTL: time.Second}, "LockOptions.SessionTTL 1s: want 10s to 24h0m0s"},
-		{elect.LockOptions{Key: "k", LockDelay: 2 * time.Minute}, "LockOptions.LockDelay 2m0s: at most 1m0s"},
+		{elect.LockOptions{Key: "k", LockDelay: 2 * time.Minute}, "LockOptions.LockDelay 2m0s: want 0 (none, the default) to 1m0s"},
+		{elect.LockOptions{Key: "k", LockDelay: -time.Second}, "LockOptions.LockDelay -1s"},
+		{elect.LockOptions{Key: "k", CheckTTL: 20 * time.Second}, "LockOptions.CheckTTL 20s: want 1s to the session TTL (10s)"},
 		{elect.LockOptions{Key: "../../x"}, `segment ".."`},
 		{elect.LockOptions{Key: "a//b"}, `segment ""`},
 		{elect.LockOptions{Key: "a/./b"}, `segment "."`},
@@ -44,11 +45,10 @@ func TestLockOptionsErrors(t *testing.T) {
 	}
 }
 
-// runLock runs a lock (no lock delay unless o says otherwise) until the
-// test ends or stop is called.
+// runLock runs a lock (no lock delay, the default) until the test ends or
+// stop is called.
 func runLock(t *testing.T, client *api.Client, o elect.LockOptions) (l *elect.ConsulLock, stop func()) {
 	t.Helper()
-	o.LockDelay = cmp.Or(o.LockDelay, -1)
 	o.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	l, err := elect.NewConsulLock(client, o)
 	if err != nil {
@@ -181,7 +181,7 @@ func TestConsulLock(t *testing.T) {
 func TestConsulLockOutage(t *testing.T) {
 	agent, client := startAgent(t)
 	l, _ := runLock(t, client, elect.LockOptions{Key: "promshard/outage", Name: "a", BackoffMax: time.Second,
-		LockDelay: elect.DefaultLockDelay})
+		LockDelay: 15 * time.Second})
 	waitLeading(t, l, true)
 	agent.Stop()
 	down := time.Now()
@@ -192,8 +192,8 @@ func TestConsulLockOutage(t *testing.T) {
 	if who := l.Leader(); who == "a" {
 		t.Fatal("a copy that no longer leads names itself the leader while Consul is down")
 	}
-	if d := time.Since(down); d > elect.DefaultSessionTTL+5*time.Second {
-		t.Errorf("stopped leading %v after Consul went down, want about the TTL (%v)", d, elect.DefaultSessionTTL)
+	if d := time.Since(down); d > elect.DefaultCheckTTL+5*time.Second {
+		t.Errorf("stopped leading %v after Consul went down, want about the check TTL (%v)", d, elect.DefaultCheckTTL)
 	}
 	agent.Start()
 	waitLeading(t, l, true)

@@ -50,6 +50,7 @@ type Config struct {
 	LeaderElection struct { // several copies of central mode: one leads
 		Key, Name  string   // yaml: key, name
 		SessionTTL Duration `yaml:"session_ttl"`
+		CheckTTL   Duration `yaml:"check_ttl"`
 		LockDelay  Duration `yaml:"lock_delay"`
 	} `yaml:"leader_election"`
 	Jobs []JobConfig       `yaml:"jobs"`
@@ -205,7 +206,8 @@ func LoadConfig(path string) (*Config, error) {
 func (c *Config) check() error {
 	_, cerr := c.Consul.APIConfig()
 	le := c.LeaderElection
-	c.lock = elect.LockOptions{Key: le.Key, Name: le.Name, SessionTTL: le.SessionTTL.Duration, LockDelay: le.LockDelay.Duration}
+	c.lock = elect.LockOptions{Key: le.Key, Name: le.Name, SessionTTL: le.SessionTTL.Duration, CheckTTL: le.CheckTTL.Duration,
+		LockDelay: le.LockDelay.Duration}
 	switch lerr, d := c.checkListen("listen"), c.RefreshInterval; {
 	case d.Text() != "" && d.Duration < promshard.MinRefreshInterval:
 		return fmt.Errorf("refresh_interval: %q, want at least %v", d.Text(), promshard.MinRefreshInterval)
