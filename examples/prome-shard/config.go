@@ -71,6 +71,15 @@ type JobConfig struct {
 	Targets    TargetsConfig   `yaml:"targets"`
 	Output     OutputConfig    `yaml:"output"`
 	Reload     ReloadConfig    `yaml:"reload"`
+	Quorum     QuorumConfig    `yaml:"quorum"`
+}
+
+// QuorumConfig holds a cold start's first write until enough collectors
+// are healthy.
+type QuorumConfig struct {
+	MinMembers int      `yaml:"min_members"`
+	Wait       Duration `yaml:"wait"`
+	OnTimeout  string   `yaml:"on_timeout"` // start (the default) or refuse
 }
 
 // CollectorConfig says where the job's collectors come from: a Consul
@@ -282,6 +291,7 @@ func (j *JobConfig) check(at string) error {
 		{".collectors.check.type", c.Check.Type, []string{"http", "tcp"}}, // a ttl check needs the collector itself to pass it
 		{".output.format", o.Format, []string{"json", "yaml"}},
 		{".reload.method", r.Method, []string{"none", "http", "signal", "command"}},
+		{".quorum.on_timeout", j.Quorum.OnTimeout, []string{"start", "refuse"}},
 	} {
 		if e.v != "" && !slices.Contains(e.allowed, e.v) {
 			return fmt.Errorf("%s%s: %q, want one of %s", at, e.path, e.v, strings.Join(e.allowed, ", "))

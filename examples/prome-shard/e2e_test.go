@@ -808,3 +808,55 @@ func TestHTTPSDCollectorThatLeftScrapesNothing(t *testing.T) {
 	}
 	waitScraped(t, cs[:1], "node", targets, 1, 30*time.Second, nil)
 }
+
+// quorum.min_members: 3 with two collectors passing writes nothing (and
+// /-/ready says why); the third passes and the files are written at once.
+func TestQuorumAtColdStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a Consul agent")
+	}
+	agent := testenv.StartConsul(t)
+	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	for _, id := range []string{"c1", "c2", "c3"} {
+		h, p := okServer(t)
+		port, _ := strconv.Atoi(p)
+		check := watch.Check{Interval: time.Second, Timeout: time.Second}
+		if id == "c3" {
+			check = watch.Check{Type: watch.CheckTTL, TTL: time.Hour} // critical until passed by hand
+		}
+		if err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: "quorum", ID: id, Address: h, Port: port,
+			Check: check}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := writeConfig(t, fmt.Sprintf("consul: {address: %q}\njobs:\n  - name: node\n    collectors: {consul_service: quorum}\n"+
+		"    quorum: {min_members: 3}\n    targets: {static: [{targets: [%s]}]}\n    output: {dir: OUT}\n", agent.Addr,
+		strings.Join(testTargets(12), ", ")))
+	out := filepath.Join(filepath.Dir(cfg), "out")
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen)
+	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
+		code, b, err := testenv.HTTPGet(context.Background(), "http://"+listen+"/-/ready")
+		if err != nil || code != 503 || !strings.Contains(string(b), "waiting for quorum: 2 of 3") {
+			return fmt.Errorf("ready: %d %q %v", code, b, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(out, "*.json")); len(files) != 0 {
+		t.Fatalf("written before quorum: %v", files)
+	}
+	if err := client.Agent().UpdateTTLOpts("service:c3", "", api.HealthPassing, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
+		files, _ := filepath.Glob(filepath.Join(out, "*.json"))
+		if len(files) != 3 {
+			return fmt.Errorf("%d files", len(files))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
