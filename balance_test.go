@@ -224,7 +224,8 @@ func TestCapacityGuard(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				fc := &fakeCosts{costs: skewed()} // 109,000 series in all
 				h := start(t, Job{Balance: Balance{By: BalanceBySeries, Settle: time.Minute, MaxMoveFraction: 1,
-					Capacity: Capacity{MaxSeries: 40_000, Overcommit: over}, Costs: fc}}, Options{RefreshInterval: time.Hour})
+					Capacity: Capacity{MaxSeries: 40_000, Overcommit: over}, Costs: fc},
+					Guard: PartitionGuard{Share: 1}}, Options{RefreshInterval: time.Hour}) // collectors die together: the cap decides
 				synctest.Wait()
 				ms := members("a", "b", "c", "d", "e")
 				ms[4].Meta = map[string]string{MaxSeriesMeta: "25000"}
@@ -320,6 +321,13 @@ func TestCostTablePublishedAndRead(t *testing.T) {
 			t.Fatalf("leader by cost %v, self mode %v", la.Cost, fa.Cost)
 		}
 		if snap, _ := follower.s.Snapshot("node"); !snap.Agrees {
+			ls, _ := leader.s.Snapshot("node")
+			for _, r := range ls.Recent {
+				t.Logf("leader recent %v held %v skipped %v err %v members %d", r.Reason, r.Held, r.Skipped, r.Err, r.Members)
+			}
+			for _, r := range snap.Recent {
+				t.Logf("recent %v held %v skipped %v err %v members %d", r.Reason, r.Held, r.Skipped, r.Err, r.Members)
+			}
 			t.Fatalf("self mode does not agree with epoch %+v", snap.Epoch)
 		}
 		self.mu.Lock()

@@ -101,6 +101,9 @@ type Job struct {
 	// Quorum holds back the first write until enough collectors are
 	// healthy.
 	Quorum Quorum
+	// Guard holds the assignment when too many collectors leave at once
+	// (a partition, a fault of the checks): on by default.
+	Guard PartitionGuard
 }
 
 // validate checks the job's own fields.
@@ -129,6 +132,9 @@ func (jc Job) validate(dryRun bool) error {
 	if err := jc.Quorum.validate(); err != nil {
 		return err
 	}
+	if err := jc.Guard.validate(); err != nil {
+		return err
+	}
 	return jc.Balance.validate()
 }
 
@@ -146,6 +152,7 @@ type job struct {
 	audits  *auditSchedule // nil without Options.Audit
 	epochs  *epochs        // nil without Options.Elector
 	quorum  *quorum        // nil without Job.Quorum.MinMembers
+	guard   *guard         // nil with Job.Guard.Share 1
 	events  history
 	trigger chan struct{} // size 1: coalesces pokes
 	fetchCh chan struct{} // size 1: a provider reported news
@@ -239,6 +246,11 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 	if s.audit != nil {
 		j.audits = &auditSchedule{job: jc.Name, pool: pool0, auditor: s.audit, repairAfter: s.opts.Audit.RepairAfter,
 			m: s.m, log: log, kick: make(chan struct{}, 1), disagree: map[string]time.Time{}}
+	}
+	if jc.Guard.Share < 1 {
+		g := jc.Guard
+		g.Share, g.Settle = cmp.Or(g.Share, DefaultGuardShare), cmp.Or(g.Settle, DefaultGuardSettle)
+		j.guard = &guard{cfg: g, job: jc.Name, m: s.m, log: log, poke: func() { j.poke(reasonMembers) }}
 	}
 	if jc.Quorum.MinMembers > 0 {
 		j.quorum = &quorum{cfg: jc.Quorum, job: jc.Name, log: log}
@@ -465,6 +477,11 @@ func (j *job) adopt(prev *job) {
 	}
 }
 
+// drainedOf are the drained ones among leavers.
+func drainedOf(leavers []watch.Member) []watch.Member {
+	return slices.DeleteFunc(slices.Clone(leavers), func(m watch.Member) bool { return m.State != watch.StateMaintenance })
+}
+
 // memberIDs are the IDs of an assignment's members.
 func memberIDs(asg *shard.Assignment) []string {
 	ids := make([]string, len(asg.Members))
@@ -585,15 +602,20 @@ func (j *job) reshard(ctx context.Context, reason Reason, wait bool) (rep Report
 		}
 	}
 	key := j.fp.inputKey(in.targets.Fingerprint^costKey, in.members, in.leavers)
+	j.stateMu.RLock()
+	written := j.snap.Assignment // what the outputs hold
+	j.stateMu.RUnlock()
+	if held := j.guard.check(written, in.members, drainedOf(in.leavers), time.Now()); len(held) > 0 {
+		rep.Held, rep.Skipped, rep.Assignment = held, true, written
+		rep.Members, rep.Targets, rep.Replicas = len(written.Members), written.Targets, written.Replicas
+		return rep, nil // the outputs, and what they were written from, stay
+	}
 	if !wait && key == j.lastKey && !reason.forces() && j.hand.count() == 0 {
 		return rep, j.keep(ctx, &rep)
 	}
 	j.lastKey = 0 // set again only when this pass succeeds
 	if j.quorum != nil {
-		j.stateMu.RLock()
-		cold := j.snap.Assignment == nil // the outputs never held an assignment of this job
-		j.stateMu.RUnlock()
-		if cold {
+		if cold := written == nil; cold { // the outputs never held an assignment of this job
 			if err := j.quorum.hold(len(in.members), time.Now()); err != nil {
 				return rep, err
 			}

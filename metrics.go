@@ -32,6 +32,7 @@ type metrics struct {
 	unplaced    *prometheus.GaugeVec
 	overloaded  *prometheus.GaugeVec
 	selfMissing *prometheus.GaugeVec
+	guard       *prometheus.GaugeVec
 	costTables  *prometheus.CounterVec
 }
 
@@ -80,13 +81,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			[]string{"shard_job"}),
 		costTables: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_balance_cost_tables_total",
 			Help: "Cost tables put in use by this copy as decider, by job."}, []string{"shard_job"}),
+		guard: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_partition_guard_active",
+			Help: "1 while the partition guard holds the job's assignment: too many collectors left at once, by job."},
+			[]string{"shard_job"}),
 		selfMissing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_self_missing",
 			Help: "1 when, in self mode, the Self collector is neither a member nor registered (its output holds an empty list), by job."},
 			[]string{"shard_job"}),
 	}
 	if err := promutil.Register(reg, "promshard: register metrics", m.reshards, m.duration, m.moved, m.perMember,
 		m.lastSuccess, m.excluded, m.repairs, m.repaired, m.drains, m.handoffs, m.handoffsPending, m.handoffTime,
-		m.leader, m.leaderChanges, m.epoch, m.unplaced, m.overloaded, m.costTables, m.selfMissing); err != nil {
+		m.leader, m.leaderChanges, m.epoch, m.unplaced, m.overloaded, m.costTables, m.selfMissing, m.guard); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -11,7 +11,7 @@ import (
 // healthy; then it writes at once, and failover is never held back.
 func TestQuorumHoldsTheFirstWrite(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := start(t, Job{Quorum: Quorum{MinMembers: 3}}, Options{})
+		h := start(t, Job{Quorum: Quorum{MinMembers: 3}, Guard: PartitionGuard{Share: 1}}, Options{})
 		h.members("a", "b")
 		if calls, _ := h.out.snapshot(); calls != 0 {
 			t.Fatalf("%d writes with 2 of 3 collectors", calls)

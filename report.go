@@ -96,6 +96,10 @@ type Report struct {
 	// at the last successful reshard and left the outputs alone;
 	// Assignment is then that reshard's.
 	Skipped bool
+	// Held lists the collectors that left while the partition guard
+	// (Job.Guard) holds the assignment: the outputs stay as they are
+	// (Skipped is set).
+	Held []string
 	// Standby is set when this copy does not lead (Options.Elector): it
 	// computed the assignment and wrote nothing.
 	Standby bool

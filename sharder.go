@@ -350,6 +350,21 @@ func (s *Sharder) leadershipChanged() {
 	}
 }
 
+// ReleaseGuard lets a job's held move happen at once (see
+// [PartitionGuard]): the operator knows the collectors that left are dead.
+// It reports whether the guard was holding.
+func (s *Sharder) ReleaseGuard(job string) (bool, error) {
+	j, err := s.job(job)
+	if err != nil {
+		return false, err
+	}
+	if !j.guard.release() {
+		return false, nil
+	}
+	j.poke(reasonRequest)
+	return true, nil
+}
+
 // Adopt takes over what prev, a Sharder this one replaces (a config
 // reload), knows of each job of the same name: its last good targets
 // (until this Sharder's provider answers), its events, its cost table, and
