@@ -53,6 +53,7 @@ type statusJob struct {
 	HandoffsAge time.Duration
 	Reloads     []string // collectors whose reload has not succeeded yet
 	Excluded    []string // healthy collectors out of the ring: an output cannot name them
+	Held        []string // collectors that left while the partition guard holds the assignment
 	Events      []promshard.Event
 	MoreEvents  int
 }
@@ -112,7 +113,7 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		snap, _ := h.s.Snapshot(name)
 		jc, _ := h.s.Job(name)
 		sj := statusJob{Name: name, Role: string(snap.Role), Leader: snap.Leader, Epoch: snap.Epoch.Epoch, Agrees: snap.Agrees,
-			Ready: snap.Ready(), Handoffs: snap.Handoffs, Reloads: snap.PendingReloads, Excluded: snap.Last.Excluded,
+			Ready: snap.Ready(), Handoffs: snap.Handoffs, Reloads: snap.PendingReloads, Excluded: snap.Last.Excluded, Held: snap.Last.Held,
 			BySeries: jc.Balance.By == promshard.BalanceBySeries}
 		if !snap.HandoffsSince.IsZero() {
 			sj.HandoffsAge = time.Since(snap.HandoffsSince).Round(time.Second)
@@ -143,7 +144,7 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 			}
 			sj.Audit = sa
 		}
-		sj.Good = sj.Ready && sj.Err == "" && sj.Handoffs == 0 && len(sj.Reloads) == 0 && len(sj.Excluded) == 0 &&
+		sj.Good = sj.Ready && sj.Err == "" && sj.Handoffs == 0 && len(sj.Reloads) == 0 && len(sj.Excluded) == 0 && len(sj.Held) == 0 &&
 			(sj.Audit == nil || sj.Audit.OK && len(sj.Audit.Unreachable) == 0)
 		data.Jobs = append(data.Jobs, sj)
 	}

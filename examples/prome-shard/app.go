@@ -125,6 +125,7 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 		SpreadBy: jc.SpreadBy, ScrapePool: jc.ScrapePool, DrainTag: jc.Collectors.DrainTag, Balance: jc.balance(),
 		TargetOptions: targets.JobOptions{AllowEmpty: jc.Targets.AllowEmpty}}
 	j.Shard.Replicas, j.Shard.KeyLabel = jc.Replicas, model.LabelName(jc.ShardKey)
+	j.Guard = promshard.PartitionGuard{Share: jc.Guard.Share, Settle: jc.Guard.Settle.Duration}
 	j.Quorum = promshard.Quorum{MinMembers: jc.Quorum.MinMembers, Wait: jc.Quorum.Wait.Duration, Refuse: jc.Quorum.OnTimeout == "refuse"}
 	j.Known = append(registered(jc), static(jc)...)
 	var err error

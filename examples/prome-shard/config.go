@@ -72,6 +72,15 @@ type JobConfig struct {
 	Output     OutputConfig    `yaml:"output"`
 	Reload     ReloadConfig    `yaml:"reload"`
 	Quorum     QuorumConfig    `yaml:"quorum"`
+	Guard      GuardConfig     `yaml:"partition_guard"`
+}
+
+// GuardConfig is the partition guard: more than share of the ring leaving
+// at once holds the assignment until the collectors stay the same for
+// settle.
+type GuardConfig struct {
+	Share  float64  `yaml:"share"`
+	Settle Duration `yaml:"settle"`
 }
 
 // QuorumConfig holds a cold start's first write until enough collectors

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -854,6 +855,113 @@ func TestQuorumAtColdStart(t *testing.T) {
 		files, _ := filepath.Glob(filepath.Join(out, "*.json"))
 		if len(files) != 3 {
 			return fmt.Errorf("%d files", len(files))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Five collectors in a real Consul, four marked critical together (as a
+// partition or a fault of the checks would): nothing is written and the
+// guard's metric is 1; the checks pass again and nothing has moved. The
+// operator then releases a second hold through the lifecycle endpoint and
+// the move happens at once.
+func TestPartitionGuardInConsul(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a Consul agent")
+	}
+	agent := testenv.StartConsul(t)
+	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	ids := []string{"c1", "c2", "c3", "c4", "c5"}
+	for _, id := range ids {
+		h, p := okServer(t)
+		port, _ := strconv.Atoi(p)
+		if err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: "guarded", ID: id, Address: h, Port: port,
+			Check: watch.Check{Type: watch.CheckTTL, TTL: time.Hour}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setAll := func(status string, which ...string) {
+		t.Helper()
+		for _, id := range which {
+			if err := client.Agent().UpdateTTLOpts("service:"+id, "", status, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	setAll(api.HealthPassing, ids...)
+	cfg := writeConfig(t, fmt.Sprintf("consul: {address: %q}\nsettle: 1ms\njobs:\n  - name: node\n    collectors: {consul_service: guarded}\n"+
+		"    partition_guard: {settle: 10m}\n    targets: {static: [{targets: [%s]}]}\n    output: {dir: OUT}\n", agent.Addr,
+		strings.Join(testTargets(50), ", ")))
+	out := filepath.Join(filepath.Dir(cfg), "out")
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen, "--web.enable-lifecycle")
+	read := func() map[string]string {
+		files := map[string]string{}
+		for _, id := range ids {
+			b, _ := os.ReadFile(filepath.Join(out, id+".json"))
+			files[id] = string(b)
+		}
+		return files
+	}
+	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
+		if n, err := assignedCount(listen, "node"); err != nil || n != 50 {
+			return fmt.Errorf("%d assigned (%v)", n, err)
+		}
+		if a, _ := assignment(listen); len(a["node"]) != 5 {
+			return fmt.Errorf("%d collectors", len(a["node"]))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := read()
+	guard := func() float64 { return metric(t, listen, "promshard_partition_guard_active", "") }
+
+	setAll(api.HealthCritical, "c2", "c3", "c4", "c5")
+	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
+		if v := guard(); v != 1 {
+			return fmt.Errorf("promshard_partition_guard_active %v", v)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if now := read(); !maps.Equal(now, before) {
+		t.Fatal("the files changed while four of five collectors were marked critical")
+	}
+	setAll(api.HealthPassing, "c2", "c3", "c4", "c5")
+	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
+		if v := guard(); v != 0 {
+			return fmt.Errorf("promshard_partition_guard_active %v", v)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if now := read(); !maps.Equal(now, before) {
+		t.Fatal("the files changed after the checks passed again")
+	}
+
+	// Again, and this time they are dead: the operator releases the hold.
+	setAll(api.HealthCritical, "c2", "c3", "c4", "c5")
+	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
+		if v := guard(); v != 1 {
+			return fmt.Errorf("promshard_partition_guard_active %v", v)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+listen+"/-/guard/release?job=node", "", nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("release: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
+		if a, err := assignment(listen); err != nil || len(a["node"]) != 1 || len(a["node"]["c1"].Targets) != 50 {
+			return fmt.Errorf("assignment %v %v", a["node"], err)
 		}
 		return nil
 	}); err != nil {

@@ -241,6 +241,25 @@ func (a *app) handler(ctx context.Context) http.Handler {
 			a.serveReload(ctx, w, r)
 		}
 	})
+	mux.HandleFunc("/-/guard/release", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case !a.flags.Lifecycle:
+			http.Error(w, "the lifecycle API is off (start with --web.enable-lifecycle)", http.StatusForbidden)
+		case r.Method != http.MethodPost:
+			w.Header().Set("Allow", "POST")
+			http.Error(w, "use POST", http.StatusMethodNotAllowed)
+		default:
+			held, err := a.sharder.ReleaseGuard(r.URL.Query().Get("job"))
+			switch {
+			case err != nil:
+				http.Error(w, err.Error(), http.StatusNotFound)
+			case !held:
+				fmt.Fprintln(w, "the partition guard was not holding")
+			default:
+				fmt.Fprintln(w, "partition guard released: the move goes on")
+			}
+		}
+	})
 	prefix, _ := routePrefix(a.flags) // checked with the flags
 	if prefix == "/" {
 		return mux
