@@ -29,9 +29,11 @@ type auditSchedule struct {
 	log         *slog.Logger
 	kick        chan struct{} // size 1: an audit after a reshard
 
-	mu       sync.Mutex
-	last     *audit.Report
-	disagree map[string]time.Time // collectors the audit found wrong, since when
+	mu        sync.Mutex
+	last      *audit.Report
+	unscraped float64              // target-seconds scraped by fewer collectors than assigned
+	doubled   float64              // and by more, beyond planned hand-offs
+	disagree  map[string]time.Time // collectors the audit found wrong, since when
 }
 
 // after asks for an audit after a reshard.
@@ -97,7 +99,7 @@ func auditJob(name, pool string, snap Snapshot, collectors []audit.Collector) au
 // run audits the job once and keeps the report. It returns the collectors
 // that have disagreed with their assignment for longer than repairAfter
 // (none when repairs are off), sorted.
-func (a *auditSchedule) run(ctx context.Context, snap Snapshot, collectors []audit.Collector) []string {
+func (a *auditSchedule) run(ctx context.Context, snap Snapshot, collectors []audit.Collector, handing map[string]bool) []string {
 	if snap.Assignment == nil {
 		return nil
 	}
@@ -106,8 +108,20 @@ func (a *auditSchedule) run(ctx context.Context, snap Snapshot, collectors []aud
 		return nil // ctx ended
 	}
 	a.mu.Lock()
+	prev := a.last
 	a.last = rep
 	a.mu.Unlock()
+	if prev != nil && rep.Time.After(prev.Time) {
+		// What this audit saw is taken to have lasted since the last one.
+		since := rep.Time.Sub(prev.Time).Seconds()
+		fewer, more := scrapeGaps(rep, handing)
+		a.m.unscraped.WithLabelValues(a.job).Add(float64(fewer) * since)
+		a.m.doubled.WithLabelValues(a.job).Add(float64(more) * since)
+		a.mu.Lock()
+		a.unscraped += float64(fewer) * since
+		a.doubled += float64(more) * since
+		a.mu.Unlock()
+	}
 	if !rep.OK() {
 		a.log.Warn("audit: collectors do not scrape what they are assigned", "job", a.job,
 			"missing", rep.Counts[audit.Missing], "orphan", rep.Counts[audit.Orphan], "extra", rep.Counts[audit.Extra],
@@ -117,6 +131,40 @@ func (a *auditSchedule) run(ctx context.Context, snap Snapshot, collectors []aud
 		return nil
 	}
 	return a.due(rep)
+}
+
+// gaps returns the target-seconds scraped by fewer, and by more,
+// collectors than assigned since the job started. Nil-safe.
+func (a *auditSchedule) gaps() (unscraped, doubled float64) {
+	if a == nil {
+		return 0, 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.unscraped, a.doubled
+}
+
+// scrapeGaps counts the targets an audit found scraped by fewer collectors
+// than assigned (fewer) and by more (more), leaving out the targets whose
+// hand-off is pending (their overlap is planned) and those whose
+// collectors did not all answer (nothing is known of them).
+func scrapeGaps(rep *audit.Report, handing map[string]bool) (fewer, more int) {
+	for _, p := range rep.Problems {
+		if slices.Contains(p.States, audit.Unknown) {
+			continue
+		}
+		scrapers := map[string]bool{}
+		for _, sc := range p.Scrapes {
+			scrapers[sc.Collector] = true
+		}
+		switch {
+		case len(scrapers) < len(p.Intended):
+			fewer++
+		case len(scrapers) > len(p.Intended) && !handing[p.Address]:
+			more++
+		}
+	}
+	return fewer, more
 }
 
 // due records who the report finds wrong and returns those wrong for

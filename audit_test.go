@@ -121,3 +121,19 @@ func TestSharderAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// scrapeGaps counts targets with fewer scrapers than assigned, and with
+// more beyond a planned hand-off; a target whose collector did not answer
+// counts for neither.
+func TestScrapeGaps(t *testing.T) {
+	rep := &audit.Report{Problems: []audit.Target{
+		{Address: "a:1", States: []audit.State{audit.Missing, audit.Orphan}, Intended: []string{"c1"}},
+		{Address: "b:1", States: []audit.State{audit.Missing}, Intended: []string{"c1", "c2"}, Scrapes: []audit.Scrape{{Collector: "c1"}}},
+		{Address: "c:1", States: []audit.State{audit.Extra}, Intended: []string{"c1"}, Scrapes: []audit.Scrape{{Collector: "c1"}, {Collector: "c2"}}},
+		{Address: "d:1", States: []audit.State{audit.InTransit}, Intended: []string{"c1"}, Scrapes: []audit.Scrape{{Collector: "c1"}, {Collector: "c3"}}},
+		{Address: "e:1", States: []audit.State{audit.Unknown}, Intended: []string{"c4"}},
+	}}
+	if fewer, more := scrapeGaps(rep, map[string]bool{"d:1": true}); fewer != 2 || more != 1 {
+		t.Fatalf("fewer %d, more %d; want 2 and 1", fewer, more)
+	}
+}

@@ -252,6 +252,21 @@ func withKept(groups map[string][]*targetgroup.Group, pending map[string]*handof
 	return out
 }
 
+// addresses are the addresses of the targets with a pending hand-off:
+// their old and new owners both scrape them, as planned. Nil-safe.
+func (hs *handoffs) addresses() map[string]bool {
+	if hs == nil {
+		return nil
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	out := make(map[string]bool, len(hs.pending))
+	for _, h := range hs.pending {
+		out[h.addr()] = true
+	}
+	return out
+}
+
 // awaited lists the new owners that pending hand-offs wait for, sorted.
 func (hs *handoffs) awaited() []string {
 	hs.mu.Lock()

@@ -447,6 +447,7 @@ func (j *job) snapshot() Snapshot {
 	snap.HandoffsSince = j.hand.oldest()
 	snap.Events = j.events.list()
 	snap.Audit = j.audits.report()
+	snap.UnscrapedSeconds, snap.DoubleScrapedSeconds = j.audits.gaps()
 	snap.Epoch, snap.Agrees = j.epochs.current()
 	if snap.Role = j.role(); snap.Role != "" {
 		snap.Leader = j.s.opts.Elector.Leader()
@@ -942,7 +943,7 @@ func (j *job) auditCollectors(snap Snapshot) []audit.Collector {
 // audit audits the job once and repairs the collectors due.
 func (j *job) audit(ctx context.Context) {
 	snap := j.snapshot()
-	due := j.audits.run(ctx, snap, j.auditCollectors(snap))
+	due := j.audits.run(ctx, snap, j.auditCollectors(snap), j.hand.addresses())
 	j.events.auditEvent(j.audits.report())
 	if len(due) == 0 {
 		return

@@ -33,6 +33,8 @@ type metrics struct {
 	overloaded  *prometheus.GaugeVec
 	selfMissing *prometheus.GaugeVec
 	guard       *prometheus.GaugeVec
+	unscraped   *prometheus.CounterVec
+	doubled     *prometheus.CounterVec
 	costTables  *prometheus.CounterVec
 }
 
@@ -81,6 +83,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			[]string{"shard_job"}),
 		costTables: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_balance_cost_tables_total",
 			Help: "Cost tables put in use by this copy as decider, by job."}, []string{"shard_job"}),
+		unscraped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_unscraped_target_seconds_total",
+			Help: "Target-seconds during which a target was scraped by fewer collectors than assigned, from the audit's reads (each audit's count over the time since the last one), by job."},
+			[]string{"shard_job"}),
+		doubled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_double_scraped_target_seconds_total",
+			Help: "Target-seconds during which a target was scraped by more collectors than assigned, beyond a hand-off's planned overlap, from the audit's reads, by job."},
+			[]string{"shard_job"}),
 		guard: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_partition_guard_active",
 			Help: "1 while the partition guard holds the job's assignment: too many collectors left at once, by job."},
 			[]string{"shard_job"}),
@@ -90,7 +98,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if err := promutil.Register(reg, "promshard: register metrics", m.reshards, m.duration, m.moved, m.perMember,
 		m.lastSuccess, m.excluded, m.repairs, m.repaired, m.drains, m.handoffs, m.handoffsPending, m.handoffTime,
-		m.leader, m.leaderChanges, m.epoch, m.unplaced, m.overloaded, m.costTables, m.selfMissing, m.guard); err != nil {
+		m.leader, m.leaderChanges, m.epoch, m.unplaced, m.overloaded, m.costTables, m.selfMissing, m.guard, m.unscraped, m.doubled); err != nil {
 		return nil, err
 	}
 	return m, nil

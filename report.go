@@ -141,7 +141,11 @@ type Snapshot struct {
 	// LastSuccess is when the outputs last accepted an assignment.
 	LastSuccess time.Time
 	// Audit is the last audit's report (with Options.Audit), nil before.
-	Audit *audit.Report
+	// UnscrapedSeconds and DoubleScrapedSeconds are the target-seconds the
+	// audits found scraped by fewer, and by more (beyond planned
+	// hand-offs), collectors than assigned since the job started.
+	Audit                                  *audit.Report
+	UnscrapedSeconds, DoubleScrapedSeconds float64
 	// Groups is what the outputs hold: the assignment's groups, plus the
 	// targets that old owners keep while hand-offs are pending.
 	Groups map[string][]*targetgroup.Group

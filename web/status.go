@@ -74,12 +74,13 @@ type reloadResult struct {
 }
 
 type statusAudit struct {
-	Time        time.Time
-	OK          bool
-	States      []statusState
-	Unreachable []string
-	Problems    []audit.Target
-	More        int
+	Unscraped, Doubled float64 // target-seconds since the start
+	Time               time.Time
+	OK                 bool
+	States             []statusState
+	Unreachable        []string
+	Problems           []audit.Target
+	More               int
 }
 
 type statusState struct {
@@ -133,7 +134,7 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		lo := min((page-1)*statusPerPage, len(sj.Bars))
 		sj.Bars = sj.Bars[lo:min(lo+statusPerPage, len(sj.Bars))]
 		if a := snap.Audit; a != nil {
-			sa := &statusAudit{Time: a.Time, OK: a.OK() && len(a.Unreachable) == 0, Unreachable: slices.Sorted(maps.Keys(a.Unreachable)),
+			sa := &statusAudit{Unscraped: snap.UnscrapedSeconds, Doubled: snap.DoubleScrapedSeconds, Time: a.Time, OK: a.OK() && len(a.Unreachable) == 0, Unreachable: slices.Sorted(maps.Keys(a.Unreachable)),
 				Problems: a.Problems[:min(len(a.Problems), statusProblems)], More: max(0, len(a.Problems)-statusProblems)}
 			for _, st := range audit.States() {
 				link := ""
