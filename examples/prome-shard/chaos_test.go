@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -70,7 +71,7 @@ jobs:
 	unscraped := stopSampling()
 	t.Logf("chaos: a collector flapping every 0.5 s for 60 s: %v reshards and %v file writes while it flapped; unscraped target-seconds %.2f (its one departure moves its targets); it rejoined %v after it stopped flapping",
 		reshards, writes, float64(unscraped)/4, rejoined.Round(100*time.Millisecond))
-	if reshards > 2 || writes > 4 {
+	if reshards > 4 || writes > 2 {
 		t.Fatalf("%v reshards, %v writes: flapping is not damped", reshards, writes)
 	}
 }
@@ -149,6 +150,7 @@ jobs:
 // that registers its collectors: the files never lose a target.
 func TestChaosConsulRestart(t *testing.T) {
 	chaos(t)
+	address := regexp.MustCompile(`"[^"]+:9100"`)
 	agent := testenv.StartConsul(t)
 	out := t.TempDir()
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
@@ -171,11 +173,13 @@ func TestChaosConsulRestart(t *testing.T) {
 		if fmt.Sprint(now) != fmt.Sprint(before) {
 			changed++
 		}
-		total := 0
+		held := map[string]bool{} // a target two files hold during a hand-off is not lost
 		for _, b := range now {
-			total += strings.Count(b, ":9100")
+			for _, m := range address.FindAllString(b, -1) {
+				held[m] = true
+			}
 		}
-		if total != 60 {
+		if len(held) != 60 {
 			lost++
 		}
 	}
