@@ -517,3 +517,27 @@ func (b *balancer) readPublished(ctx context.Context) Reason {
 	b.log.Info("balance: the published cost table is in use", "job", b.job, "costs", len(costs))
 	return reasonCosts
 }
+
+// collectorsNeeded is how many collectors the job's measured series need
+// within the cap, R included, plus headroom for the biggest loss the
+// placement plans for: one collector, or with a spread label the biggest
+// failure domain. Zero when the series or the cap are unknown. The
+// assignment's costs count each replica, so R is in them.
+func collectorsNeeded(asg *shard.Assignment, capacity uint64) int {
+	if asg == nil || capacity == 0 || asg.Cost == nil {
+		return 0
+	}
+	var load uint64
+	domains := map[string]int{}
+	for _, m := range asg.Members {
+		load += asg.Cost[m.ID]
+		domains[m.Domain]++
+	}
+	headroom := 1
+	if len(domains) > 1 {
+		for _, n := range domains {
+			headroom = max(headroom, n)
+		}
+	}
+	return int((load+capacity-1)/capacity) + headroom
+}

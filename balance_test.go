@@ -414,3 +414,20 @@ func TestBalanceFloors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The pool's size for its measured series: the load within the cap, plus
+// one collector of headroom, or the biggest failure domain when spread.
+func TestCollectorsNeeded(t *testing.T) {
+	a := &shard.Assignment{Members: []shard.Member{{ID: "a"}, {ID: "b"}, {ID: "c"}},
+		Cost: map[string]uint64{"a": 9000, "b": 9000, "c": 9000}}
+	if n := collectorsNeeded(a, 10000); n != 4 { // 27,000 / 10,000 → 3, +1
+		t.Fatalf("needed %d, want 4", n)
+	}
+	a.Members = []shard.Member{{ID: "a", Domain: "z1"}, {ID: "b", Domain: "z1"}, {ID: "c", Domain: "z2"}}
+	if n := collectorsNeeded(a, 10000); n != 5 { // 3, + the two of zone z1
+		t.Fatalf("spread over zones: needed %d, want 5", n)
+	}
+	if collectorsNeeded(a, 0) != 0 || collectorsNeeded(&shard.Assignment{}, 10) != 0 {
+		t.Fatal("no cap or no series: want 0")
+	}
+}

@@ -448,6 +448,9 @@ func (j *job) snapshot() Snapshot {
 	snap.Events = j.events.list()
 	snap.Audit = j.audits.report()
 	snap.UnscrapedSeconds, snap.DoubleScrapedSeconds = j.audits.gaps()
+	if j.bal != nil {
+		snap.CollectorsNeeded = collectorsNeeded(snap.Assignment, j.cfg.Balance.Capacity.MaxSeries)
+	}
 	snap.Epoch, snap.Agrees = j.epochs.current()
 	if snap.Role = j.role(); snap.Role != "" {
 		snap.Leader = j.s.opts.Elector.Leader()
@@ -475,6 +478,26 @@ func (j *job) adopt(prev *job) {
 	defer j.passMu.Unlock()
 	if j.hand.adopt(prev.hand) || j.written == nil {
 		j.written = written
+	}
+}
+
+// warnDrain warns when the collectors left after a drain cannot hold the
+// measured series within the cap.
+func (j *job) warnDrain(id string, rest int) {
+	capacity := j.cfg.Balance.Capacity.MaxSeries
+	j.stateMu.RLock()
+	asg := j.snap.Assignment
+	j.stateMu.RUnlock()
+	if j.bal == nil || capacity == 0 || asg == nil || asg.Cost == nil {
+		return
+	}
+	var load uint64
+	for _, c := range asg.Cost {
+		load += c
+	}
+	if load > uint64(rest)*capacity {
+		j.s.opts.Logger.Warn("draining a collector: the others cannot hold its series within max_series; what does not fit will be left unplaced",
+			"job", j.cfg.Name, "collector", id, "series", load, "room", uint64(rest)*capacity)
 	}
 }
 
@@ -537,6 +560,7 @@ func (j *job) gather(rep *Report) (in inputs, err error) {
 			j.s.m.drains.WithLabelValues(name).Inc()
 			j.s.opts.Logger.Info("draining a collector: its targets move as planned, then it gets an empty list",
 				"job", name, "collector", m.ID)
+			j.warnDrain(m.ID, len(members)-len(drained))
 		}
 	}
 	j.draining = now
@@ -822,6 +846,13 @@ func (j *job) commit(ctx context.Context, rep *Report, ring shard.Ring, asg *sha
 	j.audits.after()
 	j.s.m.assigned(name, asg, prev)
 	if j.bal != nil {
+		if need := collectorsNeeded(asg, j.cfg.Balance.Capacity.MaxSeries); need > 0 {
+			j.s.m.needed.WithLabelValues(name).Set(float64(need))
+			if need > len(asg.Members) {
+				j.s.opts.Logger.Warn("balance: the pool is too small for its measured series with headroom for a loss",
+					"job", name, "collectors", len(asg.Members), "needed", need, "max_series", j.cfg.Balance.Capacity.MaxSeries)
+			}
+		}
 		j.s.m.unplaced.WithLabelValues(name).Set(float64(len(asg.Unplaced)))
 		if len(asg.Unplaced) > 0 {
 			j.s.opts.Logger.Warn("balance: targets left unplaced: no collector has room for them within its max_series",

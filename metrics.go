@@ -33,6 +33,7 @@ type metrics struct {
 	overloaded  *prometheus.GaugeVec
 	selfMissing *prometheus.GaugeVec
 	guard       *prometheus.GaugeVec
+	needed      *prometheus.GaugeVec
 	unscraped   *prometheus.CounterVec
 	doubled     *prometheus.CounterVec
 	costTables  *prometheus.CounterVec
@@ -83,6 +84,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			[]string{"shard_job"}),
 		costTables: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_balance_cost_tables_total",
 			Help: "Cost tables put in use by this copy as decider, by job."}, []string{"shard_job"}),
+		needed: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_collectors_needed",
+			Help: "Collectors the measured series need within max_series, replicas included, plus headroom for losing one collector (or the biggest failure domain), by job (balance by series with a cap)."},
+			[]string{"shard_job"}),
 		unscraped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "promshard_unscraped_target_seconds_total",
 			Help: "Target-seconds during which a target was scraped by fewer collectors than assigned, from the audit's reads (each audit's count over the time since the last one), by job."},
 			[]string{"shard_job"}),
@@ -98,7 +102,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if err := promutil.Register(reg, "promshard: register metrics", m.reshards, m.duration, m.moved, m.perMember,
 		m.lastSuccess, m.excluded, m.repairs, m.repaired, m.drains, m.handoffs, m.handoffsPending, m.handoffTime,
-		m.leader, m.leaderChanges, m.epoch, m.unplaced, m.overloaded, m.costTables, m.selfMissing, m.guard, m.unscraped, m.doubled); err != nil {
+		m.leader, m.leaderChanges, m.epoch, m.unplaced, m.overloaded, m.costTables, m.selfMissing, m.guard, m.needed, m.unscraped, m.doubled); err != nil {
 		return nil, err
 	}
 	return m, nil

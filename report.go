@@ -179,6 +179,11 @@ type Snapshot struct {
 	// and the targets that moved, hand-offs, leadership, audit findings,
 	// failures (at least the last 200, and those of the last 24 hours).
 	Events []Event
+	// CollectorsNeeded is how many collectors the measured series need
+	// within Capacity.MaxSeries, R included, plus headroom for losing one
+	// collector (or, spread over domains, the biggest domain); zero when
+	// not balanced by series or without a cap.
+	CollectorsNeeded int
 	// Heaviest lists, per collector, its heaviest targets by measured
 	// series (at most 10, heaviest first) when the job balances by series.
 	Heaviest map[string][]shard.TargetLoad

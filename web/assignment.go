@@ -36,6 +36,10 @@ type JobAssignment struct {
 	// of it (State draining or leaving), by ID.
 	Collectors map[string]CollectorAssignment `json:"collectors"`
 	Unplaced   []string                       `json:"unplaced,omitempty"`
+	// CollectorsNeeded is how many collectors the measured series need
+	// within the cap, with headroom for a loss (balance by series with a
+	// cap; see promshard.Snapshot.CollectorsNeeded).
+	CollectorsNeeded int `json:"collectors_needed,omitempty"`
 }
 
 // CollectorAssignment is one collector's share in a [JobAssignment].
@@ -82,7 +86,7 @@ func Assignment(s *promshard.Sharder, name string) (JobAssignment, bool) {
 	}
 	ja := JobAssignment{Ring: asg.Ring, Replicas: asg.RequestedReplicas, KeyLabel: snap.KeyLabel, Epoch: snap.Epoch.Epoch,
 		Hash: snap.Epoch.Hash, Agrees: snap.Agrees, Role: string(snap.Role), Leader: snap.Leader, Collectors: map[string]CollectorAssignment{},
-		Unplaced: asg.Unplaced}
+		Unplaced: asg.Unplaced, CollectorsNeeded: snap.CollectorsNeeded}
 	for _, m := range asg.Members {
 		ja.Collectors[m.ID] = CollectorAssignment{Address: addr[m.ID], Domain: m.Domain, Weight: m.Weight,
 			Targets: addrs(asg.Groups[m.ID]), Series: asg.Cost[m.ID], Heaviest: snap.Heaviest[m.ID]}

@@ -54,6 +54,7 @@ type statusJob struct {
 	Reloads     []string // collectors whose reload has not succeeded yet
 	Excluded    []string // healthy collectors out of the ring: an output cannot name them
 	Held        []string // collectors that left while the partition guard holds the assignment
+	Needed      int      // collectors the measured series need, with headroom; 0: unknown
 	Events      []promshard.Event
 	MoreEvents  int
 }
@@ -114,7 +115,7 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		snap, _ := h.s.Snapshot(name)
 		jc, _ := h.s.Job(name)
 		sj := statusJob{Name: name, Role: string(snap.Role), Leader: snap.Leader, Epoch: snap.Epoch.Epoch, Agrees: snap.Agrees,
-			Ready: snap.Ready(), Handoffs: snap.Handoffs, Reloads: snap.PendingReloads, Excluded: snap.Last.Excluded, Held: snap.Last.Held,
+			Ready: snap.Ready(), Handoffs: snap.Handoffs, Reloads: snap.PendingReloads, Excluded: snap.Last.Excluded, Held: snap.Last.Held, Needed: snap.CollectorsNeeded,
 			BySeries: jc.Balance.By == promshard.BalanceBySeries}
 		if !snap.HandoffsSince.IsZero() {
 			sj.HandoffsAge = time.Since(snap.HandoffsSince).Round(time.Second)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -116,6 +117,15 @@ jobs:
 		if len(a.Heaviest) == 0 || !slices.Contains(heavy, a.Heaviest[0].Target) || a.Heaviest[0].Series < 4000 || a.Heaviest[0].Share < 0.8 {
 			t.Fatalf("%s: heaviest targets %+v, want one of %v first with most of its series", id, a.Heaviest, heavy)
 		}
+	}
+	// Sizing: 15,720 series within 11,000 a collector need two, plus one of
+	// headroom.
+	_, raw, err := testenv.HTTPGet(context.Background(), "http://"+listen+"/api/v1/assignment")
+	var sized map[string]struct {
+		Needed int `json:"collectors_needed"`
+	}
+	if err != nil || json.Unmarshal(raw, &sized) != nil || sized["bal"].Needed != 3 {
+		t.Fatalf("collectors_needed %+v (%v)", sized, err)
 	}
 	// A collector's head keeps the series of the targets that moved away
 	// from it until it is compacted, hours later. To read head series that
