@@ -77,6 +77,9 @@ func writes(t *testing.T, c *copyOf) (wrote map[uint64]bool, published map[uint6
 	return wrote, published
 }
 
+// targetInFile matches a target address in a file_sd file.
+var targetInFile = regexp.MustCompile(`"[^"]+:[0-9]+"`)
+
 // TestLeaderElection runs three copies of central mode with a Consul lock
 // (the defaults: a 5 s heartbeat check, no lock delay) over three real
 // collectors: exactly one writes; the leader is killed with -9 and a
@@ -211,6 +214,15 @@ jobs:
 		}
 		if n, h := len(a["node"]), metric(t, third.listen, "promshard_handoffs_pending", ""); n != 3 || h != 0 {
 			return fmt.Errorf("%d collectors in the ring, %v hand-offs pending", n, h)
+		}
+		for _, c := range cs { // and the files hold the assignment alone: no kept target left
+			b, err := os.ReadFile(filepath.Join(out, c.id+".json"))
+			if err != nil {
+				return err
+			}
+			if got, want := len(targetInFile.FindAll(b, -1)), len(a["node"][c.id].Targets); got != want {
+				return fmt.Errorf("%s's file holds %d targets, its assignment %d", c.id, got, want)
+			}
 		}
 		return nil
 	}); err != nil {
