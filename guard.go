@@ -13,7 +13,8 @@ import (
 )
 
 // PartitionGuard holds a job's assignment when more of its collectors
-// leave at once than can plausibly have died together: a network
+// leave at once than can plausibly have died together, and the ring left
+// is that much smaller: a network
 // partition or a fault of the health checks marks most collectors critical
 // at once, and moving every target onto the few that still pass would
 // overload them and cascade. While the guard holds, the outputs stay as
@@ -78,7 +79,11 @@ func (g *guard) check(prev *shard.Assignment, members, drained []watch.Member, n
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if float64(len(held)) <= g.cfg.Share*float64(len(prev.Members)) {
+	// A partition leaves few collectors: more than Share of the ring gone,
+	// and the ring that is left as much smaller (collectors that joined
+	// meanwhile, a first assignment made before most had passed their
+	// checks, make it no partition).
+	if n := float64(len(prev.Members)); float64(len(held)) <= g.cfg.Share*n || float64(len(members)) >= (1-g.cfg.Share)*n {
 		g.end("the collectors came back, or few enough left")
 		return nil
 	}

@@ -62,6 +62,15 @@ func TestPartitionGuard(t *testing.T) {
 		if _, counts := h.out.snapshot(); counts["e"] != 0 || counts["a"]+counts["b"]+counts["c"]+counts["d"] != 100 {
 			t.Fatalf("one collector left: %v", counts)
 		}
+		h.members("a")
+		if ok, _ := h.s.ReleaseGuard("node"); !ok {
+			t.Fatal("not held")
+		}
+		synctest.Wait()
+		h.members("x", "y") // a's ring of one is gone, but two others are there: no partition
+		if _, counts := h.out.snapshot(); counts["x"]+counts["y"] != 100 {
+			t.Fatalf("replaced by others: %v", counts)
+		}
 	})
 }
 
