@@ -144,3 +144,24 @@ func BenchmarkAssignSpread(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLookupKey measures the exported Lookup, as explain and an
+// embedder asking "who owns this address" call it: the key hashed, the
+// owner found, the member returned.
+func BenchmarkLookupKey(b *testing.B) {
+	for _, n := range []int{10, 100} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			r := mustRing(b, DefaultKind, members(n))
+			keys := make([]string, 1024)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("10.%d.%d.%d:9100", i/65536, i/256%256, i%256)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				_ = Lookup(r, keys[i%len(keys)], 1)
+			}
+		})
+	}
+}

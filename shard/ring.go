@@ -1,6 +1,8 @@
 package shard
 
 import (
+	"sync"
+
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/promshard/promshard/internal/labels"
@@ -33,12 +35,31 @@ func Lookup(r Ring, key string, replicas int) []Member {
 		replicas = 1
 	}
 	ms := r.Members()
-	idx, _ := newSpread(ms).owners(r, Hash(key), replicas, nil, nil)
-	out := make([]Member, len(idx))
-	for i, j := range idx {
+	buf := lookupBufs.Get().(*[]int)
+	defer lookupBufs.Put(buf)
+	if replicas == 1 || !manyDomains(ms) { // the ring's own order: no spread to compute
+		*buf = r.Owners(Hash(key), replicas, (*buf)[:0])
+	} else {
+		*buf, _ = newSpread(ms).owners(r, Hash(key), replicas, (*buf)[:0], nil)
+	}
+	out := make([]Member, len(*buf))
+	for i, j := range *buf {
 		out[i] = ms[j]
 	}
 	return out
+}
+
+// lookupBufs are the scratch slices of Lookup.
+var lookupBufs = sync.Pool{New: func() any { return new([]int) }}
+
+// manyDomains reports whether ms span more than one failure domain.
+func manyDomains(ms []Member) bool {
+	for _, m := range ms {
+		if m.Domain != ms[0].Domain {
+			return true
+		}
+	}
+	return false
 }
 
 // mix is splitmix64's finalizer, cheap enough to run once per member per
