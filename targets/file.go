@@ -3,6 +3,7 @@ package targets
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -40,8 +41,71 @@ type FileOptions struct {
 type File struct {
 	opts FileOptions
 
-	mu   sync.Mutex
-	read uint64 // fingerprint of what Targets last read; 0 before
+	mu    sync.Mutex
+	read  uint64                // fingerprint of what Targets last read; 0 before
+	files map[string]*fileState // what was last read of each file
+}
+
+// fileState is what was last read of one file: enough to know, from its
+// size and modification time alone, that it has not changed, and then to
+// hand back its groups without reading or parsing it again.
+type fileState struct {
+	size   int64
+	mtime  time.Time
+	stable bool   // the file was already a second old when read: the same size and time mean the same bytes
+	hash   uint64 // of its path and content
+	groups []*targetgroup.Group
+}
+
+// stableAge is how old a file must be, when read, for its size and
+// modification time to vouch for its content later (a write within the
+// file system's time granularity can keep both).
+const stableAge = time.Second
+
+// load returns a file's hash, and its groups when parse is set, reading
+// and parsing only what changed since the last load.
+func (f *File) load(p string, parse bool) (uint64, []*targetgroup.Group, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	f.mu.Lock()
+	old := f.files[p]
+	f.mu.Unlock()
+	if old != nil && old.stable && st.Size() == old.size && st.ModTime().Equal(old.mtime) && (!parse || old.groups != nil) {
+		return old.hash, old.groups, nil
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	h := xxhash.New()
+	hashFile(h, p, b)
+	fs := &fileState{size: st.Size(), mtime: st.ModTime(), hash: h.Sum64(), stable: time.Since(st.ModTime()) >= stableAge}
+	switch {
+	case old != nil && old.hash == fs.hash && old.groups != nil:
+		fs.groups = old.groups // the same bytes: the same groups, not parsed again
+	case parse:
+		format, _ := sdfile.FormatOf(p) // the globs end in a file_sd extension
+		gs, err := sdfile.Parse(b, format)
+		if err != nil {
+			return 0, nil, fmt.Errorf("parse %s: %w", p, err)
+		}
+		fs.groups = make([]*targetgroup.Group, 0, len(gs))
+		for i, g := range gs {
+			if g != nil {
+				g.Source = fmt.Sprintf("%s:%d", p, i)
+				fs.groups = append(fs.groups, g)
+			}
+		}
+	}
+	f.mu.Lock()
+	if f.files == nil {
+		f.files = map[string]*fileState{}
+	}
+	f.files[p] = fs
+	f.mu.Unlock()
+	return fs.hash, fs.groups, nil
 }
 
 var (
@@ -101,23 +165,12 @@ func (f *File) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		b, err := os.ReadFile(p)
+		fh, gs, err := f.load(p, true)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", p, err)
+			return nil, err
 		}
-		hashFile(h, p, b)
-		format, _ := sdfile.FormatOf(p) // the globs end in a file_sd extension
-		gs, err := sdfile.Parse(b, format)
-		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", p, err)
-		}
-		for i, g := range gs {
-			if g == nil {
-				continue
-			}
-			g.Source = fmt.Sprintf("%s:%d", p, i)
-			out = append(out, g)
-		}
+		_ = binary.Write(h, binary.LittleEndian, fh)
+		out = append(out, gs...)
 	}
 	f.mu.Lock()
 	f.read = h.Sum64()
@@ -176,11 +229,12 @@ func (f *File) Run(ctx context.Context, changed chan<- struct{}) error {
 func (f *File) fingerprint() uint64 {
 	h := xxhash.New()
 	for _, p := range f.paths() {
-		b, err := os.ReadFile(p)
+		fh, _, err := f.load(p, false)
 		if err != nil {
-			b = []byte("\x00unreadable")
+			_, _ = h.WriteString(p + "\x00unreadable")
+			continue
 		}
-		hashFile(h, p, b)
+		_ = binary.Write(h, binary.LittleEndian, fh)
 	}
 	return h.Sum64()
 }

@@ -552,3 +552,43 @@ func bearer(token string) *http.Client {
 		Authorization: &promcfg.Authorization{Type: "Bearer", Credentials: promcfg.Secret(token)}}, "test")
 	return c
 }
+
+// An unchanged file is neither read nor parsed again: its size and
+// modification time vouch for it once it was a second old when read (the
+// same groups come back). A file written within the last second is read
+// every time, so that a rewrite of the same size in the same tick is seen.
+func TestFileNotParsedAgainWhenUnchanged(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "t.json")
+	write := func(body string, at time.Time) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	write(`[{"targets": ["a:1"]}]`, old)
+	f, err := NewFile(FileOptions{Files: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := f.Targets(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := f.Targets(context.Background())
+	if len(again) != 1 || again[0] != first[0] {
+		t.Fatal("an unchanged file was parsed again")
+	}
+	write(`[{"targets": ["b:2"]}]`, time.Now())
+	if gs, _ := f.Targets(context.Background()); string(gs[0].Targets[0][model.AddressLabel]) != "b:2" {
+		t.Fatalf("a changed file: %v", gs)
+	}
+	write(`[{"targets": ["c:3"]}]`, time.Now()) // the same size, written within the second
+	if gs, _ := f.Targets(context.Background()); string(gs[0].Targets[0][model.AddressLabel]) != "c:3" {
+		t.Fatalf("a fresh rewrite of the same size: %v", gs)
+	}
+}
