@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/audit"
+	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/shard"
 )
 
@@ -231,4 +232,50 @@ func TestWithKept(t *testing.T) {
 			t.Fatal(got)
 		}
 	}
+}
+
+// A process that starts over the files of another (a takeover, a restart)
+// reads what the collectors hold from them, so that a target moving at
+// that moment is handed over, kept by its old owner, not dropped at once.
+func TestHandoffFromWhatIsOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	newDir := func() *filesd.Dir {
+		d, err := filesd.NewDir(filesd.DirOptions{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	synctest.Test(t, func(t *testing.T) {
+		first := start(t, Job{Outputs: []Output{newDir()}}, Options{})
+		first.members("a", "b")
+		first.stop() // it dies while c is away
+		f := &fakeScrapes{scraping: map[string]bool{}}
+		next := startWith(t, Job{Outputs: []Output{newDir()}}, Options{Handoff: HandoffOptions{Enabled: true}},
+			func(h *harness) { h.s.reader = f })
+		next.members("a", "b", "c") // c is back as the next process starts
+		snap, _ := next.s.Snapshot("node")
+		c := len(snap.Assignment.Groups["c"])
+		if c == 0 || snap.Handoffs == 0 {
+			t.Fatalf("c assigned %d groups, %d hand-offs pending: the move was not handed over", c, snap.Handoffs)
+		}
+		held, err := newDir().Held()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]int{}
+		for _, id := range []string{"a", "b", "c"} {
+			for _, g := range held[id] {
+				for _, tg := range g.Targets {
+					seen[string(tg[model.AddressLabel])]++
+				}
+			}
+		}
+		if len(seen) != 100 {
+			t.Fatalf("the files hold %d targets, want 100", len(seen))
+		}
+		if kept := snap.Handoffs; kept == 0 {
+			t.Fatal("no target kept by its old owner")
+		}
+	})
 }

@@ -765,6 +765,11 @@ func (j *job) commit(ctx context.Context, rep *Report, ring shard.Ring, asg *sha
 	j.stateMu.RUnlock()
 	rep.Diff = shard.Compare(prev, asg)
 	groups, kept := asg.Groups, 0
+	if j.hand != nil && j.written == nil && j.cfg.Self == "" && !j.s.opts.DryRun {
+		// A start, or a takeover: what the collectors hold is what is on
+		// disk, so targets moving now are handed over like any others.
+		j.written = j.outs.held(groups)
+	}
 	if j.hand != nil { // a drained collector still scrapes: its targets are handed over
 		alive := slices.Concat(in.members, slices.DeleteFunc(slices.Clone(in.leavers),
 			func(m watch.Member) bool { return m.State != watch.StateMaintenance }))

@@ -56,12 +56,68 @@ type Keeper interface {
 	Drifted() []string
 }
 
+// Holder is an output that can read back what its collectors hold (files
+// on disk): a process that starts, or a copy that takes over as leader,
+// starts from it, so that targets moving at that moment are handed over
+// (with Options.Handoff) rather than dropped by their old owners at once.
+type Holder interface {
+	Held() (map[string][]*targetgroup.Group, error)
+}
+
+// held reads what the first Holder holds, its groups given the Source of
+// the same target in next (file_sd keeps no source) so that it compares
+// with what the Sharder places; nil without a Holder or on an error.
+func (o outputs) held(next map[string][]*targetgroup.Group) map[string][]*targetgroup.Group {
+	if len(o.holders) == 0 {
+		return nil
+	}
+	held, err := o.holders[0].Held()
+	if err != nil || len(held) == 0 {
+		return nil
+	}
+	source := map[string]string{} // group labels and address → the source next has it in
+	for _, gs := range next {
+		for _, g := range gs {
+			ls := g.Labels.String()
+			for _, t := range g.Targets {
+				source[ls+string(t[model.AddressLabel])] = g.Source
+			}
+		}
+	}
+	out := make(map[string][]*targetgroup.Group, len(held))
+	for id, gs := range held {
+		for _, g := range gs {
+			ls := g.Labels.String()
+			bySource := map[string]*targetgroup.Group{}
+			var order []string
+			for _, t := range g.Targets {
+				src := source[ls+string(t[model.AddressLabel])]
+				ng := bySource[src]
+				if ng == nil {
+					ng = &targetgroup.Group{Source: src, Labels: g.Labels}
+					bySource[src] = ng
+					order = append(order, src)
+				}
+				ng.Targets = append(ng.Targets, t)
+			}
+			for _, src := range order {
+				out[id] = append(out[id], bySource[src])
+			}
+		}
+		if out[id] == nil {
+			out[id] = []*targetgroup.Group{}
+		}
+	}
+	return out
+}
+
 // outputs are a job's outputs with their abilities, asserted once.
 type outputs struct {
 	all      []Output
 	checkers []MemberChecker
 	files    []FileOutput
 	keepers  []Keeper
+	holders  []Holder
 }
 
 func newOutputs(os []Output) outputs {
@@ -75,6 +131,9 @@ func newOutputs(os []Output) outputs {
 		}
 		if k, ok := out.(Keeper); ok {
 			o.keepers = append(o.keepers, k)
+		}
+		if h, ok := out.(Holder); ok {
+			o.holders = append(o.holders, h)
 		}
 	}
 	return o

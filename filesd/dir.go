@@ -205,6 +205,35 @@ func (d *Dir) Update(_ context.Context, groups map[string][]*targetgroup.Group) 
 	return res.Changed(), err
 }
 
+// Held reads back what the directory's files hold, by collector ID: the
+// files a Dir over this directory wrote, as its manifest lists them. A
+// process that takes over the directory (a new leader, a restart) learns
+// from it what the collectors were given. A file that cannot be read or
+// parsed is left out; the groups have no Source (file_sd keeps none).
+func (d *Dir) Held() (map[string][]*targetgroup.Group, error) {
+	owned, err := d.readManifest()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]*targetgroup.Group{}
+	for name, id := range owned {
+		b, err := os.ReadFile(filepath.Join(d.opts.Dir, name))
+		if err != nil {
+			continue
+		}
+		f, err := sdfile.FormatOf(name)
+		if err != nil {
+			continue
+		}
+		gs, err := sdfile.Parse(b, f)
+		if err != nil {
+			continue
+		}
+		out[id] = slices.DeleteFunc(gs, func(g *targetgroup.Group) bool { return g == nil })
+	}
+	return out, nil
+}
+
 // PathOf returns the path of a collector's file.
 func (d *Dir) PathOf(id string) (string, error) {
 	name, err := d.render(id)
