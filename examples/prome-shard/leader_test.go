@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -264,4 +265,99 @@ jobs:
 		}
 	}
 	t.Logf("epochs written: %v", by)
+}
+
+// TestHandoffSurvivesATakeover: three copies, three real collectors, the
+// hand-off on. A collector dies and its targets move; as it comes back,
+// the leader is killed. The new leader reads from the files what the
+// collectors hold and hands the returning collector its targets like any
+// other move: no target goes unscraped while the collector returns. (The
+// leader dies once its hand-offs are under way and before they end.)
+func TestHandoffSurvivesATakeover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	agent := testenv.StartConsul(t)
+	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	out := t.TempDir()
+	cs := startCollectors(t, client, "takeover", 3, func(id string) string { return filepath.Join(out, id+".json") },
+		func(string) watch.Check { return watch.Check{Interval: time.Second, Timeout: time.Second} })
+	targets := testenv.ScrapeTargets(t, 30)
+	cfg := writeConfig(t, fmt.Sprintf(`consul: {address: %q}
+leader_election: {key: promshard/takeover}
+audit: {disabled: true}
+handoff: {mode: overlap, timeout: 2m}
+jobs:
+  - name: node
+    collectors: {consul_service: takeover}
+    quorum: {min_members: 3, wait: 1m}
+    targets: {static: [{targets: [%s]}]}
+    output: {dir: %q}
+`, agent.Addr, strings.Join(targets, ", "), out))
+	bin := buildBinary(t)
+	var copies []*copyOf
+	for i := range 3 {
+		c := &copyOf{name: fmt.Sprintf("copy-%d", i), listen: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
+		c.p = startBinary(t, bin, "--config.file", cfg, "--web.listen-address", c.listen)
+		copies = append(copies, c)
+	}
+	leader := func(cands []*copyOf) *copyOf {
+		t.Helper()
+		var lead *copyOf
+		if err := testenv.WaitFor(60*time.Second, 50*time.Millisecond, func() error {
+			for _, c := range cands {
+				if c.role() == "leader" {
+					lead = c
+					return nil
+				}
+			}
+			return errors.New("no leader")
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return lead
+	}
+	first := leader(copies)
+	before := waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
+
+	cs[0].prom.Kill() // a collector dies; its targets move
+	cs[0].up = false
+	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
+
+	stop := countUnscraped(cs, "node", targets)
+	cs[0].prom.Start() // it comes back; once the leader has begun handing it its targets, the leader dies
+	cs[0].up = true
+	if err := testenv.WaitFor(60*time.Second, 20*time.Millisecond, func() error {
+		if h := metric(t, first.listen, "promshard_handoffs_pending", ""); h == 0 {
+			return errors.New("no hand-off under way")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.p.cmd.Wait()
+	var rest []*copyOf
+	for _, c := range copies {
+		if c != first {
+			rest = append(rest, c)
+		}
+	}
+	second := leader(rest)
+	waitScraped(t, cs, "node", targets, 1, 90*time.Second, before) // the first assignment returns
+	if err := testenv.WaitFor(60*time.Second, 100*time.Millisecond, func() error {
+		if h := metric(t, second.listen, "promshard_handoffs_pending", ""); h != 0 {
+			return fmt.Errorf("%v hand-offs pending", h)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	unscraped := float64(stop()) / 4 // samples every 250 ms
+	t.Logf("a collector returned while the leader died: %.2f unscraped target-seconds", unscraped)
+	if unscraped != 0 {
+		t.Fatalf("%.2f target-seconds went unscraped while the collector returned under a new leader", unscraped)
+	}
 }
