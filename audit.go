@@ -145,22 +145,29 @@ func (a *auditSchedule) gaps() (unscraped, doubled float64) {
 }
 
 // scrapeGaps counts the targets an audit found scraped by fewer collectors
-// than assigned (fewer) and by more (more), leaving out the targets whose
-// hand-off is pending (their overlap is planned) and those whose
-// collectors did not all answer (nothing is known of them).
+// than assigned (fewer) and by more (more). A target whose hand-off is
+// pending is written for its old and its new owners, as planned: it counts
+// as fewer only when neither scrapes it, and never as more. A
+// collector scrapes a target once it has scraped it (health up or down,
+// not unknown); one that did not answer scrapes nothing that can be seen,
+// so the targets only it was assigned count as fewer: a dead collector's
+// targets are unscraped from the moment it stops answering.
 func scrapeGaps(rep *audit.Report, handing map[string]bool) (fewer, more int) {
 	for _, p := range rep.Problems {
-		if slices.Contains(p.States, audit.Unknown) {
-			continue
-		}
 		scrapers := map[string]bool{}
 		for _, sc := range p.Scrapes {
-			scrapers[sc.Collector] = true
+			if sc.Health == "up" || sc.Health == "down" {
+				scrapers[sc.Collector] = true
+			}
 		}
 		switch {
+		case handing[p.Address]: // assigned to its old and new owners at once, as planned: one of them is enough
+			if len(scrapers) == 0 {
+				fewer++
+			}
 		case len(scrapers) < len(p.Intended):
 			fewer++
-		case len(scrapers) > len(p.Intended) && !handing[p.Address]:
+		case len(scrapers) > len(p.Intended):
 			more++
 		}
 	}

@@ -122,18 +122,27 @@ func TestSharderAudit(t *testing.T) {
 	}
 }
 
-// scrapeGaps counts targets with fewer scrapers than assigned, and with
-// more beyond a planned hand-off; a target whose collector did not answer
-// counts for neither.
+// scrapeGaps counts targets with fewer scrapers than assigned (one only a
+// silent collector holds, one not yet scraped, included), and with more
+// beyond a planned hand-off.
 func TestScrapeGaps(t *testing.T) {
+	up := func(id string) audit.Scrape { return audit.Scrape{Collector: id, Health: "up"} }
 	rep := &audit.Report{Problems: []audit.Target{
 		{Address: "a:1", States: []audit.State{audit.Missing, audit.Orphan}, Intended: []string{"c1"}},
-		{Address: "b:1", States: []audit.State{audit.Missing}, Intended: []string{"c1", "c2"}, Scrapes: []audit.Scrape{{Collector: "c1"}}},
-		{Address: "c:1", States: []audit.State{audit.Extra}, Intended: []string{"c1"}, Scrapes: []audit.Scrape{{Collector: "c1"}, {Collector: "c2"}}},
-		{Address: "d:1", States: []audit.State{audit.InTransit}, Intended: []string{"c1"}, Scrapes: []audit.Scrape{{Collector: "c1"}, {Collector: "c3"}}},
-		{Address: "e:1", States: []audit.State{audit.Unknown}, Intended: []string{"c4"}},
+		{Address: "b:1", States: []audit.State{audit.Missing}, Intended: []string{"c1", "c2"}, Scrapes: []audit.Scrape{up("c1")}},
+		{Address: "c:1", States: []audit.State{audit.Extra}, Intended: []string{"c1"}, Scrapes: []audit.Scrape{up("c1"), up("c2")}},
+		{Address: "d:1", States: []audit.State{audit.InTransit}, Intended: []string{"c1"}, Scrapes: []audit.Scrape{up("c1"), up("c3")}},
+		{Address: "e:1", States: []audit.State{audit.Unknown}, Intended: []string{"c4"}}, // c4 did not answer
+		{Address: "f:1", States: []audit.State{audit.InTransit}, Intended: []string{"c2"}, // not scraped yet
+			Scrapes: []audit.Scrape{{Collector: "c2", Health: "unknown"}}},
 	}}
-	if fewer, more := scrapeGaps(rep, map[string]bool{"d:1": true}); fewer != 2 || more != 1 {
-		t.Fatalf("fewer %d, more %d; want 2 and 1", fewer, more)
+	if fewer, more := scrapeGaps(rep, map[string]bool{"d:1": true}); fewer != 4 || more != 1 {
+		t.Fatalf("fewer %d, more %d; want 4 and 1", fewer, more)
+	}
+	// A hand-off under way: written for old and new owners, scraped by the old one.
+	rep = &audit.Report{Problems: []audit.Target{{Address: "g:1", States: []audit.State{audit.InTransit}, Intended: []string{"c1", "c2"},
+		Scrapes: []audit.Scrape{up("c1"), {Collector: "c2", Health: "unknown"}}}}}
+	if fewer, more := scrapeGaps(rep, map[string]bool{"g:1": true}); fewer != 0 || more != 0 {
+		t.Fatalf("a hand-off under way: fewer %d, more %d", fewer, more)
 	}
 }

@@ -2,19 +2,23 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/internal/testenv"
+	"github.com/promshard/promshard/watch"
 )
 
 func problemAddrs(r *audit.Report, s audit.State) []string {
@@ -144,4 +148,97 @@ func TestAuditAgainstRealCollectors(t *testing.T) {
 		return nil
 	})
 	t.Logf("unknown targets seen while collector-3 was still assigned: %v", sawUnknown)
+}
+
+// The SLO counters against what is measured: three real collectors, the
+// audit every second; a collector dies, then comes back through the
+// hand-off. The target-seconds the audit
+// counted as scraped by fewer collectors than assigned match, within an
+// audit interval per target that moved, the ones a sampler of every
+// collector's targets counted.
+func TestUnscrapedSecondsMatchWhatIsSampled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	agent := testenv.StartConsul(t)
+	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
+	out := t.TempDir()
+	cs := startCollectors(t, client, "slo", 3, func(id string) string { return filepath.Join(out, id+".json") },
+		func(string) watch.Check { return watch.Check{Interval: time.Second, Timeout: time.Second} })
+	targets := testenv.ScrapeTargets(t, 30)
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfg := writeConfig(t, fmt.Sprintf(`consul: {address: %q}
+audit: {interval: 1s, grace: 1s}
+jobs:
+  - name: node
+    collectors: {consul_service: slo}
+    quorum: {min_members: 3, wait: 1m}
+    targets: {static: [{targets: [%s]}]}
+    output: {dir: %q}
+`, agent.Addr, strings.Join(targets, ", "), out))
+	startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen)
+	before := waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
+	moved := 0
+	for _, id := range before {
+		if id == cs[0].id {
+			moved++
+		}
+	}
+	counter := func() float64 { return metric(t, listen, "promshard_unscraped_target_seconds_total", "") }
+	start := counter()
+	stop := countUnscraped(cs, "node", targets)
+	cs[0].prom.Kill()
+	cs[0].up = false
+	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
+	for range 2 { // two audits after every target is scraped again, so the counter has caught up
+		at := metric(t, listen, "promshard_audit_last_run_timestamp_seconds", "")
+		if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
+			if metric(t, listen, "promshard_audit_last_run_timestamp_seconds", "") == at {
+				return errors.New("no new audit")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sampled := float64(stop()) / 4
+	counted := counter() - start
+	t.Logf("a collector with %d targets killed: %.2f unscraped target-seconds sampled, %.2f counted by the audit", moved, sampled, counted)
+	if d := counted - sampled; d > float64(moved) || d < -float64(moved) {
+		t.Fatalf("the audit counted %.2f unscraped target-seconds, the sampler %.2f: more than %d apart (%d targets × the 1 s audit interval)",
+			counted, sampled, moved, moved)
+	}
+
+	// It comes back: its targets are handed over. Nothing is unscraped,
+	// and the planned overlap is not counted as scraped twice.
+	start, doubled := counter(), metric(t, listen, "promshard_double_scraped_target_seconds_total", "")
+	stop = countUnscraped(cs, "node", targets)
+	var overlap atomic.Int64 // target-samples scraped by two collectors, planned or not
+	stopOverlap := sample(cs, "node", func(got map[string][]string) {
+		for _, a := range targets {
+			if len(got[a]) > 1 {
+				overlap.Add(1)
+			}
+		}
+	})
+	cs[0].prom.Start()
+	cs[0].up = true
+	waitScraped(t, cs, "node", targets, 1, 90*time.Second, before)
+	if err := testenv.WaitFor(60*time.Second, 100*time.Millisecond, func() error {
+		if h := metric(t, listen, "promshard_handoffs_pending", ""); h != 0 {
+			return fmt.Errorf("%v hand-offs pending", h)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stopOverlap()
+	sampled, counted = float64(stop())/4, counter()-start
+	twice := metric(t, listen, "promshard_double_scraped_target_seconds_total", "") - doubled
+	both := float64(overlap.Load()) / 4
+	t.Logf("it came back through the hand-off: %.2f unscraped target-seconds sampled, %.2f counted; scraped twice: %.2f target-seconds sampled (the planned overlap included), %.2f counted beyond the plan",
+		sampled, counted, both, twice)
+	if sampled != 0 || counted > float64(moved) || twice > both+float64(moved) {
+		t.Fatalf("during the hand-off: sampled %.2f, counted %.2f unscraped; scraped twice %.2f counted, %.2f sampled", sampled, counted, twice, both)
+	}
 }
