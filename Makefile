@@ -12,7 +12,7 @@ PKGS        := ./...
 BINARY      := examples/prome-shard
 INBIN       := $(GO) -C $(BINARY)
 
-.PHONY: test test-lib test-bin fmt vet lint deploy unit bench fuzz chaos consul clean prome-shard
+.PHONY: test test-lib test-bin fmt vet lint deploy unit bench fuzz chaos scale consul clean prome-shard
 
 # The binary's end-to-end suite is the longest; it runs beside the
 # library's packages.
@@ -92,6 +92,14 @@ fuzz:
 chaos: $(CONSUL)
 	@PROMSHARD_CHAOS=1 $(INBIN) test -count=1 -run '^TestChaos' -v -timeout 20m . > bin/chaos.log 2>&1; \
 	s=$$?; grep -E '^(--- |ok|FAIL)|chaos:' bin/chaos.log; exit $$s
+
+# scale: the binary on a million targets in one file_sd file and 100
+# collectors (the pool is generated, nothing is kept): first reshard,
+# unchanged refreshes, a changed reshard, RSS and peak RSS. Prints the
+# figures the README quotes.
+scale:
+	@PROMSHARD_SCALE=1 $(INBIN) test -count=1 -run '^TestScale$$' -v -timeout 20m . > bin/scale.log 2>&1; \
+	s=$$?; grep -E '^(--- |ok|FAIL)|scale:' bin/scale.log; exit $$s
 
 # bench: every benchmark on one core; the README holds the numbers.
 bench:

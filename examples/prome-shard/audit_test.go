@@ -50,7 +50,7 @@ func TestAuditAgainstRealCollectors(t *testing.T) {
 	b.WriteString("jobs:\n  - name: r1\n    collectors:\n      consul_service: audited\n      check: {interval: 1s, timeout: 1s}\n      register:\n")
 	for i := range 3 {
 		id := fmt.Sprintf("collector-%d", i+1)
-		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), promConfig(out, id))}
+		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), promConfig(out, id)))
 		cs = append(cs, c)
 		h, p := hostPortString(c.prom.Addr)
 		fmt.Fprintf(&b, "        - {id: %s, address: %s, port: %s}\n", id, h, p)
@@ -129,7 +129,7 @@ func TestAuditAgainstRealCollectors(t *testing.T) {
 	// collector-3 dies: while it is still assigned its targets are unknown,
 	// never orphan; after the reshard all is ok.
 	cs[2].prom.Kill()
-	cs[2].up = false
+	cs[2].up.Store(false)
 	sawUnknown := false
 	waitAudit("all ok after collector-3 died", func(r *audit.Report) error {
 		if _, ok := r.Unreachable["collector-3"]; ok {
@@ -188,7 +188,7 @@ jobs:
 	start := counter()
 	stop := countUnscraped(cs, "node", targets)
 	cs[0].prom.Kill()
-	cs[0].up = false
+	cs[0].up.Store(false)
 	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
 	for range 2 { // two audits after every target is scraped again, so the counter has caught up
 		at := metric(t, listen, "promshard_audit_last_run_timestamp_seconds", "")
@@ -222,7 +222,7 @@ jobs:
 		}
 	})
 	cs[0].prom.Start()
-	cs[0].up = true
+	cs[0].up.Store(true)
 	waitScraped(t, cs, "node", targets, 1, 90*time.Second, before)
 	if err := testenv.WaitFor(60*time.Second, 100*time.Millisecond, func() error {
 		if h := metric(t, listen, "promshard_handoffs_pending", ""); h != 0 {

@@ -35,7 +35,7 @@ func TestBalanceBySeries(t *testing.T) {
 		id := fmt.Sprintf("c%d", i)
 		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: bal\n    file_sd_configs: [{files: [%q]}]\n",
 			filepath.Join(out, id+".json"))
-		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), cfg)}
+		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), cfg))
 		cs = append(cs, c)
 		h, p := hostPortString(c.prom.Addr)
 		fmt.Fprintf(&static, "{id: %s, address: %s, port: %s}, ", id, h, p)
@@ -167,7 +167,7 @@ jobs:
 	// c3 dies: the survivors take its targets within 11,000 series each
 	// (one gets two heavy targets).
 	cs[2].prom.Kill()
-	cs[2].up = false
+	cs[2].up.Store(false)
 	waitScraped(t, cs, "bal", targets, 1, 60*time.Second, nil)
 	withinCaps := func() error {
 		asg, err := assignment(listen)
@@ -194,7 +194,7 @@ jobs:
 	// c2 dies too: 15,720 series do not fit in c1's 11,000. What does not
 	// fit is left unplaced, not pushed onto c1.
 	cs[1].prom.Kill()
-	cs[1].up = false
+	cs[1].up.Store(false)
 	metric := func(name string) float64 {
 		v, _ := testenv.Metric(context.Background(), listen, name)
 		return v

@@ -215,7 +215,7 @@ func TestChaosHungReloadBesideDyingCollector(t *testing.T) {
 		os.MkdirAll(filepath.Join(coll, id), 0o755) // file_sd watches the directory: it must exist
 		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [%q]}]\n",
 			filepath.Join(coll, id, "t.json"))
-		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), cfg)}
+		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), cfg))
 		cs = append(cs, c)
 		h, p := hostPortString(c.prom.Addr)
 		fmt.Fprintf(&reg, "{id: %s, address: %s, port: %s}, ", id, h, p)
@@ -232,10 +232,10 @@ mkdir -p $d && if [ -e "$f" ]; then cp "$f" $d/.t.tmp; else echo '[]' > $d/.t.tm
 	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
 	os.WriteFile(hang, nil, 0o644)
 	cs[1].prom.Kill()
-	cs[1].up = false
+	cs[1].up.Store(false)
 	time.Sleep(3 * time.Second) // collector-2 leaves; the copy to collector-3 now hangs
 	cs[0].prom.Kill()
-	cs[0].up = false
+	cs[0].up.Store(false)
 	killed := time.Now()
 	var share []string
 	err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {

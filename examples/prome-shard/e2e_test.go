@@ -61,7 +61,7 @@ func TestEndToEndFailover(t *testing.T) {
 	var cs []*collector
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("collector-%d", i)
-		cs = append(cs, &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), promConfig(out, id))})
+		cs = append(cs, newCollector(id, testenv.StartPrometheus(t, t.TempDir(), promConfig(out, id))))
 	}
 	cfgPath := filepath.Join(t.TempDir(), "central.yaml")
 	os.WriteFile(cfgPath, []byte(binaryConfig(agent.Addr, out, cs, targets, true)), 0o644)
@@ -88,7 +88,7 @@ func TestEndToEndFailover(t *testing.T) {
 	for round, victim := range []int{1, 0, 2} {
 		v := cs[victim]
 		v.prom.Kill()
-		v.up = false
+		v.up.Store(false)
 		killed := time.Now()
 		// Until the binary's assignment drops the victim: check + watch + reshard + write.
 		var reshard time.Duration
@@ -120,7 +120,7 @@ func TestEndToEndFailover(t *testing.T) {
 		// It comes back: exactly the first assignment returns, so only
 		// targets moving onto it moved.
 		v.prom.Start()
-		v.up = true
+		v.up.Store(true)
 		waitScraped(t, cs, "r1", targets, 1, 60*time.Second, before)
 		t.Logf("round %d: killed %s: reshard after %v, every target scraped again after %v",
 			round, v.id, reshard.Round(10*time.Millisecond), scraped.Round(10*time.Millisecond))
@@ -373,7 +373,7 @@ func TestSpreadOverZones(t *testing.T) {
 	b.WriteString("    collectors:\n      consul_service: zoned\n      check: {interval: 1s, timeout: 1s}\n      register:\n")
 	for i, zone := range []string{"a", "a", "b"} {
 		id := fmt.Sprintf("collector-%d", i+1)
-		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), promConfig(out, id))}
+		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), promConfig(out, id)))
 		cs = append(cs, c)
 		h, p := hostPortString(c.prom.Addr)
 		fmt.Fprintf(&b, "        - {id: %s, address: %s, port: %s, meta: {zone: %s}}\n", id, h, p, zone)
@@ -393,7 +393,7 @@ func TestSpreadOverZones(t *testing.T) {
 		t.Fatalf("assignment: %+v %v", asg["r2"]["collector-3"], err)
 	}
 	cs[2].prom.Kill()
-	cs[2].up = false
+	cs[2].up.Store(false)
 	got = waitScraped(t, cs, "r2", targets, 2, 60*time.Second, nil)
 	t.Logf("zone b gone: %d targets, each on %s", len(got), got[targets[0]])
 }
@@ -438,7 +438,7 @@ func TestFailoverWithAHungProvider(t *testing.T) {
 	b.WriteString("  - name: healthy\n    collectors:\n      consul_service: hung-test\n      check: {interval: 1s, timeout: 1s}\n      register:\n")
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("collector-%d", i)
-		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), promConfigFor(out, id, pools...))}
+		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), promConfigFor(out, id, pools...)))
 		cs = append(cs, c)
 		h, p := hostPortString(c.prom.Addr)
 		fmt.Fprintf(&b, "        - {id: %s, address: %s, port: %s}\n", id, h, p)
@@ -483,7 +483,7 @@ func TestFailoverWithAHungProvider(t *testing.T) {
 
 	victim := cs[0]
 	victim.prom.Kill()
-	victim.up = false
+	victim.up.Store(false)
 	killed := time.Now()
 	took := map[string]time.Duration{}
 	err := testenv.WaitFor(60*time.Second, 100*time.Millisecond, func() error {
@@ -771,7 +771,7 @@ func TestHTTPSDCollectorThatLeftScrapesNothing(t *testing.T) {
 		id := fmt.Sprintf("c%d", i)
 		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n"+
 			"    http_sd_configs: [{url: %q, refresh_interval: 1s}]\n", "http://"+listen+"/sd/node/"+id)
-		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), cfg)}
+		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), cfg))
 		cs = append(cs, c)
 		h, p := hostPort(t, c.prom.Addr)
 		if err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: "sd", ID: id, Address: h, Port: p,

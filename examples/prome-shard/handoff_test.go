@@ -64,7 +64,7 @@ jobs:
 	}
 
 	cs[0].prom.Kill()
-	cs[0].up = false
+	cs[0].up.Store(false)
 	killed := time.Now()
 	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
 	failover = time.Since(killed)
@@ -72,7 +72,7 @@ jobs:
 	overlapSince := map[string]time.Time{}
 	cs[0].prom.Start()
 	restarted := time.Now()
-	cs[0].up = true
+	cs[0].up.Store(true)
 	stop := sample(cs, "node", func(got map[string][]string) {
 		now := time.Now()
 		for _, a := range targets {

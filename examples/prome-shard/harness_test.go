@@ -117,7 +117,7 @@ func instant(addr, q string) (map[string]float64, error) {
 func perCollector(cs []*collector, q string) (map[string]float64, error) {
 	out := map[string]float64{}
 	for _, c := range cs {
-		if c.up {
+		if c.up.Load() {
 			v, err := instant(c.prom.Addr, q)
 			if err != nil {
 				return nil, err
@@ -313,10 +313,17 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
+// newCollector is a collector that runs.
+func newCollector(id string, prom *testenv.Prometheus) *collector {
+	c := &collector{id: id, prom: prom}
+	c.up.Store(true)
+	return c
+}
+
 type collector struct {
 	id   string
 	prom *testenv.Prometheus
-	up   bool
+	up   atomic.Bool // read by samplers while a test kills and starts the collector
 }
 
 func hostPort(t *testing.T, addr string) (string, int) {
@@ -333,7 +340,7 @@ func hostPort(t *testing.T, addr string) (string, int) {
 func scrapers(cs []*collector, pool string) (map[string][]string, error) {
 	out := map[string][]string{}
 	for _, c := range cs {
-		if !c.up {
+		if !c.up.Load() {
 			continue
 		}
 		ts, err := c.prom.Targets(context.Background())
@@ -526,7 +533,7 @@ func startCollectors(t *testing.T, client *api.Client, service string, n int, fi
 		id := fmt.Sprintf("c%d", i)
 		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [%q]}]\n",
 			file(id))
-		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), cfg)}
+		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), cfg))
 		cs = append(cs, c)
 		h, port := hostPort(t, c.prom.Addr)
 		if err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: service, ID: id,

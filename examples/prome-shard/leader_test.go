@@ -157,7 +157,7 @@ jobs:
 	killed := time.Now()
 	_ = first.p.cmd.Wait()
 	cs[0].prom.Kill()
-	cs[0].up = false
+	cs[0].up.Store(false)
 	rest := []*copyOf{}
 	for _, c := range copies {
 		if c != first {
@@ -189,7 +189,7 @@ jobs:
 	paused := time.Now()
 	wroteBefore, _ := writes(t, second)
 	cs[0].prom.Start()
-	cs[0].up = true
+	cs[0].up.Store(true)
 	var third *copyOf
 	for _, c := range rest {
 		if c != second {
@@ -321,12 +321,12 @@ jobs:
 	before := waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
 
 	cs[0].prom.Kill() // a collector dies; its targets move
-	cs[0].up = false
+	cs[0].up.Store(false)
 	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
 
 	stop := countUnscraped(cs, "node", targets)
 	cs[0].prom.Start() // it comes back; once the leader has begun handing it its targets, the leader dies
-	cs[0].up = true
+	cs[0].up.Store(true)
 	if err := testenv.WaitFor(60*time.Second, 20*time.Millisecond, func() error {
 		if h := metric(t, first.listen, "promshard_handoffs_pending", ""); h == 0 {
 			return errors.New("no hand-off under way")

@@ -50,7 +50,7 @@ func TestQuickStart(t *testing.T) {
 	cfg = strings.ReplaceAll(cfg, "127.0.0.1:8500", agent.Addr)
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("collector-%d", i)
-		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), local(read(id+".yml")))}
+		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), local(read(id+".yml"))))
 		cs = append(cs, c)
 		_, port := hostPortString(c.prom.Addr)
 		cfg = strings.ReplaceAll(cfg, fmt.Sprintf("909%d", i), port)

@@ -147,7 +147,7 @@ func TestStatusPageTellsWhatHappened(t *testing.T) {
 	b.WriteString("jobs:\n  - name: node\n    collectors:\n      consul_service: page\n      check: {interval: 1s, timeout: 1s}\n      register:\n")
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("collector-%d", i)
-		c := &collector{id: id, up: true, prom: testenv.StartPrometheus(t, t.TempDir(), promConfigFor(out, id, "node"))}
+		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), promConfigFor(out, id, "node")))
 		cs = append(cs, c)
 		h, p := hostPortString(c.prom.Addr)
 		fmt.Fprintf(&b, "        - {id: %s, address: %s, port: %s}\n", id, h, p)
@@ -202,7 +202,7 @@ func TestStatusPageTellsWhatHappened(t *testing.T) {
 	before, _ := assignment(listen)
 	moved := before["node"][victim.id].Targets
 	victim.prom.Kill()
-	victim.up = false
+	victim.up.Store(false)
 	text := read("after the kill", 60*time.Second, victim.id+" left (failed its check): ", "did not answer: "+victim.id)
 	if !strings.Contains(text, fmt.Sprintf("%d targets moved to", len(moved))) {
 		t.Fatalf("the leave event does not count the %d targets that moved:\n%s", len(moved), text)
@@ -218,7 +218,7 @@ func TestStatusPageTellsWhatHappened(t *testing.T) {
 	waitScraped(t, cs, "node", targets, 1, 60*time.Second, nil)
 
 	victim.prom.Start()
-	victim.up = true
+	victim.up.Store(true)
 	read("during the return", 60*time.Second, victim.id+" joined", "hand-off(s) pending for")
 	shoot("handoff")
 	read("after the return", 90*time.Second, "targets confirmed scraped by their new owners ("+victim.id+")",

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/promshard/promshard/internal/testenv"
+)
+
+// TestScale (make scale) runs the binary a user runs on a million targets
+// in one file_sd file (1,000 groups of 1,000, three group labels) and 100
+// static collectors: the first reshard, three unchanged refreshes, and a
+// changed reshard (a collector removed through SIGHUP), with RSS and peak
+// RSS from /proc. It prints the figures; it asserts only that they were
+// measured. PROMSHARD_SCALE=1 runs it.
+func TestScale(t *testing.T) {
+	if os.Getenv("PROMSHARD_SCALE") == "" {
+		t.Skip("PROMSHARD_SCALE=1 runs it (make scale)")
+	}
+	dir := t.TempDir()
+	const groups, perGroup, collectors = 1000, 1000, 100
+	f, err := os.Create(filepath.Join(dir, "targets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	w.WriteString("[")
+	for g := range groups {
+		if g > 0 {
+			w.WriteString(",")
+		}
+		fmt.Fprintf(w, `{"labels": {"env": "prod", "team": "t%d", "dc": "dc%d"}, "targets": [`, g%50, g%3)
+		for i := range perGroup {
+			if i > 0 {
+				w.WriteString(",")
+			}
+			n := g*perGroup + i
+			fmt.Fprintf(w, `"10.%d.%d.%d:9100"`, n>>16, n>>8&255, n&255)
+		}
+		w.WriteString("]}")
+	}
+	w.WriteString("]")
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	old := time.Now().Add(-time.Hour) // written long before the run, as a real source is
+	os.Chtimes(filepath.Join(dir, "targets.json"), old, old)
+	members := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "{id: c%03d, address: 127.0.0.1, port: %d}, ", i, 20000+i)
+		}
+		return strings.TrimSuffix(b.String(), ", ")
+	}
+	config := func(n int) string {
+		return fmt.Sprintf("refresh_interval: 2s\naudit: {disabled: true}\njobs:\n  - name: node\n    collectors: {static: [%s]}\n"+
+			"    partition_guard: {share: 1}\n    targets: {file_sd: [%q]}\n    output: {dir: %q}\n",
+			members(n), filepath.Join(dir, "targets.json"), filepath.Join(dir, "out"))
+	}
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(config(collectors)), 0o644)
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	p := startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen, "--log.level", "debug")
+	took := regexp.MustCompile(`msg=(reshard|"reshard skipped[^"]*") .*took=(\S+)`)
+	// lines returns the reshard log lines: "changed" or "skipped", with
+	// how long each took.
+	lines := func() (out [][2]string) {
+		b, _ := os.ReadFile(p.log)
+		for _, l := range strings.Split(string(b), "\n") {
+			if m := took.FindStringSubmatch(l); m != nil {
+				kind := "changed"
+				if strings.Contains(m[1], "skipped") {
+					kind = "skipped"
+				}
+				out = append(out, [2]string{kind, m[2]})
+			}
+		}
+		return out
+	}
+	waitFor := func(what string, cond func([][2]string) bool) [][2]string {
+		t.Helper()
+		var got [][2]string
+		if err := testenv.WaitFor(5*time.Minute, 200*time.Millisecond, func() error {
+			if got = lines(); !cond(got) {
+				return fmt.Errorf("%s: %v", what, got)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	rss := func() (now, peak float64) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+		for _, l := range strings.Split(string(b), "\n") {
+			fields := strings.Fields(l)
+			if len(fields) < 2 {
+				continue
+			}
+			kb, _ := strconv.ParseFloat(fields[1], 64)
+			switch fields[0] {
+			case "VmRSS:":
+				now = kb * 1024
+			case "VmHWM:":
+				peak = kb * 1024
+			}
+		}
+		return now, peak
+	}
+	fetch := func() (sum, count float64) {
+		return metric(t, listen, "promshard_targets_fetch_duration_seconds_sum", ""),
+			metric(t, listen, "promshard_targets_fetch_duration_seconds_count", "")
+	}
+	first := waitFor("the first reshard", func(l [][2]string) bool { return len(l) >= 1 })[0]
+	s0, c0 := fetch()
+	got := waitFor("three unchanged refreshes", func(l [][2]string) bool {
+		n := 0
+		for _, x := range l {
+			if x[0] == "skipped" {
+				n++
+			}
+		}
+		return n >= 3
+	})
+	var skipped []string
+	for _, x := range got {
+		if x[0] == "skipped" {
+			skipped = append(skipped, x[1])
+		}
+	}
+	s1, c1 := fetch()
+	steady, _ := rss()
+	os.WriteFile(cfg, []byte(config(collectors-1)), 0o644)
+	before := len(got)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	got = waitFor("the changed reshard", func(l [][2]string) bool {
+		for _, x := range l[before:] {
+			if x[0] == "changed" {
+				return true
+			}
+		}
+		return false
+	})
+	var changed string
+	for _, x := range got[before:] {
+		if x[0] == "changed" {
+			changed = x[1]
+			break
+		}
+	}
+	_, peak := rss()
+	perFetch := 0.0
+	if c1 > c0 {
+		perFetch = (s1 - s0) / (c1 - c0)
+	}
+	n := float64(groups * perGroup)
+	t.Logf("scale: 1,000,000 targets in one file_sd file, 100 collectors: first reshard %s; unchanged refreshes %s (the provider's fetch %.3f s each, in the background); changed reshard (a collector removed through SIGHUP) %s; RSS after the refreshes %.0f MB (%.0f B/target), peak %.0f MB (%.2f× steady)",
+		first[1], strings.Join(skipped[:3], ", "), perFetch, changed, steady/1e6, steady/n, peak/1e6, peak/steady)
+}
