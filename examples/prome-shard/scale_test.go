@@ -160,6 +160,13 @@ func TestScale(t *testing.T) {
 		}
 	}
 	_, peak := rss()
+	if b, err := os.ReadFile(p.log); err == nil { // what the reload did, step by step
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "msg=reshard ") || strings.Contains(l, "running") || strings.Contains(l, "stopped") {
+				t.Log(l)
+			}
+		}
+	}
 	perFetch := 0.0
 	if c1 > c0 {
 		perFetch = (s1 - s0) / (c1 - c0)
