@@ -118,19 +118,18 @@ func TestHTTPSurface(t *testing.T) {
 		t.Fatal(err)
 	}
 	noRedirect := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	if resp, err := noRedirect.Get("http://" + listen + "/"); err != nil || resp.StatusCode != http.StatusFound ||
-		resp.Header.Get("Location") != "/shard/" {
+	defer noRedirect.CloseIdleConnections()
+	resp, err := noRedirect.Get("http://" + listen + "/")
+	if err != nil || resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/shard/" {
 		t.Fatalf("GET /: %v %v, want a redirect to /shard/", resp, err)
 	}
+	resp.Body.Close()
 	post := func() (int, string) {
-		resp, err := http.Post(base+"/-/reload", "", nil)
+		code, b, err := testenv.HTTPPost(context.Background(), base+"/-/reload")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		var b strings.Builder
-		_, _ = fmt.Fscan(resp.Body, &b)
-		return resp.StatusCode, b.String()
+		return code, string(b)
 	}
 	if code, _, _ := testenv.HTTPGet(context.Background(), base+"/-/reload"); code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET /-/reload: %d, want 405", code)
@@ -187,13 +186,12 @@ func TestReloadNeedsLifecycle(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, okJob), "--web.listen-address", listen)
 	err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
-		resp, err := http.Post("http://"+listen+"/-/reload", "", nil)
+		code, _, err := testenv.HTTPPost(context.Background(), "http://"+listen+"/-/reload")
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusForbidden {
-			return fmt.Errorf("POST /-/reload: %d, want 403", resp.StatusCode)
+		if code != http.StatusForbidden {
+			return fmt.Errorf("POST /-/reload: %d, want 403", code)
 		}
 		return nil
 	})

@@ -954,11 +954,9 @@ func TestPartitionGuardInConsul(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post("http://"+listen+"/-/guard/release?job=node", "", nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("release: %v %v", resp, err)
+	if code, body, err := testenv.HTTPPost(context.Background(), "http://"+listen+"/-/guard/release?job=node"); err != nil || code != 200 {
+		t.Fatalf("release: %d %s %v", code, body, err)
 	}
-	resp.Body.Close()
 	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
 		if a, err := assignment(listen); err != nil || len(a["node"]) != 1 || len(a["node"]["c1"].Targets) != 50 {
 			return fmt.Errorf("assignment %v %v", a["node"], err)

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -230,36 +232,20 @@ func (a *app) serve(ctx context.Context, srv *webServer) error {
 func (a *app) handler(ctx context.Context) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", web.Handler(a.sharder, web.Options{Gatherer: a.reg, Pprof: a.cfg.Pprof, Logger: a.log}))
-	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/-/reload", a.lifecycle([]string{http.MethodPost, http.MethodPut}, func(w http.ResponseWriter, r *http.Request) {
+		a.serveReload(ctx, w, r)
+	}))
+	mux.HandleFunc("/-/guard/release", a.lifecycle([]string{http.MethodPost}, func(w http.ResponseWriter, r *http.Request) {
+		held, err := a.sharder.ReleaseGuard(r.URL.Query().Get("job"))
 		switch {
-		case !a.flags.Lifecycle:
-			http.Error(w, "the lifecycle API is off (start with --web.enable-lifecycle)", http.StatusForbidden)
-		case r.Method != http.MethodPost && r.Method != http.MethodPut:
-			w.Header().Set("Allow", "POST, PUT")
-			http.Error(w, "use POST", http.StatusMethodNotAllowed)
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusNotFound)
+		case !held:
+			fmt.Fprintln(w, "the partition guard was not holding")
 		default:
-			a.serveReload(ctx, w, r)
+			fmt.Fprintln(w, "partition guard released: the move goes on")
 		}
-	})
-	mux.HandleFunc("/-/guard/release", func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case !a.flags.Lifecycle:
-			http.Error(w, "the lifecycle API is off (start with --web.enable-lifecycle)", http.StatusForbidden)
-		case r.Method != http.MethodPost:
-			w.Header().Set("Allow", "POST")
-			http.Error(w, "use POST", http.StatusMethodNotAllowed)
-		default:
-			held, err := a.sharder.ReleaseGuard(r.URL.Query().Get("job"))
-			switch {
-			case err != nil:
-				http.Error(w, err.Error(), http.StatusNotFound)
-			case !held:
-				fmt.Fprintln(w, "the partition guard was not holding")
-			default:
-				fmt.Fprintln(w, "partition guard released: the move goes on")
-			}
-		}
-	})
+	}))
 	prefix, _ := routePrefix(a.flags) // checked with the flags
 	if prefix == "/" {
 		return mux
@@ -268,6 +254,22 @@ func (a *app) handler(ctx context.Context) http.Handler {
 	root.Handle(prefix+"/", http.StripPrefix(prefix, mux))
 	root.Handle("GET /{$}", http.RedirectHandler(prefix+"/", http.StatusFound))
 	return root
+}
+
+// lifecycle serves f for methods when --web.enable-lifecycle is on: 403
+// when it is off, 405 for another method.
+func (a *app) lifecycle(methods []string, f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case !a.flags.Lifecycle:
+			http.Error(w, "the lifecycle API is off (start with --web.enable-lifecycle)", http.StatusForbidden)
+		case !slices.Contains(methods, r.Method):
+			w.Header().Set("Allow", strings.Join(methods, ", "))
+			http.Error(w, "use "+methods[0], http.StatusMethodNotAllowed)
+		default:
+			f(w, r)
+		}
+	}
 }
 
 // serveReload loads the config again, as SIGHUP does, and answers 200 when

@@ -92,9 +92,18 @@ func WaitFor(timeout, interval time.Duration, cond func() error) error {
 // HTTPGet fetches a URL on loopback with a short timeout and returns the
 // status code and the body.
 func HTTPGet(ctx context.Context, url string) (int, []byte, error) {
+	return httpDo(ctx, http.MethodGet, url)
+}
+
+// HTTPPost is HTTPGet with POST and no body.
+func HTTPPost(ctx context.Context, url string) (int, []byte, error) {
+	return httpDo(ctx, http.MethodPost, url)
+}
+
+func httpDo(ctx context.Context, method, url string) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
 		return 0, nil, err
 	}
