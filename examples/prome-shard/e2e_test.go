@@ -917,43 +917,32 @@ func TestPartitionGuardInConsul(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := read()
-	guard := func() float64 { return metric(t, listen, "promshard_partition_guard_active", "") }
+	waitGuard := func(want float64) {
+		t.Helper()
+		if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
+			if v := metric(t, listen, "promshard_partition_guard_active", ""); v != want {
+				return fmt.Errorf("promshard_partition_guard_active %v, want %v", v, want)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	setAll(api.HealthCritical, "c2", "c3", "c4", "c5")
-	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
-		if v := guard(); v != 1 {
-			return fmt.Errorf("promshard_partition_guard_active %v", v)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	waitGuard(1)
 	if now := read(); !maps.Equal(now, before) {
 		t.Fatal("the files changed while four of five collectors were marked critical")
 	}
 	setAll(api.HealthPassing, "c2", "c3", "c4", "c5")
-	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
-		if v := guard(); v != 0 {
-			return fmt.Errorf("promshard_partition_guard_active %v", v)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	waitGuard(0)
 	if now := read(); !maps.Equal(now, before) {
 		t.Fatal("the files changed after the checks passed again")
 	}
 
 	// Again, and this time they are dead: the operator releases the hold.
 	setAll(api.HealthCritical, "c2", "c3", "c4", "c5")
-	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
-		if v := guard(); v != 1 {
-			return fmt.Errorf("promshard_partition_guard_active %v", v)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	waitGuard(1)
 	if code, body, err := testenv.HTTPPost(context.Background(), "http://"+listen+"/-/guard/release?job=node"); err != nil || code != 200 {
 		t.Fatalf("release: %d %s %v", code, body, err)
 	}
