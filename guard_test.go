@@ -1,12 +1,16 @@
 package promshard
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/promshard/promshard/watch"
 )
 
 // Four of five collectors leaving at once hold the assignment: nothing is
@@ -41,10 +45,20 @@ func TestPartitionGuard(t *testing.T) {
 		if c, _ := h.out.snapshot(); c != calls {
 			t.Fatal("written at once")
 		}
-		time.Sleep(time.Minute + time.Millisecond) // the set stayed the same for Settle
+		time.Sleep(time.Minute + time.Millisecond) // the set stayed the same for Settle: the move goes on in steps
 		synctest.Wait()
-		if _, counts := h.out.snapshot(); counts["a"]+counts["b"] != 100 {
-			t.Fatalf("after Settle: %v", counts)
+		_, counts := h.out.snapshot()
+		for steps := 0; counts["a"]+counts["b"] != 100; steps++ {
+			if steps > 10 {
+				t.Fatalf("after Settle and %d steps: %v", steps, counts)
+			}
+			time.Sleep(DefaultGuardStep)
+			synctest.Wait()
+			_, now := h.out.snapshot()
+			if gained := now["a"] + now["b"] - counts["a"] - counts["b"]; gained > 10 || gained <= 0 {
+				t.Fatalf("a step moved %d targets (of 100, MaxMoveFraction %v): %v -> %v", gained, DefaultGuardMoveFraction, counts, now)
+			}
+			counts = now
 		}
 
 		h.members("a", "b", "c", "d", "e")
@@ -84,4 +98,59 @@ func mapsEqual(a, b map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// With a probe, the guard tells the collectors that left and still answer
+// from the dead: the living keep their share (they stay in the ring), and
+// the dead one's targets move in steps of at most MaxMoveFraction of the
+// targets, while the guard still holds.
+func TestPartitionGuardMovesTheDeadInSteps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dead := func(ctx context.Context, m watch.Member) error {
+			if m.ID == "c" {
+				return errors.New("connection refused")
+			}
+			return nil
+		}
+		h, r, _ := startRoster(t, Job{Guard: PartitionGuard{Settle: time.Hour, Probe: dead}}, Options{RefreshInterval: time.Hour})
+		r.send(h, []string{"a", "b", "c", "d", "e"})
+		calls, before := h.out.snapshot()
+		r.send(h, []string{"a"}, "b:critical", "c:critical", "d:critical", "e:critical")
+		if c, _ := h.out.snapshot(); c != calls {
+			t.Fatal("written at once")
+		}
+		time.Sleep(watch.DefaultProbeInterval + time.Millisecond) // c fails its second probe
+		synctest.Wait()
+		_, counts := h.out.snapshot()
+		if moved := before["c"] - counts["c"]; moved > 10 || moved <= 0 {
+			t.Fatalf("the first step moved %d of c's targets: %v -> %v", moved, before, counts)
+		}
+		steps := 0
+		for ; counts["c"] > 0; steps++ {
+			if steps > 10 {
+				t.Fatalf("c still holds %d targets after %d steps", counts["c"], steps)
+			}
+			time.Sleep(DefaultGuardStep)
+			synctest.Wait()
+			_, now := h.out.snapshot()
+			if moved := counts["c"] - now["c"]; moved > 10 || moved <= 0 {
+				t.Fatalf("a step moved %d of c's targets: %v -> %v", moved, counts, now)
+			}
+			counts = now
+		}
+		if steps < 1 || before["c"] <= 10 {
+			t.Fatalf("c held %d targets; moved in %d steps after the first", before["c"], steps)
+		}
+		for _, id := range []string{"a", "b", "d", "e"} {
+			if counts[id] < before[id] {
+				t.Fatalf("%s, alive, lost targets: %v -> %v", id, before, counts)
+			}
+		}
+		if total := counts["a"] + counts["b"] + counts["d"] + counts["e"]; total != 100 {
+			t.Fatalf("%d targets held by the living: %v", total, counts)
+		}
+		if v := testutil.ToFloat64(h.s.m.guard.WithLabelValues("node")); v != 1 {
+			t.Fatalf("promshard_partition_guard_active %v, want 1 while four of five are marked critical", v)
+		}
+	})
 }

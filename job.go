@@ -248,9 +248,8 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 			m: s.m, log: log, kick: make(chan struct{}, 1), disagree: map[string]time.Time{}}
 	}
 	if jc.Guard.Share < 1 {
-		g := jc.Guard
-		g.Share, g.Settle = cmp.Or(g.Share, DefaultGuardShare), cmp.Or(g.Settle, DefaultGuardSettle)
-		j.guard = &guard{cfg: g, job: jc.Name, m: s.m, log: log, poke: func() { j.poke(reasonMembers) }}
+		j.guard = &guard{cfg: jc.Guard.withDefaults(), job: jc.Name, m: s.m, log: log, poke: func() { j.poke(reasonMembers) },
+			kick: make(chan struct{}, 1)}
 	}
 	if jc.Quorum.MinMembers > 0 {
 		j.quorum = &quorum{cfg: jc.Quorum, job: jc.Name, log: log}
@@ -283,6 +282,9 @@ func (j *job) run(ctx context.Context, start func(func() error)) {
 			tick.Every(ctx, j.s.opts.Audit.Interval, a.kick, func() bool { j.audit(ctx); return true })
 			return nil
 		})
+	}
+	if g := j.guard; g != nil && g.cfg.Probe != nil {
+		start(func() error { g.probeLoop(ctx); return nil })
 	}
 	if j.hand != nil {
 		start(func() error {
@@ -564,17 +566,37 @@ func (j *job) gather(rep *Report) (in inputs, err error) {
 		}
 	}
 	j.draining = now
-	in.sms = make([]shard.Member, len(in.members))
-	for i, m := range in.members {
-		in.sms[i] = shard.Member{ID: m.ID, Weight: m.Weight}
-		if j.cfg.SpreadBy != "" {
-			in.sms[i].Domain = m.Label(j.cfg.SpreadBy)
-		}
-	}
+	in.sms = j.ringOf(in.members)
 	if len(in.sms) == 0 {
 		return in, fmt.Errorf("job %q: no healthy collectors: %w", name, shard.ErrNoMembers)
 	}
 	return in, nil
+}
+
+// ringOf is the ring's members for the collectors ms.
+func (j *job) ringOf(ms []watch.Member) []shard.Member {
+	sms := make([]shard.Member, len(ms))
+	for i, m := range ms {
+		sms[i] = shard.Member{ID: m.ID, Weight: m.Weight}
+		if j.cfg.SpreadBy != "" {
+			sms[i].Domain = m.Label(j.cfg.SpreadBy)
+		}
+	}
+	return sms
+}
+
+// withAlive puts collectors that left, but that the partition guard found
+// alive, back in the ring for one pass.
+func (j *job) withAlive(in inputs, alive []watch.Member) inputs {
+	back := func(m watch.Member) bool {
+		return slices.ContainsFunc(alive, func(a watch.Member) bool { return a.ID == m.ID })
+	}
+	in.members = slices.Concat(in.members, alive)
+	slices.SortFunc(in.members, func(a, b watch.Member) int { return strings.Compare(a.ID, b.ID) })
+	in.sick = slices.DeleteFunc(slices.Clone(in.sick), back)
+	in.leavers = slices.DeleteFunc(slices.Clone(in.leavers), back)
+	in.sms = j.ringOf(in.members)
+	return in
 }
 
 // checkMembers excludes the members that an output cannot serve, or whose
@@ -626,16 +648,25 @@ func (j *job) reshard(ctx context.Context, reason Reason, wait bool) (rep Report
 			opts, costKey = b.placement(in.members, tab.placed), tab.key
 		}
 	}
-	key := j.fp.inputKey(in.targets.Fingerprint^costKey, in.members, in.leavers)
 	j.stateMu.RLock()
 	written := j.snap.Assignment // what the outputs hold
 	j.stateMu.RUnlock()
-	if held := j.guard.check(written, in.members, drainedOf(in.leavers), time.Now()); len(held) > 0 {
-		rep.Held, rep.Skipped, rep.Assignment = held, true, written
+	var gp guardPass
+	if written != nil {
+		gp = j.guard.check(written, in.members, drainedOf(in.leavers), in.sick, written.Targets, time.Now())
+	}
+	rep.Held = gp.held
+	if gp.hold {
+		rep.Skipped, rep.Assignment = true, written
 		rep.Members, rep.Targets, rep.Replicas = len(written.Members), written.Targets, written.Replicas
 		return rep, nil // the outputs, and what they were written from, stay
 	}
-	if !wait && key == j.lastKey && !reason.forces() && j.hand.count() == 0 {
+	if len(gp.alive) > 0 {
+		in = j.withAlive(in, gp.alive)
+	}
+	stepping := j.guard != nil && written != nil && gp.limit >= 0
+	key := j.fp.inputKey(in.targets.Fingerprint^costKey, in.members, in.leavers)
+	if !wait && key == j.lastKey && !reason.forces() && j.hand.count() == 0 && !stepping {
 		return rep, j.keep(ctx, &rep)
 	}
 	j.lastKey = 0 // set again only when this pass succeeds
@@ -650,6 +681,10 @@ func (j *job) reshard(ctx context.Context, reason Reason, wait bool) (rep Report
 	if err != nil {
 		return rep, err
 	}
+	left := 0
+	if stepping { // the partition guard moves what must move in bounded steps
+		asg, left = shard.Step(written, asg, gp.limit)
+	}
 	rep.Members, rep.Targets, rep.Replicas = len(asg.Members), asg.Targets, asg.Replicas
 	if j.elected() && !j.s.opts.Elector.Leading() {
 		j.standby(ctx, &rep, ring, asg, in, key)
@@ -657,6 +692,12 @@ func (j *job) reshard(ctx context.Context, reason Reason, wait bool) (rep Report
 	}
 	if err := j.commit(ctx, &rep, ring, asg, in, key, wait); err != nil {
 		return rep, err
+	}
+	if stepping {
+		j.guard.stepped(gp, rep.Diff.Moved, left, time.Now())
+		if left > 0 { // the outputs are not yet at the assignment of these inputs
+			j.lastKey, j.asgKey = 0, 0
+		}
 	}
 	missing := j.cfg.Self != "" && !in.selfFound
 	j.s.m.selfMissing.WithLabelValues(j.cfg.Name).Set(b2f(missing))
