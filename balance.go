@@ -519,25 +519,21 @@ func (b *balancer) readPublished(ctx context.Context) Reason {
 }
 
 // collectorsNeeded is how many collectors the job's measured series need
-// within the cap, R included, plus headroom for the biggest loss the
-// placement plans for: one collector, or with a spread label the biggest
-// failure domain. Zero when the series or the cap are unknown. The
-// assignment's costs count each replica, so R is in them.
+// within the cap, R included, with headroom for the biggest loss
+// (shard.CollectorsNeeded). Zero when the series or the cap are unknown.
+// The assignment's costs count each replica, so R is in them.
 func collectorsNeeded(asg *shard.Assignment, capacity uint64) int {
-	if asg == nil || capacity == 0 || asg.Cost == nil {
+	if asg == nil || asg.Cost == nil {
 		return 0
 	}
+	return shard.CollectorsNeeded(assignedLoad(asg), capacity, asg.Members)
+}
+
+// assignedLoad is the total cost of an assignment's members.
+func assignedLoad(asg *shard.Assignment) uint64 {
 	var load uint64
-	domains := map[string]int{}
 	for _, m := range asg.Members {
 		load += asg.Cost[m.ID]
-		domains[m.Domain]++
 	}
-	headroom := 1
-	if len(domains) > 1 {
-		for _, n := range domains {
-			headroom = max(headroom, n)
-		}
-	}
-	return int((load+capacity-1)/capacity) + headroom
+	return load
 }

@@ -431,3 +431,37 @@ func TestCollectorsNeeded(t *testing.T) {
 		t.Fatal("no cap or no series: want 0")
 	}
 }
+
+// Simulate sizes a job balanced by series with a cap: how many collectors
+// its measured series need after the change, and a removal that leaves
+// too few says so.
+func TestSimulateSizes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := &fakeCosts{costs: skewed()}
+		var total uint64
+		for _, c := range skewed() {
+			total += c
+		}
+		maxSeries := total/3 + 1 // three collectors hold it, a fourth is the headroom
+		h := start(t, Job{Balance: Balance{By: BalanceBySeries, Settle: time.Minute, MaxMoveFraction: 1, Costs: fc,
+			Capacity: Capacity{MaxSeries: maxSeries, Overcommit: true}}}, Options{RefreshInterval: time.Hour})
+		synctest.Wait()
+		h.members("a", "b", "c", "d", "e")
+		time.Sleep(3 * time.Minute) // the costs are read and in use
+		synctest.Wait()
+		if a := assignmentOf(t, h.s); a.Cost == nil {
+			t.Fatal("not placed by series")
+		}
+		sim, err := h.s.Simulate(context.Background(), "node", shard.Change{Remove: []string{"e"}}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sim.CollectorsNeeded != 4 || sim.After.Members != 4 {
+			t.Fatalf("remove e: %d collectors needed, %d after; want 4 and 4", sim.CollectorsNeeded, sim.After.Members)
+		}
+		sim, _ = h.s.Simulate(context.Background(), "node", shard.Change{Remove: []string{"d", "e"}}, 0)
+		if sim.CollectorsNeeded != 4 || sim.After.Members != 3 {
+			t.Fatalf("remove d and e: %d needed, %d after", sim.CollectorsNeeded, sim.After.Members)
+		}
+	})
+}

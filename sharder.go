@@ -480,8 +480,10 @@ func (s *Sharder) Explain(job, target string) (shard.Explanation, error) {
 // Simulate computes what change would do to a job now: over its current
 // ring members and the targets in hand (a provider is not read), placed
 // exactly as a reshard would place them, and with capacity (targets per
-// collector; 0: none) how many would be above it. It changes nothing: an
-// ops daemon asks it before it drains a host. It stops when ctx ends.
+// collector; 0: none) how many would be above it. A job balanced by series
+// with a cap also gets the sizing: how many collectors its measured series
+// need after the change (Simulation.CollectorsNeeded). It changes nothing:
+// an ops daemon asks it before it drains a host. It stops when ctx ends.
 func (s *Sharder) Simulate(ctx context.Context, job string, change shard.Change, capacity int) (*shard.Simulation, error) {
 	j, err := s.job(job)
 	if err != nil {
@@ -503,7 +505,16 @@ func (s *Sharder) Simulate(ctx context.Context, job string, change shard.Change,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return shard.Simulate(ctx, snap.Assignment.Ring, snap.Assignment.Members, res.Groups, j.cfg.Shard, change, capacity)
+	sim, err := shard.Simulate(ctx, snap.Assignment.Ring, snap.Assignment.Members, res.Groups, j.cfg.Shard, change, capacity)
+	if err != nil || j.bal == nil || snap.Assignment.Cost == nil {
+		return sim, err
+	}
+	after, err := change.Apply(snap.Assignment.Members)
+	if err != nil {
+		return nil, err
+	}
+	sim.CollectorsNeeded = shard.CollectorsNeeded(assignedLoad(snap.Assignment), j.cfg.Balance.Capacity.MaxSeries, after)
+	return sim, nil
 }
 
 // sourceGroup is one member source and the jobs that follow it.

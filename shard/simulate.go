@@ -108,6 +108,11 @@ type Simulation struct {
 	// Unplaced the targets above it after the change, summed over members.
 	Capacity int `json:"capacity,omitempty"`
 	Unplaced int `json:"unplaced,omitempty"`
+	// CollectorsNeeded is how many members the measured load needs after
+	// the change, with headroom for a loss ([CollectorsNeeded]). Simulate
+	// counts targets and leaves it zero; a caller that knows the series
+	// and the cap (promshard's Sharder.Simulate) sets it.
+	CollectorsNeeded int `json:"collectors_needed,omitempty"`
 }
 
 // Simulate computes, without changing anything, what change would do to

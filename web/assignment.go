@@ -40,6 +40,10 @@ type JobAssignment struct {
 	// within the cap, with headroom for a loss (balance by series with a
 	// cap; see promshard.Snapshot.CollectorsNeeded).
 	CollectorsNeeded int `json:"collectors_needed,omitempty"`
+	// MaxSeries is the job's cap of series per collector, when it balances
+	// by series with one; with each collector's Series it sizes a saved
+	// copy's simulation.
+	MaxSeries uint64 `json:"max_series,omitempty"`
 }
 
 // CollectorAssignment is one collector's share in a [JobAssignment].
@@ -87,6 +91,9 @@ func Assignment(s *promshard.Sharder, name string) (JobAssignment, bool) {
 	ja := JobAssignment{Ring: asg.Ring, Replicas: asg.RequestedReplicas, KeyLabel: snap.KeyLabel, Epoch: snap.Epoch.Epoch,
 		Hash: snap.Epoch.Hash, Agrees: snap.Agrees, Role: string(snap.Role), Leader: snap.Leader, Collectors: map[string]CollectorAssignment{},
 		Unplaced: asg.Unplaced, CollectorsNeeded: snap.CollectorsNeeded}
+	if jc, _ := s.Job(name); jc.Balance.By == promshard.BalanceBySeries {
+		ja.MaxSeries = jc.Balance.Capacity.MaxSeries
+	}
 	for _, m := range asg.Members {
 		ja.Collectors[m.ID] = CollectorAssignment{Address: addr[m.ID], Domain: m.Domain, Weight: m.Weight,
 			Targets: addrs(asg.Groups[m.ID]), Series: asg.Cost[m.ID], Heaviest: snap.Heaviest[m.ID]}
@@ -126,7 +133,22 @@ func (ja JobAssignment) Simulate(ctx context.Context, change shard.Change, capac
 			}
 		}
 	}
-	return shard.Simulate(ctx, ja.Ring, ms, []*targetgroup.Group{g}, shard.Options{Replicas: ja.Replicas}, change, capacity)
+	sim, err := shard.Simulate(ctx, ja.Ring, ms, []*targetgroup.Group{g}, shard.Options{Replicas: ja.Replicas}, change, capacity)
+	if err != nil || ja.MaxSeries == 0 {
+		return sim, err
+	}
+	var load uint64
+	for _, c := range ja.Collectors {
+		if c.State == "" {
+			load += c.Series
+		}
+	}
+	after, err := change.Apply(ms)
+	if err != nil {
+		return nil, err
+	}
+	sim.CollectorsNeeded = shard.CollectorsNeeded(load, ja.MaxSeries, after)
+	return sim, nil
 }
 
 // ReadAssignment reads a saved /api/v1/assignment.

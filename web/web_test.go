@@ -400,3 +400,25 @@ func mustDir(t *testing.T) *filesd.Dir {
 	}
 	return d
 }
+
+// A saved copy of a job balanced by series under a cap sizes its
+// simulation from the collectors' series and the job's cap.
+func TestSavedSimulationIsSized(t *testing.T) {
+	ja := JobAssignment{Ring: shard.KindRendezvous, Replicas: 1, MaxSeries: 10_000, Collectors: map[string]CollectorAssignment{
+		"a": {Targets: []string{"10.0.0.1:9100"}, Series: 9000},
+		"b": {Targets: []string{"10.0.0.2:9100"}, Series: 9000},
+		"c": {Targets: []string{"10.0.0.3:9100"}, Series: 9000},
+		"d": {Targets: []string{}, State: "leaving"},
+	}}
+	sim, err := ja.Simulate(context.Background(), shard.Change{Remove: []string{"c"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sim.CollectorsNeeded != 4 || sim.After.Members != 2 { // 27,000 within 10,000 each: 3, and one for a loss
+		t.Fatalf("needed %d, after %d; want 4 and 2", sim.CollectorsNeeded, sim.After.Members)
+	}
+	ja.MaxSeries = 0
+	if sim, _ := ja.Simulate(context.Background(), shard.Change{}, 0); sim.CollectorsNeeded != 0 {
+		t.Fatalf("no cap: needed %d, want 0 (unknown)", sim.CollectorsNeeded)
+	}
+}

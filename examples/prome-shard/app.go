@@ -125,10 +125,15 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 		SpreadBy: jc.SpreadBy, ScrapePool: jc.ScrapePool, DrainTag: jc.Collectors.DrainTag, Balance: jc.balance(),
 		TargetOptions: targets.JobOptions{AllowEmpty: jc.Targets.AllowEmpty}}
 	j.Shard.Replicas, j.Shard.KeyLabel = jc.Replicas, model.LabelName(jc.ShardKey)
-	j.Guard = promshard.PartitionGuard{Share: jc.Guard.Share, Settle: jc.Guard.Settle.Duration}
+	var err error
+	g := jc.Guard
+	j.Guard = promshard.PartitionGuard{Share: g.Share, Settle: g.Settle.Duration, MaxMoveFraction: g.MaxMoveFraction,
+		Step: g.Step.Duration, ProbeInterval: g.ProbeInterval.Duration, ProbeTimeout: g.ProbeTimeout.Duration}
+	if j.Guard.Probe, err = watch.ProbeByName(cmp.Or(g.Probe, "http")); err != nil {
+		return j, fmt.Errorf("partition_guard.probe: %w", err)
+	}
 	j.Quorum = promshard.Quorum{MinMembers: jc.Quorum.MinMembers, Wait: jc.Quorum.Wait.Duration, Refuse: jc.Quorum.OnTimeout == "refuse"}
 	j.Known = append(registered(jc), static(jc)...)
-	var err error
 	if j.Members, err = a.members(jc); err != nil {
 		return j, fmt.Errorf("collectors: %w", err)
 	}

@@ -77,10 +77,16 @@ type JobConfig struct {
 
 // GuardConfig is the partition guard: more than share of the ring leaving
 // at once holds the assignment until the collectors stay the same for
-// settle.
+// settle; a collector that left and fails probe is dead, and its targets
+// move max_move_fraction of the job's targets every step.
 type GuardConfig struct {
-	Share  float64  `yaml:"share"`
-	Settle Duration `yaml:"settle"`
+	Share           float64  `yaml:"share"`
+	Settle          Duration `yaml:"settle"`
+	MaxMoveFraction float64  `yaml:"max_move_fraction"`
+	Step            Duration `yaml:"step"`
+	Probe           string   `yaml:"probe"` // http (the default: GET /-/ready), tcp or none
+	ProbeInterval   Duration `yaml:"probe_interval"`
+	ProbeTimeout    Duration `yaml:"probe_timeout"`
 }
 
 // QuorumConfig holds a cold start's first write until enough collectors
@@ -301,6 +307,7 @@ func (j *JobConfig) check(at string) error {
 		{".output.format", o.Format, []string{"json", "yaml"}},
 		{".reload.method", r.Method, []string{"none", "http", "signal", "command"}},
 		{".quorum.on_timeout", j.Quorum.OnTimeout, []string{"start", "refuse"}},
+		{".partition_guard.probe", j.Guard.Probe, []string{"http", "tcp", "none"}},
 	} {
 		if e.v != "" && !slices.Contains(e.allowed, e.v) {
 			return fmt.Errorf("%s%s: %q, want one of %s", at, e.path, e.v, strings.Join(e.allowed, ", "))

@@ -874,8 +874,12 @@ func TestPartitionGuardInConsul(t *testing.T) {
 	agent := testenv.StartConsul(t)
 	client, _ := watch.NewConsulClient(&api.Config{Address: agent.Addr}, 0)
 	ids := []string{"c1", "c2", "c3", "c4", "c5"}
+	servers := map[string]*httptest.Server{}
 	for _, id := range ids {
-		h, p := okServer(t)
+		srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		t.Cleanup(srv.Close)
+		servers[id] = srv
+		h, p := hostPortString(srv.Listener.Addr().String())
 		port, _ := strconv.Atoi(p)
 		if err := watch.Register(context.Background(), client.Agent(), watch.Registration{Service: "guarded", ID: id, Address: h, Port: port,
 			Check: watch.Check{Type: watch.CheckTTL, TTL: time.Hour}}); err != nil {
@@ -892,11 +896,11 @@ func TestPartitionGuardInConsul(t *testing.T) {
 	}
 	setAll(api.HealthPassing, ids...)
 	cfg := writeConfig(t, fmt.Sprintf("consul: {address: %q}\nsettle: 1ms\njobs:\n  - name: node\n    collectors: {consul_service: guarded}\n"+
-		"    partition_guard: {settle: 10m}\n    targets: {static: [{targets: [%s]}]}\n    output: {dir: OUT}\n", agent.Addr,
+		"    partition_guard: {settle: 10m, step: 1s, probe_interval: 300ms, max_move_fraction: 0.1}\n    targets: {static: [{targets: [%s]}]}\n    output: {dir: OUT}\n", agent.Addr,
 		strings.Join(testTargets(50), ", ")))
 	out := filepath.Join(filepath.Dir(cfg), "out")
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen, "--web.enable-lifecycle")
+	bin := startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen, "--web.enable-lifecycle")
 	read := func() map[string]string {
 		files := map[string]string{}
 		for _, id := range ids {
@@ -940,9 +944,45 @@ func TestPartitionGuardInConsul(t *testing.T) {
 		t.Fatal("the files changed after the checks passed again")
 	}
 
-	// Again, and this time they are dead: the operator releases the hold.
+	// Again, and while the guard holds, c3 really dies: its probe fails,
+	// and its targets move in steps of at most 5 (a tenth of 50), while
+	// the living keep theirs.
 	setAll(api.HealthCritical, "c2", "c3", "c4", "c5")
 	waitGuard(1)
+	held := map[string]int{}
+	for _, id := range ids {
+		held[id] = fileTargets(t, filepath.Join(out, id+".json"))
+	}
+	logFrom := bin.logSize(t)
+	servers["c3"].CloseClientConnections()
+	servers["c3"].Close()
+	if err := testenv.WaitFor(60*time.Second, 100*time.Millisecond, func() error {
+		if n := fileTargets(t, filepath.Join(out, "c3.json")); n != 0 {
+			return fmt.Errorf("c3, dead, still holds %d targets", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, id := range []string{"c1", "c2", "c4", "c5"} {
+		n := fileTargets(t, filepath.Join(out, id+".json"))
+		if n < held[id] {
+			t.Fatalf("%s, alive, lost targets while c3's moved: %d, had %d", id, n, held[id])
+		}
+		total += n
+	}
+	if total != 50 {
+		t.Fatalf("the living hold %d targets, want 50", total)
+	}
+	steps := bin.reshardMoves(t, logFrom)
+	if len(steps) < 2 || slices.Max(steps) > 5 {
+		t.Fatalf("c3's %d targets moved in reshards of %v targets, want steps of at most 5", held["c3"], steps)
+	}
+	t.Logf("c3's %d targets moved in steps of %v while the guard held", held["c3"], steps)
+	waitGuard(1)
+
+	// The operator releases the hold: the rest is dead.
 	if code, body, err := testenv.HTTPPost(context.Background(), "http://"+listen+"/-/guard/release?job=node"); err != nil || code != 200 {
 		t.Fatalf("release: %d %s %v", code, body, err)
 	}

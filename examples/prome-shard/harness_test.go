@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -291,6 +292,55 @@ func startBinary(t *testing.T, bin string, args ...string) *proc {
 		}
 	})
 	return p
+}
+
+// logSize is how much the binary has logged so far.
+func (p *proc) logSize(t *testing.T) int64 {
+	t.Helper()
+	fi, err := os.Stat(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// reshardMoves are the targets each reshard logged after offset from moved.
+func (p *proc) reshardMoves(t *testing.T, from int64) []int {
+	t.Helper()
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var moves []int
+	for _, line := range strings.Split(string(b[min(from, int64(len(b))):]), "\n") {
+		if !strings.Contains(line, "msg=reshard ") {
+			continue
+		}
+		if m := movedRE.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			moves = append(moves, n)
+		}
+	}
+	return moves
+}
+
+var movedRE = regexp.MustCompile(` moved=(\d+)`)
+
+// fileTargets counts the targets of a file_sd file (0 when it is missing).
+func fileTargets(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	var gs []*targetgroup.Group
+	if err == nil {
+		err = json.Unmarshal(b, &gs)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return len(addresses(gs))
 }
 
 // stop sends SIGTERM and wants a clean exit.

@@ -326,3 +326,15 @@ func TestOnceRefusedWithLeaderElection(t *testing.T) {
 		t.Fatalf("-dry-run: exit %d %q %q", code, out, stderr)
 	}
 }
+
+// The simulate command prints the sizing of a job balanced by series.
+func TestSimulationPrintsSizing(t *testing.T) {
+	var b strings.Builder
+	sim := &shard.Simulation{Targets: 30, CollectorsNeeded: 4, After: shard.Balance{Members: 2}}
+	if err := writeSimulation(&b, "node", sim); err != nil {
+		t.Fatal(err)
+	}
+	if want := "sizing: the measured series need 4 collectors with headroom for a loss; after: 2 (too few"; !strings.Contains(b.String(), want) {
+		t.Fatalf("printed\n%s\nwant a line with %q", b.String(), want)
+	}
+}

@@ -64,6 +64,14 @@ func writeSimulation(w io.Writer, job string, sim *shard.Simulation) error {
 	if sim.Capacity > 0 {
 		fmt.Fprintf(tw, "  capacity %d targets per collector: %d unplaced\n", sim.Capacity, sim.Unplaced)
 	}
+	if need := sim.CollectorsNeeded; need > 0 {
+		verdict := "enough"
+		if sim.After.Members < need {
+			verdict = "too few: losing one more would overload the rest"
+		}
+		fmt.Fprintf(tw, "  sizing: the measured series need %d collectors with headroom for a loss; after: %d (%s)\n",
+			need, sim.After.Members, verdict)
+	}
 	fmt.Fprintf(tw, "  FROM\tTO\tTARGETS\n")
 	for _, m := range sim.Moves {
 		fmt.Fprintf(tw, "  %s\t%s\t%d\n", cmp.Or(m.From, "(new replica)"), cmp.Or(m.To, "(dropped)"), m.Targets)
