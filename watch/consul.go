@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -177,11 +176,9 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 	var (
 		index     uint64
 		errs      int
-		reported  []Member
-		sick      []Member // the unhealthy instances last reported
 		first     = true
-		joinAt    time.Time                // when the next pending member may join
-		since     = map[string]time.Time{} // since when each member passes without a break
+		joinAt    time.Time // when the next pending member may join
+		damper    = NewDamper(w.opts.Settle)
 		lastStart time.Time
 	)
 	for {
@@ -241,21 +238,12 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 		all := w.members(entries)
 		healthy := slices.DeleteFunc(slices.Clone(all), func(m Member) bool { return m.State != "" })
 		unhealthy := slices.DeleteFunc(all, func(m Member) bool { return m.State == "" })
-		var set []Member
-		set, joinAt = w.damp(healthy, reported, since, now, first)
-		for _, m := range healthy { // failing before, passing now but not yet for Settle: still out of the ring, not gone
-			if !slices.ContainsFunc(set, func(s Member) bool { return s.ID == m.ID }) &&
-				slices.ContainsFunc(sick, func(s Member) bool { return s.ID == m.ID }) {
-				m.State = StateSettling
-				unhealthy = append(unhealthy, m)
-			}
-		}
-		unhealthy = sortMembers(unhealthy)
-		if !first && sameMembers(set, reported) && sameSick(unhealthy, sick) {
+		set, unhealthy, next, changed := damper.Damp(healthy, sortMembers(unhealthy), now)
+		joinAt = next
+		if !changed {
 			continue // an index bump with the same sets, or a join still pending
 		}
 		first = false
-		reported, sick = set, unhealthy
 		w.m.changes.Inc()
 		w.m.members.Set(float64(len(set)))
 		w.setState(func(s *State) { s.Members, s.Unhealthy = set, unhealthy })
@@ -266,38 +254,6 @@ func (w *ConsulWatcher) Run(ctx context.Context, out chan<- []Member) error {
 			return nil
 		}
 	}
-}
-
-// damp applies Settle to the passing members all: a member that was
-// reported stays while it passes, and leaves at once when it does not; a
-// member that joins, or comes back, is reported only once it has passed for
-// Settle without a break, so a flapping member never joins and one that is
-// down half the time never looks healthy. since holds the start of each
-// member's unbroken run. The first answer is reported as it is. next is
-// when the next pending member may join (zero when none is pending).
-func (w *ConsulWatcher) damp(all, reported []Member, since map[string]time.Time, now time.Time, first bool) (set []Member, next time.Time) {
-	seen := make(map[string]bool, len(all))
-	for _, m := range all {
-		seen[m.ID] = true
-		if _, ok := since[m.ID]; !ok {
-			since[m.ID] = now
-		}
-	}
-	maps.DeleteFunc(since, func(id string, _ time.Time) bool { return !seen[id] })
-	if first || w.opts.Settle <= 0 {
-		return all, time.Time{}
-	}
-	set = make([]Member, 0, len(all))
-	for _, m := range all {
-		at := since[m.ID].Add(w.opts.Settle)
-		switch {
-		case !now.Before(at) || slices.ContainsFunc(reported, func(r Member) bool { return r.ID == m.ID }):
-			set = append(set, m)
-		case next.IsZero() || at.Before(next):
-			next = at
-		}
-	}
-	return set, next
 }
 
 func (w *ConsulWatcher) setState(f func(*State)) {

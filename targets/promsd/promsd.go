@@ -6,15 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
-	"go.yaml.in/yaml/v2"
 
+	"github.com/promshard/promshard/internal/sdrun"
 	"github.com/promshard/promshard/targets"
 )
 
@@ -28,29 +27,11 @@ import (
 // Unknown keys are errors. A *_sd_configs key whose mechanism's package is
 // not imported fails with an error that wraps [ErrNotCompiled] and names
 // the key.
-func ParseConfigs(b []byte) (discovery.Configs, error) {
-	var c discovery.Configs
-	if err := yaml.UnmarshalStrict(b, &c); err != nil {
-		var keys yaml.MapSlice
-		_ = yaml.Unmarshal(b, &keys)
-		for _, kv := range keys {
-			k, _ := kv.Key.(string)
-			var one discovery.Configs
-			if strings.HasSuffix(k, "_sd_configs") && yaml.UnmarshalStrict([]byte(k+": []"), &one) != nil {
-				return nil, fmt.Errorf("promsd: %s: %w (its package is not imported, or the name is misspelt)", k, ErrNotCompiled)
-			}
-		}
-		return nil, fmt.Errorf("promsd: service discovery configs: %w", err)
-	}
-	if len(c) == 0 {
-		return nil, errors.New("promsd: no service discovery config given")
-	}
-	return c, nil
-}
+func ParseConfigs(b []byte) (discovery.Configs, error) { return sdrun.ParseConfigs("promsd", b) }
 
 // ErrNotCompiled says that a service discovery mechanism is not compiled
 // into the program.
-var ErrNotCompiled = errors.New("not compiled into this program")
+var ErrNotCompiled = sdrun.ErrNotCompiled
 
 // DefaultUpdateInterval is how often the discovery manager passes on
 // updates, as in Prometheus.
@@ -73,10 +54,7 @@ type Options struct {
 // discovery.
 type Discovery struct {
 	job   string
-	cfgs  discovery.Configs
-	opts  Options
-	reg   prometheus.Registerer
-	sdm   *discovery.SDMetrics
+	run   *sdrun.Runner
 	ready chan struct{}
 	once  sync.Once
 
@@ -108,56 +86,35 @@ func New(job string, cfgs discovery.Configs, opts Options) (*Discovery, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	reg := opts.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry() // metrics nobody gathers
+	if reg != nil {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"shard_job": job}, reg)
 	}
-	reg = prometheus.WrapRegistererWith(prometheus.Labels{"shard_job": job}, reg)
-	sdm, err := discovery.CreateAndRegisterSDMetrics(reg)
+	run, err := sdrun.New(job, cfgs, opts.UpdateInterval, opts.Logger, reg)
 	if err != nil {
-		return nil, fmt.Errorf("promsd: job %q: %w", job, err)
+		return nil, fmt.Errorf("promsd: job %w", err)
 	}
-	return &Discovery{job: job, cfgs: cfgs, opts: opts, reg: reg, sdm: sdm, ready: make(chan struct{})}, nil
+	return &Discovery{job: job, run: run, ready: make(chan struct{})}, nil
 }
 
 // Run runs the discovery until ctx is done, sending on changed after every
 // update. It returns an error when the configs cannot be applied.
 func (p *Discovery) Run(ctx context.Context, changed chan<- struct{}) error {
-	mctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	m := discovery.NewManager(mctx, p.opts.Logger, p.reg, p.sdm,
-		discovery.Name("promshard"), discovery.Updatert(p.opts.UpdateInterval))
-	if m == nil {
-		return fmt.Errorf("promsd: job %q: the discovery manager could not be created (metrics already registered?)", p.job)
-	}
-	defer m.UnregisterMetrics()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = m.Run()
-	}()
-	defer func() { cancel(); <-done }()
-	if err := m.ApplyConfig(map[string]discovery.Configs{p.job: p.cfgs}); err != nil {
-		return fmt.Errorf("promsd: job %q: %w", p.job, err)
-	}
-	for {
+	err := p.run.Run(ctx, func(gs []*targetgroup.Group) bool {
+		p.mu.Lock()
+		p.groups = gs
+		p.mu.Unlock()
+		p.once.Do(func() { close(p.ready) })
 		select {
+		case changed <- struct{}{}:
+			return true
 		case <-ctx.Done():
-			return nil
-		case all := <-m.SyncCh():
-			gs := slices.DeleteFunc(slices.Clone(all[p.job]), func(g *targetgroup.Group) bool {
-				return g == nil || len(g.Targets) == 0
-			})
-			p.mu.Lock()
-			p.groups = gs
-			p.mu.Unlock()
-			p.once.Do(func() { close(p.ready) })
-			select {
-			case changed <- struct{}{}:
-			case <-ctx.Done():
-				return nil
-			}
+			return false
 		}
+	})
+	if err != nil {
+		return fmt.Errorf("promsd: job %w", err)
 	}
+	return nil
 }
 
 // Targets returns the groups of the last update. Before the first update
