@@ -29,6 +29,7 @@ import (
 	"github.com/promshard/promshard/targets"
 	"github.com/promshard/promshard/targets/promsd"
 	"github.com/promshard/promshard/watch"
+	memberssd "github.com/promshard/promshard/watch/promsd"
 )
 
 // app is the library's values built from one config.
@@ -234,6 +235,12 @@ func (a *app) members(jc *JobConfig) (watch.Source, error) {
 		}
 		return watch.NewStaticWatcher(watch.StaticOptions{Name: jc.Name, Members: c.Static, Probe: probe,
 			Interval: c.ProbeInterval.Duration, Logger: a.log, Registerer: a.reg})
+	}
+	if sd := c.SD; sd != nil {
+		probe, _ := sd.probe() // checked with the config
+		return memberssd.New(memberssd.Options{Name: jc.Name, Configs: sd.sd, Relabel: sd.Relabel, Probe: probe,
+			ProbeInterval: sd.ProbeInterval.Duration, ProbeTimeout: sd.ProbeTimeout.Duration, Settle: cmp.Or(sd.Settle.Duration, a.cfg.Settle.Duration),
+			Logger: a.log, Registerer: a.reg})
 	}
 	if a.flags.DryRun && a.flags.Command == cmdRun && len(c.Register) > 0 {
 		// A dry run registers nothing: it places over the collectors the

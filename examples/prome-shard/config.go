@@ -13,6 +13,8 @@ import (
 	promcfg "github.com/prometheus/common/config"
 	"github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
 	"go.yaml.in/yaml/v2"
 
 	"github.com/promshard/promshard"
@@ -22,6 +24,7 @@ import (
 	"github.com/promshard/promshard/targets"
 	"github.com/promshard/promshard/targets/promsd"
 	"github.com/promshard/promshard/watch"
+	memberssd "github.com/promshard/promshard/watch/promsd"
 )
 
 // Config is the parsed -config file, documented in config.yaml; zero is the default.
@@ -108,6 +111,31 @@ type CollectorConfig struct {
 	Static        []watch.Member `yaml:"static"`
 	Probe         string         `yaml:"probe"`
 	ProbeInterval Duration       `yaml:"probe_interval"`
+	SD            *SDCollectors  `yaml:"sd"`
+}
+
+// SDCollectors finds the collectors with Prometheus service discovery: any
+// *_sd_configs key of a scrape job, beside relabel_configs that set the
+// reserved labels (see package watch/promsd) and an optional probe.
+type SDCollectors struct {
+	Relabel       []*relabel.Config `yaml:"relabel_configs"`
+	Probe         string            `yaml:"probe"` // ready (GET /-/ready), healthy (GET /-/healthy), tcp, or none (the default)
+	ProbeInterval Duration          `yaml:"probe_interval"`
+	ProbeTimeout  Duration          `yaml:"probe_timeout"`
+	Settle        Duration          `yaml:"settle"`
+	Configs       map[string]any    `yaml:",inline"`
+	sd            discovery.Configs
+}
+
+// probe is the probe the config names.
+func (c *SDCollectors) probe() (watch.Probe, error) {
+	switch c.Probe {
+	case "ready":
+		return watch.HTTPProbe(nil, "/-/ready"), nil
+	case "healthy":
+		return watch.HTTPProbe(nil, "/-/healthy"), nil
+	}
+	return watch.ProbeByName(c.Probe)
 }
 
 // CheckConfig is the health check of registered collectors.
@@ -297,6 +325,38 @@ func (c *Config) checkListen(field string) error {
 	return nil
 }
 
+// checkSD parses collectors.sd: its service discovery configs, its
+// relabelling and its probe.
+func (c *CollectorConfig) checkSD(at string) error {
+	sd := c.SD
+	if sd == nil {
+		return nil
+	}
+	at += ".collectors.sd"
+	if _, err := sd.probe(); err != nil {
+		return fmt.Errorf("%s.probe: %q, want ready, healthy, tcp or none", at, sd.Probe)
+	}
+	for i, rc := range sd.Relabel {
+		if rc == nil {
+			return fmt.Errorf("%s.relabel_configs[%d]: empty", at, i)
+		}
+		if err := rc.Validate(model.UTF8Validation); err != nil {
+			return fmt.Errorf("%s.relabel_configs[%d]: %w", at, i, err)
+		}
+	}
+	b, err := yaml.Marshal(sd.Configs)
+	if err == nil {
+		sd.sd, err = memberssd.ParseConfigs(b)
+	}
+	if errors.Is(err, memberssd.ErrNotCompiled) {
+		err = fmt.Errorf("%w; %s", err, sdBuild)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", at, err)
+	}
+	return nil
+}
+
 func (j *JobConfig) check(at string) error {
 	c, t, o, r := &j.Collectors, &j.Targets, &j.Output, &j.Reload
 	for _, e := range []struct {
@@ -324,14 +384,17 @@ func (j *JobConfig) check(at string) error {
 			return fmt.Errorf("%s.targets.static[%d]: %s", at, i, bad[0].Reason)
 		}
 	}
+	if err := c.checkSD(at); err != nil {
+		return err
+	}
 	set := []bool{len(t.Static) > 0, len(t.FileSD) > 0, t.HTTPSD != nil, len(t.PrometheusSD) > 0}
 	hasTargets := len(slices.DeleteFunc(set, func(b bool) bool { return !b })) // providers set
 	switch {
 	case j.Replicas < 0:
 		return fmt.Errorf("%s.replicas: %d, want at least 1", at, j.Replicas)
-	case (c.ConsulService != "") == (len(c.Static) > 0):
-		return fmt.Errorf("%s.collectors: set exactly one of consul_service (collectors in Consul) and static (a fixed list)", at)
-	case len(c.Static) > 0 && len(c.Register) > 0:
+	case len(slices.DeleteFunc([]bool{c.ConsulService != "", len(c.Static) > 0, c.SD != nil}, func(b bool) bool { return !b })) != 1:
+		return fmt.Errorf("%s.collectors: set exactly one of consul_service (collectors in Consul), static (a fixed list) and sd (Prometheus service discovery)", at)
+	case c.ConsulService == "" && len(c.Register) > 0:
 		return fmt.Errorf("%s.collectors.register: only with consul_service", at)
 	case hasTargets != 1:
 		return fmt.Errorf("%s.targets: set exactly one provider of static, file_sd, http_sd and prometheus_sd (found %d)", at, hasTargets)
