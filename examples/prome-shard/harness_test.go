@@ -271,12 +271,19 @@ type proc struct {
 
 func startBinary(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
+	return startBinaryIn(t, nil, bin, args...)
+}
+
+// startBinaryIn is startBinary behind a command prefix (unshare, say).
+func startBinaryIn(t *testing.T, prefix []string, bin string, args ...string) *proc {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "prome-shard.log")
 	lf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
+	argv := slices.Concat(prefix, []string{bin}, args)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), asMain+"=1")
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
