@@ -20,6 +20,7 @@ import (
 	_ "github.com/prometheus/prometheus/discovery/dns"    // -tags promsd_all (sd_all.go) builds every one
 	_ "github.com/prometheus/prometheus/discovery/file"
 	_ "github.com/prometheus/prometheus/discovery/http"
+	_ "github.com/prometheus/prometheus/discovery/kubernetes" // collectors (and targets) on Kubernetes
 
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
@@ -30,7 +31,7 @@ import (
 )
 
 // sdBuild says which Prometheus SDs this build has.
-var sdBuild = "this build has consul, dns, file and http; build with -tags promsd_all for every Prometheus SD"
+var sdBuild = "this build has consul, dns, file, http and kubernetes; build with -tags promsd_all for every Prometheus SD"
 
 // Commands.
 const (

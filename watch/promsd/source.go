@@ -81,7 +81,9 @@ type Options struct {
 	// discards them.
 	Logger *slog.Logger
 	// Registerer receives the source's metrics and Prometheus' discovery
-	// metrics, labelled with the source's name; nil registers none.
+	// metrics (named with the prefix promshard_members_, so that they do
+	// not collide with a target provider's), labelled source="Name"; nil
+	// registers none.
 	Registerer prometheus.Registerer
 }
 
@@ -150,7 +152,11 @@ func New(opts Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch/promsd: %q: %w", opts.Name, err)
 	}
-	run, err := sdrun.New(opts.Name, opts.Configs, opts.UpdateInterval, opts.Logger, reg)
+	sdReg := reg // Prometheus' discovery metrics, apart from a target provider's of the same name
+	if sdReg != nil {
+		sdReg = prometheus.WrapRegistererWithPrefix("promshard_members_", sdReg)
+	}
+	run, err := sdrun.New(opts.Name, opts.Configs, opts.UpdateInterval, opts.Logger, sdReg)
 	if err != nil {
 		return nil, fmt.Errorf("watch/promsd: %w", err)
 	}
