@@ -93,7 +93,7 @@ type Source struct {
 	opts  Options
 	run   *sdrun.Runner
 	m     *metrics
-	kick  chan struct{}        // size 1: discovery changed
+	kick  chan struct{}       // size 1: discovery changed
 	found chan []watch.Member // size 1: the latest discovered collectors
 
 	mu        sync.Mutex
