@@ -349,7 +349,7 @@ func (c *CollectorConfig) checkSD(at string) error {
 		sd.sd, err = memberssd.ParseConfigs(b)
 	}
 	if errors.Is(err, memberssd.ErrNotCompiled) {
-		err = fmt.Errorf("%w; %s", err, sdBuild)
+		err = fmt.Errorf("%w; %s", err, sdBuild())
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", at, err)
@@ -419,7 +419,7 @@ func (j *JobConfig) check(at string) error {
 			t.sd, err = promsd.ParseConfigs(b)
 		}
 		if errors.Is(err, promsd.ErrNotCompiled) {
-			err = fmt.Errorf("%w; %s", err, sdBuild)
+			err = fmt.Errorf("%w; %s", err, sdBuild())
 		}
 		if err != nil {
 			return fmt.Errorf("%s.targets.prometheus_sd: %w", at, err)

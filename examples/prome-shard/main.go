@@ -11,16 +11,16 @@ import (
 	"os/signal"
 	"path"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	_ "github.com/prometheus/prometheus/discovery/consul" // the SDs of a Consul-based VM fleet, which build in seconds;
-	_ "github.com/prometheus/prometheus/discovery/dns"    // -tags promsd_all (sd_all.go) builds every one
-	_ "github.com/prometheus/prometheus/discovery/file"
+	_ "github.com/prometheus/prometheus/discovery/dns"    // -tags promsd_kubernetes (sd_kubernetes.go) adds Kubernetes,
+	_ "github.com/prometheus/prometheus/discovery/file"   // -tags promsd_all (sd_all.go) builds every one
 	_ "github.com/prometheus/prometheus/discovery/http"
-	_ "github.com/prometheus/prometheus/discovery/kubernetes" // collectors (and targets) on Kubernetes
 
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
@@ -30,8 +30,25 @@ import (
 	"github.com/promshard/promshard/web"
 )
 
-// sdBuild says which Prometheus SDs this build has.
-var sdBuild = "this build has consul, dns, file, http and kubernetes; build with -tags promsd_all for every Prometheus SD"
+// sdBuilt names the Prometheus SDs this build has; a file behind a build
+// tag adds its own.
+var sdBuilt = []string{"consul", "dns", "file", "http"}
+
+// sdEvery is set by a build with every Prometheus SD (-tags promsd_all).
+var sdEvery bool
+
+// sdBuild says which Prometheus SDs this build has, and how to get more.
+func sdBuild() string {
+	if sdEvery {
+		return "this build has every Prometheus SD"
+	}
+	names := slices.Compact(slices.Sorted(slices.Values(sdBuilt)))
+	more := "build with -tags promsd_all for every Prometheus SD"
+	if !slices.Contains(names, "kubernetes") {
+		more = "build with -tags promsd_kubernetes for Kubernetes, -tags promsd_all for every Prometheus SD"
+	}
+	return fmt.Sprintf("this build has %s and %s; %s", strings.Join(names[:len(names)-1], ", "), names[len(names)-1], more)
+}
 
 // Commands.
 const (
@@ -90,7 +107,7 @@ func modernize(args []string, stderr io.Writer) []string {
 
 func parseFlags(args []string, stdout, stderr io.Writer) (Flags, error) {
 	var f Flags
-	app := kingpin.New("prome-shard", "Shards Prometheus scrape targets over a pool of collectors found in Consul, and keeps each collector's file_sd file (or http_sd endpoint) current. "+sdBuild+".")
+	app := kingpin.New("prome-shard", "Shards Prometheus scrape targets over a pool of collectors found in Consul, and keeps each collector's file_sd file (or http_sd endpoint) current. "+sdBuild()+".")
 	app.UsageWriter(stdout).ErrorWriter(stderr)
 	var exit *errExit
 	app.Terminate(func(code int) {

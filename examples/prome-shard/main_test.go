@@ -338,3 +338,20 @@ func TestSimulationPrintsSizing(t *testing.T) {
 		t.Fatalf("printed\n%s\nwant a line with %q", b.String(), want)
 	}
 }
+
+// The SD list of a build names the tag that adds what it lacks.
+func TestSDBuildNamesTheTags(t *testing.T) {
+	defer func(b []string, e bool) { sdBuilt, sdEvery = b, e }(sdBuilt, sdEvery)
+	sdBuilt = []string{"http", "consul", "dns", "file"}
+	if got, want := sdBuild(), "this build has consul, dns, file and http; build with -tags promsd_kubernetes for Kubernetes, -tags promsd_all for every Prometheus SD"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	sdBuilt = append(sdBuilt, "kubernetes", "kubernetes")
+	if got, want := sdBuild(), "this build has consul, dns, file, http and kubernetes; build with -tags promsd_all for every Prometheus SD"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	sdEvery = true
+	if got := sdBuild(); got != "this build has every Prometheus SD" {
+		t.Fatalf("got %q", got)
+	}
+}
