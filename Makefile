@@ -58,7 +58,9 @@ deploy: bin/prome-shard
 	else echo "no systemd-analyze here: the unit is not verified"; fi
 
 # prome-shard: the binary, with its version, revision, branch and build
-# date stamped as prometheus/common/version reads them.
+# date stamped as prometheus/common/version reads them. TAGS adds service
+# discoveries: make prome-shard TAGS=promsd_kubernetes (or promsd_all).
+TAGS     ?=
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 VPKG     := github.com/prometheus/common/version
 LDFLAGS  := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(shell git rev-parse HEAD 2>/dev/null) \
@@ -67,7 +69,7 @@ LDFLAGS  := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(shell git rev-pa
 prome-shard: bin/prome-shard
 bin/prome-shard: FORCE
 	mkdir -p bin
-	$(INBIN) build -ldflags '$(LDFLAGS)' -o $(CURDIR)/bin/prome-shard .
+	$(INBIN) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(CURDIR)/bin/prome-shard .
 FORCE:
 
 # unit: the fast tests only, without the real Consul and Prometheus.

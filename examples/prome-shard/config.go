@@ -344,17 +344,25 @@ func (c *CollectorConfig) checkSD(at string) error {
 			return fmt.Errorf("%s.relabel_configs[%d]: %w", at, i, err)
 		}
 	}
-	b, err := yaml.Marshal(sd.Configs)
-	if err == nil {
-		sd.sd, err = memberssd.ParseConfigs(b)
-	}
-	if errors.Is(err, memberssd.ErrNotCompiled) {
-		err = fmt.Errorf("%w; %s", err, sdBuild())
-	}
-	if err != nil {
+	var err error
+	if sd.sd, err = parseSD(sd.Configs, memberssd.ParseConfigs); err != nil {
 		return fmt.Errorf("%s: %w", at, err)
 	}
 	return nil
+}
+
+// parseSD reads the *_sd_configs keys of v with parse; an error for a
+// mechanism left out of this build says which it has.
+func parseSD(v map[string]any, parse func([]byte) (discovery.Configs, error)) (discovery.Configs, error) {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := parse(b)
+	if errors.Is(err, memberssd.ErrNotCompiled) || errors.Is(err, promsd.ErrNotCompiled) {
+		err = fmt.Errorf("%w; %s", err, sdBuild())
+	}
+	return cs, err
 }
 
 func (j *JobConfig) check(at string) error {
@@ -414,14 +422,8 @@ func (j *JobConfig) check(at string) error {
 		g.Source = fmt.Sprintf("%s.static[%d]", at, i)
 	}
 	if len(t.PrometheusSD) > 0 {
-		b, err := yaml.Marshal(t.PrometheusSD)
-		if err == nil {
-			t.sd, err = promsd.ParseConfigs(b)
-		}
-		if errors.Is(err, promsd.ErrNotCompiled) {
-			err = fmt.Errorf("%w; %s", err, sdBuild())
-		}
-		if err != nil {
+		var err error
+		if t.sd, err = parseSD(t.PrometheusSD, promsd.ParseConfigs); err != nil {
 			return fmt.Errorf("%s.targets.prometheus_sd: %w", at, err)
 		}
 	}

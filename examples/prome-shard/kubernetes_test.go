@@ -91,6 +91,11 @@ func TestKubernetesManifests(t *testing.T) {
 	if rules := fmt.Sprint(dig(objs["ClusterRole"], "rules")); !strings.Contains(rules, "pods") || !strings.Contains(rules, "watch") {
 		t.Fatalf("the ClusterRole %s cannot watch pods", rules)
 	}
+	// The image the kit runs must have the Kubernetes SD, which the default
+	// build leaves out.
+	if b, err := os.ReadFile("deploy/Dockerfile"); err != nil || !strings.Contains(string(b), "ARG TAGS=promsd_kubernetes") || !strings.Contains(string(b), `-tags "${TAGS}"`) {
+		t.Fatalf("deploy/Dockerfile must build with -tags promsd_kubernetes by default (%v)", err)
+	}
 }
 
 // dig walks a decoded YAML object by keys.
