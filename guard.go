@@ -55,6 +55,16 @@ type PartitionGuard struct {
 	Probe         watch.Probe
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
+	// Window is how close together leaves count as "at once": collectors
+	// rarely fail their checks in one watcher update (each check runs on
+	// its own schedule), so the share is counted against the assignment
+	// in force before the first change of the window. A leave of a few is
+	// applied at once (failover does not wait); when later leaves within
+	// the window make more than Share, the collectors that left and are
+	// still registered get their share back (unless a probe finds them
+	// dead) and the guard holds. Zero means [DefaultGuardWindow]; a
+	// negative value counts one watcher update alone.
+	Window time.Duration
 }
 
 // Defaults of [PartitionGuard].
@@ -63,6 +73,7 @@ const (
 	DefaultGuardSettle       = time.Minute
 	DefaultGuardMoveFraction = 0.1
 	DefaultGuardStep         = 10 * time.Second
+	DefaultGuardWindow       = 10 * time.Second
 )
 
 // deadAfter is how many probes in a row a collector must fail to be dead.
@@ -87,6 +98,7 @@ func (g PartitionGuard) withDefaults() PartitionGuard {
 	g.MaxMoveFraction, g.Step = cmp.Or(g.MaxMoveFraction, DefaultGuardMoveFraction), cmp.Or(g.Step, DefaultGuardStep)
 	g.ProbeInterval = cmp.Or(g.ProbeInterval, watch.DefaultProbeInterval)
 	g.ProbeTimeout = cmp.Or(g.ProbeTimeout, watch.DefaultProbeTimeout)
+	g.Window = cmp.Or(g.Window, DefaultGuardWindow)
 	return g
 }
 
@@ -122,16 +134,59 @@ type guard struct {
 	probeOf  []watch.Member // the collectors that left that can be probed
 	kick     chan struct{}  // size 1: probe now, the collectors to probe changed
 	fails    map[string]int // probes failed in a row, by collector; absent: not probed yet
+	// The assignments the outputs held: cur the last written, since when
+	// its collectors were those, and base the last one whose collectors
+	// had stayed the same for Window before they changed.
+	cur, base *shard.Assignment
+	curSince  time.Time
+}
+
+// wrote records what the outputs hold from now on.
+func (g *guard) wrote(a *shard.Assignment, now time.Time) {
+	if g == nil || a == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.cur == nil:
+		g.base, g.curSince = a, now
+	case !sameMembers(g.cur, a):
+		if now.Sub(g.curSince) >= g.cfg.Window {
+			g.base = g.cur
+		}
+		g.curSince = now
+	case g.base == g.cur:
+		g.base = a
+	}
+	g.cur = a
+}
+
+// reference is the assignment the share of leavers is counted against:
+// the one before the changes of the window, while one is going on.
+func (g *guard) reference(written *shard.Assignment, now time.Time) *shard.Assignment {
+	if g.cfg.Window < 0 || g.cur != written || g.base == nil || now.Sub(g.curSince) >= g.cfg.Window {
+		return written
+	}
+	return g.base
+}
+
+// sameMembers reports whether a and b have the same collectors.
+func sameMembers(a, b *shard.Assignment) bool {
+	return slices.EqualFunc(a.Members, b.Members, func(x, y shard.Member) bool { return x.ID == y.ID })
 }
 
 // check decides a pass: prev is what the outputs hold, members the ring's
 // collectors, drained and sick the other registered ones, targets the
 // job's target count.
-func (g *guard) check(prev *shard.Assignment, members, drained, sick []watch.Member, targets int, now time.Time) guardPass {
+func (g *guard) check(written *shard.Assignment, members, drained, sick []watch.Member, targets int, now time.Time) guardPass {
 	p := guardPass{limit: -1}
-	if g == nil || prev == nil || g.cfg.Share >= 1 {
+	if g == nil || written == nil || g.cfg.Share >= 1 {
 		return p
 	}
+	g.mu.Lock()
+	prev := g.reference(written, now)
+	g.mu.Unlock()
 	present := map[string]bool{}
 	for _, m := range slices.Concat(members, drained) {
 		present[m.ID] = true
@@ -207,7 +262,17 @@ func (g *guard) check(prev *shard.Assignment, members, drained, sick []watch.Mem
 		}
 	}
 	if g.cfg.Probe == nil || dead == 0 {
-		p.hold, p.alive = true, nil
+		if sameMembers(written, prev) {
+			p.hold, p.alive = true, nil
+			return p
+		}
+		// The first leaves of the window were applied: give those that are
+		// still registered their share back, as the outputs held it.
+		p.alive = p.alive[:0]
+		for _, m := range g.probeOf {
+			m.State = ""
+			p.alive = append(p.alive, m)
+		}
 		return p
 	}
 	return g.step(p, targets, now)

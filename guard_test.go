@@ -154,3 +154,43 @@ func TestPartitionGuardMovesTheDeadInSteps(t *testing.T) {
 		}
 	})
 }
+
+// Checks rarely fail in one watcher update: a first collector that leaves
+// is failed over at once, but when three more leave within the window, the
+// guard holds against the assignment before the first, and gives the first
+// its share back. After the window, a leave is counted alone.
+func TestPartitionGuardCountsTheWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, r, _ := startRoster(t, Job{Guard: PartitionGuard{Settle: time.Hour}}, Options{RefreshInterval: time.Hour})
+		r.send(h, []string{"a", "b", "c", "d", "e"})
+		_, before := h.out.snapshot()
+		time.Sleep(DefaultGuardWindow) // the five stayed the same for the window
+		r.send(h, []string{"a", "b", "c", "d"}, "e:critical")
+		if _, now := h.out.snapshot(); now["e"] != 0 {
+			t.Fatalf("one of five left: not failed over at once: %v", now)
+		}
+		time.Sleep(time.Second)
+		r.send(h, []string{"a"}, "b:critical", "c:critical", "d:critical", "e:critical")
+		if _, now := h.out.snapshot(); !mapsEqual(now, before) {
+			t.Fatalf("four of five left within the window: the outputs hold %v, want the assignment before the first, %v", now, before)
+		}
+		snap, _ := h.s.Snapshot("node")
+		if !slices.Equal(snap.Last.Held, []string{"b", "c", "d", "e"}) {
+			t.Fatalf("held %v", snap.Last.Held)
+		}
+		if v := testutil.ToFloat64(h.s.m.guard.WithLabelValues("node")); v != 1 {
+			t.Fatalf("promshard_partition_guard_active %v", v)
+		}
+		r.send(h, []string{"a", "b", "c", "d", "e"}) // the checks pass again: nothing moves
+		if _, now := h.out.snapshot(); !mapsEqual(now, before) {
+			t.Fatalf("after the checks passed: %v, want %v", now, before)
+		}
+		time.Sleep(DefaultGuardWindow)
+		r.send(h, []string{"a", "b", "c", "d"}, "e:critical")
+		time.Sleep(DefaultGuardWindow + time.Second)
+		r.send(h, []string{"a", "b"}, "c:critical", "d:critical", "e:critical") // two of four, after the window: no partition
+		if _, now := h.out.snapshot(); now["a"]+now["b"] != 100 {
+			t.Fatalf("two of four left after the window: %v", now)
+		}
+	})
+}

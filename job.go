@@ -693,6 +693,7 @@ func (j *job) reshard(ctx context.Context, reason Reason, wait bool) (rep Report
 	if err := j.commit(ctx, &rep, ring, asg, in, key, wait); err != nil {
 		return rep, err
 	}
+	j.guard.wrote(asg, time.Now())
 	if stepping {
 		j.guard.stepped(gp, rep.Diff.Moved, left, time.Now())
 		if left > 0 { // the outputs are not yet at the assignment of these inputs

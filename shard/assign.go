@@ -44,6 +44,30 @@ type Options struct {
 	// owners anyway. Used with Costs.
 	Capacity   map[string]uint64
 	Overcommit bool
+	// Placement, when set, is asked once for each target i of each input
+	// group g before it is placed: it may drop the target (it is then
+	// neither placed nor counted), place it by another key (its identity
+	// after relabelling, say: targets with the same key share owners), or
+	// name the failure domain its first replica prefers. It must be a
+	// function of g's labels and the target's alone, so that the result
+	// still does not depend on the input's order. The written groups keep
+	// the input's labels.
+	Placement func(g *targetgroup.Group, i int) Placement
+}
+
+// Placement is how [Options.Placement] places one target. The zero value
+// places it as without Placement.
+type Placement struct {
+	// Drop leaves the target out: not placed, not counted.
+	Drop bool
+	// Key, when not empty, is hashed to place the target instead of
+	// KeyLabel's value (or its address).
+	Key string
+	// Zone, when not empty, is the failure domain ([Member.Domain]) whose
+	// best-ranked member takes the target's first replica, when the ring
+	// has a member there (and, balanced by cost, one with room); the other
+	// replicas go to other domains as usual. Otherwise the ring decides.
+	Zone string
 }
 
 // Validate checks the options and names the bad field.
@@ -117,10 +141,12 @@ func Key(t, groupLabels model.LabelSet, keyLabel model.LabelName) string {
 	return string(t[model.AddressLabel])
 }
 
-// item is a target with its key hash, for sorting.
+// item is a target with its key hash, for sorting, and the failure domain
+// its first replica prefers (an index into the spread's domains; -1: none).
 type item struct {
-	hash uint64
-	t    model.LabelSet
+	hash   uint64
+	t      model.LabelSet
+	prefer int32
 }
 
 // Assign places every target of groups on opts.Replicas distinct members of
@@ -162,7 +188,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 	}
 	a.table.ids, a.table.owners = make([]uint64, 0, total), make([]int32, 0, total*reps)
 
-	byLabel := opts.KeyLabel != "" && opts.KeyLabel != model.AddressLabel
+	byLabel := opts.keyed()
 	var (
 		items    []item
 		scratch  []item
@@ -182,7 +208,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		all := make([]item, 0, total) // one backing for every group's items
 		for k, in := range merged {
 			start := len(all)
-			if all, err = groupItems(in, opts.KeyLabel, byLabel, all); err != nil {
+			if all, err = groupItems(in, opts, sp, all); err != nil {
 				return nil, err
 			}
 			seg := all[start:len(all):len(all)]
@@ -201,7 +227,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 	for k, in := range merged {
 		if sorted != nil {
 			items = sorted[k]
-		} else if items, err = groupItems(in, opts.KeyLabel, byLabel, items[:0]); err != nil {
+		} else if items, err = groupItems(in, opts, sp, items[:0]); err != nil {
 			return nil, err
 		} else {
 			items, scratch = sortItems(items, scratch, counts32[:0])
@@ -222,7 +248,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 				}
 				continue
 			}
-			dst, buf = sp.owners(r, it.hash, reps, dst[:0], buf)
+			dst, buf = sp.preferring(r, it.hash, reps, it.prefer, dst[:0], buf)
 			for _, m := range dst {
 				owners = append(owners, int32(m))
 			}
@@ -266,16 +292,37 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 	return a, nil
 }
 
+// keyed reports whether targets may be placed by something other than
+// their address's hash (a key label, or Placement), so that their
+// identity must be hashed apart.
+func (o Options) keyed() bool {
+	return o.KeyLabel != "" && o.KeyLabel != model.AddressLabel || o.Placement != nil
+}
+
 // groupItems appends to items every target of a merged group with the hash
-// that places it.
-func groupItems(in merged, keyLabel model.LabelName, byLabel bool, items []item) ([]item, error) {
+// that places it, leaving out those Placement drops.
+func groupItems(in merged, opts Options, sp *spread, items []item) ([]item, error) {
+	byLabel := opts.KeyLabel != "" && opts.KeyLabel != model.AddressLabel
 	for _, g := range in.parts {
 		for i, t := range g.Targets {
-			h, err := placeHash(g, i, keyLabel, byLabel)
+			h, err := placeHash(g, i, opts.KeyLabel, byLabel)
 			if err != nil {
 				return nil, err
 			}
-			items = append(items, item{h, t})
+			prefer := int32(-1)
+			if opts.Placement != nil {
+				p := opts.Placement(g, i)
+				if p.Drop {
+					continue
+				}
+				if p.Key != "" {
+					h = Hash(p.Key)
+				}
+				if p.Zone != "" {
+					prefer = sp.domainOf(p.Zone)
+				}
+			}
+			items = append(items, item{h, t, prefer})
 		}
 	}
 	return items, nil

@@ -89,7 +89,7 @@ const unknownCost = math.MaxUint64
 // newBalancer chooses every target's owners; groups[k] are the sorted items
 // of merged group k.
 func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *balancer {
-	byLabel := opts.KeyLabel != "" && opts.KeyLabel != model.AddressLabel
+	byLabel := opts.keyed()
 	members := r.Members()
 	b := &balancer{r: r, sp: sp, reps: reps, load: make([]uint64, len(members)), owners: make([][]int32, len(groups)),
 		over: opts.Overcommit}
@@ -100,6 +100,7 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 	type ref struct {
 		cost, hash uint64 // hash: the key hash, which places the target
 		k, i       int32
+		prefer     int32 // the domain its first replica prefers, or -1
 	}
 	order := make([]ref, 0, n)
 	for k, items := range groups {
@@ -109,7 +110,7 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 			if byLabel {
 				h = Hash(string(it.t[model.AddressLabel]))
 			}
-			order = append(order, ref{cost: h, hash: it.hash, k: int32(k), i: int32(i)}) // cost: its key, for now
+			order = append(order, ref{cost: h, hash: it.hash, k: int32(k), i: int32(i), prefer: it.prefer}) // cost: its key, for now
 		}
 	}
 	// Arrival order is key-hash order, as in consistent hashing with
@@ -163,7 +164,7 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 			order[j].cost, o.cost = def, def
 		}
 		total += o.cost * uint64(reps)
-		dst, buf = sp.owners(r, o.hash, reps, dst[:0], buf)
+		dst, buf = sp.preferring(r, o.hash, reps, o.prefer, dst[:0], buf)
 		b.give(b.owners[o.k][int(o.i)*reps:int(o.i+1)*reps], dst, o.cost)
 	}
 	b.bound, b.limit = bounds(members, total, opts)
@@ -183,7 +184,7 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 				dst = append(dst, int(m))
 			}
 		}
-		dst, pref = b.place(o.hash, o.cost, dst, pref)
+		dst, pref = b.place(o.hash, o.cost, o.prefer, dst, pref)
 		b.give(out, dst, o.cost)
 	}
 	return b
@@ -305,13 +306,18 @@ func (b *balancer) fits(m int, cost uint64, loose bool) bool {
 // domains where it can; a member whose bound is reached is passed over
 // only while another can take the target within its own, and a capacity
 // is never exceeded (unless Overcommit, for what nobody can take).
-func (b *balancer) place(hash, cost uint64, dst, pref []int) (owners, full []int) {
+func (b *balancer) place(hash, cost uint64, prefer int32, dst, pref []int) (owners, full []int) {
 	if !slices.ContainsFunc(dst, func(m int) bool { return !b.fits(m, cost, false) }) {
 		return dst, pref
 	}
 	n := len(b.r.Members())
 	want := min(b.reps, b.sp.domains())
-	for k := min(n, 2*b.reps+6); ; k = n { // the best few members first; all of them unless those do
+	if prefer >= 0 { // every member, those of the preferred domain first
+		pref = b.r.Owners(hash, n, pref[:0])
+		slices.SortStableFunc(pref, func(x, y int) int { return cmp.Compare(b2i(b.sp.dom[y] == prefer), b2i(b.sp.dom[x] == prefer)) })
+		dst, _ = b.pick(pref, cost, want, false, dst[:0])
+	}
+	for k := min(n, 2*b.reps+6); prefer < 0; k = n { // the best few members first; all of them unless those do
 		pref = b.r.Owners(hash, k, pref[:0])
 		var spread int
 		if dst, spread = b.pick(pref, cost, want, false, dst[:0]); len(dst) == b.reps && spread == want || k == n {
@@ -445,4 +451,12 @@ func Heaviest(a *Assignment, costs *Costs, n int) map[string][]TargetLoad {
 		out[id] = top
 	}
 	return out
+}
+
+// b2i is 1 for true.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -33,6 +33,14 @@ type Explanation struct {
 	// Domains maps each member of the ring to its failure domain, when the
 	// members have more than one.
 	Domains map[string]string `json:"domains,omitempty"`
+	// Dropped says that Options.Placement (a relabelling, say) left the
+	// target out: it is placed nowhere.
+	Dropped bool `json:"dropped,omitempty"`
+	// PreferZone is the failure domain the target's first replica prefers.
+	PreferZone string `json:"prefer_zone,omitempty"`
+	// Placement says, for a person, what Options.Placement did to the
+	// target (which rule dropped or rewrote it), when it did something.
+	Placement string `json:"placement,omitempty"`
 	// Why is a sentence for a person.
 	Why string `json:"why"`
 }
@@ -41,6 +49,14 @@ type Explanation struct {
 // made by ring r with key label keyLabel ("" means __address__), and why.
 // A target that is not in the pool is explained as if it were added.
 func Explain(r Ring, a *Assignment, target string, keyLabel model.LabelName) Explanation {
+	return ExplainPlacement(r, a, target, keyLabel, Placement{}, "")
+}
+
+// ExplainPlacement is [Explain] for a target that [Options.Placement]
+// placed as p: left out, placed by p.Key, or preferring the domain p.Zone;
+// note, when not empty, says why, for a person (the rule that dropped or
+// rewrote it).
+func ExplainPlacement(r Ring, a *Assignment, target string, keyLabel model.LabelName, p Placement, note string) Explanation {
 	e := Explanation{Target: target, Ring: string(a.Ring), Replicas: a.Replicas, KeyLabel: string(model.AddressLabel),
 		Key: target, Members: []string{}}
 	for _, m := range a.Members {
@@ -60,6 +76,18 @@ func Explain(r Ring, a *Assignment, target string, keyLabel model.LabelName) Exp
 	if keyLabel != "" && keyLabel != model.AddressLabel && e.Key != target {
 		e.KeyLabel = string(keyLabel)
 	}
+	e.Placement, e.PreferZone = note, p.Zone
+	if p.Drop {
+		e.Dropped, e.Members = true, []string{}
+		e.Why = "left out before placement: placed nowhere and not counted"
+		if note != "" {
+			e.Why += " (" + note + ")"
+		}
+		return e
+	}
+	if p.Key != "" {
+		e.Key, e.KeyLabel = p.Key, "placement key"
+	}
 	ms := r.Members()
 	h := Hash(e.Key)
 	for _, i := range r.Owners(h, len(ms), nil) {
@@ -67,7 +95,11 @@ func Explain(r Ring, a *Assignment, target string, keyLabel model.LabelName) Exp
 	}
 	e.KeyHash = fmt.Sprintf("%016x", h)
 	sp := newSpread(ms)
-	picked, _ := sp.owners(r, h, a.Replicas, nil, nil)
+	prefer := int32(-1)
+	if p.Zone != "" {
+		prefer = sp.domainOf(p.Zone)
+	}
+	picked, _ := sp.preferring(r, h, a.Replicas, prefer, nil, nil)
 	for _, i := range picked {
 		e.Owners = append(e.Owners, ms[i].ID)
 	}
@@ -83,6 +115,20 @@ func Explain(r Ring, a *Assignment, target string, keyLabel model.LabelName) Exp
 	}
 	e.Why = fmt.Sprintf("the %s ring ranks the %d members for key %q (%s) as %s", a.Ring, len(e.Preference), e.Key,
 		e.KeyLabel, strings.Join(e.Preference, ", "))
+	if note != "" {
+		e.Why = note + "; " + e.Why
+	}
+	switch {
+	case prefer >= 0 && len(e.Owners) > 0:
+		e.Why += fmt.Sprintf("; it prefers zone %q, where %s is the best-ranked member and takes replica 1", p.Zone, e.Owners[0])
+		if a.Replicas < 2 {
+			return e
+		}
+		e.Why += "; the others go to other zones"
+		return e
+	case p.Zone != "":
+		e.Why += fmt.Sprintf("; it prefers zone %q, which has no member, so the ring decides", p.Zone)
+	}
 	if e.Domains == nil || a.Replicas < 2 {
 		e.Why += fmt.Sprintf("; the first %d own it", a.Replicas)
 		return e

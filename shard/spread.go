@@ -65,28 +65,80 @@ func (s *spread) owners(r Ring, key uint64, reps int, dst, buf []int) (owners, s
 	start := len(dst)
 	for k := min(n, max(8, 2*reps)); ; k = n {
 		buf = r.Owners(key, k, buf[:0])
-		dst = dst[:start]
-		for _, m := range buf {
-			if len(dst)-start == want {
-				break
-			}
-			if !s.held(dst[start:], m) {
-				dst = append(dst, m)
-			}
-		}
-		if len(dst)-start < want && k < n {
+		dst = s.fill(buf, dst[:start], start, reps, want)
+		if len(dst)-start < reps && k < n {
 			continue // the first k members cover too few domains
-		}
-		for _, m := range buf {
-			if len(dst)-start == reps {
-				break
-			}
-			if !slices.Contains(dst[start:], m) {
-				dst = append(dst, m)
-			}
 		}
 		return dst, buf
 	}
+}
+
+// fill appends to dst[start:] (which may hold owners already) members of
+// the preference order buf: first up to want in distinct domains, then any,
+// up to reps in all. When buf is shorter than every member and fewer than
+// want domains were found, the result has fewer than reps owners: the
+// caller asks the ring for all of them.
+func (s *spread) fill(buf, dst []int, start, reps, want int) []int {
+	for _, m := range buf {
+		if len(dst)-start == want {
+			break
+		}
+		if !s.held(dst[start:], m) {
+			dst = append(dst, m)
+		}
+	}
+	if len(dst)-start < want && len(buf) < len(s.dom) {
+		return dst[:start] // too few domains in buf: ask for all
+	}
+	for _, m := range buf {
+		if len(dst)-start == reps {
+			break
+		}
+		if !slices.Contains(dst[start:], m) {
+			dst = append(dst, m)
+		}
+	}
+	return dst
+}
+
+// preferring is owners with the first replica on the best-ranked member
+// of domain prefer (an index into the domains; -1: none), when that
+// domain has a member; the other replicas are picked as owners picks them,
+// in other domains while another can take one. A member that leaves moves
+// only the targets it owned: the choice is a function of the ring's
+// preference order alone.
+func (s *spread) preferring(r Ring, key uint64, reps int, prefer int32, dst, buf []int) (owners, scratch []int) {
+	if prefer < 0 || len(s.names) <= 1 {
+		return s.owners(r, key, reps, dst, buf)
+	}
+	n := len(s.dom)
+	want := min(reps, len(s.names))
+	start := len(dst)
+	for k := min(n, max(8, 2*reps)); ; k = n {
+		buf = r.Owners(key, k, buf[:0])
+		i := slices.IndexFunc(buf, func(m int) bool { return s.dom[m] == prefer })
+		if i < 0 {
+			if k < n {
+				continue
+			}
+			return s.owners(r, key, reps, dst[:start], buf) // no member there: the ring decides
+		}
+		dst = append(dst[:start], buf[i])
+		if dst = s.fill(buf, dst, start, reps, want); len(dst)-start < reps && k < n {
+			continue
+		}
+		return dst, buf
+	}
+}
+
+// domainOf is the index of the domain named d, or -1.
+func (s *spread) domainOf(d string) int32 {
+	for i, name := range s.names {
+		if name == d {
+			return int32(i)
+		}
+	}
+	return -1
 }
 
 // held reports whether a member of m's domain is among picked.

@@ -129,7 +129,7 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 	var err error
 	g := jc.Guard
 	j.Guard = promshard.PartitionGuard{Share: g.Share, Settle: g.Settle.Duration, MaxMoveFraction: g.MaxMoveFraction,
-		Step: g.Step.Duration, ProbeInterval: g.ProbeInterval.Duration, ProbeTimeout: g.ProbeTimeout.Duration}
+		Step: g.Step.Duration, ProbeInterval: g.ProbeInterval.Duration, ProbeTimeout: g.ProbeTimeout.Duration, Window: g.Window.Duration}
 	if j.Guard.Probe, err = watch.ProbeByName(cmp.Or(g.Probe, "http")); err != nil {
 		return j, fmt.Errorf("partition_guard.probe: %w", err)
 	}

@@ -90,6 +90,7 @@ type GuardConfig struct {
 	Probe           string   `yaml:"probe"` // http (the default: GET /-/ready), tcp or none
 	ProbeInterval   Duration `yaml:"probe_interval"`
 	ProbeTimeout    Duration `yaml:"probe_timeout"`
+	Window          Duration `yaml:"window"` // leaves this close together count as at once
 }
 
 // QuorumConfig holds a cold start's first write until enough collectors
