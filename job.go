@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/relabel"
 
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/elect"
@@ -104,6 +105,21 @@ type Job struct {
 	// Guard holds the assignment when too many collectors leave at once
 	// (a partition, a fault of the checks): on by default.
 	Guard PartitionGuard
+	// Relabel, when set, is applied to each target (its group's labels,
+	// then its own) before it is placed, in Prometheus' semantics, as the
+	// collectors' scrape job applies it: a target it drops is neither
+	// placed nor counted, and a target is placed by its __address__ (or
+	// Shard.KeyLabel) as the rules leave it, so that targets that become
+	// one share their collectors. The outputs get the original labels: the
+	// collector relabels them itself, so nothing is applied twice. Each
+	// target is relabelled once, when its group first appears.
+	Relabel []*relabel.Config
+	// PreferZoneLabel names a target label (read after Relabel) whose value
+	// is a collector's zone, the value of its SpreadBy key: the target's
+	// first replica goes to the best-ranked collector of that zone when
+	// one is in the ring (and, balanced by series, has room), otherwise the
+	// ring decides; other replicas go to other zones. Needs SpreadBy.
+	PreferZoneLabel string
 }
 
 // validate checks the job's own fields.
@@ -135,6 +151,9 @@ func (jc Job) validate(dryRun bool) error {
 	if err := jc.Guard.validate(); err != nil {
 		return err
 	}
+	if err := jc.validatePlacement(); err != nil {
+		return err
+	}
 	return jc.Balance.validate()
 }
 
@@ -148,6 +167,7 @@ type job struct {
 	roster  *roster
 	reloads *reload.Queue
 	hand    *handoffs      // nil without Options.Handoff
+	rules   *placer        // nil without Job.Relabel and Job.PreferZoneLabel
 	bal     *balancer      // nil unless balanced by series
 	audits  *auditSchedule // nil without Options.Audit
 	epochs  *epochs        // nil without Options.Elector
@@ -219,7 +239,7 @@ func (s *Sharder) newJob(jc Job) (*job, error) {
 	}
 	j := &job{s: s, cfg: jc, outs: outs, roster: newRoster(), trigger: make(chan struct{}, 1),
 		fetchCh: make(chan struct{}, 1), firstFetch: make(chan struct{}), draining: map[string]bool{}, excluded: map[string]bool{},
-		fp: fingerprint{spreadBy: jc.SpreadBy, caps: jc.Balance.By == BalanceBySeries}}
+		fp: fingerprint{spreadBy: jc.SpreadBy, caps: jc.Balance.By == BalanceBySeries}, rules: newPlacer(jc)}
 	j.snap = Snapshot{Job: jc.Name, Self: jc.Self, KeyLabel: string(jc.Shard.KeyLabel)}
 	qo := s.opts.Reload
 	qo.Logger, qo.Status = log.With("job", jc.Name), j.roster.status
@@ -677,10 +697,11 @@ func (j *job) reshard(ctx context.Context, reason Reason, wait bool) (rep Report
 			}
 		}
 	}
-	ring, asg, err := j.place(key, in, opts)
+	ring, asg, err := j.place(key, in, j.rules.options(opts, in.targets.Groups))
 	if err != nil {
 		return rep, err
 	}
+	j.s.m.dropped.WithLabelValues(j.cfg.Name).Set(float64(j.rules.droppedTargets()))
 	left := 0
 	if stepping { // the partition guard moves what must move in bounded steps
 		asg, left = shard.Step(written, asg, gp.limit)

@@ -474,7 +474,24 @@ func (s *Sharder) Explain(job, target string) (shard.Explanation, error) {
 	if snap.Assignment == nil {
 		return shard.Explanation{}, fmt.Errorf("job %q: %w", job, ErrNotStarted)
 	}
-	return shard.Explain(snap.Ring, snap.Assignment, target, model.LabelName(snap.KeyLabel)), nil
+	j, err := s.job(job)
+	if err != nil {
+		return shard.Explanation{}, err
+	}
+	var pl shard.Placement
+	var note string
+	if res, err := s.reg.Last(job); err == nil && j.rules != nil {
+	find:
+		for _, g := range res.Groups {
+			for _, t := range g.Targets {
+				if string(t[model.AddressLabel]) == target {
+					pl, note = j.rules.explain(g.Labels, t)
+					break find
+				}
+			}
+		}
+	}
+	return shard.ExplainPlacement(snap.Ring, snap.Assignment, target, model.LabelName(snap.KeyLabel), pl, note), nil
 }
 
 // Simulate computes what change would do to a job now: over its current
@@ -505,7 +522,7 @@ func (s *Sharder) Simulate(ctx context.Context, job string, change shard.Change,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	sim, err := shard.Simulate(ctx, snap.Assignment.Ring, snap.Assignment.Members, res.Groups, j.cfg.Shard, change, capacity)
+	sim, err := shard.Simulate(ctx, snap.Assignment.Ring, snap.Assignment.Members, res.Groups, j.rules.options(j.cfg.Shard, res.Groups), change, capacity)
 	if err != nil || j.bal == nil || snap.Assignment.Cost == nil {
 		return sim, err
 	}

@@ -145,9 +145,20 @@ func (r *rendezvous) topSort(key uint64, n int, dst []int) []int {
 // returns the reps best of those, best first: the same members a walk of
 // the whole order would pick, at the cost of one lookup. It declines when
 // there are fewer domains than reps.
-func (r *rendezvous) spreadOwners(key uint64, reps int, s *spread, dst []int) ([]int, bool) {
+func (r *rendezvous) spreadOwners(key uint64, reps int, prefer int32, s *spread, dst []int) ([]int, bool) {
 	if len(s.names) < reps {
 		return dst, false
+	}
+	if reps == 1 && prefer >= 0 && int(prefer) < len(s.names) {
+		if slots := r.domainSlots(s)[prefer]; len(slots) > 0 {
+			best, who := uint64(0), int32(-1)
+			for _, i := range slots {
+				if v := score(key, r.seeds[i], r.seeds2[i]); who < 0 || v > best {
+					best, who = v, r.owner[i]
+				}
+			}
+			return append(dst, int(who)), true
+		}
 	}
 	for d := range s.who {
 		s.who[d] = -1
@@ -157,6 +168,12 @@ func (r *rendezvous) spreadOwners(key uint64, reps int, s *spread, dst []int) ([
 		if d := s.dom[m]; s.who[d] < 0 || v > s.best[d] {
 			s.best[d], s.who[d] = v, m
 		}
+	}
+	if prefer >= 0 && s.who[prefer] >= 0 { // the preferred domain's best takes the first replica
+		// (with one replica, only that domain's seeds are scored)
+		dst = append(dst, int(s.who[prefer]))
+		s.who[prefer] = -1
+		reps--
 	}
 	for range reps {
 		bd := -1
@@ -172,6 +189,20 @@ func (r *rendezvous) spreadOwners(key uint64, reps int, s *spread, dst []int) ([
 }
 
 var _ spreadRing = (*rendezvous)(nil)
+
+// domainSlots lists, per domain of s, the indexes of the seeds of its
+// members, in seed order, built once per spread and ring.
+func (r *rendezvous) domainSlots(s *spread) [][]int32 {
+	if s.slotsOf != r {
+		s.slots = make([][]int32, len(s.names))
+		for i, m := range r.owner {
+			d := s.dom[m]
+			s.slots[d] = append(s.slots[d], int32(i))
+		}
+		s.slotsOf = r
+	}
+	return s.slots
+}
 
 // score is a member's score for a key: a 64×64→128-bit multiply of the key
 // under two member seeds, folded (the wyhash mix). One multiply instruction

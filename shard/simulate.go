@@ -164,9 +164,22 @@ func Simulate(ctx context.Context, kind Kind, members []Member, groups []*target
 			if err != nil {
 				return nil, err
 			}
+			pb, pa := int32(-1), int32(-1)
+			if opts.Placement != nil {
+				p := opts.Placement(g, i)
+				if p.Drop {
+					continue
+				}
+				if p.Key != "" {
+					h = Hash(p.Key)
+				}
+				if p.Zone != "" {
+					pb, pa = sb.domainOf(p.Zone), sa.domainOf(p.Zone)
+				}
+			}
 			sim.Targets++
-			db, buf = sb.owners(rb, h, sim.ReplicasBefore, db[:0], buf)
-			da, buf = sa.owners(ra, h, sim.ReplicasAfter, da[:0], buf)
+			db, buf = sb.preferring(rb, h, sim.ReplicasBefore, pb, db[:0], buf)
+			da, buf = sa.preferring(ra, h, sim.ReplicasAfter, pa, da[:0], buf)
 			lost, gained = lost[:0], gained[:0]
 			for _, m := range db {
 				cb[m]++

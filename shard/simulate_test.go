@@ -59,23 +59,26 @@ func realMoves(before, after *Assignment) (map[[2]string]int, map[string][2]int)
 // domains, R = 1 to 3.
 func TestSimulateMatchesAssign(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
-	gs := pool(rng, 3000, 100)
+	plain, placed := pool(rng, 3000, 100), placedPool(rng, 3000, 100, 3)
 	for _, kind := range Kinds() {
 		for _, reps := range []int{1, 2, 3} {
 			for _, zones := range []int{1, 3} {
 				ms := members(8)
 				for i := range ms {
-					ms[i].Domain = fmt.Sprintf("z%d", i%zones)
+					ms[i].Domain = fmt.Sprintf("zone-%c", 'a'+i%zones)
 				}
-				for _, c := range []Change{
+				for x, c := range []Change{
 					{Remove: []string{ms[2].ID}},
 					{Remove: []string{ms[0].ID, ms[5].ID}},
-					{Add: []Member{{ID: "new-1:9090", Domain: "z0"}, {ID: "new-2:9090", Weight: 3}}},
+					{Add: []Member{{ID: "new-1:9090", Domain: "zone-a"}, {ID: "new-2:9090", Weight: 3}}},
 					{Weight: map[string]uint32{ms[3].ID: 4}},
 					{Remove: []string{ms[1].ID}, Add: []Member{{ID: "new-3:9090"}}},
 				} {
 					name := fmt.Sprintf("%s/R%d/zones%d/%+v", kind, reps, zones, c)
-					opts := Options{Replicas: reps}
+					opts, gs := Options{Replicas: reps}, plain
+					if x%2 == 1 { // with placement: drops, keys and zones
+						opts.Placement, gs, name = placeByLabels, placed, name+"/placed"
+					}
 					sim, err := Simulate(context.Background(), kind, ms, gs, opts, c, 0)
 					if err != nil {
 						t.Fatalf("%s: %v", name, err)

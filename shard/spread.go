@@ -12,13 +12,19 @@ type spread struct {
 	// best score and member
 	best []uint64
 	who  []int32
+	// the seeds of each domain's members, for the ring slotsOf (see
+	// rendezvous.domainSlots)
+	slots   [][]int32
+	slotsOf Ring
 }
 
 // spreadRing is a ring that can pick owners over domains in one pass.
 // ok is false when it cannot (fewer domains than reps); the caller then
 // walks the ring's order.
 type spreadRing interface {
-	spreadOwners(key uint64, reps int, s *spread, dst []int) (owners []int, ok bool)
+	// prefer is the domain whose best member takes the first replica, or
+	// -1.
+	spreadOwners(key uint64, reps int, prefer int32, s *spread, dst []int) (owners []int, ok bool)
 }
 
 func newSpread(ms []Member) *spread {
@@ -56,7 +62,7 @@ func (s *spread) owners(r Ring, key uint64, reps int, dst, buf []int) (owners, s
 		return r.Owners(key, reps, dst), buf
 	}
 	if sr, ok := r.(spreadRing); ok {
-		if out, ok := sr.spreadOwners(key, reps, s, dst); ok {
+		if out, ok := sr.spreadOwners(key, reps, -1, s, dst); ok {
 			return out, buf
 		}
 	}
@@ -110,6 +116,11 @@ func (s *spread) fill(buf, dst []int, start, reps, want int) []int {
 func (s *spread) preferring(r Ring, key uint64, reps int, prefer int32, dst, buf []int) (owners, scratch []int) {
 	if prefer < 0 || len(s.names) <= 1 {
 		return s.owners(r, key, reps, dst, buf)
+	}
+	if sr, ok := r.(spreadRing); ok {
+		if out, ok := sr.spreadOwners(key, reps, prefer, s, dst); ok {
+			return out, buf
+		}
 	}
 	n := len(s.dom)
 	want := min(reps, len(s.names))

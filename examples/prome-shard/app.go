@@ -126,6 +126,7 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 		SpreadBy: jc.SpreadBy, ScrapePool: jc.ScrapePool, DrainTag: jc.Collectors.DrainTag, Balance: jc.balance(),
 		TargetOptions: targets.JobOptions{AllowEmpty: jc.Targets.AllowEmpty}}
 	j.Shard.Replicas, j.Shard.KeyLabel = jc.Replicas, model.LabelName(jc.ShardKey)
+	j.Relabel, j.PreferZoneLabel = jc.Relabel, jc.PreferZoneLabel
 	var err error
 	g := jc.Guard
 	j.Guard = promshard.PartitionGuard{Share: g.Share, Settle: g.Settle.Duration, MaxMoveFraction: g.MaxMoveFraction,

@@ -68,14 +68,18 @@ type JobConfig struct {
 	Replicas   int             `yaml:"replicas"`
 	ShardKey   string          `yaml:"shard_key"`
 	SpreadBy   string          `yaml:"spread_by"`
-	ScrapePool string          `yaml:"scrape_pool"`
-	Balance    BalanceConfig   `yaml:"balance"`
-	Capacity   CapacityConfig  `yaml:"capacity"`
-	Targets    TargetsConfig   `yaml:"targets"`
-	Output     OutputConfig    `yaml:"output"`
-	Reload     ReloadConfig    `yaml:"reload"`
-	Quorum     QuorumConfig    `yaml:"quorum"`
-	Guard      GuardConfig     `yaml:"partition_guard"`
+	// Relabel is applied to each target before it is placed (Prometheus'
+	// relabel_configs, as the collectors' scrape job has them).
+	Relabel         []*relabel.Config `yaml:"relabel_configs"`
+	PreferZoneLabel string            `yaml:"prefer_zone_label"`
+	ScrapePool      string            `yaml:"scrape_pool"`
+	Balance         BalanceConfig     `yaml:"balance"`
+	Capacity        CapacityConfig    `yaml:"capacity"`
+	Targets         TargetsConfig     `yaml:"targets"`
+	Output          OutputConfig      `yaml:"output"`
+	Reload          ReloadConfig      `yaml:"reload"`
+	Quorum          QuorumConfig      `yaml:"quorum"`
+	Guard           GuardConfig       `yaml:"partition_guard"`
 }
 
 // GuardConfig is the partition guard: more than share of the ring leaving
@@ -326,6 +330,19 @@ func (c *Config) checkListen(field string) error {
 	return nil
 }
 
+// checkRelabel checks the relabel_configs under at.
+func checkRelabel(at string, rs []*relabel.Config) error {
+	for i, rc := range rs {
+		if rc == nil {
+			return fmt.Errorf("%s.relabel_configs[%d]: empty", at, i)
+		}
+		if err := rc.Validate(model.UTF8Validation); err != nil {
+			return fmt.Errorf("%s.relabel_configs[%d]: %w", at, i, err)
+		}
+	}
+	return nil
+}
+
 // checkSD parses collectors.sd: its service discovery configs, its
 // relabelling and its probe.
 func (c *CollectorConfig) checkSD(at string) error {
@@ -337,13 +354,8 @@ func (c *CollectorConfig) checkSD(at string) error {
 	if _, err := sd.probe(); err != nil {
 		return fmt.Errorf("%s.probe: %q, want ready, healthy, tcp or none", at, sd.Probe)
 	}
-	for i, rc := range sd.Relabel {
-		if rc == nil {
-			return fmt.Errorf("%s.relabel_configs[%d]: empty", at, i)
-		}
-		if err := rc.Validate(model.UTF8Validation); err != nil {
-			return fmt.Errorf("%s.relabel_configs[%d]: %w", at, i, err)
-		}
+	if err := checkRelabel(at, sd.Relabel); err != nil {
+		return err
 	}
 	var err error
 	if sd.sd, err = parseSD(sd.Configs, memberssd.ParseConfigs); err != nil {
@@ -395,6 +407,12 @@ func (j *JobConfig) check(at string) error {
 	}
 	if err := c.checkSD(at); err != nil {
 		return err
+	}
+	if err := checkRelabel(at, j.Relabel); err != nil {
+		return err
+	}
+	if j.PreferZoneLabel != "" && j.SpreadBy == "" {
+		return fmt.Errorf("%s.prefer_zone_label: %q needs spread_by: a collector's zone is its spread_by meta", at, j.PreferZoneLabel)
 	}
 	set := []bool{len(t.Static) > 0, len(t.FileSD) > 0, t.HTTPSD != nil, len(t.PrometheusSD) > 0}
 	hasTargets := len(slices.DeleteFunc(set, func(b bool) bool { return !b })) // providers set

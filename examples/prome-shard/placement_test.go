@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/promshard/promshard/internal/testenv"
+)
+
+// relabel_configs before placing, end to end: a job whose rules drop half
+// the targets places only the rest, no real collector scrapes a dropped
+// one, and the rest, balanced (by series, all alike here), are spread
+// evenly: max/mean of the scraped targets at most 1.1 over three
+// collectors. The collectors' own scrape job does not drop them: only
+// promshard's placement keeps them off.
+func TestRelabelDropsBeforePlacing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	out := t.TempDir()
+	var cs []*collector
+	var static strings.Builder
+	for i := 1; i <= 3; i++ {
+		id := fmt.Sprintf("c%d", i)
+		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [%q]}]\n",
+			filepath.Join(out, id+".json"))
+		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), cfg))
+		cs = append(cs, c)
+		h, p := hostPortString(c.prom.Addr)
+		fmt.Fprintf(&static, "{id: %s, address: %s, port: %s}, ", id, h, p)
+	}
+	all := testenv.ScrapeTargets(t, 60)
+	kept, dropped := all[:30], all[30:]
+	cfg := fmt.Sprintf(`audit: {interval: 2s}
+jobs:
+  - name: node
+    collectors: {static: [%s], probe: http, probe_interval: 1s}
+    targets:
+      static:
+        - {targets: [%s], labels: {tier: web}}
+        - {targets: [%s], labels: {tier: batch}}
+    relabel_configs:
+      - {source_labels: [tier], regex: batch, action: drop}
+    balance: {by: series, epsilon: 0.05, settle: 3s, interval: 2s, window: 5m, max_move_fraction: 1}
+    output: {dir: %q}
+`, static.String(), strings.Join(kept, ", "), strings.Join(dropped, ", "), out)
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, cfg), "--web.listen-address", listen)
+	waitScraped(t, cs, "node", kept, 1, 60*time.Second, nil)
+	var counts map[string]int
+	if err := testenv.WaitFor(90*time.Second, 500*time.Millisecond, func() error {
+		got, err := scrapers(cs, "node")
+		if err != nil {
+			return err
+		}
+		counts = map[string]int{}
+		for a, ids := range got {
+			if slices.Contains(dropped, a) {
+				return fmt.Errorf("dropped %s is scraped by %v", a, ids)
+			}
+			if len(ids) != 1 {
+				return fmt.Errorf("%s scraped by %v", a, ids)
+			}
+			counts[ids[0]]++
+		}
+		for _, a := range kept {
+			if len(got[a]) != 1 {
+				return fmt.Errorf("%s scraped by %v", a, got[a])
+			}
+		}
+		most := 0
+		for _, n := range counts {
+			most = max(most, n)
+		}
+		if len(counts) != 3 || float64(most)/10 > 1.1 {
+			return fmt.Errorf("scraped targets per collector %v: max/mean %.2f", counts, float64(most)/10)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := assignedCount(listen, "node"); err != nil || n != 30 {
+		t.Fatalf("%d targets assigned (%v), want the 30 kept", n, err)
+	}
+	if v := metric(t, listen, "promshard_relabel_dropped_targets", ""); v != 30 {
+		t.Fatalf("promshard_relabel_dropped_targets %v, want 30", v)
+	}
+	t.Logf("scraped targets per collector: %v", counts)
+}
