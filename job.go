@@ -120,7 +120,18 @@ type Job struct {
 	// one is in the ring (and, balanced by series, has room), otherwise the
 	// ring decides; other replicas go to other zones. Needs SpreadBy.
 	PreferZoneLabel string
+	// PinFallback is where a target pinned to a collector ([LabelPin])
+	// goes while that collector is not in the ring: PinFallbackRing (the
+	// default: the ring places it as any other) or PinFallbackNone
+	// (nowhere: it is reported as unplaced).
+	PinFallback string
 }
+
+// The values of [Job.PinFallback].
+const (
+	PinFallbackRing = "ring"
+	PinFallbackNone = "none"
+)
 
 // validate checks the job's own fields.
 func (jc Job) validate(dryRun bool) error {
@@ -167,7 +178,7 @@ type job struct {
 	roster  *roster
 	reloads *reload.Queue
 	hand    *handoffs      // nil without Options.Handoff
-	rules   *placer        // nil without Job.Relabel and Job.PreferZoneLabel
+	rules   *placer        // relabelling, zone preference and overrides
 	bal     *balancer      // nil unless balanced by series
 	audits  *auditSchedule // nil without Options.Audit
 	epochs  *epochs        // nil without Options.Elector

@@ -3,6 +3,8 @@ package promshard
 import (
 	"cmp"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -23,22 +25,21 @@ type placer struct {
 	rules     []*relabel.Config
 	zoneLabel string
 	keyLabel  string // the label that places a target: __address__, or Job.Shard.KeyLabel
+	pinStrict bool   // Job.PinFallback "none"
 
 	mu      sync.Mutex
 	byGroup map[*targetgroup.Group][]shard.Placement
 	dropped int // in the pool last prepared
 }
 
-// newPlacer is nil when the job has no placement rules.
+// newPlacer is a job's placer.
 func newPlacer(jc Job) *placer {
-	if len(jc.Relabel) == 0 && jc.PreferZoneLabel == "" {
-		return nil
-	}
 	key := string(jc.Shard.KeyLabel)
 	if key == "" {
 		key = model.AddressLabel
 	}
-	return &placer{rules: jc.Relabel, zoneLabel: jc.PreferZoneLabel, keyLabel: key, byGroup: map[*targetgroup.Group][]shard.Placement{}}
+	return &placer{rules: jc.Relabel, zoneLabel: jc.PreferZoneLabel, keyLabel: key, pinStrict: jc.PinFallback == PinFallbackNone,
+		byGroup: map[*targetgroup.Group][]shard.Placement{}}
 }
 
 // validatePlacement checks the job's placement rules.
@@ -51,6 +52,9 @@ func (jc Job) validatePlacement() error {
 			return fmt.Errorf("Job.Relabel[%d]: %w", i, err)
 		}
 	}
+	if jc.PinFallback != "" && jc.PinFallback != PinFallbackRing && jc.PinFallback != PinFallbackNone {
+		return fmt.Errorf("Job.PinFallback %q: want %q (the default) or %q", jc.PinFallback, PinFallbackRing, PinFallbackNone)
+	}
 	if jc.PreferZoneLabel != "" {
 		if !ilabels.ValidName(jc.PreferZoneLabel) {
 			return fmt.Errorf("Job.PreferZoneLabel %q: not a valid label name", jc.PreferZoneLabel)
@@ -62,28 +66,40 @@ func (jc Job) validatePlacement() error {
 	return nil
 }
 
+// Reserved target labels that override how one target is placed. They
+// are read from the target, else its group, after Job.Relabel (so that a
+// rule can set them), and never written to a file: the file_sd writer
+// leaves out every label that starts with __promshard_.
+const (
+	// LabelEvery "true" places the target on every collector (a
+	// kube-state-metrics-like singleton that every shard must scrape).
+	LabelEvery = "__promshard_every__"
+	// LabelPin names the collector (its member ID) that alone scrapes the
+	// target. While that collector is not in the ring, the ring places the
+	// target as any other, or, with Job.PinFallback "none", nowhere.
+	LabelPin = "__promshard_pin__"
+	// LabelReplicas is the target's own replica count (an integer from 1,
+	// at most the number of collectors), instead of Shard.Replicas.
+	LabelReplicas = "__promshard_replicas__"
+)
+
 // options returns opts with the placement of the targets of groups: each
-// group not seen before is relabelled now, and groups no longer in the
-// pool are forgotten.
+// group not seen before is placed now (relabelled, its overrides read),
+// and groups no longer in the pool are forgotten. When no target has a
+// placement of its own, opts is left as it is: the plain path.
 func (p *placer) options(opts shard.Options, groups []*targetgroup.Group) shard.Options {
-	if p == nil {
-		return opts
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	next := make(map[*targetgroup.Group][]shard.Placement, len(groups))
 	lb := labels.NewBuilder(labels.EmptyLabels())
-	dropped := 0
+	dropped, some := 0, false
 	for _, g := range groups {
 		if g == nil {
 			continue
 		}
 		ps, ok := p.byGroup[g]
 		if !ok {
-			ps = make([]shard.Placement, len(g.Targets))
-			for i, t := range g.Targets {
-				ps[i] = p.place(lb, g.Labels, t)
-			}
+			ps = p.placeGroup(lb, g)
 		}
 		for _, pl := range ps {
 			if pl.Drop {
@@ -91,10 +107,47 @@ func (p *placer) options(opts shard.Options, groups []*targetgroup.Group) shard.
 			}
 		}
 		next[g] = ps
+		some = some || ps != nil
 	}
 	p.byGroup, p.dropped = next, dropped
-	opts.Placement = placementOf(next)
+	if some {
+		opts.Placement = placementOf(next)
+	}
 	return opts
+}
+
+// placeGroup places each target of g; nil when none has a placement of
+// its own.
+func (p *placer) placeGroup(lb *labels.Builder, g *targetgroup.Group) []shard.Placement {
+	if !p.active() && !hasReserved(g.Labels) && !slices.ContainsFunc(g.Targets, hasReserved) {
+		return nil
+	}
+	var ps []shard.Placement
+	for i, t := range g.Targets {
+		if pl, _ := p.place(lb, g.Labels, t); pl != (shard.Placement{}) {
+			if ps == nil {
+				ps = make([]shard.Placement, len(g.Targets))
+			}
+			ps[i] = pl
+		}
+	}
+	return ps
+}
+
+// active reports whether the job has rules that apply to every target.
+func (p *placer) active() bool { return len(p.rules) > 0 || p.zoneLabel != "" }
+
+// hasReserved reports whether ls holds one of the reserved labels.
+func hasReserved(ls model.LabelSet) bool {
+	if len(ls) == 1 && ls[model.AddressLabel] != "" {
+		return false
+	}
+	for k := range ls {
+		if strings.HasPrefix(string(k), "__promshard_") {
+			return true
+		}
+	}
+	return false
 }
 
 // placementOf answers shard.Options.Placement from a table, remembering
@@ -113,38 +166,47 @@ func placementOf(t map[*targetgroup.Group][]shard.Placement) func(*targetgroup.G
 	}
 }
 
-// place relabels one target. Its key is kept only when the relabelling
-// changed it, and the zone is read after the relabelling.
-func (p *placer) place(lb *labels.Builder, group, t model.LabelSet) shard.Placement {
-	if len(p.rules) == 0 {
-		return shard.Placement{Zone: string(lookup(t, group, p.zoneLabel))}
-	}
-	reset(lb, group, t)
-	before := lb.Get(p.keyLabel)
-	if before == "" {
-		before = lb.Get(model.AddressLabel)
-	}
-	if !relabel.ProcessBuilder(lb, p.rules...) {
-		return shard.Placement{Drop: true}
-	}
-	var pl shard.Placement
-	if after := cmp.Or(lb.Get(p.keyLabel), lb.Get(model.AddressLabel)); after != before {
-		pl.Key = strings.Clone(after)
+// place relabels one target and reads its overrides. Its key is kept only
+// when the relabelling changed it; the zone and the overrides are read
+// after the relabelling. bad names an override it ignored.
+func (p *placer) place(lb *labels.Builder, group, t model.LabelSet) (pl shard.Placement, bad string) {
+	get := func(name string) string { return string(lookup(t, group, name)) }
+	if len(p.rules) > 0 {
+		reset(lb, group, t)
+		before := cmp.Or(lb.Get(p.keyLabel), lb.Get(model.AddressLabel))
+		if !relabel.ProcessBuilder(lb, p.rules...) {
+			return shard.Placement{Drop: true}, ""
+		}
+		if after := cmp.Or(lb.Get(p.keyLabel), lb.Get(model.AddressLabel)); after != before {
+			pl.Key = strings.Clone(after)
+		}
+		get = func(name string) string { return strings.Clone(lb.Get(name)) }
 	}
 	if p.zoneLabel != "" {
-		pl.Zone = strings.Clone(lb.Get(p.zoneLabel))
+		pl.Zone = get(p.zoneLabel)
 	}
-	return pl
+	if len(p.rules) == 0 && !hasReserved(t) && !hasReserved(group) {
+		return pl, ""
+	}
+	pl.Every = get(LabelEvery) == "true"
+	if pl.Pin = get(LabelPin); pl.Pin != "" {
+		pl.PinStrict = p.pinStrict
+	}
+	if v := get(LabelReplicas); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return pl, fmt.Sprintf("%s %q is not a count from 1: ignored", LabelReplicas, v)
+		}
+		pl.Replicas = n
+	}
+	return pl, ""
 }
 
 // explain says what the rules did to target t of a group: its placement,
 // and a sentence naming the rule that dropped it or rewrote its key.
 func (p *placer) explain(group, t model.LabelSet) (shard.Placement, string) {
-	if p == nil {
-		return shard.Placement{}, ""
-	}
 	lb := labels.NewBuilder(labels.EmptyLabels())
-	pl := p.place(lb, group, t)
+	pl, bad := p.place(lb, group, t)
 	reset(lb, group, t)
 	key := cmp.Or(lb.Get(p.keyLabel), lb.Get(model.AddressLabel))
 	var notes []string
@@ -161,15 +223,23 @@ func (p *placer) explain(group, t model.LabelSet) (shard.Placement, string) {
 	if pl.Zone != "" {
 		notes = append(notes, fmt.Sprintf("%s is %q", p.zoneLabel, pl.Zone))
 	}
+	switch {
+	case pl.Every:
+		notes = append(notes, LabelEvery+" is true")
+	case pl.Pin != "":
+		notes = append(notes, fmt.Sprintf("%s is %q", LabelPin, pl.Pin))
+	case pl.Replicas > 0:
+		notes = append(notes, fmt.Sprintf("%s is %d", LabelReplicas, pl.Replicas))
+	}
+	if bad != "" {
+		notes = append(notes, bad)
+	}
 	return pl, strings.Join(notes, "; ")
 }
 
 // droppedTargets is how many targets the rules left out of the pool last
 // prepared.
 func (p *placer) droppedTargets() int {
-	if p == nil {
-		return 0
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.dropped

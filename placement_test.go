@@ -3,6 +3,7 @@ package promshard
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -183,5 +184,71 @@ func BenchmarkRelabel(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ns/target")
 		})
+	}
+}
+
+// Per-target overrides by reserved labels: on every collector, pinned to
+// one (the ring places it while that one is away, or nowhere with
+// PinFallback none), or with replicas of its own; a bad count is ignored
+// and explained.
+func TestOverrides(t *testing.T) {
+	for _, fallback := range []string{"", PinFallbackNone} {
+		synctest.Test(t, func(t *testing.T) {
+			g := &targetgroup.Group{Source: "cmdb"}
+			for i := range 30 {
+				g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("10.0.0.%d:9100", i))})
+			}
+			g.Targets = append(g.Targets,
+				model.LabelSet{model.AddressLabel: "ksm:8080", LabelEvery: "true"},
+				model.LabelSet{model.AddressLabel: "pinned:9100", LabelPin: "c"},
+				model.LabelSet{model.AddressLabel: "double:9100", LabelReplicas: "2"},
+				model.LabelSet{model.AddressLabel: "bad:9100", LabelReplicas: "two"})
+			h := start(t, Job{Targets: targets.Static{g}, PinFallback: fallback}, Options{})
+			owners := func() map[string][]string {
+				out := map[string][]string{}
+				h.out.mu.Lock()
+				defer h.out.mu.Unlock()
+				for id, gs := range h.out.last {
+					for _, og := range gs {
+						for _, tg := range og.Targets {
+							out[string(tg[model.AddressLabel])] = append(out[string(tg[model.AddressLabel])], id)
+						}
+					}
+				}
+				for _, ids := range out {
+					slices.Sort(ids)
+				}
+				return out
+			}
+			h.members("a", "b", "c", "d")
+			o := owners()
+			if !slices.Equal(o["ksm:8080"], []string{"a", "b", "c", "d"}) || !slices.Equal(o["pinned:9100"], []string{"c"}) ||
+				len(o["double:9100"]) != 2 || len(o["bad:9100"]) != 1 || len(o["10.0.0.1:9100"]) != 1 {
+				t.Fatalf("owners %v", o)
+			}
+			e, err := h.s.Explain("node", "bad:9100")
+			if err != nil || !strings.Contains(e.Why, `__promshard_replicas__ "two" is not a count from 1: ignored`) {
+				t.Fatalf("explain: %+v %v", e, err)
+			}
+			if e, _ := h.s.Explain("node", "pinned:9100"); !strings.Contains(e.Why, "pinned to c") {
+				t.Fatalf("explain: %+v", e)
+			}
+			h.members("a", "b", "d") // the pinned collector is away
+			o = owners()
+			if fallback == PinFallbackNone {
+				snap, _ := h.s.Snapshot("node")
+				if len(o["pinned:9100"]) != 0 || !slices.Contains(snap.Assignment.Unplaced, "pinned:9100") {
+					t.Fatalf("pinned, fallback none, its collector away: on %v, unplaced %v", o["pinned:9100"], snap.Assignment.Unplaced)
+				}
+			} else if len(o["pinned:9100"]) != 1 {
+				t.Fatalf("pinned, its collector away: on %v, want the ring's one", o["pinned:9100"])
+			}
+			if !slices.Equal(o["ksm:8080"], []string{"a", "b", "d"}) {
+				t.Fatalf("every collector: %v", o["ksm:8080"])
+			}
+		})
+	}
+	if err := (Job{PinFallback: "maybe"}).validatePlacement(); err == nil || !strings.Contains(err.Error(), `Job.PinFallback "maybe"`) {
+		t.Fatalf("bad PinFallback: %v", err)
 	}
 }

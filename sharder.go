@@ -480,7 +480,7 @@ func (s *Sharder) Explain(job, target string) (shard.Explanation, error) {
 	}
 	var pl shard.Placement
 	var note string
-	if res, err := s.reg.Last(job); err == nil && j.rules != nil {
+	if res, err := s.reg.Last(job); err == nil {
 	find:
 		for _, g := range res.Groups {
 			for _, t := range g.Targets {

@@ -68,7 +68,23 @@ type Placement struct {
 	// has a member there (and, balanced by cost, one with room); the other
 	// replicas go to other domains as usual. Otherwise the ring decides.
 	Zone string
+	// Every places the target on every member (a singleton every shard
+	// must scrape, say).
+	Every bool
+	// Pin, when not empty, is the ID of the member that is the target's
+	// only owner. While no member has that ID the ring places the target as
+	// any other (with Replicas and Zone), or, with PinStrict, nowhere (it is
+	// then listed in Assignment.Unplaced).
+	Pin       string
+	PinStrict bool
+	// Replicas, when above 0, is the target's own replica count instead
+	// of Options.Replicas (at most the number of members).
+	Replicas int
 }
+
+// override reports whether p changes how many owners the target has, or
+// which: such targets are placed on their own, outside the balancer.
+func (p Placement) override() bool { return p.Every || p.Pin != "" || p.Replicas > 0 }
 
 // Validate checks the options and names the bad field.
 func (o Options) Validate() error {
@@ -147,6 +163,7 @@ type item struct {
 	hash   uint64
 	t      model.LabelSet
 	prefer int32
+	ov     int32 // index into the Assign's overrides, or -1
 }
 
 // Assign places every target of groups on opts.Replicas distinct members of
@@ -199,6 +216,8 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		counts   = make([]int, len(members))
 		outs     = make([]*targetgroup.Group, len(members))
 		err      error
+		ovs      []Placement // the targets with overrides (Placement.override)
+		nown     []int32     // owners per target of the group, once any has an override
 	)
 	merged := mergeGroups(groups)
 	var bal *balancer
@@ -208,7 +227,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		all := make([]item, 0, total) // one backing for every group's items
 		for k, in := range merged {
 			start := len(all)
-			if all, err = groupItems(in, opts, sp, all); err != nil {
+			if all, err = groupItems(in, opts, sp, &ovs, all); err != nil {
 				return nil, err
 			}
 			seg := all[start:len(all):len(all)]
@@ -227,7 +246,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 	for k, in := range merged {
 		if sorted != nil {
 			items = sorted[k]
-		} else if items, err = groupItems(in, opts, sp, items[:0]); err != nil {
+		} else if items, err = groupItems(in, opts, sp, &ovs, items[:0]); err != nil {
 			return nil, err
 		} else {
 			items, scratch = sortItems(items, scratch, counts32[:0])
@@ -237,9 +256,23 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		}
 		a.Targets += len(items)
 
-		owners = owners[:0]
+		owners, nown = owners[:0], nown[:0]
 		clear(counts)
 		for i, it := range items {
+			if it.ov >= 0 {
+				dst, buf = placeOverride(r, sp, ovs[it.ov], it.hash, reps, it.prefer, dst[:0], buf)
+				if len(dst) == 0 {
+					a.Unplaced = append(a.Unplaced, string(it.t[model.AddressLabel]))
+				}
+				for _, m := range dst {
+					owners = append(owners, int32(m))
+				}
+				nown = append(nown, int32(len(dst)))
+				continue
+			}
+			if len(ovs) > 0 {
+				nown = append(nown, int32(reps))
+			}
 			if bal != nil {
 				placed := bal.owners[k][i*reps : (i+1)*reps]
 				owners = append(owners, placed...)
@@ -282,12 +315,24 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 			outs[m] = g
 			a.Groups[members[m].ID] = append(a.Groups[members[m].ID], g)
 		}
-		for i, m := range owners {
-			if m >= 0 {
-				outs[m].Targets = append(outs[m].Targets, items[i/reps].t)
+		if nown == nil {
+			for i, m := range owners {
+				if m >= 0 {
+					outs[m].Targets = append(outs[m].Targets, items[i/reps].t)
+				}
+			}
+		} else {
+			x := 0
+			for i, n := range nown {
+				for _, m := range owners[x : x+int(n)] {
+					if m >= 0 {
+						outs[m].Targets = append(outs[m].Targets, items[i].t)
+					}
+				}
+				x += int(n)
 			}
 		}
-		a.table.add(in, items, owners, byLabel)
+		a.table.add(in, items, owners, nown, reps, byLabel)
 	}
 	return a, nil
 }
@@ -301,7 +346,7 @@ func (o Options) keyed() bool {
 
 // groupItems appends to items every target of a merged group with the hash
 // that places it, leaving out those Placement drops.
-func groupItems(in merged, opts Options, sp *spread, items []item) ([]item, error) {
+func groupItems(in merged, opts Options, sp *spread, ovs *[]Placement, items []item) ([]item, error) {
 	byLabel := opts.KeyLabel != "" && opts.KeyLabel != model.AddressLabel
 	for _, g := range in.parts {
 		for i, t := range g.Targets {
@@ -309,7 +354,7 @@ func groupItems(in merged, opts Options, sp *spread, items []item) ([]item, erro
 			if err != nil {
 				return nil, err
 			}
-			prefer := int32(-1)
+			prefer, ov := int32(-1), int32(-1)
 			if opts.Placement != nil {
 				p := opts.Placement(g, i)
 				if p.Drop {
@@ -321,8 +366,12 @@ func groupItems(in merged, opts Options, sp *spread, items []item) ([]item, erro
 				if p.Zone != "" {
 					prefer = sp.domainOf(p.Zone)
 				}
+				if p.override() {
+					ov = int32(len(*ovs))
+					*ovs = append(*ovs, p)
+				}
 			}
-			items = append(items, item{h, t, prefer})
+			items = append(items, item{h, t, prefer, ov})
 		}
 	}
 	return items, nil
@@ -447,3 +496,32 @@ func mergeGroups(groups []*targetgroup.Group) []merged {
 	}
 	return out[:w]
 }
+
+// placeOverride appends to dst the owners of a target whose placement p
+// overrides the usual (see [Placement]): every member; the pinned member;
+// or its own replica count. reps is the
+// job's replica count; prefer the domain its first replica prefers.
+func placeOverride(r Ring, sp *spread, p Placement, hash uint64, reps int, prefer int32, dst, buf []int) (owners, scratch []int) {
+	ms := r.Members()
+	if p.Every {
+		for m := range ms {
+			dst = append(dst, m)
+		}
+		return dst, buf
+	}
+	if p.Replicas > 0 {
+		reps = min(p.Replicas, len(ms))
+	}
+	if p.Pin == "" {
+		return sp.preferring(r, hash, reps, prefer, dst, buf)
+	}
+	pin, found := slices.BinarySearchFunc(ms, p.Pin, func(m Member, id string) int { return strings.Compare(m.ID, id) })
+	switch {
+	case !found && p.PinStrict:
+		return dst, buf
+	case !found:
+		return sp.preferring(r, hash, reps, prefer, dst, buf)
+	}
+	return append(dst, pin), buf
+}
+

@@ -189,7 +189,9 @@ func placementTable(t map[*targetgroup.Group][]Placement) func(*targetgroup.Grou
 // with Options.Placement against the plain path in the same run: "keyed"
 // places every target by a key of its own and drops one in ten (what a
 // relabelling leaves, computed once before), "zone" makes every target
-// prefer one of three zones (members in three zones, R=1 and R=2).
+// prefer one of three zones (members in three zones, R=1 and R=2),
+// "overrides" gives 1% of the targets an override (pinned, two replicas of
+// their own, or, one in a thousand, on every member).
 func BenchmarkAssignPlacement(b *testing.B) {
 	const t = 1_000_000
 	gs := benchPool(t)
@@ -200,19 +202,29 @@ func BenchmarkAssignPlacement(b *testing.B) {
 	r := mustRing(b, KindRendezvous, ms)
 	keyed := map[*targetgroup.Group][]Placement{}
 	zoned := map[*targetgroup.Group][]Placement{}
+	overrides := map[*targetgroup.Group][]Placement{}
 	for _, g := range gs {
-		kp, zp := make([]Placement, len(g.Targets)), make([]Placement, len(g.Targets))
+		kp, zp, op := make([]Placement, len(g.Targets)), make([]Placement, len(g.Targets)), make([]Placement, len(g.Targets))
 		for i, tg := range g.Targets {
 			kp[i] = Placement{Key: "relabelled-" + string(tg[model.AddressLabel]), Drop: i%10 == 9}
 			zp[i] = Placement{Zone: fmt.Sprintf("zone-%c", 'a'+Hash(string(tg[model.AddressLabel]))%3)}
+			switch i % 300 { // 1%: pinned, two replicas of its own, on every member
+			case 0, 1:
+				op[i] = Placement{Pin: ms[i%len(ms)].ID}
+			case 2:
+				op[i] = Placement{Replicas: 2}
+			}
+			if i%1000 == 3 {
+				op[i] = Placement{Every: true}
+			}
 		}
-		keyed[g], zoned[g] = kp, zp
+		keyed[g], zoned[g], overrides[g] = kp, zp, op
 	}
 	for _, reps := range []int{1, 2} {
 		for _, c := range []struct {
 			name string
 			t    map[*targetgroup.Group][]Placement
-		}{{"plain", nil}, {"keyed", keyed}, {"zone", zoned}} {
+		}{{"plain", nil}, {"keyed", keyed}, {"zone", zoned}, {"overrides", overrides}} {
 			b.Run(fmt.Sprintf("R=%d/%s", reps, c.name), func(b *testing.B) {
 				for b.Loop() {
 					opts := Options{Replicas: reps}

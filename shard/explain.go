@@ -99,7 +99,12 @@ func ExplainPlacement(r Ring, a *Assignment, target string, keyLabel model.Label
 	if p.Zone != "" {
 		prefer = sp.domainOf(p.Zone)
 	}
-	picked, _ := sp.preferring(r, h, a.Replicas, prefer, nil, nil)
+	var picked []int
+	if p.override() {
+		picked, _ = placeOverride(r, sp, p, h, a.Replicas, prefer, nil, nil)
+	} else {
+		picked, _ = sp.preferring(r, h, a.Replicas, prefer, nil, nil)
+	}
 	for _, i := range picked {
 		e.Owners = append(e.Owners, ms[i].ID)
 	}
@@ -117,6 +122,18 @@ func ExplainPlacement(r Ring, a *Assignment, target string, keyLabel model.Label
 		e.KeyLabel, strings.Join(e.Preference, ", "))
 	if note != "" {
 		e.Why = note + "; " + e.Why
+	}
+	switch {
+	case p.Every:
+		return withWhy(e, "; it is placed on every member")
+	case p.Pin != "" && len(e.Owners) > 0 && e.Owners[0] == p.Pin:
+		return withWhy(e, fmt.Sprintf("; it is pinned to %s, which takes replica 1", p.Pin))
+	case p.Pin != "" && p.PinStrict:
+		return withWhy(e, fmt.Sprintf("; it is pinned to %s, which is not in the ring, so it is placed nowhere", p.Pin))
+	case p.Pin != "":
+		e.Why += fmt.Sprintf("; it is pinned to %s, which is not in the ring, so the ring places it", p.Pin)
+	case p.Replicas > 0:
+		e.Why += fmt.Sprintf("; it has %d replicas of its own", len(e.Owners))
 	}
 	switch {
 	case prefer >= 0 && len(e.Owners) > 0:
@@ -168,4 +185,10 @@ func spreadReasons(e Explanation) []string {
 		}
 	}
 	return out
+}
+
+// withWhy is e with more of its sentence.
+func withWhy(e Explanation, more string) Explanation {
+	e.Why += more
+	return e
 }

@@ -27,6 +27,17 @@ func placedPool(rng *rand.Rand, n, per, zones int) []*targetgroup.Group {
 			if rng.IntN(3) > 0 {
 				t["want_zone"] = model.LabelValue(fmt.Sprintf("zone-%c", 'a'+rng.IntN(zones+1)))
 			}
+			switch rng.IntN(40) {
+			case 0:
+				t["every"] = "1"
+			case 1, 2:
+				t["pin"] = model.LabelValue(fmt.Sprintf("collector-%03d:9090", rng.IntN(14)))
+			case 3:
+				t["pin"] = model.LabelValue(fmt.Sprintf("collector-%03d:9090", rng.IntN(14)))
+				t["strict"] = "1"
+			case 4, 5:
+				t["reps"] = model.LabelValue(fmt.Sprint(1 + rng.IntN(4)))
+			}
 		}
 	}
 	return gs
@@ -35,15 +46,21 @@ func placedPool(rng *rand.Rand, n, per, zones int) []*targetgroup.Group {
 // placeByLabels is the Placement of placedPool's targets.
 func placeByLabels(g *targetgroup.Group, i int) Placement {
 	t := g.Targets[i]
-	return Placement{Drop: t["drop"] == "1", Key: string(t["alias"]), Zone: string(t["want_zone"])}
+	p := Placement{Drop: t["drop"] == "1", Key: string(t["alias"]), Zone: string(t["want_zone"]),
+		Every: t["every"] == "1", Pin: string(t["pin"]), PinStrict: t["strict"] == "1"}
+	fmt.Sscan(string(t["reps"]), &p.Replicas)
+	return p
 }
 
 // Seeded properties of Placement on every ring, over random fleets of one
 // to four zones and R of 1 to 3: a dropped target is never placed nor
 // counted; targets with one key share their owners; a target that prefers
-// a zone with a member has its first replica there, and the rest spread
-// as without preference; the result does not depend on the input's order;
-// and a member that leaves moves only the replicas it held.
+// a zone with a member has a replica there, and the rest spread as without
+// preference; a target for every member is on every member, a pinned one
+// on its member (or, pinned strictly to one that is absent, nowhere and
+// listed as unplaced), one with replicas of its own on that many; the
+// result does not depend on the input's order; and a member that leaves
+// moves only the replicas it held.
 func TestPlacementProperties(t *testing.T) {
 	rng := rand.New(rand.NewPCG(30, 1))
 	trials := 12
@@ -78,37 +95,61 @@ func TestPlacementProperties(t *testing.T) {
 					t.Fatalf("%s R=%d: %d targets counted, want %d (the dropped left out)", k, reps, a.Targets, wantCount)
 				}
 				byKey := map[string][]string{}
-				for addr, ids := range byAddress(a) {
+				placed := byAddress(a)
+				ids := map[string]bool{}
+				for _, m := range ms {
+					ids[m.ID] = true
+				}
+				for addr, tg := range info {
+					p := placeByLabels(&targetgroup.Group{Targets: []model.LabelSet{tg}}, 0)
+					if p.Pin != "" && p.PinStrict && !ids[p.Pin] && tg["drop"] != "1" {
+						if len(placed[addr]) > 0 || !slices.Contains(a.Unplaced, addr) {
+							t.Fatalf("%s R=%d: %s pinned (strictly) to %s, absent, is on %v (unplaced: %v)", k, reps, addr, p.Pin, placed[addr], slices.Contains(a.Unplaced, addr))
+						}
+					}
+				}
+				for addr, ids := range placed {
 					tg := info[addr]
+					p := placeByLabels(&targetgroup.Group{Targets: []model.LabelSet{tg}}, 0)
 					if tg["drop"] == "1" {
 						t.Fatalf("%s R=%d: dropped %s placed on %v", k, reps, addr, ids)
 					}
-					if len(ids) != min(reps, len(ms)) {
-						t.Fatalf("%s R=%d: %s has %d owners", k, reps, addr, len(ids))
+					want, wantDomains := min(reps, len(ms)), min(reps, d)
+					switch {
+					case p.Every:
+						want, wantDomains = len(ms), d
+					case p.Pin != "" && slices.ContainsFunc(ms, func(m Member) bool { return m.ID == p.Pin }):
+						want, wantDomains = 1, 1
+					case p.Replicas > 0:
+						want = min(p.Replicas, len(ms))
+						wantDomains = min(want, d)
+					}
+					if len(ids) != want {
+						t.Fatalf("%s R=%d: %s (%+v) has %d owners, want %d", k, reps, addr, p, len(ids), want)
+					}
+					if p.Pin != "" && slices.ContainsFunc(ms, func(m Member) bool { return m.ID == p.Pin }) && !slices.Contains(ids, p.Pin) {
+						t.Fatalf("%s R=%d: %s pinned to %s is on %v", k, reps, addr, p.Pin, ids)
 					}
 					if alias := string(tg["alias"]); alias != "" {
-						if prev, ok := byKey[alias+"/"+string(tg["want_zone"])]; ok && !slices.Equal(prev, ids) {
+						key := fmt.Sprintf("%s/%+v", alias, p)
+						if prev, ok := byKey[key]; ok && !slices.Equal(prev, ids) {
 							t.Fatalf("%s R=%d: key %s owned by %v and by %v", k, reps, alias, prev, ids)
 						}
-						byKey[alias+"/"+string(tg["want_zone"])] = ids
+						byKey[key] = ids
 					}
-					want := string(tg["want_zone"])
-					if !zones[want] {
-						continue
-					}
-					in := 0
 					seen := map[string]bool{}
 					for _, id := range ids {
 						seen[dom[id]] = true
-						if dom[id] == want {
-							in++
-						}
 					}
-					if in == 0 {
-						t.Fatalf("%s R=%d: %s prefers %s (which has members) but is owned by %v", k, reps, addr, want, ids)
+					if len(seen) != wantDomains {
+						t.Fatalf("%s R=%d: %s (%+v) owned by %v in %d domains, want %d", k, reps, addr, p, ids, len(seen), wantDomains)
 					}
-					if len(seen) != min(reps, d) {
-						t.Fatalf("%s R=%d: %s owned by %v in %d domains, want %d", k, reps, addr, ids, len(seen), min(reps, d))
+					want2 := string(tg["want_zone"])
+					if !zones[want2] || p.Every || p.Pin != "" {
+						continue
+					}
+					if !slices.ContainsFunc(ids, func(id string) bool { return dom[id] == want2 }) {
+						t.Fatalf("%s R=%d: %s prefers %s (which has members) but is owned by %v", k, reps, addr, want2, ids)
 					}
 				}
 				shuffled := slices.Clone(gs)
@@ -123,6 +164,14 @@ func TestPlacementProperties(t *testing.T) {
 				}
 				after := mustAssign(t, mustRing(t, k, rest), gs, opts)
 				if lost, needless := movement(a, after); needless != 0 || lost != a.Count(gone.ID) {
+					now := byAddress(after)
+					for addr, ids := range byAddress(a) {
+						for _, id := range ids {
+							if id != gone.ID && !slices.Contains(now[addr], id) {
+								t.Logf("%s %+v: %v -> %v", addr, placeByLabels(&targetgroup.Group{Targets: []model.LabelSet{info[addr]}}, 0), ids, now[addr])
+							}
+						}
+					}
 					t.Fatalf("%s R=%d: %s left: %d replicas lost (it had %d), %d moved needlessly", k, reps, gone.ID, lost, a.Count(gone.ID), needless)
 				}
 			}

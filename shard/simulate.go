@@ -165,8 +165,9 @@ func Simulate(ctx context.Context, kind Kind, members []Member, groups []*target
 				return nil, err
 			}
 			pb, pa := int32(-1), int32(-1)
+			var p Placement
 			if opts.Placement != nil {
-				p := opts.Placement(g, i)
+				p = opts.Placement(g, i)
 				if p.Drop {
 					continue
 				}
@@ -178,8 +179,13 @@ func Simulate(ctx context.Context, kind Kind, members []Member, groups []*target
 				}
 			}
 			sim.Targets++
-			db, buf = sb.preferring(rb, h, sim.ReplicasBefore, pb, db[:0], buf)
-			da, buf = sa.preferring(ra, h, sim.ReplicasAfter, pa, da[:0], buf)
+			if p.override() {
+				db, buf = placeOverride(rb, sb, p, h, sim.ReplicasBefore, pb, db[:0], buf)
+				da, buf = placeOverride(ra, sa, p, h, sim.ReplicasAfter, pa, da[:0], buf)
+			} else {
+				db, buf = sb.preferring(rb, h, sim.ReplicasBefore, pb, db[:0], buf)
+				da, buf = sa.preferring(ra, h, sim.ReplicasAfter, pa, da[:0], buf)
+			}
 			lost, gained = lost[:0], gained[:0]
 			for _, m := range db {
 				cb[m]++

@@ -22,6 +22,17 @@ type ownerTable struct {
 	ids    []uint64 // per target, sorted within each group
 	owners []int32  // per target, reps indexes into Members
 	reps   int
+	// off, once a target has a count of owners of its own (an override),
+	// says where each target's owners are: owners[off[i]:off[i+1]].
+	off []int32
+}
+
+// of is target i's owners.
+func (t *ownerTable) of(i int) []int32 {
+	if t.off != nil {
+		return t.owners[t.off[i]:t.off[i+1]]
+	}
+	return t.owners[i*t.reps : (i+1)*t.reps]
 }
 
 // tableGroup is one merged group's stretch of the table.
@@ -33,11 +44,13 @@ type tableGroup struct {
 
 // add records one merged group: items sorted by key hash, and reps owners
 // per item.
-func (t *ownerTable) add(in merged, items []item, owners []int32, byLabel bool) {
-	if len(items) > 0 {
-		t.reps = len(owners) / len(items)
-	}
+func (t *ownerTable) add(in merged, items []item, owners, nown []int32, reps int, byLabel bool) {
+	t.reps = reps
 	start := len(t.ids)
+	if nown != nil || t.off != nil {
+		t.addIrregular(in, items, owners, nown, byLabel)
+		return
+	}
 	for _, it := range items {
 		id := it.hash
 		if byLabel {
@@ -47,18 +60,61 @@ func (t *ownerTable) add(in merged, items []item, owners []int32, byLabel bool) 
 	}
 	t.owners = append(t.owners, owners...)
 	if byLabel { // sort the group's entries by address hash, owners with them
-		n := len(items)
-		idx := make([]int, n)
-		for i := range idx {
-			idx[i] = i
+		type ref struct {
+			id uint64
+			i  int32
 		}
-		ids := slices.Clone(t.ids[start:])
+		refs := make([]ref, len(items))
+		for k, id := range t.ids[start:] {
+			refs[k] = ref{id, int32(k)}
+		}
+		refs, _ = radixSort(refs, nil, nil, func(r ref) uint64 { return r.id }, func(a, b ref) int {
+			return cmp.Or(cmp.Compare(a.id, b.id), cmp.Compare(a.i, b.i))
+		})
 		own := slices.Clone(t.owners[start*t.reps:])
-		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(ids[a], ids[b]) })
-		for k, i := range idx {
-			t.ids[start+k] = ids[i]
-			copy(t.owners[(start+k)*t.reps:(start+k+1)*t.reps], own[i*t.reps:(i+1)*t.reps])
+		for k, r := range refs {
+			t.ids[start+k] = r.id
+			copy(t.owners[(start+k)*t.reps:(start+k+1)*t.reps], own[int(r.i)*t.reps:(int(r.i)+1)*t.reps])
 		}
+	}
+	t.groups = append(t.groups, tableGroup{source: in.source, labels: in.labels, start: start, end: len(t.ids)})
+}
+
+// addIrregular is add once owner counts differ between targets: nown
+// holds each item's count (nil: reps each).
+func (t *ownerTable) addIrregular(in merged, items []item, owners, nown []int32, byLabel bool) {
+	if t.off == nil { // the targets before had reps owners each
+		t.off = make([]int32, len(t.ids)+1, cap(t.ids)+1)
+		for i := range t.off {
+			t.off[i] = int32(i * t.reps)
+		}
+	}
+	start := len(t.ids)
+	type entry struct {
+		id     uint64
+		owners []int32
+	}
+	es := make([]entry, len(items))
+	x := 0
+	for i, it := range items {
+		n := t.reps
+		if nown != nil {
+			n = int(nown[i])
+		}
+		id := it.hash
+		if byLabel {
+			id = Hash(string(it.t[model.AddressLabel]))
+		}
+		es[i] = entry{id, owners[x : x+n]}
+		x += n
+	}
+	if byLabel {
+		slices.SortStableFunc(es, func(a, b entry) int { return cmp.Compare(a.id, b.id) })
+	}
+	for _, e := range es {
+		t.ids = append(t.ids, e.id)
+		t.owners = append(t.owners, e.owners...)
+		t.off = append(t.off, int32(len(t.owners)))
 	}
 	t.groups = append(t.groups, tableGroup{source: in.source, labels: in.labels, start: start, end: len(t.ids)})
 }
@@ -100,7 +156,7 @@ func compareTables(prev, next *Assignment) Diff {
 	var d Diff
 	// Owners of a target; -1 (unplaced: no capacity left) is dropped.
 	placed := func(t ownerTable, i int) []int32 {
-		os := t.owners[i*t.reps : (i+1)*t.reps]
+		os := t.of(i)
 		if !slices.Contains(os, -1) {
 			return os
 		}

@@ -126,7 +126,7 @@ func (a *app) job(jc *JobConfig) (promshard.Job, error) {
 		SpreadBy: jc.SpreadBy, ScrapePool: jc.ScrapePool, DrainTag: jc.Collectors.DrainTag, Balance: jc.balance(),
 		TargetOptions: targets.JobOptions{AllowEmpty: jc.Targets.AllowEmpty}}
 	j.Shard.Replicas, j.Shard.KeyLabel = jc.Replicas, model.LabelName(jc.ShardKey)
-	j.Relabel, j.PreferZoneLabel = jc.Relabel, jc.PreferZoneLabel
+	j.Relabel, j.PreferZoneLabel, j.PinFallback = jc.Relabel, jc.PreferZoneLabel, jc.PinFallback
 	var err error
 	g := jc.Guard
 	j.Guard = promshard.PartitionGuard{Share: g.Share, Settle: g.Settle.Duration, MaxMoveFraction: g.MaxMoveFraction,

@@ -72,6 +72,7 @@ type JobConfig struct {
 	// relabel_configs, as the collectors' scrape job has them).
 	Relabel         []*relabel.Config `yaml:"relabel_configs"`
 	PreferZoneLabel string            `yaml:"prefer_zone_label"`
+	PinFallback     string            `yaml:"pin_fallback"` // ring (the default) or none
 	ScrapePool      string            `yaml:"scrape_pool"`
 	Balance         BalanceConfig     `yaml:"balance"`
 	Capacity        CapacityConfig    `yaml:"capacity"`
@@ -389,6 +390,7 @@ func (j *JobConfig) check(at string) error {
 		{".reload.method", r.Method, []string{"none", "http", "signal", "command"}},
 		{".quorum.on_timeout", j.Quorum.OnTimeout, []string{"start", "refuse"}},
 		{".partition_guard.probe", j.Guard.Probe, []string{"http", "tcp", "none"}},
+		{".pin_fallback", j.PinFallback, []string{"ring", "none"}},
 	} {
 		if e.v != "" && !slices.Contains(e.allowed, e.v) {
 			return fmt.Errorf("%s%s: %q, want one of %s", at, e.path, e.v, strings.Join(e.allowed, ", "))

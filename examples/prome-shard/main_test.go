@@ -51,6 +51,7 @@ func TestConfigErrorsExit2(t *testing.T) {
 		{"bad template", strings.Replace(okJob, "{dir: OUT}", "{dir: OUT, file: all.json}", 1), "must depend on {{.ID}}"},
 		{"no jobs", "listen: 127.0.0.1:1\n", "no job configured"},
 		{"bad relabel_configs", strings.Replace(okJob, "    targets:", "    relabel_configs: [{source_labels: [a], target_label: b, action: hashmod}]\n    targets:", 1), "jobs[0] (node).relabel_configs[0]:"},
+		{"bad pin_fallback", strings.Replace(okJob, "    targets:", "    pin_fallback: later\n    targets:", 1), `jobs[0] (node).pin_fallback: "later", want one of ring, none`},
 		{"prefer_zone_label without spread_by", strings.Replace(okJob, "    targets:", "    prefer_zone_label: zone\n    targets:", 1), `jobs[0] (node).prefer_zone_label: "zone" needs spread_by`},
 		{"an SD not compiled in", strings.Replace(okJob, "static: [{targets: [h1:9100, h2:9100, h3:9100]}]", "prometheus_sd: {ec2_sd_configs: [{region: eu-west-1}]}", 1), "ec2_sd_configs: not compiled into this program (its package is not imported, or the name is misspelt); this build has consul, dns, file, http and kubernetes; build with -tags promsd_all"},
 		{"bad session_ttl", "leader_election: {key: k, session_ttl: 1s}\n" + okJob, "leader_election: elect: LockOptions.SessionTTL 1s: want 10s to 24h0m0s"},

@@ -16,7 +16,9 @@ import (
 // one, and the rest, balanced (by series, all alike here), are spread
 // evenly: max/mean of the scraped targets at most 1.1 over three
 // collectors. The collectors' own scrape job does not drop them: only
-// promshard's placement keeps them off.
+// promshard's placement keeps them off. One more target, marked for every
+// collector (__promshard_every__), is scraped by all three, and the audit
+// finds every target as intended.
 func TestRelabelDropsBeforePlacing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
@@ -33,8 +35,8 @@ func TestRelabelDropsBeforePlacing(t *testing.T) {
 		h, p := hostPortString(c.prom.Addr)
 		fmt.Fprintf(&static, "{id: %s, address: %s, port: %s}, ", id, h, p)
 	}
-	all := testenv.ScrapeTargets(t, 60)
-	kept, dropped := all[:30], all[30:]
+	all := testenv.ScrapeTargets(t, 61)
+	kept, dropped, every := all[:30], all[30:60], all[60]
 	cfg := fmt.Sprintf(`audit: {interval: 2s}
 jobs:
   - name: node
@@ -43,11 +45,12 @@ jobs:
       static:
         - {targets: [%s], labels: {tier: web}}
         - {targets: [%s], labels: {tier: batch}}
+        - {targets: [%s], labels: {tier: web, __promshard_every__: "true"}}
     relabel_configs:
       - {source_labels: [tier], regex: batch, action: drop}
     balance: {by: series, epsilon: 0.05, settle: 3s, interval: 2s, window: 5m, max_move_fraction: 1}
     output: {dir: %q}
-`, static.String(), strings.Join(kept, ", "), strings.Join(dropped, ", "), out)
+`, static.String(), strings.Join(kept, ", "), strings.Join(dropped, ", "), every, out)
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, cfg), "--web.listen-address", listen)
 	waitScraped(t, cs, "node", kept, 1, 60*time.Second, nil)
@@ -58,9 +61,15 @@ jobs:
 			return err
 		}
 		counts = map[string]int{}
+		if len(got[every]) != 3 {
+			return fmt.Errorf("the target for every collector is scraped by %v", got[every])
+		}
 		for a, ids := range got {
 			if slices.Contains(dropped, a) {
 				return fmt.Errorf("dropped %s is scraped by %v", a, ids)
+			}
+			if a == every {
+				continue
 			}
 			if len(ids) != 1 {
 				return fmt.Errorf("%s scraped by %v", a, ids)
@@ -83,8 +92,22 @@ jobs:
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := assignedCount(listen, "node"); err != nil || n != 30 {
-		t.Fatalf("%d targets assigned (%v), want the 30 kept", n, err)
+	if n, err := assignedCount(listen, "node"); err != nil || n != 33 {
+		t.Fatalf("%d placements (%v), want the 30 kept once and the one for every collector three times", n, err)
+	}
+	// The audit expects the one for every collector on all three, and
+	// finds it so.
+	if err := testenv.WaitFor(30*time.Second, 500*time.Millisecond, func() error {
+		r, err := auditReport(listen, "node")
+		if err != nil {
+			return err
+		}
+		if !r.OK() || r.Targets != 31 {
+			return fmt.Errorf("audit: %d targets, counts %v, problems %v", r.Targets, r.Counts, r.Problems)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	if v := metric(t, listen, "promshard_relabel_dropped_targets", ""); v != 30 {
 		t.Fatalf("promshard_relabel_dropped_targets %v, want 30", v)

@@ -89,7 +89,7 @@ func groupEntries(entries []entry, gi int, g *targetgroup.Group) ([]entry, error
 	if g == nil || len(g.Targets) == 0 {
 		return entries, nil
 	}
-	base, err := labelMap(g.Labels)
+	base, err := labelMap(stripReserved(g.Labels))
 	if err != nil {
 		return nil, fmt.Errorf("group %d (source %q): %w", gi, g.Source, err)
 	}
@@ -112,6 +112,11 @@ func groupEntries(entries []entry, gi int, g *targetgroup.Group) ([]entry, error
 		}
 		rest := maps.Clone(t)
 		delete(rest, model.AddressLabel)
+		maps.DeleteFunc(rest, func(k model.LabelName, _ model.LabelValue) bool { return reserved(k) })
+		if len(rest) == 0 {
+			plain.Targets = append(plain.Targets, string(addr))
+			continue
+		}
 		tl, err := labelMap(rest)
 		if err != nil {
 			return nil, fmt.Errorf("group %d (source %q) target %q: %w", gi, g.Source, addr, err)
@@ -139,6 +144,27 @@ func groupEntries(entries []entry, gi int, g *targetgroup.Group) ([]entry, error
 		entries = append(entries, *own[k])
 	}
 	return entries, nil
+}
+
+// ReservedPrefix starts the names of the labels that tell promshard how to
+// place a target (__promshard_every__, __promshard_pin__, …). They are never
+// written: a collector does not see them.
+const ReservedPrefix = "__promshard_"
+
+// reserved reports whether a label is one of promshard's own.
+func reserved(k model.LabelName) bool { return strings.HasPrefix(string(k), ReservedPrefix) }
+
+// stripReserved is ls without promshard's own labels: ls itself when it has
+// none.
+func stripReserved(ls model.LabelSet) model.LabelSet {
+	for k := range ls {
+		if reserved(k) {
+			out := maps.Clone(ls)
+			maps.DeleteFunc(out, func(k model.LabelName, _ model.LabelValue) bool { return reserved(k) })
+			return out
+		}
+	}
+	return ls
 }
 
 // labelMap validates a label set and returns it (nil when empty); it is

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
 // marshalJSON writes what json.MarshalIndent writes, byte for byte, for
@@ -52,5 +53,47 @@ func TestMarshalJSONIsMarshalIndent(t *testing.T) {
 			entries = append(entries, e)
 		}
 		check(entries)
+	}
+}
+
+// promshard's own labels (__promshard_*) are never written, on a target or
+// on its group, and a target left with only its address joins the plain
+// ones.
+func TestReservedLabelsAreNotWritten(t *testing.T) {
+	g := &targetgroup.Group{Source: "s", Labels: model.LabelSet{"env": "prod", ReservedPrefix + "every__": "true"}, Targets: []model.LabelSet{
+		{model.AddressLabel: "a:1"},
+		{model.AddressLabel: "b:1", ReservedPrefix + "pin__": "c1"},
+		{model.AddressLabel: "c:1", "team": "x", ReservedPrefix + "replicas__": "2"},
+	}}
+	b, err := Marshal([]*targetgroup.Group{g}, JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[
+  {
+    "targets": [
+      "a:1",
+      "b:1"
+    ],
+    "labels": {
+      "env": "prod"
+    }
+  },
+  {
+    "targets": [
+      "c:1"
+    ],
+    "labels": {
+      "env": "prod",
+      "team": "x"
+    }
+  }
+]
+`
+	if string(b) != want {
+		t.Fatalf("got\n%s\nwant\n%s", b, want)
+	}
+	if !bytes.Contains(b, []byte("prod")) || bytes.Contains(b, []byte("__promshard")) {
+		t.Fatal(string(b))
 	}
 }
