@@ -524,4 +524,3 @@ func placeOverride(r Ring, sp *spread, p Placement, hash uint64, reps int, prefe
 	}
 	return append(dst, pin), buf
 }
-
