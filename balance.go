@@ -83,6 +83,11 @@ type Balance struct {
 	Interval, Window time.Duration
 	// Capacity caps the collectors' series.
 	Capacity Capacity
+	// IsolateAbove gives a target whose measured series are above it a
+	// collector of its own (shard.Options.IsolateAbove); zero means above
+	// every collector's cap, when all have one: a target no collector can
+	// hold is isolated rather than left unplaced.
+	IsolateAbove uint64
 	// Costs reads what targets cost; nil means the collectors' Prometheus
 	// API ([audit.Auditor.Series], with Options.Audit's client when set).
 	Costs CostReader
@@ -254,7 +259,7 @@ func (b *balancer) inherit(prev *balancer) {
 // the members' caps.
 func (b *balancer) placement(members []watch.Member, costs *shard.Costs) shard.Options {
 	bc, opts := b.cfg, b.opts
-	opts.Costs, opts.Epsilon, opts.Overcommit = costs, bc.Epsilon, bc.Capacity.Overcommit
+	opts.Costs, opts.Epsilon, opts.Overcommit, opts.IsolateAbove = costs, bc.Epsilon, bc.Capacity.Overcommit, bc.IsolateAbove
 	opts.Capacity = map[string]uint64{}
 	for _, m := range members {
 		c := bc.Capacity.MaxSeries

@@ -211,7 +211,8 @@ func (g *guard) check(written *shard.Assignment, members, drained, sick []watch.
 	// and the ring that is left as much smaller (collectors that joined
 	// meanwhile, a first assignment made before most had passed their
 	// checks, make it no partition).
-	if n := float64(len(prev.Members)); float64(len(held)) <= g.cfg.Share*n || float64(len(members)) >= (1-g.cfg.Share)*n {
+	healing := g.active && len(held) > 0 // collectors come back one by one: the rest are still held
+	if n := float64(len(prev.Members)); !healing && (float64(len(held)) <= g.cfg.Share*n || float64(len(members)) >= (1-g.cfg.Share)*n) {
 		g.end("the collectors came back, or few enough left")
 		return p
 	}

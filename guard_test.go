@@ -181,9 +181,22 @@ func TestPartitionGuardCountsTheWindow(t *testing.T) {
 		if v := testutil.ToFloat64(h.s.m.guard.WithLabelValues("node")); v != 1 {
 			t.Fatalf("promshard_partition_guard_active %v", v)
 		}
-		r.send(h, []string{"a", "b", "c", "d", "e"}) // the checks pass again: nothing moves
+		// The checks pass again, one update at a time: nothing moves.
+		r.send(h, []string{"a", "b", "c"}, "d:critical", "e:critical")
+		if _, now := h.out.snapshot(); !mapsEqual(now, before) {
+			t.Fatalf("three of five back: %v, want %v", now, before)
+		}
+		time.Sleep(DefaultGuardWindow + time.Second)
+		r.send(h, []string{"a", "b", "c", "d"}, "e:critical")
+		if _, now := h.out.snapshot(); !mapsEqual(now, before) {
+			t.Fatalf("four of five back, after the window: %v, want %v", now, before)
+		}
+		r.send(h, []string{"a", "b", "c", "d", "e"})
 		if _, now := h.out.snapshot(); !mapsEqual(now, before) {
 			t.Fatalf("after the checks passed: %v, want %v", now, before)
+		}
+		if v := testutil.ToFloat64(h.s.m.guard.WithLabelValues("node")); v != 0 {
+			t.Fatalf("promshard_partition_guard_active %v after all came back", v)
 		}
 		time.Sleep(DefaultGuardWindow)
 		r.send(h, []string{"a", "b", "c", "d"}, "e:critical")

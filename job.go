@@ -713,6 +713,12 @@ func (j *job) reshard(ctx context.Context, reason Reason, wait bool) (rep Report
 		return rep, err
 	}
 	j.s.m.dropped.WithLabelValues(j.cfg.Name).Set(float64(j.rules.droppedTargets()))
+	j.s.m.isolated.WithLabelValues(j.cfg.Name, "alone").Set(float64(len(asg.Isolated)))
+	j.s.m.isolated.WithLabelValues(j.cfg.Name, "crowded").Set(float64(len(asg.Crowded)))
+	if len(asg.Crowded) > 0 && (written == nil || !slices.Equal(written.Crowded, asg.Crowded)) {
+		j.s.opts.Logger.Warn("isolated targets share a collector: no collector was free for each", "job", j.cfg.Name,
+			"crowded", asg.Crowded[:min(5, len(asg.Crowded))], "isolated", len(asg.Isolated)+len(asg.Crowded), "collectors", len(asg.Members))
+	}
 	left := 0
 	if stepping { // the partition guard moves what must move in bounded steps
 		asg, left = shard.Step(written, asg, gp.limit)

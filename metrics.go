@@ -31,6 +31,7 @@ type metrics struct {
 
 	unplaced    *prometheus.GaugeVec
 	dropped     *prometheus.GaugeVec
+	isolated    *prometheus.GaugeVec
 	overloaded  *prometheus.GaugeVec
 	selfMissing *prometheus.GaugeVec
 	guard       *prometheus.GaugeVec
@@ -77,6 +78,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Times this copy became leader or stopped being one."}),
 		epoch: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_assignment_epoch",
 			Help: "Epoch of the job's assignment: published by this copy as leader, else the last one read."}, []string{"shard_job"}),
+		isolated: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_isolated_targets",
+			Help: "Isolated targets (heavy ones, given a collector of their own), by job and state: alone, or crowded when no collector was free."},
+			[]string{"shard_job", "state"}),
 		dropped: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_relabel_dropped_targets",
 			Help: "Targets the job's relabel_configs left out of placement, in the last reshard, by job."}, []string{"shard_job"}),
 		unplaced: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promshard_unplaced_targets",
@@ -105,7 +109,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if err := promutil.Register(reg, "promshard: register metrics", m.reshards, m.duration, m.moved, m.perMember,
 		m.lastSuccess, m.excluded, m.repairs, m.repaired, m.drains, m.handoffs, m.handoffsPending, m.handoffTime,
-		m.leader, m.leaderChanges, m.epoch, m.unplaced, m.dropped, m.overloaded, m.costTables, m.selfMissing, m.guard, m.needed, m.unscraped, m.doubled); err != nil {
+		m.leader, m.leaderChanges, m.epoch, m.unplaced, m.dropped, m.isolated, m.overloaded, m.costTables, m.selfMissing, m.guard, m.needed, m.unscraped, m.doubled); err != nil {
 		return nil, err
 	}
 	return m, nil

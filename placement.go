@@ -81,6 +81,10 @@ const (
 	// LabelReplicas is the target's own replica count (an integer from 1,
 	// at most the number of collectors), instead of Shard.Replicas.
 	LabelReplicas = "__promshard_replicas__"
+	// LabelIsolate "true" gives the target a collector of its own (a heavy
+	// exporter): no other target is placed there (see
+	// shard.Options.IsolateAbove, which isolates by measured series too).
+	LabelIsolate = "__promshard_isolate__"
 )
 
 // options returns opts with the placement of the targets of groups: each
@@ -188,7 +192,7 @@ func (p *placer) place(lb *labels.Builder, group, t model.LabelSet) (pl shard.Pl
 	if len(p.rules) == 0 && !hasReserved(t) && !hasReserved(group) {
 		return pl, ""
 	}
-	pl.Every = get(LabelEvery) == "true"
+	pl.Every, pl.Isolate = get(LabelEvery) == "true", get(LabelIsolate) == "true"
 	if pl.Pin = get(LabelPin); pl.Pin != "" {
 		pl.PinStrict = p.pinStrict
 	}
@@ -230,6 +234,8 @@ func (p *placer) explain(group, t model.LabelSet) (shard.Placement, string) {
 		notes = append(notes, fmt.Sprintf("%s is %q", LabelPin, pl.Pin))
 	case pl.Replicas > 0:
 		notes = append(notes, fmt.Sprintf("%s is %d", LabelReplicas, pl.Replicas))
+	case pl.Isolate:
+		notes = append(notes, LabelIsolate+" is true")
 	}
 	if bad != "" {
 		notes = append(notes, bad)

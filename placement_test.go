@@ -189,8 +189,8 @@ func BenchmarkRelabel(b *testing.B) {
 
 // Per-target overrides by reserved labels: on every collector, pinned to
 // one (the ring places it while that one is away, or nowhere with
-// PinFallback none), or with replicas of its own; a bad count is ignored
-// and explained.
+// PinFallback none), with replicas of its own, or isolated on a collector
+// of its own; a bad count is ignored and explained.
 func TestOverrides(t *testing.T) {
 	for _, fallback := range []string{"", PinFallbackNone} {
 		synctest.Test(t, func(t *testing.T) {
@@ -202,7 +202,8 @@ func TestOverrides(t *testing.T) {
 				model.LabelSet{model.AddressLabel: "ksm:8080", LabelEvery: "true"},
 				model.LabelSet{model.AddressLabel: "pinned:9100", LabelPin: "c"},
 				model.LabelSet{model.AddressLabel: "double:9100", LabelReplicas: "2"},
-				model.LabelSet{model.AddressLabel: "bad:9100", LabelReplicas: "two"})
+				model.LabelSet{model.AddressLabel: "bad:9100", LabelReplicas: "two"},
+				model.LabelSet{model.AddressLabel: "heavy:9100", LabelIsolate: "true"})
 			h := start(t, Job{Targets: targets.Static{g}, PinFallback: fallback}, Options{})
 			owners := func() map[string][]string {
 				out := map[string][]string{}
@@ -225,6 +226,17 @@ func TestOverrides(t *testing.T) {
 			if !slices.Equal(o["ksm:8080"], []string{"a", "b", "c", "d"}) || !slices.Equal(o["pinned:9100"], []string{"c"}) ||
 				len(o["double:9100"]) != 2 || len(o["bad:9100"]) != 1 || len(o["10.0.0.1:9100"]) != 1 {
 				t.Fatalf("owners %v", o)
+			}
+			if len(o["heavy:9100"]) != 1 {
+				t.Fatalf("isolated on %v", o["heavy:9100"])
+			}
+			for addr, ids := range o { // alone, but for the target on every collector and the pinned one
+				if slices.Contains(ids, o["heavy:9100"][0]) && addr != "heavy:9100" && addr != "ksm:8080" && addr != "pinned:9100" {
+					t.Fatalf("%s shares %s with the isolated target", addr, o["heavy:9100"][0])
+				}
+			}
+			if v := testutil.ToFloat64(h.s.m.isolated.WithLabelValues("node", "alone")); v != 1 {
+				t.Fatalf("promshard_isolated_targets alone %v", v)
 			}
 			e, err := h.s.Explain("node", "bad:9100")
 			if err != nil || !strings.Contains(e.Why, `__promshard_replicas__ "two" is not a count from 1: ignored`) {

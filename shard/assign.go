@@ -48,11 +48,22 @@ type Options struct {
 	// group g before it is placed: it may drop the target (it is then
 	// neither placed nor counted), place it by another key (its identity
 	// after relabelling, say: targets with the same key share owners), or
-	// name the failure domain its first replica prefers. It must be a
+	// name the failure domain its first replica prefers, or override its
+	// owners ([Placement]). It must be a
 	// function of g's labels and the target's alone, so that the result
 	// still does not depend on the input's order. The written groups keep
 	// the input's labels.
 	Placement func(g *targetgroup.Group, i int) Placement
+	// IsolateAbove, with Costs, isolates every target whose known cost is
+	// above it; zero means above the largest Capacity, when every member
+	// has one (a target no member can hold). An isolated target (or one
+	// whose Placement says Isolate) gets a member of its own: the first of
+	// its preference order that no other isolated target holds, and no
+	// other target is placed there (targets on it move away). At most all
+	// members but one are given away; an isolated target that finds none
+	// free shares the one that holds the fewest, where it hurts least.
+	// Assignment.Isolated and Assignment.Crowded list them.
+	IsolateAbove uint64
 }
 
 // Placement is how [Options.Placement] places one target. The zero value
@@ -80,11 +91,14 @@ type Placement struct {
 	// Replicas, when above 0, is the target's own replica count instead
 	// of Options.Replicas (at most the number of members).
 	Replicas int
+	// Isolate gives the target a member of its own (a heavy exporter):
+	// see Options.IsolateAbove.
+	Isolate bool
 }
 
 // override reports whether p changes how many owners the target has, or
 // which: such targets are placed on their own, outside the balancer.
-func (p Placement) override() bool { return p.Every || p.Pin != "" || p.Replicas > 0 }
+func (p Placement) override() bool { return p.Every || p.Pin != "" || p.Replicas > 0 || p.Isolate }
 
 // Validate checks the options and names the bad field.
 func (o Options) Validate() error {
@@ -126,6 +140,11 @@ type Assignment struct {
 	// the capacity (both only with Options.Costs).
 	Cost     map[string]uint64
 	Unplaced []string
+	// Isolated are the isolated targets (see Options.IsolateAbove), each
+	// alone on its member; Crowded those that had to share one, as no
+	// member was free. Both by address, sorted.
+	Isolated []string
+	Crowded  []string
 
 	table ownerTable // every target's identity and owners, for Compare
 }
@@ -220,6 +239,15 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		nown     []int32     // owners per target of the group, once any has an override
 	)
 	merged := mergeGroups(groups)
+	iso, err := isolate(r, merged, opts)
+	if err != nil {
+		return nil, err
+	}
+	ring, rsp := r, sp // where targets without an override go
+	if iso != nil {
+		ring, rsp = iso.rest.r, iso.rest.sp
+		a.Isolated, a.Crowded = iso.alone, iso.crowded
+	}
 	var bal *balancer
 	var sorted [][]item    // with Costs: every group's items, sorted, kept for the second pass
 	if opts.Costs != nil { // every target's owners first: the order is global
@@ -227,7 +255,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		all := make([]item, 0, total) // one backing for every group's items
 		for k, in := range merged {
 			start := len(all)
-			if all, err = groupItems(in, opts, sp, &ovs, all); err != nil {
+			if all, err = groupItems(in, opts, sp, iso, &ovs, all); err != nil {
 				return nil, err
 			}
 			seg := all[start:len(all):len(all)]
@@ -237,16 +265,19 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 			}
 			sorted[k] = seg
 		}
-		bal = newBalancer(r, sp, sorted, reps, opts)
+		bal = newBalancer(ring, rsp, sorted, reps, opts)
 		a.Cost = map[string]uint64{}
+		for _, m := range members {
+			a.Cost[m.ID] = 0
+		}
 		for m, l := range bal.load {
-			a.Cost[members[m].ID] = l
+			a.Cost[ring.Members()[m].ID] = l
 		}
 	}
 	for k, in := range merged {
 		if sorted != nil {
 			items = sorted[k]
-		} else if items, err = groupItems(in, opts, sp, &ovs, items[:0]); err != nil {
+		} else if items, err = groupItems(in, opts, sp, iso, &ovs, items[:0]); err != nil {
 			return nil, err
 		} else {
 			items, scratch = sortItems(items, scratch, counts32[:0])
@@ -260,30 +291,42 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		clear(counts)
 		for i, it := range items {
 			if it.ov >= 0 {
-				dst, buf = placeOverride(r, sp, ovs[it.ov], it.hash, reps, it.prefer, dst[:0], buf)
+				dst, buf = placeOverride(r, sp, iso.restOf(), ovs[it.ov], it.hash, reps, it.prefer, dst[:0], buf)
 				if len(dst) == 0 {
 					a.Unplaced = append(a.Unplaced, string(it.t[model.AddressLabel]))
 				}
 				for _, m := range dst {
 					owners = append(owners, int32(m))
+					if bal != nil {
+						a.Cost[members[m].ID] += bal.costOf(Hash(string(it.t[model.AddressLabel])))
+					}
 				}
 				nown = append(nown, int32(len(dst)))
 				continue
 			}
-			if len(ovs) > 0 {
-				nown = append(nown, int32(reps))
-			}
-			if bal != nil {
+			start := len(owners)
+			switch {
+			case bal != nil:
 				placed := bal.owners[k][i*reps : (i+1)*reps]
-				owners = append(owners, placed...)
 				if slices.Contains(placed, -1) {
 					a.Unplaced = append(a.Unplaced, string(it.t[model.AddressLabel]))
 				}
-				continue
+				for _, m := range placed {
+					owners = append(owners, iso.full(m))
+				}
+			case iso != nil:
+				dst, buf = iso.rest.owners(sp, it.hash, reps, it.prefer, dst[:0], buf)
+				for _, m := range dst {
+					owners = append(owners, int32(m))
+				}
+			default:
+				dst, buf = sp.preferring(r, it.hash, reps, it.prefer, dst[:0], buf)
+				for _, m := range dst {
+					owners = append(owners, int32(m))
+				}
 			}
-			dst, buf = sp.preferring(r, it.hash, reps, it.prefer, dst[:0], buf)
-			for _, m := range dst {
-				owners = append(owners, int32(m))
+			if len(ovs) > 0 || iso != nil {
+				nown = append(nown, int32(len(owners)-start))
 			}
 		}
 		for _, m := range owners {
@@ -346,7 +389,7 @@ func (o Options) keyed() bool {
 
 // groupItems appends to items every target of a merged group with the hash
 // that places it, leaving out those Placement drops.
-func groupItems(in merged, opts Options, sp *spread, ovs *[]Placement, items []item) ([]item, error) {
+func groupItems(in merged, opts Options, sp *spread, iso *isolation, ovs *[]Placement, items []item) ([]item, error) {
 	byLabel := opts.KeyLabel != "" && opts.KeyLabel != model.AddressLabel
 	for _, g := range in.parts {
 		for i, t := range g.Targets {
@@ -355,9 +398,9 @@ func groupItems(in merged, opts Options, sp *spread, ovs *[]Placement, items []i
 				return nil, err
 			}
 			prefer, ov := int32(-1), int32(-1)
+			var p Placement
 			if opts.Placement != nil {
-				p := opts.Placement(g, i)
-				if p.Drop {
+				if p = opts.Placement(g, i); p.Drop {
 					continue
 				}
 				if p.Key != "" {
@@ -366,10 +409,15 @@ func groupItems(in merged, opts Options, sp *spread, ovs *[]Placement, items []i
 				if p.Zone != "" {
 					prefer = sp.domainOf(p.Zone)
 				}
-				if p.override() {
-					ov = int32(len(*ovs))
-					*ovs = append(*ovs, p)
+			}
+			if iso != nil { // an isolated target: pinned to the member it owns
+				if m, ok := iso.own[isoKey{h, string(t[model.AddressLabel])}]; ok {
+					p.Pin, p.PinStrict, p.Every, p.Replicas = iso.memberID(m), false, false, 0
 				}
+			}
+			if p.override() {
+				ov = int32(len(*ovs))
+				*ovs = append(*ovs, p)
 			}
 			items = append(items, item{h, t, prefer, ov})
 		}
@@ -501,7 +549,7 @@ func mergeGroups(groups []*targetgroup.Group) []merged {
 // overrides the usual (see [Placement]): every member; the pinned member;
 // or its own replica count. reps is the
 // job's replica count; prefer the domain its first replica prefers.
-func placeOverride(r Ring, sp *spread, p Placement, hash uint64, reps int, prefer int32, dst, buf []int) (owners, scratch []int) {
+func placeOverride(r Ring, sp *spread, rest *restRing, p Placement, hash uint64, reps int, prefer int32, dst, buf []int) (owners, scratch []int) {
 	ms := r.Members()
 	if p.Every {
 		for m := range ms {
@@ -512,15 +560,21 @@ func placeOverride(r Ring, sp *spread, p Placement, hash uint64, reps int, prefe
 	if p.Replicas > 0 {
 		reps = min(p.Replicas, len(ms))
 	}
-	if p.Pin == "" {
+	byRing := func() ([]int, []int) {
+		if rest != nil { // the members of isolated targets take no other
+			return rest.owners(sp, hash, reps, prefer, dst, buf)
+		}
 		return sp.preferring(r, hash, reps, prefer, dst, buf)
+	}
+	if p.Pin == "" {
+		return byRing()
 	}
 	pin, found := slices.BinarySearchFunc(ms, p.Pin, func(m Member, id string) int { return strings.Compare(m.ID, id) })
 	switch {
 	case !found && p.PinStrict:
 		return dst, buf
 	case !found:
-		return sp.preferring(r, hash, reps, prefer, dst, buf)
+		return byRing()
 	}
 	return append(dst, pin), buf
 }

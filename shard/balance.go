@@ -30,6 +30,16 @@ type balancer struct {
 	load   []uint64
 	owners [][]int32 // per merged group: reps owners per item, -1 when unplaced
 	over   bool
+	costs  *Costs
+	def    uint64 // the cost of a target whose cost is not known
+}
+
+// costOf is the cost of the target whose address hashes to h.
+func (b *balancer) costOf(h uint64) uint64 {
+	if c, ok := b.costs.Lookup(h); ok {
+		return c
+	}
+	return b.def
 }
 
 // Costs is a cost table for Options.Costs: each target's cost (its series,
@@ -106,6 +116,9 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 	for k, items := range groups {
 		b.owners[k] = make([]int32, len(items)*reps)
 		for i, it := range items {
+			if it.ov >= 0 { // placed on its own (an override), outside the balance
+				continue
+			}
 			h := it.hash // the address's hash, unless a key label placed it
 			if byLabel {
 				h = Hash(string(it.t[model.AddressLabel]))
@@ -154,6 +167,7 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 	if len(known) > 0 {
 		def = max(nth(known, len(known)/2), 1)
 	}
+	b.costs, b.def = opts.Costs, def
 	// Every target's usual owners first, and the members' loads if they
 	// keep them all: when none is above its bound that is the result
 	// (nobody is ever passed over), and no target is placed twice.

@@ -44,6 +44,14 @@
 // since put a member of an assignment above that bound: whether they call
 // for a new one.
 //
+// With Options.Placement each target may be placed by rules of its own
+// ([Placement]): left out (a relabelling dropped it), placed by another key
+// (its identity after relabelling: targets with one key share owners),
+// its first replica in a preferred domain, on every member, pinned to one
+// member, or with a replica count of its own. A member that leaves still
+// moves only its own replicas. [ExplainPlacement] tells what a placement
+// did.
+//
 // [Compare] reports what changed between two assignments (targets added,
 // removed and moved, per member) for logs and metrics, in one linear pass
 // over the owners [Assign] recorded. [Simulate] computes what a change of

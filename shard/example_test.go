@@ -90,3 +90,45 @@ func ExampleAssign_costs() {
 	// b 2 targets, 500 series
 	// c 5 targets, 500 series
 }
+
+// Placement decides per target: here one is left out (as a relabelling
+// would drop it), one is placed on every member, one is pinned, and one
+// prefers zone b for its first replica.
+func ExampleAssign_placement() {
+	ring, _ := shard.New(shard.DefaultKind, []shard.Member{
+		{ID: "a1", Domain: "a"}, {ID: "a2", Domain: "a"}, {ID: "b1", Domain: "b"},
+	})
+	pool := []*targetgroup.Group{{Source: "nodes", Targets: []model.LabelSet{
+		{model.AddressLabel: "canary:9100"},
+		{model.AddressLabel: "ksm:8080"},
+		{model.AddressLabel: "db:9187"},
+		{model.AddressLabel: "web-b:9100"},
+	}}}
+	rules := map[string]shard.Placement{
+		"canary:9100": {Drop: true},
+		"ksm:8080":    {Every: true},
+		"db:9187":     {Pin: "a2"},
+		"web-b:9100":  {Zone: "b"},
+	}
+	a, err := shard.Assign(ring, pool, shard.Options{Placement: func(g *targetgroup.Group, i int) shard.Placement {
+		return rules[string(g.Targets[i][model.AddressLabel])]
+	}})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("targets:", a.Targets)
+	for _, m := range a.Members {
+		var addrs []string
+		for _, g := range a.Groups[m.ID] {
+			for _, t := range g.Targets {
+				addrs = append(addrs, string(t[model.AddressLabel]))
+			}
+		}
+		fmt.Println(m.ID, addrs)
+	}
+	// Output:
+	// targets: 3
+	// a1 [ksm:8080]
+	// a2 [db:9187 ksm:8080]
+	// b1 [ksm:8080 web-b:9100]
+}

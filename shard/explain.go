@@ -2,6 +2,7 @@ package shard
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/common/model"
@@ -88,6 +89,17 @@ func ExplainPlacement(r Ring, a *Assignment, target string, keyLabel model.Label
 	if p.Key != "" {
 		e.Key, e.KeyLabel = p.Key, "placement key"
 	}
+	if alone, crowded := slices.Contains(a.Isolated, target), slices.Contains(a.Crowded, target); alone || crowded {
+		e.Owners = e.Members
+		e.Why = fmt.Sprintf("it is isolated (a heavy target gets a member of its own): it is alone on %s", strings.Join(e.Members, ", "))
+		if crowded {
+			e.Why = fmt.Sprintf("it is isolated, but no member was free: it shares %s with another isolated target", strings.Join(e.Members, ", "))
+		}
+		if note != "" {
+			e.Why = note + "; " + e.Why
+		}
+		return e
+	}
 	ms := r.Members()
 	h := Hash(e.Key)
 	for _, i := range r.Owners(h, len(ms), nil) {
@@ -101,7 +113,7 @@ func ExplainPlacement(r Ring, a *Assignment, target string, keyLabel model.Label
 	}
 	var picked []int
 	if p.override() {
-		picked, _ = placeOverride(r, sp, p, h, a.Replicas, prefer, nil, nil)
+		picked, _ = placeOverride(r, sp, nil, p, h, a.Replicas, prefer, nil, nil)
 	} else {
 		picked, _ = sp.preferring(r, h, a.Replicas, prefer, nil, nil)
 	}

@@ -218,3 +218,88 @@ func TestExplainPlacement(t *testing.T) {
 		t.Fatalf("explanation of a dropped target %+v", e)
 	}
 }
+
+// Isolated targets (Placement.Isolate, or a cost above the threshold) get
+// a member of their own on every ring: no other target is placed there;
+// with more of them than members to spare, they share where it hurts
+// least and are reported; a member that holds none and leaves moves only
+// its own targets.
+func TestIsolation(t *testing.T) {
+	rng := rand.New(rand.NewPCG(30, 2))
+	gs := pool(rng, 2000, 100)
+	heavy := map[string]bool{}
+	for _, g := range gs[:3] {
+		heavy[string(g.Targets[7][model.AddressLabel])] = true
+	}
+	isolate := func(g *targetgroup.Group, i int) Placement {
+		return Placement{Isolate: heavy[string(g.Targets[i][model.AddressLabel])]}
+	}
+	for _, k := range Kinds() {
+		for _, reps := range []int{1, 2} {
+			ms := zoned(rng, 8, 2, false)
+			a := mustAssign(t, mustRing(t, k, ms), gs, Options{Replicas: reps, Placement: isolate})
+			if len(a.Isolated) != 3 || len(a.Crowded) != 0 {
+				t.Fatalf("%s R=%d: isolated %v, crowded %v", k, reps, a.Isolated, a.Crowded)
+			}
+			owners := byAddress(a)
+			alone := map[string]bool{}
+			for addr := range heavy {
+				if len(owners[addr]) != 1 {
+					t.Fatalf("%s R=%d: isolated %s on %v", k, reps, addr, owners[addr])
+				}
+				if a.Count(owners[addr][0]) != 1 {
+					t.Fatalf("%s R=%d: isolated %s shares %s with %d others", k, reps, addr, owners[addr][0], a.Count(owners[addr][0])-1)
+				}
+				alone[owners[addr][0]] = true
+			}
+			for addr, ids := range owners {
+				if !heavy[addr] && len(ids) != reps {
+					t.Fatalf("%s R=%d: %s on %v", k, reps, addr, ids)
+				}
+			}
+			var gone Member
+			for _, m := range ms {
+				if !alone[m.ID] {
+					gone = m
+					break
+				}
+			}
+			rest := slices.DeleteFunc(slices.Clone(ms), func(m Member) bool { return m.ID == gone.ID })
+			after := mustAssign(t, mustRing(t, k, rest), gs, Options{Replicas: reps, Placement: isolate})
+			if lost, needless := movement(a, after); needless != 0 || lost != a.Count(gone.ID) {
+				t.Fatalf("%s R=%d: %s left: %d lost (it had %d), %d moved needlessly", k, reps, gone.ID, lost, a.Count(gone.ID), needless)
+			}
+			// Three members, three heavy targets: two get one each, the third shares.
+			few := mustAssign(t, mustRing(t, k, ms[:3]), gs, Options{Replicas: reps, Placement: isolate})
+			if len(few.Isolated) != 1 || len(few.Crowded) != 2 {
+				t.Fatalf("%s R=%d, 3 members: isolated %v, crowded %v", k, reps, few.Isolated, few.Crowded)
+			}
+		}
+	}
+	// By cost: a target above every capacity is isolated rather than left
+	// out, and one above IsolateAbove too.
+	costs := map[string]uint64{}
+	for _, g := range gs {
+		for _, tg := range g.Targets {
+			costs[string(tg[model.AddressLabel])] = 10
+		}
+	}
+	big := string(gs[5].Targets[3][model.AddressLabel])
+	costs[big] = 50_000
+	ms := members(5)
+	capacity := map[string]uint64{}
+	for _, m := range ms {
+		capacity[m.ID] = 10_000
+	}
+	a := mustAssign(t, mustRing(t, KindRendezvous, ms), gs, Options{Costs: CostTable(costs), Capacity: capacity, Overcommit: true})
+	if !slices.Equal(a.Isolated, []string{big}) || slices.Contains(a.Unplaced, big) {
+		t.Fatalf("isolated %v, unplaced %v", a.Isolated, a.Unplaced)
+	}
+	if id := byAddress(a)[big]; len(id) != 1 || a.Count(id[0]) != 1 || a.Cost[id[0]] != 50_000 {
+		t.Fatalf("%s on %v (cost %v)", big, id, a.Cost)
+	}
+	a = mustAssign(t, mustRing(t, KindRendezvous, ms), gs, Options{Costs: CostTable(costs), IsolateAbove: 40_000})
+	if !slices.Equal(a.Isolated, []string{big}) {
+		t.Fatalf("IsolateAbove: isolated %v", a.Isolated)
+	}
+}

@@ -113,6 +113,11 @@ type Simulation struct {
 	// counts targets and leaves it zero; a caller that knows the series
 	// and the cap (promshard's Sharder.Simulate) sets it.
 	CollectorsNeeded int `json:"collectors_needed,omitempty"`
+	// Isolated and Crowded are, after the change, the isolated targets
+	// alone on a member and those that would share one (see
+	// Options.IsolateAbove), by address.
+	Isolated []string `json:"isolated,omitempty"`
+	Crowded  []string `json:"crowded,omitempty"`
 }
 
 // Simulate computes, without changing anything, what change would do to
@@ -149,6 +154,18 @@ func Simulate(ctx context.Context, kind Kind, members []Member, groups []*target
 	var db, da, buf []int
 	var lost, gained []string
 	byLabel := opts.KeyLabel != "" && opts.KeyLabel != model.AddressLabel
+	all := mergeGroups(groups)
+	isoB, err := isolate(rb, all, opts)
+	if err != nil {
+		return nil, err
+	}
+	isoA, err := isolate(ra, all, opts)
+	if err != nil {
+		return nil, err
+	}
+	if isoA != nil {
+		sim.Isolated, sim.Crowded = isoA.alone, isoA.crowded
+	}
 	for _, g := range groups {
 		if g == nil {
 			continue
@@ -179,13 +196,8 @@ func Simulate(ctx context.Context, kind Kind, members []Member, groups []*target
 				}
 			}
 			sim.Targets++
-			if p.override() {
-				db, buf = placeOverride(rb, sb, p, h, sim.ReplicasBefore, pb, db[:0], buf)
-				da, buf = placeOverride(ra, sa, p, h, sim.ReplicasAfter, pa, da[:0], buf)
-			} else {
-				db, buf = sb.preferring(rb, h, sim.ReplicasBefore, pb, db[:0], buf)
-				da, buf = sa.preferring(ra, h, sim.ReplicasAfter, pa, da[:0], buf)
-			}
+			db, buf = simOwners(rb, sb, isoB, p, h, string(g.Targets[i][model.AddressLabel]), sim.ReplicasBefore, pb, db[:0], buf)
+			da, buf = simOwners(ra, sa, isoA, p, h, string(g.Targets[i][model.AddressLabel]), sim.ReplicasAfter, pa, da[:0], buf)
 			lost, gained = lost[:0], gained[:0]
 			for _, m := range db {
 				cb[m]++
@@ -258,4 +270,21 @@ func balance(counts []int) Balance {
 		b.Mean = float64(sum) / float64(len(counts))
 	}
 	return b
+}
+
+// simOwners places one target as Assign does: isolated, by an override, or
+// on the ring (the ring of the members no isolated target holds).
+func simOwners(r Ring, sp *spread, iso *isolation, p Placement, hash uint64, addr string, reps int, prefer int32, dst, buf []int) (owners, scratch []int) {
+	if iso != nil {
+		if m, ok := iso.own[isoKey{hash, addr}]; ok {
+			return append(dst, m), buf
+		}
+	}
+	switch {
+	case p.override():
+		return placeOverride(r, sp, iso.restOf(), p, hash, reps, prefer, dst, buf)
+	case iso != nil:
+		return iso.rest.owners(sp, hash, reps, prefer, dst, buf)
+	}
+	return sp.preferring(r, hash, reps, prefer, dst, buf)
 }

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
 // realMoves derives the per-pair moves, and each member's counts, from two
@@ -76,8 +79,15 @@ func TestSimulateMatchesAssign(t *testing.T) {
 				} {
 					name := fmt.Sprintf("%s/R%d/zones%d/%+v", kind, reps, zones, c)
 					opts, gs := Options{Replicas: reps}, plain
-					if x%2 == 1 { // with placement: drops, keys and zones
+					switch x % 3 {
+					case 1: // with placement: drops, keys, zones, overrides
 						opts.Placement, gs, name = placeByLabels, placed, name+"/placed"
+					case 2: // three isolated targets
+						heavy := []model.LabelValue{plain[0].Targets[1][model.AddressLabel], plain[4].Targets[2][model.AddressLabel], plain[9].Targets[3][model.AddressLabel]}
+						opts.Placement = func(g *targetgroup.Group, i int) Placement {
+							return Placement{Isolate: slices.Contains(heavy, g.Targets[i][model.AddressLabel])}
+						}
+						name += "/isolated"
 					}
 					sim, err := Simulate(context.Background(), kind, ms, gs, opts, c, 0)
 					if err != nil {

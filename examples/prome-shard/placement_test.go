@@ -114,3 +114,49 @@ jobs:
 	}
 	t.Logf("scraped targets per collector: %v", counts)
 }
+
+// A heavy target marked __promshard_isolate__ ends up alone on its
+// collector, end to end: that collector scrapes it and nothing else, and
+// the other targets are scraped by the other two.
+func TestIsolatedTargetAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	out := t.TempDir()
+	var cs []*collector
+	var static strings.Builder
+	for i := 1; i <= 3; i++ {
+		id := fmt.Sprintf("c%d", i)
+		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [%q]}]\n",
+			filepath.Join(out, id+".json"))
+		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), cfg))
+		cs = append(cs, c)
+		h, p := hostPortString(c.prom.Addr)
+		fmt.Fprintf(&static, "{id: %s, address: %s, port: %s}, ", id, h, p)
+	}
+	all := testenv.ScrapeTargets(t, 21)
+	light, heavy := all[:20], all[20]
+	cfg := fmt.Sprintf(`handoff: {mode: off}
+jobs:
+  - name: node
+    collectors: {static: [%s], probe: http, probe_interval: 1s}
+    targets:
+      static:
+        - {targets: [%s]}
+        - {targets: [%s], labels: {__promshard_isolate__: "true"}}
+    output: {dir: %q}
+`, static.String(), strings.Join(light, ", "), heavy, out)
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, cfg), "--web.listen-address", listen)
+	got := waitScraped(t, cs, "node", all, 1, 60*time.Second, nil)
+	own := got[heavy]
+	for _, a := range light {
+		if got[a] == own {
+			t.Fatalf("%s shares %s with the isolated target", a, own)
+		}
+	}
+	if v := metric(t, listen, "promshard_isolated_targets", `state="alone"`); v != 1 {
+		t.Fatalf("promshard_isolated_targets{state=alone} %v", v)
+	}
+	t.Logf("the isolated target is alone on %s", own)
+}

@@ -80,6 +80,7 @@ type BalanceConfig struct {
 	Interval        Duration `yaml:"interval"`
 	Window          Duration `yaml:"window"`
 	MaxMoveFraction float64  `yaml:"max_move_fraction"`
+	IsolateAbove    uint64   `yaml:"isolate_above"`
 }
 
 // CapacityConfig is a job's capacity.
@@ -93,5 +94,5 @@ func (j *JobConfig) balance() promshard.Balance {
 	b := j.Balance
 	return promshard.Balance{By: promshard.BalanceBy(b.By), Epsilon: b.Epsilon, Settle: b.Settle.Duration,
 		Interval: b.Interval.Duration, Window: b.Window.Duration, MaxMoveFraction: b.MaxMoveFraction,
-		Capacity: promshard.Capacity{MaxSeries: j.Capacity.MaxSeries, Overcommit: j.Capacity.Overcommit}}
+		Capacity: promshard.Capacity{MaxSeries: j.Capacity.MaxSeries, Overcommit: j.Capacity.Overcommit}, IsolateAbove: b.IsolateAbove}
 }

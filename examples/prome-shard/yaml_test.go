@@ -51,13 +51,13 @@ func TestBalanceFromYAML(t *testing.T) {
 	var c struct {
 		Jobs []JobConfig `yaml:"jobs"`
 	}
-	in := "jobs:\n- balance: {by: series, epsilon: 0.05, settle: 1h, interval: 30s, window: 2h, max_move_fraction: 0.2}\n" +
+	in := "jobs:\n- balance: {by: series, epsilon: 0.05, settle: 1h, interval: 30s, window: 2h, max_move_fraction: 0.2, isolate_above: 500000}\n" +
 		"  capacity: {max_series: 2000000, overcommit: true}\n"
 	if err := yaml.UnmarshalStrict([]byte(in), &c); err != nil {
 		t.Fatal(err)
 	}
 	want := promshard.Balance{By: promshard.BalanceBySeries, Epsilon: 0.05, Settle: time.Hour, Interval: 30 * time.Second,
-		Window: 2 * time.Hour, MaxMoveFraction: 0.2, Capacity: promshard.Capacity{MaxSeries: 2_000_000, Overcommit: true}}
+		Window: 2 * time.Hour, MaxMoveFraction: 0.2, Capacity: promshard.Capacity{MaxSeries: 2_000_000, Overcommit: true}, IsolateAbove: 500_000}
 	if got := c.Jobs[0].balance(); got != want {
 		t.Fatalf("got %+v", got)
 	}
