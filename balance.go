@@ -101,7 +101,9 @@ type Balance struct {
 // than pushing the survivors into an out-of-memory cascade, unless
 // Overcommit gives them their usual collectors anyway. A cap is what a
 // user sets to say "never more", so refusing is the default: an
-// unscraped target is visible, where an OOM takes everything down.
+// unscraped target is visible, where an OOM takes everything down. A
+// single target above every cap is the exception: it is isolated on a
+// collector of its own (Balance.IsolateAbove), never left unplaced.
 type Capacity struct {
 	// MaxSeries caps every collector (a collector's MaxSeriesMeta meta
 	// overrides it); zero means no cap.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -29,17 +28,7 @@ func TestBalanceBySeries(t *testing.T) {
 		t.Skip("end-to-end test")
 	}
 	out := t.TempDir()
-	var cs []*collector
-	var static strings.Builder
-	for i := 1; i <= 3; i++ {
-		id := fmt.Sprintf("c%d", i)
-		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: bal\n    file_sd_configs: [{files: [%q]}]\n",
-			filepath.Join(out, id+".json"))
-		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), cfg))
-		cs = append(cs, c)
-		h, p := hostPortString(c.prom.Addr)
-		fmt.Fprintf(&static, "{id: %s, address: %s, port: %s}, ", id, h, p)
-	}
+	cs, static := staticCollectors(t, out, "bal", 3)
 	// Three heavy targets, two of which count placement puts together.
 	ring, err := shard.New(shard.DefaultKind, []shard.Member{{ID: "c1"}, {ID: "c2"}, {ID: "c3"}})
 	if err != nil {
@@ -87,7 +76,7 @@ jobs:
     reload: {method: none}
     balance: {by: series, epsilon: 0.05, settle: 3s, interval: 2s, window: 5m, max_move_fraction: 1}
     capacity: {max_series: 11000}
-`, static.String(), strings.Join(targets, ", "), out)
+`, static, strings.Join(targets, ", "), out)
 	bin := startBinary(t, buildBinary(t), "--config.file", writeConfig(t, cfg), "--web.listen-address", listen)
 
 	waitScraped(t, cs, "bal", targets, 1, 60*time.Second, nil)

@@ -773,3 +773,22 @@ func checkDashboard(t *testing.T, metrics []byte) {
 		}
 	}
 }
+
+// staticCollectors starts n real Prometheus collectors c1…cn, each reading
+// its own file_sd file in out for scrape job pool, and returns them with
+// their entries for a static collector list.
+func staticCollectors(t *testing.T, out, pool string, n int) ([]*collector, string) {
+	t.Helper()
+	var cs []*collector
+	var static strings.Builder
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("c%d", i)
+		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: %s\n    file_sd_configs: [{files: [%q]}]\n",
+			pool, filepath.Join(out, id+".json"))
+		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), cfg))
+		cs = append(cs, c)
+		h, p := hostPortString(c.prom.Addr)
+		fmt.Fprintf(&static, "{id: %s, address: %s, port: %s}, ", id, h, p)
+	}
+	return cs, static.String()
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -24,17 +23,7 @@ func TestRelabelDropsBeforePlacing(t *testing.T) {
 		t.Skip("end-to-end test")
 	}
 	out := t.TempDir()
-	var cs []*collector
-	var static strings.Builder
-	for i := 1; i <= 3; i++ {
-		id := fmt.Sprintf("c%d", i)
-		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [%q]}]\n",
-			filepath.Join(out, id+".json"))
-		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), cfg))
-		cs = append(cs, c)
-		h, p := hostPortString(c.prom.Addr)
-		fmt.Fprintf(&static, "{id: %s, address: %s, port: %s}, ", id, h, p)
-	}
+	cs, static := staticCollectors(t, out, "node", 3)
 	all := testenv.ScrapeTargets(t, 61)
 	kept, dropped, every := all[:30], all[30:60], all[60]
 	cfg := fmt.Sprintf(`audit: {interval: 2s}
@@ -50,7 +39,7 @@ jobs:
       - {source_labels: [tier], regex: batch, action: drop}
     balance: {by: series, epsilon: 0.05, settle: 3s, interval: 2s, window: 5m, max_move_fraction: 1}
     output: {dir: %q}
-`, static.String(), strings.Join(kept, ", "), strings.Join(dropped, ", "), every, out)
+`, static, strings.Join(kept, ", "), strings.Join(dropped, ", "), every, out)
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, cfg), "--web.listen-address", listen)
 	waitScraped(t, cs, "node", kept, 1, 60*time.Second, nil)
@@ -123,17 +112,7 @@ func TestIsolatedTargetAlone(t *testing.T) {
 		t.Skip("end-to-end test")
 	}
 	out := t.TempDir()
-	var cs []*collector
-	var static strings.Builder
-	for i := 1; i <= 3; i++ {
-		id := fmt.Sprintf("c%d", i)
-		cfg := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 500ms}\nscrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [%q]}]\n",
-			filepath.Join(out, id+".json"))
-		c := newCollector(id, testenv.StartPrometheus(t, t.TempDir(), cfg))
-		cs = append(cs, c)
-		h, p := hostPortString(c.prom.Addr)
-		fmt.Fprintf(&static, "{id: %s, address: %s, port: %s}, ", id, h, p)
-	}
+	cs, static := staticCollectors(t, out, "node", 3)
 	all := testenv.ScrapeTargets(t, 21)
 	light, heavy := all[:20], all[20]
 	cfg := fmt.Sprintf(`handoff: {mode: off}
@@ -145,7 +124,7 @@ jobs:
         - {targets: [%s]}
         - {targets: [%s], labels: {__promshard_isolate__: "true"}}
     output: {dir: %q}
-`, static.String(), strings.Join(light, ", "), heavy, out)
+`, static, strings.Join(light, ", "), heavy, out)
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, cfg), "--web.listen-address", listen)
 	got := waitScraped(t, cs, "node", all, 1, 60*time.Second, nil)
