@@ -729,6 +729,10 @@ func TestSelfModeFindsItsInstanceInConsul(t *testing.T) {
 	out := filepath.Join(filepath.Dir(cfg), "out")
 	var stdout, stderr string
 	err = testenv.WaitFor(30*time.Second, 200*time.Millisecond, func() error { // until b's check passes
+		// Each try starts from no files: a run that follows one made
+		// before b passed would read the files it left and hand b's
+		// share over, keeping it in a's file meanwhile.
+		os.RemoveAll(out)
 		var code int
 		code, stdout, stderr = runCmd("--config.file", cfg, "--once")
 		if code != 0 || !strings.Contains(stdout, "30 targets on 3 collectors") {
