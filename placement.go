@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/model/relabel"
 
 	ilabels "github.com/promshard/promshard/internal/labels"
+	"github.com/promshard/promshard/internal/sdfile"
 	"github.com/promshard/promshard/shard"
 )
 
@@ -147,7 +148,7 @@ func hasReserved(ls model.LabelSet) bool {
 		return false
 	}
 	for k := range ls {
-		if strings.HasPrefix(string(k), "__promshard_") {
+		if strings.HasPrefix(string(k), sdfile.ReservedPrefix) {
 			return true
 		}
 	}

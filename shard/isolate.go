@@ -51,12 +51,12 @@ func (rr restRing) owners(full *spread, hash uint64, reps int, prefer int32, dst
 // isolated reports whether a target is isolated: by its Placement, or, with
 // Costs, by a cost above the threshold (Options.IsolateAbove; zero means
 // above every member's capacity, when all have one).
-func (o Options) isolated(p Placement, addrHash uint64, threshold uint64) (bool, uint64) {
-	var cost uint64
-	if o.Costs != nil {
-		cost, _ = o.Costs.Lookup(addrHash)
+func (o Options) isolated(p Placement, addrHash uint64, threshold uint64) bool {
+	if p.Isolate || threshold == 0 || o.Costs == nil {
+		return p.Isolate
 	}
-	return p.Isolate || threshold > 0 && cost > threshold, cost
+	cost, _ := o.Costs.Lookup(addrHash)
+	return cost > threshold
 }
 
 // isolateThreshold is the cost above which a target is isolated, or 0.
@@ -91,11 +91,7 @@ func isolate(r Ring, groups []merged, opts Options) (*isolation, error) {
 		return nil, nil
 	}
 	byLabel := opts.KeyLabel != "" && opts.KeyLabel != model.AddressLabel
-	type cand struct {
-		isoKey
-		cost uint64
-	}
-	var cands []cand
+	var cands []isoKey
 	for _, in := range groups {
 		for _, g := range in.parts {
 			for i, t := range g.Targets {
@@ -116,8 +112,8 @@ func isolate(r Ring, groups []merged, opts Options) (*isolation, error) {
 					h = Hash(p.Key)
 				}
 				addr := string(t[model.AddressLabel])
-				if ok, cost := opts.isolated(p, Hash(addr), threshold); ok {
-					cands = append(cands, cand{isoKey{h, addr}, cost})
+				if opts.isolated(p, Hash(addr), threshold) {
+					cands = append(cands, isoKey{h, addr})
 				}
 			}
 		}
@@ -125,8 +121,8 @@ func isolate(r Ring, groups []merged, opts Options) (*isolation, error) {
 	if len(cands) == 0 {
 		return nil, nil
 	}
-	slices.SortFunc(cands, func(a, b cand) int { return cmp.Or(cmp.Compare(a.hash, b.hash), strings.Compare(a.addr, b.addr)) })
-	cands = slices.CompactFunc(cands, func(a, b cand) bool { return a.isoKey == b.isoKey })
+	slices.SortFunc(cands, func(a, b isoKey) int { return cmp.Or(cmp.Compare(a.hash, b.hash), strings.Compare(a.addr, b.addr)) })
+	cands = slices.Compact(cands)
 	iso := &isolation{own: map[isoKey]int{}, reserved: make([]bool, len(members))}
 	for _, m := range members {
 		iso.ids = append(iso.ids, m.ID)
@@ -152,10 +148,10 @@ func isolate(r Ring, groups []merged, opts Options) (*isolation, error) {
 			}
 		}
 		held[m]++
-		iso.own[c.isoKey] = m
+		iso.own[c] = m
 	}
 	for _, c := range cands {
-		if held[iso.own[c.isoKey]] > 1 {
+		if held[iso.own[c]] > 1 {
 			iso.crowded = append(iso.crowded, c.addr)
 		} else {
 			iso.alone = append(iso.alone, c.addr)
