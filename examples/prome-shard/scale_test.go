@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -62,7 +64,7 @@ func TestScale(t *testing.T) {
 		return strings.TrimSuffix(b.String(), ", ")
 	}
 	config := func(n int) string {
-		return fmt.Sprintf("refresh_interval: 2s\naudit: {disabled: true}\njobs:\n  - name: node\n    collectors: {static: [%s]}\n"+
+		return fmt.Sprintf("refresh_interval: 2s\npprof: true\naudit: {disabled: true}\njobs:\n  - name: node\n    collectors: {static: [%s]}\n"+
 			"    partition_guard: {share: 1}\n    targets: {file_sd: [%q]}\n    output: {dir: %q}\n",
 			members(n), filepath.Join(dir, "targets.json"), filepath.Join(dir, "out"))
 	}
@@ -141,6 +143,7 @@ func TestScale(t *testing.T) {
 	steady, _ := rss()
 	os.WriteFile(cfg, []byte(config(collectors-1)), 0o644)
 	before := len(got)
+	profile := startProfile(t, listen, "reload")
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +163,7 @@ func TestScale(t *testing.T) {
 		}
 	}
 	_, peak := rss()
+	profile()
 	if b, err := os.ReadFile(p.log); err == nil { // what the reload did, step by step
 		for _, l := range strings.Split(string(b), "\n") {
 			if strings.Contains(l, "msg=reshard ") || strings.Contains(l, "running") || strings.Contains(l, "stopped") {
@@ -174,4 +178,28 @@ func TestScale(t *testing.T) {
 	n := float64(groups * perGroup)
 	t.Logf("scale: 1,000,000 targets in one file_sd file, 100 collectors: first reshard %s; unchanged refreshes %s (the provider's fetch %.3f s each, in the background); changed reshard (a collector removed through SIGHUP) %s; RSS after the refreshes %.0f MB (%.0f B/target), peak %.0f MB (%.2f× steady)",
 		first[1], strings.Join(skipped[:3], ", "), perFetch, changed, steady/1e6, steady/n, peak/1e6, peak/steady)
+}
+
+// startProfile, when PROMSHARD_SCALE_PROFILE names a directory, starts a
+// 15 s CPU profile of the binary and returns a function that waits for it
+// and writes it there as name.pprof; otherwise it does nothing.
+func startProfile(t *testing.T, listen, name string) func() {
+	dir := os.Getenv("PROMSHARD_SCALE_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get("http://" + listen + "/debug/pprof/profile?seconds=15")
+		if err != nil {
+			t.Log(err)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		os.WriteFile(filepath.Join(dir, name+".pprof"), b, 0o644)
+	}()
+	time.Sleep(100 * time.Millisecond) // the profile has begun before what it measures
+	return func() { <-done }
 }
