@@ -485,6 +485,7 @@ func (j *job) snapshot() Snapshot {
 		snap.CollectorsNeeded = collectorsNeeded(snap.Assignment, j.cfg.Balance.Capacity.MaxSeries)
 	}
 	snap.Epoch, snap.Agrees = j.epochs.current()
+	snap.Placement = j.rules.placed()
 	if snap.Role = j.role(); snap.Role != "" {
 		snap.Leader = j.s.opts.Elector.Leader()
 	}
@@ -712,7 +713,7 @@ func (j *job) reshard(ctx context.Context, reason Reason, wait bool) (rep Report
 	if err != nil {
 		return rep, err
 	}
-	j.s.m.dropped.WithLabelValues(j.cfg.Name).Set(float64(j.rules.droppedTargets()))
+	j.s.m.dropped.WithLabelValues(j.cfg.Name).Set(float64(j.rules.placed().Dropped))
 	j.s.m.isolated.WithLabelValues(j.cfg.Name, "alone").Set(float64(len(asg.Isolated)))
 	j.s.m.isolated.WithLabelValues(j.cfg.Name, "crowded").Set(float64(len(asg.Crowded)))
 	if len(asg.Crowded) > 0 && (written == nil || !slices.Equal(written.Crowded, asg.Crowded)) {

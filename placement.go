@@ -30,7 +30,53 @@ type placer struct {
 
 	mu      sync.Mutex
 	byGroup map[*targetgroup.Group][]shard.Placement
-	dropped int // in the pool last prepared
+	counts  PlacementCounts // of the pool last prepared
+}
+
+// PlacementCounts counts the targets of a job's last reshard that
+// Job.Relabel and the override labels placed apart from the rest. Targets
+// with an override are placed outside the balancer: max_series does not
+// bound them, though their series count in their collectors' totals.
+type PlacementCounts struct {
+	// Dropped are the targets Job.Relabel left out of the pool.
+	Dropped int `json:"dropped,omitempty"`
+	// Every, Replicas and Isolate count the targets whose LabelEvery,
+	// LabelReplicas or LabelIsolate is set (the targets isolated by
+	// measured series are in shard.Assignment.Isolated).
+	Every    int `json:"every,omitempty"`
+	Replicas int `json:"replicas,omitempty"`
+	Isolate  int `json:"isolate,omitempty"`
+	// Pinned counts the targets whose LabelPin is set, by the collector
+	// it names.
+	Pinned map[string]int `json:"pinned,omitempty"`
+}
+
+// Overrides is the number of targets with an override label.
+func (c PlacementCounts) Overrides() int {
+	n := c.Every + c.Replicas + c.Isolate
+	for _, v := range c.Pinned {
+		n += v
+	}
+	return n
+}
+
+// add counts one target's placement.
+func (c *PlacementCounts) add(pl shard.Placement) {
+	switch {
+	case pl.Drop:
+		c.Dropped++
+	case pl.Every:
+		c.Every++
+	case pl.Pin != "":
+		if c.Pinned == nil {
+			c.Pinned = map[string]int{}
+		}
+		c.Pinned[pl.Pin]++
+	case pl.Replicas > 0:
+		c.Replicas++
+	case pl.Isolate:
+		c.Isolate++
+	}
 }
 
 // newPlacer is a job's placer.
@@ -97,7 +143,8 @@ func (p *placer) options(opts shard.Options, groups []*targetgroup.Group) shard.
 	defer p.mu.Unlock()
 	next := make(map[*targetgroup.Group][]shard.Placement, len(groups))
 	lb := labels.NewBuilder(labels.EmptyLabels())
-	dropped, some := 0, false
+	var counts PlacementCounts
+	some := false
 	for _, g := range groups {
 		if g == nil {
 			continue
@@ -107,14 +154,12 @@ func (p *placer) options(opts shard.Options, groups []*targetgroup.Group) shard.
 			ps = p.placeGroup(lb, g)
 		}
 		for _, pl := range ps {
-			if pl.Drop {
-				dropped++
-			}
+			counts.add(pl)
 		}
 		next[g] = ps
 		some = some || ps != nil
 	}
-	p.byGroup, p.dropped = next, dropped
+	p.byGroup, p.counts = next, counts
 	if some {
 		opts.Placement = placementOf(next)
 	}
@@ -244,12 +289,11 @@ func (p *placer) explain(group, t model.LabelSet) (shard.Placement, string) {
 	return pl, strings.Join(notes, "; ")
 }
 
-// droppedTargets is how many targets the rules left out of the pool last
-// prepared.
-func (p *placer) droppedTargets() int {
+// placed counts the placements of the pool last prepared.
+func (p *placer) placed() PlacementCounts {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.dropped
+	return p.counts
 }
 
 // reset sets lb to a target's labels: its group's, then its own.

@@ -3,6 +3,7 @@ package promshard
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -237,6 +238,10 @@ func TestOverrides(t *testing.T) {
 			}
 			if v := testutil.ToFloat64(h.s.m.isolated.WithLabelValues("node", "alone")); v != 1 {
 				t.Fatalf("promshard_isolated_targets alone %v", v)
+			}
+			if snap, _ := h.s.Snapshot("node"); !reflect.DeepEqual(snap.Placement, PlacementCounts{Every: 1, Replicas: 1, Isolate: 1,
+				Pinned: map[string]int{"c": 1}}) || snap.Placement.Overrides() != 4 {
+				t.Fatalf("Snapshot.Placement %+v", snap.Placement)
 			}
 			e, err := h.s.Explain("node", "bad:9100")
 			if err != nil || !strings.Contains(e.Why, `__promshard_replicas__ "two" is not a count from 1: ignored`) {

@@ -187,6 +187,10 @@ type Snapshot struct {
 	// Heaviest lists, per collector, its heaviest targets by measured
 	// series (at most 10, heaviest first) when the job balances by series.
 	Heaviest map[string][]shard.TargetLoad
+	// Placement counts the targets of the last reshard that Job.Relabel
+	// dropped and those with an override label (LabelEvery, LabelPin,
+	// LabelReplicas, LabelIsolate).
+	Placement PlacementCounts
 }
 
 // Ready reports whether the job has an assignment in its outputs and its

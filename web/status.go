@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/promshard/promshard"
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/shard"
@@ -57,6 +59,12 @@ type statusJob struct {
 	Needed      int      // collectors the measured series need, with headroom; 0: unknown
 	Events      []promshard.Event
 	MoreEvents  int
+	// Placement counts the targets dropped by relabel_configs and those
+	// with an override; Isolated and Crowded are the isolated targets, alone
+	// on a collector or sharing one (no collector was free).
+	Placement promshard.PlacementCounts
+	Isolated  []string
+	Crowded   []string
 }
 
 type statusBar struct {
@@ -67,6 +75,11 @@ type statusBar struct {
 	Percent                          float64
 	Reload                           *reloadResult
 	Heaviest                         []shard.TargetLoad
+	// Isolated is the isolated target the collector holds alone (every
+	// collector's and pinned targets aside); Pinned the number of targets
+	// pinned to it.
+	Isolated string
+	Pinned   int
 }
 
 type reloadResult struct {
@@ -116,7 +129,7 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		jc, _ := h.s.Job(name)
 		sj := statusJob{Name: name, Role: string(snap.Role), Leader: snap.Leader, Epoch: snap.Epoch.Epoch, Agrees: snap.Agrees,
 			Ready: snap.Ready(), Handoffs: snap.Handoffs, Reloads: snap.PendingReloads, Excluded: snap.Last.Excluded, Held: snap.Last.Held, Needed: snap.CollectorsNeeded,
-			BySeries: jc.Balance.By == promshard.BalanceBySeries}
+			BySeries: jc.Balance.By == promshard.BalanceBySeries, Placement: snap.Placement}
 		if !snap.HandoffsSince.IsZero() {
 			sj.HandoffsAge = time.Since(snap.HandoffsSince).Round(time.Second)
 		}
@@ -128,6 +141,7 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		if asg := snap.Assignment; asg != nil {
 			sj.Ring, sj.Replicas, sj.Targets, sj.Collectors = string(asg.Ring), asg.RequestedReplicas, asg.Targets, len(asg.Members)
 			sj.Bars, sj.Out, sj.Mean, sj.MeanPercent = statusBars(snap, jc.Balance.Capacity.MaxSeries)
+			sj.Isolated, sj.Crowded = asg.Isolated, asg.Crowded
 		}
 		for i := range (len(sj.Bars) + statusPerPage - 1) / statusPerPage {
 			sj.Pages = append(sj.Pages, i+1)
@@ -194,7 +208,7 @@ func statusBars(snap promshard.Snapshot, maxSeries uint64) (bars, out []statusBa
 		}
 		bars = append(bars, statusBar{ID: m.ID, Address: wm.HostPort(), Link: link(wm.HostPort()), Domain: m.Domain, Targets: n,
 			Weight: max(m.Weight, 1), Series: snap.Assignment.Cost[m.ID], Capacity: capacity, Reload: reloadOf(m.ID),
-			Heaviest: snap.Heaviest[m.ID]})
+			Heaviest: snap.Heaviest[m.ID], Isolated: isolatedOn(snap, m.ID, n), Pinned: snap.Placement.Pinned[m.ID]})
 	}
 	for _, m := range snap.Leavers {
 		state := "leaving"
@@ -225,4 +239,23 @@ func statusBars(snap promshard.Snapshot, maxSeries uint64) (bars, out []statusBa
 		meanPercent = mean * 100 / float64(top)
 	}
 	return bars, out, mean, meanPercent
+}
+
+// isolatedOn is the isolated target that collector id holds alone, "" for
+// none. Besides it, such a collector holds only the targets on every
+// collector and those pinned to it, so only a collector with at most that
+// many targets is looked into.
+func isolatedOn(snap promshard.Snapshot, id string, n int) string {
+	asg := snap.Assignment
+	if len(asg.Isolated) == 0 || n > 1+snap.Placement.Every+snap.Placement.Pinned[id] {
+		return ""
+	}
+	for _, g := range asg.Groups[id] {
+		for _, t := range g.Targets {
+			if a := string(t[model.AddressLabel]); slices.Contains(asg.Isolated, a) {
+				return a
+			}
+		}
+	}
+	return ""
 }

@@ -227,3 +227,80 @@ func TestStatusPageTellsWhatHappened(t *testing.T) {
 		t.Fatalf("the page reported errors: %v", errs)
 	}
 }
+
+// TestStatusPageMarksOverrides: the page marks the targets placed apart
+// from the rest, read in a real chromium. A target isolated by label is
+// marked on the one collector that holds it (the owner explain gives),
+// the targets pinned to a collector are counted on its row, and the job's
+// placement line counts the targets on every collector, the pinned ones
+// and the isolated one.
+func TestStatusPageMarksOverrides(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	ctx, pageErrors := browser(t)
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:9099
+audit: {disabled: true}
+handoff: {mode: off}
+jobs:
+  - name: node
+    collectors:
+      static:
+        - {id: collector-a, address: 127.0.0.1, port: 9091}
+        - {id: collector-b, address: 127.0.0.1, port: 9092}
+        - {id: collector-c, address: 127.0.0.1, port: 9093}
+    targets:
+      static:
+        - targets: [10.0.0.1:9100, 10.0.0.2:9100, 10.0.0.3:9100, 10.0.0.4:9100, 10.0.0.5:9100, 10.0.0.6:9100]
+        - {targets: [10.0.2.1:9100], labels: {__promshard_every__: "true"}}
+        - {targets: [10.0.3.1:9100, 10.0.3.2:9100], labels: {__promshard_pin__: collector-b}}
+        - {targets: [10.0.4.1:9100], labels: {__promshard_isolate__: "true"}}
+    output: {dir: %q}
+    reload: {method: none}
+`, t.TempDir())
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, cfg), "--web.listen-address", listen)
+	base := "http://" + listen
+	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
+		code, b, err := testenv.HTTPGet(context.Background(), base+"/-/ready")
+		if err != nil || code != 200 {
+			return fmt.Errorf("ready: %d %s %v", code, b, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, b, err := testenv.HTTPGet(context.Background(), base+"/api/v1/explain?target=10.0.4.1:9100")
+	var ex []struct{ Owners []string }
+	if err != nil || json.Unmarshal(b, &ex) != nil || len(ex) != 1 || len(ex[0].Owners) != 1 {
+		t.Fatalf("explain: %s %v", b, err)
+	}
+	alone := ex[0].Owners[0]
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/?refresh=0"), chromedp.WaitVisible(chromedp.CSS("tr.collector"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"collector-a", "collector-b", "collector-c"} {
+		row, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(fmt.Sprintf(`tr.collector[data-id=%q]`, id))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if marked := strings.Contains(row, "isolated: 10.0.4.1:9100"); marked != (id == alone) {
+			t.Errorf("row %s reads %q: marked isolated %v, explain puts the isolated target on %s", id, row, marked, alone)
+		}
+		if pinned := strings.Contains(row, "2 pinned"); pinned != (id == "collector-b") {
+			t.Errorf("row %s reads %q: shows 2 pinned %v", id, row, pinned)
+		}
+	}
+	line, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`section[data-job="node"] .placement`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"1 on every collector", "pinned: 2 to collector-b", "1 isolated by label", "outside the balancer"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the placement line reads %q, want %q in it", line, want)
+		}
+	}
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Fatalf("the page reported errors: %v", errs)
+	}
+}
