@@ -18,7 +18,9 @@
 //   - [Static]: fixed groups, from a config file.
 //   - [Func]: a plain Go function (a CMDB or service-tree client).
 //   - [File]: file_sd files (JSON or YAML, globs) in Prometheus' own format.
-//   - [HTTPSD]: an endpoint in Prometheus' http_sd format.
+//   - [HTTPSD]: an endpoint in Prometheus' http_sd format, asked with
+//     If-None-Match and If-Modified-Since when the server tags its
+//     answers: a 304 returns the last groups, neither read nor parsed.
 //   - Sub-package promsd: any Prometheus service discovery
 //     (kubernetes_sd_configs, consul_sd_configs, ec2_sd_configs, …)
 //     configured with Prometheus' own YAML. It lives apart because

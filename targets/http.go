@@ -8,7 +8,9 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/discovery/targetgroup"
@@ -47,8 +49,22 @@ type HTTPSDOptions struct {
 // HTTPSD fetches targets from an endpoint in Prometheus' http_sd format: a
 // 200 answer of type application/json holding a list of {targets, labels}.
 // Each group's source is "URL:index".
+//
+// When the server tags its answers (ETag, Last-Modified), a fetch asks
+// with If-None-Match and If-Modified-Since, and a 304 Not Modified answer
+// returns the groups of the last answer, the very same ones: nothing is
+// read or parsed, and a [Registry] keeps the groups it holds.
 type HTTPSD struct {
 	opts HTTPSDOptions
+
+	mu   sync.Mutex
+	last httpAnswer // the last good answer
+}
+
+// httpAnswer is a parsed answer with the validators the server gave it.
+type httpAnswer struct {
+	etag, modified string
+	groups         []*targetgroup.Group
 }
 
 var _ Provider = (*HTTPSD)(nil)
@@ -87,11 +103,25 @@ func (h *HTTPSD) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
+	h.mu.Lock()
+	last := h.last
+	h.mu.Unlock()
+	if last.groups != nil {
+		if last.etag != "" {
+			req.Header.Set("If-None-Match", last.etag)
+		}
+		if last.modified != "" {
+			req.Header.Set("If-Modified-Since", last.modified)
+		}
+	}
 	resp, err := h.opts.Client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", h.opts.URL, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified && last.groups != nil && (last.etag != "" || last.modified != "") {
+		return slices.Clone(last.groups), nil
+	}
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return nil, fmt.Errorf("GET %s: status %s: %s", h.opts.URL, resp.Status, strings.TrimSpace(string(b)))
@@ -112,7 +142,10 @@ func (h *HTTPSD) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
 			g.Source = fmt.Sprintf("%s:%d", h.opts.URL, i)
 		}
 	}
-	return gs, nil
+	h.mu.Lock()
+	h.last = httpAnswer{etag: resp.Header.Get("ETag"), modified: resp.Header.Get("Last-Modified"), groups: gs}
+	h.mu.Unlock()
+	return slices.Clone(gs), nil
 }
 
 // countingReader counts the bytes read through it.

@@ -390,6 +390,86 @@ func TestHTTPProvider(t *testing.T) {
 	}
 }
 
+// An http_sd server that tags its answers is asked whether anything
+// changed: an ETag server answers 304, a Last-Modified one too, and the
+// provider then returns the very groups it parsed last, without reading a
+// body; the registry keeps the groups it holds. A new answer is parsed
+// again; a server that tags nothing is always read.
+func TestHTTPSDNotModified(t *testing.T) {
+	for _, tag := range []string{"etag", "last-modified", "none"} {
+		t.Run(tag, func(t *testing.T) {
+			var mu sync.Mutex
+			body, version := `[{"targets": ["h1:9100", "h2:9100"]}]`, 1
+			var full, notModified int
+			stamp := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				defer mu.Unlock()
+				w.Header().Set("Content-Type", "application/json")
+				modified := time.Time{}
+				switch tag {
+				case "etag":
+					w.Header().Set("ETag", fmt.Sprintf(`"v%d"`, version))
+				case "last-modified":
+					modified = stamp.Add(time.Duration(version) * time.Second)
+				}
+				cw := &codeWriter{ResponseWriter: w}
+				http.ServeContent(cw, r, "", modified, strings.NewReader(body))
+				if cw.code == http.StatusNotModified {
+					notModified++
+				} else {
+					full++
+				}
+			}))
+			defer srv.Close()
+			h, err := NewHTTPSD(HTTPSDOptions{URL: srv.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, _ := newReg(t, RegistryOptions{})
+			if err := r.Register("node", h, JobOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			first, err := r.Targets(ctx, "node")
+			if err != nil || first.Targets() != 2 {
+				t.Fatalf("%+v %v", first, err)
+			}
+			for range 3 {
+				again, err := r.Targets(ctx, "node")
+				if err != nil || len(again.Groups) != 1 || again.Groups[0] != first.Groups[0] {
+					t.Fatalf("unchanged: %+v %v, want the groups held", again, err)
+				}
+			}
+			mu.Lock()
+			wantFull, wantNot := 1, 3
+			if tag == "none" {
+				wantFull, wantNot = 4, 0
+			}
+			if full != wantFull || notModified != wantNot {
+				t.Errorf("answers: %d full, %d not modified; want %d, %d", full, notModified, wantFull, wantNot)
+			}
+			body, version = `[{"targets": ["h1:9100", "h2:9100", "h3:9100"]}]`, 2
+			mu.Unlock()
+			changed, err := r.Targets(ctx, "node")
+			if err != nil || changed.Targets() != 3 {
+				t.Fatalf("changed: %+v %v", changed, err)
+			}
+		})
+	}
+}
+
+// codeWriter remembers the status code written through it.
+type codeWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (c *codeWriter) WriteHeader(code int) {
+	c.code = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
 // A sudden large drop is read again: a truncated source that recovers
 // loses nothing, a drop that stays is believed, and a source that keeps
 // changing keeps the last good targets.
