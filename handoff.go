@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/audit"
+	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/watch"
 )
 
@@ -161,12 +162,22 @@ func placements(groups map[string][]*targetgroup.Group) map[string]*placement {
 //
 // kept is the number of pending hand-offs the returned groups hold: the
 // confirmer may end some meanwhile, but those groups still keep them.
-func (hs *handoffs) plan(written, next map[string][]*targetgroup.Group, ringKey string, alive []watch.Member, now time.Time) (groups map[string][]*targetgroup.Group, kept int) {
+//
+// exact says that written is, exactly, the assignment diff compares next
+// with: then, with no hand-off pending, a diff in which no live collector
+// loses a target plans nothing, without a look at the targets (a collector
+// that left moves only its own).
+func (hs *handoffs) plan(written, next map[string][]*targetgroup.Group, ringKey string, alive []watch.Member, now time.Time, exact bool, diff shard.Diff) (groups map[string][]*targetgroup.Group, kept int) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	changed := ringKey != hs.lastMembers
 	hs.lastMembers = ringKey
 	if written == nil || (!changed && len(hs.pending) == 0) {
+		return next, 0
+	}
+	if exact && len(hs.pending) == 0 && !slices.ContainsFunc(alive, func(m watch.Member) bool {
+		return diff.Members[m.ID].Lost > 0 && (hs.self == "" || m.ID == hs.self)
+	}) {
 		return next, 0
 	}
 	isAlive := map[string]bool{}

@@ -202,6 +202,9 @@ type job struct {
 	// The pass's own state: one reshard at a time.
 	passMu   sync.Mutex
 	written  map[string][]*targetgroup.Group // what the outputs hold
+	// writtenOf is the assignment whose groups, exactly, the outputs hold
+	// (no kept hand-off, no failed write); nil when unknown.
+	writtenOf *shard.Assignment
 	lastKey  uint64                          // inputs of the last pass that left the outputs as planned
 	asgKey   uint64                          // inputs of the assignment in the snapshot
 	draining map[string]bool                 // collectors draining at the last reshard
@@ -506,12 +509,12 @@ func (j *job) adopt(prev *job) {
 	j.stateMu.Unlock()
 	j.bal.inherit(prev.bal)
 	prev.passMu.Lock()
-	written := prev.written
+	written, writtenOf := prev.written, prev.writtenOf
 	prev.passMu.Unlock()
 	j.passMu.Lock()
 	defer j.passMu.Unlock()
 	if j.hand.adopt(prev.hand) || j.written == nil {
-		j.written = written
+		j.written, j.writtenOf = written, writtenOf
 	}
 }
 
@@ -825,7 +828,7 @@ func (j *job) standby(ctx context.Context, rep *Report, ring shard.Ring, asg *sh
 	if j.hand != nil {
 		j.hand.reset()
 	}
-	j.written = nil
+	j.written, j.writtenOf = nil, nil
 	j.lastKey, j.asgKey = key, key
 	j.stateMu.Lock()
 	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.Leavers = asg, ring, in.members, in.leavers
@@ -846,6 +849,10 @@ func (j *job) commit(ctx context.Context, rep *Report, ring shard.Ring, asg *sha
 	j.stateMu.RUnlock()
 	rep.Diff = shard.Compare(prev, asg)
 	groups, kept := asg.Groups, 0
+	// A target can leave a collector of both only when the diff from what
+	// the outputs hold, exactly, says so.
+	exact := prev != nil && j.writtenOf == prev
+	loses := func(id string) bool { return !exact || rep.Diff.Members[id].Lost > 0 }
 	if j.hand != nil && j.written == nil && j.cfg.Self == "" && !j.s.opts.DryRun {
 		// A start, or a takeover: what the collectors hold is what is on
 		// disk, so targets moving now are handed over like any others.
@@ -854,7 +861,7 @@ func (j *job) commit(ctx context.Context, rep *Report, ring shard.Ring, asg *sha
 	if j.hand != nil { // a drained collector still scrapes: its targets are handed over
 		alive := slices.Concat(in.members, slices.DeleteFunc(slices.Clone(in.leavers),
 			func(m watch.Member) bool { return m.State != watch.StateMaintenance }))
-		groups, kept = j.hand.plan(j.written, groups, j.fp.memberKey(in.members), alive, time.Now())
+		groups, kept = j.hand.plan(j.written, groups, j.fp.memberKey(in.members), alive, time.Now(), exact, rep.Diff)
 	}
 	groups = withEmpty(groups, in.leavers)
 	if j.elected() && !j.s.opts.DryRun {
@@ -866,11 +873,15 @@ func (j *job) commit(ctx context.Context, rep *Report, ring shard.Ring, asg *sha
 	if !j.s.opts.DryRun {
 		var held map[string][]*targetgroup.Group
 		held, rep.Changed, werr = j.outs.write(ctx, j.selfOnly(j.written), j.selfOnly(groups),
-			rep.Diff.Moved > 0 && len(j.outs.files) > 0)
+			rep.Diff.Moved > 0 && len(j.outs.files) > 0, loses)
 		if j.cfg.Self == "" {
 			j.written = held
 		} else if werr == nil {
 			j.written = groups
+		}
+		j.writtenOf = nil
+		if werr == nil && kept == 0 && j.cfg.Self == "" {
+			j.writtenOf = asg
 		}
 	}
 	if j.cfg.Self != "" { // the outputs know the Self collector by Self; the ring by its member ID

@@ -9,6 +9,8 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	ilabels "github.com/promshard/promshard/internal/labels"
 )
 
 // Output is where a job's assignment goes after each reshard: a directory
@@ -170,6 +172,16 @@ func (o outputs) drifted() []string {
 	return slices.Compact(ids)
 }
 
+// Inheritor is an ability of a provider (Job.Targets) or an output that
+// can take over what the one it replaces, in the same place of a job of the
+// same name, learnt: [targets.File] the files it parsed, [filesd.Dir] the
+// files it wrote. [Sharder.Adopt] calls Inherit with the value the
+// replaced Sharder's job had there; Inherit takes over only from a value of
+// its own type and configuration, and reports whether it did.
+type Inheritor interface {
+	Inherit(prev any) bool
+}
+
 // update hands groups to every output and returns the members whose output
 // changed.
 func (o outputs) update(ctx context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
@@ -193,11 +205,13 @@ func (o outputs) update(ctx context.Context, groups map[string][]*targetgroup.Gr
 // list), then, once all of that is written, next. A failure in the first
 // write stops there: every target is still where it was. held is what the
 // outputs hold after the call: next on success, else what they may hold
-// (the union), so that the next pass writes every member again.
-func (o outputs) write(ctx context.Context, old, next map[string][]*targetgroup.Group, twoSteps bool) (held map[string][]*targetgroup.Group, changed []string, err error) {
+// (the union), so that the next pass writes every member again. loses
+// reports whether a member of both may hold in old a target that next
+// lacks (nil: any may); for the others next alone is the first step.
+func (o outputs) write(ctx context.Context, old, next map[string][]*targetgroup.Group, twoSteps bool, loses func(id string) bool) (held map[string][]*targetgroup.Group, changed []string, err error) {
 	var first map[string][]*targetgroup.Group
 	if twoSteps && old != nil {
-		first = withLosses(old, next)
+		first = withLosses(old, next, loses)
 		if changed, err = o.update(ctx, first); err != nil {
 			return mergeHeld(old, first), changed, err
 		}
@@ -230,22 +244,23 @@ func mergeHeld(old, next map[string][]*targetgroup.Group) map[string][]*targetgr
 
 // withLosses is next with, for each collector, the targets it held in old
 // and loses, and the old list of each collector that leaves.
-func withLosses(old, next map[string][]*targetgroup.Group) map[string][]*targetgroup.Group {
+func withLosses(old, next map[string][]*targetgroup.Group, loses func(id string) bool) map[string][]*targetgroup.Group {
 	out := maps.Clone(next)
 	for id, gs := range old {
-		if _, ok := next[id]; !ok {
+		switch _, ok := next[id]; {
+		case !ok:
 			out[id] = gs
-		} else {
+		case loses == nil || loses(id):
 			out[id] = union(next[id], gs)
 		}
 	}
 	return out
 }
 
-// targetKey identifies a target in a member's list: its group's source and
-// its address.
-func targetKey(g *targetgroup.Group, t model.LabelSet) uint64 {
-	return xxhash.Sum64String(g.Source + "\x00" + string(t[model.AddressLabel]))
+// targetKey identifies a target in a member's list: its group's source
+// (hashed once per group: src) and its address.
+func targetKey(src uint64, t model.LabelSet) uint64 {
+	return ilabels.Mix(src ^ xxhash.Sum64String(string(t[model.AddressLabel])))
 }
 
 // union is a's groups, then those targets of b that a does not have, in
@@ -255,17 +270,23 @@ func union(a, b []*targetgroup.Group) []*targetgroup.Group {
 	if len(b) == 0 || (len(a) == len(b) && &a[0] == &b[0]) {
 		return a
 	}
-	have := map[uint64]struct{}{}
+	n := 0
 	for _, g := range a {
+		n += len(g.Targets)
+	}
+	have := make(map[uint64]struct{}, n)
+	for _, g := range a {
+		src := xxhash.Sum64String(g.Source)
 		for _, t := range g.Targets {
-			have[targetKey(g, t)] = struct{}{}
+			have[targetKey(src, t)] = struct{}{}
 		}
 	}
 	out := a
 	for _, g := range b {
 		var extra []model.LabelSet
+		src := xxhash.Sum64String(g.Source)
 		for _, t := range g.Targets {
-			if _, ok := have[targetKey(g, t)]; !ok {
+			if _, ok := have[targetKey(src, t)]; !ok {
 				extra = append(extra, t)
 			}
 		}

@@ -368,7 +368,8 @@ func (s *Sharder) ReleaseGuard(job string) (bool, error) {
 // Adopt takes over what prev, a Sharder this one replaces (a config
 // reload), knows of each job of the same name: its last good targets
 // (until this Sharder's provider answers), its events, its cost table, and
-// its pending hand-offs with what its outputs hold. Call it before Run,
+// its pending hand-offs with what its outputs hold. A provider or an output
+// that is an [Inheritor] inherits from the one in its place. Call it before Run,
 // after prev's Run has returned.
 func (s *Sharder) Adopt(prev *Sharder) {
 	for _, j := range s.jobs {
@@ -377,7 +378,20 @@ func (s *Sharder) Adopt(prev *Sharder) {
 				_ = s.reg.Seed(j.cfg.Name, last) // the job is registered: New did it
 			}
 			j.adopt(pj)
+			inherit(j.cfg.Targets, pj.cfg.Targets)
+			for i, o := range j.cfg.Outputs {
+				if i < len(pj.cfg.Outputs) {
+					inherit(o, pj.cfg.Outputs[i])
+				}
+			}
 		}
+	}
+}
+
+// inherit hands prev to next when next is an Inheritor.
+func inherit(next, prev any) {
+	if in, ok := next.(Inheritor); ok && prev != nil {
+		in.Inherit(prev)
 	}
 }
 

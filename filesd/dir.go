@@ -80,6 +80,28 @@ type Dir struct {
 	enc     map[string]*sdfile.Encoder // each file's encoder: what did not change is copied
 }
 
+// Inherit takes over what prev, a Dir this one replaces (a config
+// reload), knows of the files it wrote: which are its own, and where each
+// group's text is, so that the first write copies what did not change
+// instead of reading every file back and encoding it again. It does so only
+// when prev is a *Dir of the same directory, template, format and mode,
+// and reports whether it did. prev must not be used afterwards.
+func (d *Dir) Inherit(prev any) bool {
+	p, ok := prev.(*Dir)
+	if !ok || p == d || p.opts.Dir != d.opts.Dir || p.opts.Template != d.opts.Template || p.opts.Format != d.opts.Format ||
+		p.opts.Mode != d.opts.Mode {
+		return false
+	}
+	p.mu.Lock()
+	cleaned, left, ids, enc := p.cleaned, p.left, p.ids, p.enc
+	p.left, p.ids, p.enc = nil, nil, nil
+	p.mu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.cleaned, d.left, d.ids, d.enc = cleaned, left, ids, enc
+	return true
+}
+
 // fileStamp tells whether a file changed since it was last seen.
 type fileStamp struct {
 	size int64

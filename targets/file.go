@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,6 +56,26 @@ type fileState struct {
 	stable bool   // the file was already a second old when read: the same size and time mean the same bytes
 	hash   uint64 // of its path and content
 	groups []*targetgroup.Group
+}
+
+// Inherit takes over what prev, a File this one replaces (a config
+// reload), read: a file whose size and modification time vouch that it did
+// not change is then neither read nor parsed again, and the very groups
+// prev returned are returned, which a [Registry] seeded with them keeps.
+// It does so only when prev is a *File of the same globs, and reports
+// whether it did.
+func (f *File) Inherit(prev any) bool {
+	p, ok := prev.(*File)
+	if !ok || p == f || !slices.Equal(p.opts.Files, f.opts.Files) {
+		return false
+	}
+	p.mu.Lock()
+	read, files := p.read, maps.Clone(p.files)
+	p.mu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.read, f.files = read, files
+	return true
 }
 
 // stableAge is how old a file must be, when read, for its size and

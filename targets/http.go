@@ -91,6 +91,23 @@ func NewHTTPSD(opts HTTPSDOptions) (*HTTPSD, error) {
 	return &HTTPSD{opts: opts}, nil
 }
 
+// Inherit takes over the last answer of prev, an HTTPSD this one replaces
+// (a config reload) with the same URL: the first fetch then asks whether
+// it changed. It reports whether it did.
+func (h *HTTPSD) Inherit(prev any) bool {
+	p, ok := prev.(*HTTPSD)
+	if !ok || p == h || p.opts.URL != h.opts.URL {
+		return false
+	}
+	p.mu.Lock()
+	last := p.last
+	p.mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.last = last
+	return true
+}
+
 // Timeout is HTTPSDOptions.Timeout: a [Registry] lets a fetch run that long.
 func (h *HTTPSD) Timeout() time.Duration { return h.opts.Timeout }
 
