@@ -200,16 +200,16 @@ type job struct {
 	reasons Reason
 
 	// The pass's own state: one reshard at a time.
-	passMu   sync.Mutex
-	written  map[string][]*targetgroup.Group // what the outputs hold
+	passMu  sync.Mutex
+	written map[string][]*targetgroup.Group // what the outputs hold
 	// writtenOf is the assignment whose groups, exactly, the outputs hold
 	// (no kept hand-off, no failed write); nil when unknown.
 	writtenOf *shard.Assignment
-	lastKey  uint64                          // inputs of the last pass that left the outputs as planned
-	asgKey   uint64                          // inputs of the assignment in the snapshot
-	draining map[string]bool                 // collectors draining at the last reshard
-	selfID   string                          // self mode: the Self collector's member ID (Self, or Self@SelfNode)
-	excluded map[string]bool                 // collectors excluded at the last reshard, to log each once
+	lastKey   uint64          // inputs of the last pass that left the outputs as planned
+	asgKey    uint64          // inputs of the assignment in the snapshot
+	draining  map[string]bool // collectors draining at the last reshard
+	selfID    string          // self mode: the Self collector's member ID (Self, or Self@SelfNode)
+	excluded  map[string]bool // collectors excluded at the last reshard, to log each once
 
 	stateMu sync.RWMutex
 	snap    Snapshot
