@@ -363,6 +363,30 @@ func TestAdoptKeepsTheLastGoodTargets(t *testing.T) {
 	})
 }
 
+// inheritingOutput is an output that records what Adopt hands it.
+type inheritingOutput struct {
+	output
+	prev any
+}
+
+func (o *inheritingOutput) Inherit(prev any) bool { o.prev = prev; return true }
+
+// Adopt hands each Inheritor output the one in its place in the job it
+// replaces; a filesd.Dir takes over only from a Dir of its own directory.
+func TestAdoptInherits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		old := &inheritingOutput{}
+		h := start(t, Job{Outputs: []Output{old}}, Options{})
+		h.members("a", "b")
+		h.stop()
+		nextOut := &inheritingOutput{}
+		startWith(t, Job{Outputs: []Output{nextOut}}, Options{}, func(n *harness) { n.s.Adopt(h.s) })
+		if nextOut.prev != old {
+			t.Fatalf("the output inherited %v, want the one it replaces", nextOut.prev)
+		}
+	})
+}
+
 // Self mode finds its collector when the watcher named the instances of a
 // service ID registered on several nodes ID@node: the one on SelfNode. A
 // Self that is no collector at all fails the reshard (not ready, a

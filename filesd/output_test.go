@@ -178,3 +178,36 @@ func TestDirCreate(t *testing.T) {
 		t.Fatalf("member file: %v %v", changed, err)
 	}
 }
+
+// A Dir that replaces another of the same directory (a config reload)
+// inherits what it wrote: an unchanged assignment changes no file, a
+// changed one rewrites only its member's file, byte-identical to a whole
+// encoding, and files it never wrote are not its own.
+func TestDirInherit(t *testing.T) {
+	ctx := context.Background()
+	gs := sample()
+	dir := t.TempDir()
+	prev, err := NewDir(DirOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prev.Update(ctx, map[string][]*targetgroup.Group{"a": gs[:1], "b": gs[1:]}); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := NewDir(DirOptions{Dir: dir, Template: "{{.ID}}.yml"})
+	next, _ := NewDir(DirOptions{Dir: dir})
+	if other.Inherit(prev) || next.Inherit(&Handler{}) || !next.Inherit(prev) {
+		t.Fatal("Inherit: want it from a Dir of the same options only")
+	}
+	if got, err := next.Update(ctx, map[string][]*targetgroup.Group{"a": gs[:1], "b": gs[1:]}); err != nil || len(got) != 0 {
+		t.Fatalf("unchanged after a reload: changed %v (%v)", got, err)
+	}
+	if got, err := next.Update(ctx, map[string][]*targetgroup.Group{"a": gs, "b": gs[1:]}); err != nil || !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("a changed: changed %v (%v)", got, err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "a.json"))
+	want, merr := Marshal(gs, JSON)
+	if err != nil || merr != nil || string(b) != string(want) {
+		t.Fatalf("a.json after a reload:\n%s\nwant\n%s (%v %v)", b, want, err, merr)
+	}
+}

@@ -449,6 +449,20 @@ func TestHTTPSDNotModified(t *testing.T) {
 			if full != wantFull || notModified != wantNot {
 				t.Errorf("answers: %d full, %d not modified; want %d, %d", full, notModified, wantFull, wantNot)
 			}
+			mu.Unlock()
+			// A provider that replaces this one (a config reload) asks too.
+			next, _ := NewHTTPSD(HTTPSDOptions{URL: srv.URL})
+			if other, _ := NewHTTPSD(HTTPSDOptions{URL: srv.URL + "/other"}); other.Inherit(h) || !next.Inherit(h) {
+				t.Fatal("Inherit: want it from the same URL only")
+			}
+			if gs, err := next.Targets(ctx); err != nil || len(gs) != 1 || (gs[0] != first.Groups[0]) != (tag == "none") {
+				t.Fatalf("after a reload: %v %v, want the groups held", gs, err)
+			}
+			mu.Lock()
+			if tag != "none" && notModified != 4 {
+				t.Errorf("after a reload: %d not modified answers, want 4", notModified)
+			}
+			full = 0
 			body, version = `[{"targets": ["h1:9100", "h2:9100", "h3:9100"]}]`, 2
 			mu.Unlock()
 			changed, err := r.Targets(ctx, "node")
@@ -662,6 +676,17 @@ func TestFileNotParsedAgainWhenUnchanged(t *testing.T) {
 	again, _ := f.Targets(context.Background())
 	if len(again) != 1 || again[0] != first[0] {
 		t.Fatal("an unchanged file was parsed again")
+	}
+	// A File that replaces this one (a config reload) inherits what it read.
+	next, _ := NewFile(FileOptions{Files: []string{p}})
+	if other, _ := NewFile(FileOptions{Files: []string{p, filepath.Join(dir, "*.yml")}}); other.Inherit(f) || next.Inherit(Static{}) {
+		t.Fatal("inherited from another configuration")
+	}
+	if !next.Inherit(f) {
+		t.Fatal("not inherited")
+	}
+	if gs, _ := next.Targets(context.Background()); len(gs) != 1 || gs[0] != first[0] {
+		t.Fatal("an unchanged file was parsed again after a reload")
 	}
 	write(`[{"targets": ["b:2"]}]`, time.Now())
 	if gs, _ := f.Targets(context.Background()); string(gs[0].Targets[0][model.AddressLabel]) != "b:2" {
