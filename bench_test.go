@@ -82,6 +82,7 @@ func reshardScale(b *testing.B, files bool) {
 				j.setMembers(ms[1:], nil)
 			}
 			start := time.Now()
+			j.fetch(ctx) // the loop's refresh: fetch and validate
 			if _, err := j.reshard(ctx, reason, false); err != nil {
 				b.Fatal(err)
 			}

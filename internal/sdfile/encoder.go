@@ -59,12 +59,20 @@ func (e *Encoder) Marshal(groups []*targetgroup.Group, last []byte) ([]byte, err
 	if len(last) != e.size || xxhash.Sum64(last) != e.sum {
 		prev = nil
 	}
-	out := make([]byte, 0, len(last)+len(last)/8+64)
+	size := len(last) + len(last)/8 + 64
+	if len(last) == 0 { // a first write: about a line per target
+		for _, g := range groups {
+			if g != nil {
+				size += 128 + 32*len(g.Targets)
+			}
+		}
+	}
+	out := make([]byte, 0, size)
 	if f == JSON {
 		out = append(out, "[\n"...)
 	}
 	spans := make(map[groupKey]span, len(groups))
-	nth := map[groupKey]int{}
+	nth := make(map[groupKey]int, len(groups))
 	var entries []entry
 	wrote := false
 	for gi, g := range groups {

@@ -107,6 +107,9 @@ func groupEntries(entries []entry, gi int, g *targetgroup.Group) ([]entry, error
 			return nil, fmt.Errorf("group %d (source %q) target %d (%q): %w: __address__ is not valid UTF-8", gi, g.Source, ti, addr, ErrInvalidLabel)
 		}
 		if len(t) == 1 {
+			if plain.Targets == nil {
+				plain.Targets = make([]string, 0, len(g.Targets)-ti)
+			}
 			plain.Targets = append(plain.Targets, string(addr))
 			continue
 		}
