@@ -78,6 +78,40 @@ type Dir struct {
 	left    map[string]fileStamp       // each file as this Dir last left it
 	ids     map[string]string          // the collector of each file in left
 	enc     map[string]*sdfile.Encoder // each file's encoder: what did not change is copied
+	in      map[string][]groupRef      // the groups each file in left was written from
+}
+
+// groupRef is a group as a Sync was given it: the same pointer with as
+// many targets, in a file whose stamp is as it was left, needs no encoding
+// (groups are read-only once handed over).
+type groupRef struct {
+	g *targetgroup.Group
+	n int
+}
+
+// refsOf are gs as groupRefs.
+func refsOf(gs []*targetgroup.Group) []groupRef {
+	refs := make([]groupRef, len(gs))
+	for i, g := range gs {
+		refs[i] = groupRef{g, 0}
+		if g != nil {
+			refs[i].n = len(g.Targets)
+		}
+	}
+	return refs
+}
+
+// sameRefs reports whether gs are the groups refs were taken of.
+func sameRefs(refs []groupRef, gs []*targetgroup.Group) bool {
+	if len(refs) != len(gs) {
+		return false
+	}
+	for i, g := range gs {
+		if refs[i].g != g || g != nil && refs[i].n != len(g.Targets) {
+			return false
+		}
+	}
+	return true
 }
 
 // Inherit takes over what prev, a Dir this one replaces (a config
@@ -93,12 +127,12 @@ func (d *Dir) Inherit(prev any) bool {
 		return false
 	}
 	p.mu.Lock()
-	cleaned, left, ids, enc := p.cleaned, p.left, p.ids, p.enc
-	p.left, p.ids, p.enc = nil, nil, nil
+	cleaned, left, ids, enc, in := p.cleaned, p.left, p.ids, p.enc, p.in
+	p.left, p.ids, p.enc, p.in = nil, nil, nil, nil
 	p.mu.Unlock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.cleaned, d.left, d.ids, d.enc = cleaned, left, ids, enc
+	d.cleaned, d.left, d.ids, d.enc, d.in = cleaned, left, ids, enc, in
 	return true
 }
 
@@ -305,6 +339,7 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 	byName := make(map[string]string, len(groups))
 	encs := make(map[string]*sdfile.Encoder, len(groups))
 	read := make(map[string][]byte, len(groups)) // files read back, so as not to read them twice
+	same := map[string]bool{}                    // files left as they are: their groups did not change
 	defer func() { d.enc = encs }()              // those of files that are gone go with them
 	for _, id := range slices.Sorted(maps.Keys(groups)) {
 		name, err := d.render(id)
@@ -317,8 +352,19 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 		}
 		byName[name] = id
 		enc, known := d.enc[name]
+		known = known && enc.Format == d.format(name)
+		if was, ok := d.left[name]; ok && known && d.ids[name] == id && sameRefs(d.in[name], groups[id]) {
+			if now, ok := stampOf(filepath.Join(d.opts.Dir, name)); ok && now.size == was.size && now.mod.Equal(was.mod) {
+				// The very groups of the file as this Dir left it: nothing to
+				// encode, read or write.
+				encs[name] = enc
+				files = append(files, struct{ id, name string }{id, name})
+				content[name], same[name] = nil, true
+				continue
+			}
+		}
 		var written []byte // what did not change is copied from the file as written
-		if known && enc.Format == d.format(name) {
+		if known {
 			written, _ = os.ReadFile(filepath.Join(d.opts.Dir, name))
 		} else {
 			enc = &sdfile.Encoder{Format: d.format(name)}
@@ -354,15 +400,21 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 	}
 	var errs []error
 	if d.left == nil {
-		d.left, d.ids = map[string]fileStamp{}, map[string]string{}
+		d.left, d.ids, d.in = map[string]fileStamp{}, map[string]string{}, map[string][]groupRef{}
 	}
 	for name := range d.left {
 		if _, ok := content[name]; !ok {
 			delete(d.left, name)
 			delete(d.ids, name)
+			delete(d.in, name)
 		}
 	}
 	for _, f := range files {
+		if same[f.name] {
+			res.Unchanged = append(res.Unchanged, f.id)
+			d.m.unchanged.Inc()
+			continue
+		}
 		path := filepath.Join(d.opts.Dir, f.name)
 		if was, ok := d.left[f.name]; ok {
 			if now, ok := stampOf(path); ok && (now.size != was.size || !now.mod.Equal(was.mod)) {
@@ -375,8 +427,10 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 		if st, ok := stampOf(path); ok && err == nil {
 			d.left[f.name] = st
 			d.ids[f.name] = f.id
+			d.in[f.name] = refsOf(groups[f.id])
 		} else {
 			delete(d.left, f.name)
+			delete(d.in, f.name)
 		}
 		switch {
 		case err != nil:

@@ -154,6 +154,16 @@ func TestDirNoticesForeignWrites(t *testing.T) {
 	if n := testutil.ToFloat64(d.m.foreign); n != 1 {
 		t.Fatalf("%v foreign changes counted, want 1", n)
 	}
+	// The very same groups again: a file changed by hand is still written
+	// back, a file left alone is not touched.
+	want, _ := Marshal(groups["a"], JSON)
+	if b, _ := os.ReadFile(filepath.Join(dir, "a.json")); string(b) != string(want) {
+		t.Fatalf("a.json not written back: %q", b)
+	}
+	res, err := d.Sync(groups)
+	if err != nil || len(res.Written) != 0 || !slices.Equal(res.Unchanged, []string{"a"}) {
+		t.Fatalf("the same groups, the file as left: %+v %v", res, err)
+	}
 }
 
 // Create makes a missing directory at the first write; without it the
