@@ -11,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -79,6 +80,15 @@ type Dir struct {
 	ids     map[string]string          // the collector of each file in left
 	enc     map[string]*sdfile.Encoder // each file's encoder: what did not change is copied
 	in      map[string][]groupRef      // the groups each file in left was written from
+}
+
+// encoding is one file that a Sync encodes.
+type encoding struct {
+	id, name     string
+	enc          *sdfile.Encoder
+	known        bool // enc encoded the file as it is on disk: it copies what did not change
+	written, out []byte
+	err          error
 }
 
 // groupRef is a group as a Sync was given it: the same pointer with as
@@ -340,6 +350,7 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 	encs := make(map[string]*sdfile.Encoder, len(groups))
 	read := make(map[string][]byte, len(groups)) // files read back, so as not to read them twice
 	same := map[string]bool{}                    // files left as they are: their groups did not change
+	var todo []encoding                          // files to encode
 	defer func() { d.enc = encs }()              // those of files that are gone go with them
 	for _, id := range slices.Sorted(maps.Keys(groups)) {
 		name, err := d.render(id)
@@ -363,19 +374,36 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 				continue
 			}
 		}
-		var written []byte // what did not change is copied from the file as written
-		if known {
-			written, _ = os.ReadFile(filepath.Join(d.opts.Dir, name))
-		} else {
+		if !known {
 			enc = &sdfile.Encoder{Format: d.format(name)}
-		}
-		b, err := enc.Marshal(groups[id], written)
-		if err != nil {
-			return res, fmt.Errorf("filesd: collector %q: %w", id, err)
 		}
 		encs[name] = enc
 		files = append(files, struct{ id, name string }{id, name})
-		content[name], read[name] = b, written
+		todo = append(todo, encoding{id: id, name: name, enc: enc, known: known})
+	}
+	// The files are encoded side by side, each by its own encoder.
+	var wg sync.WaitGroup
+	next := make(chan *encoding)
+	for range min(runtime.GOMAXPROCS(0), len(todo)) {
+		wg.Go(func() {
+			for e := range next {
+				if e.known { // what did not change is copied from the file as written
+					e.written, _ = os.ReadFile(filepath.Join(d.opts.Dir, e.name))
+				}
+				e.out, e.err = e.enc.Marshal(groups[e.id], e.written)
+			}
+		})
+	}
+	for i := range todo {
+		next <- &todo[i]
+	}
+	close(next)
+	wg.Wait()
+	for _, e := range todo {
+		if e.err != nil {
+			return res, fmt.Errorf("filesd: collector %q: %w", e.id, e.err)
+		}
+		content[e.name], read[e.name] = e.out, e.written
 	}
 	if d.opts.Create {
 		if err := os.MkdirAll(d.opts.Dir, 0o755); err != nil {
