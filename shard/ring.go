@@ -35,15 +35,25 @@ func Lookup(r Ring, key string, replicas int) []Member {
 		replicas = 1
 	}
 	ms := r.Members()
+	plain := replicas == 1 || !manyDomains(ms) // the ring's own order: no spread to compute
+	if rv, ok := r.(*rendezvous); ok && plain {
+		var arr [8]int // the default ring, called directly: its scratch stays on the stack
+		return membersAt(ms, rv.Owners(Hash(key), replicas, arr[:0]))
+	}
 	buf := lookupBufs.Get().(*[]int)
 	defer lookupBufs.Put(buf)
-	if replicas == 1 || !manyDomains(ms) { // the ring's own order: no spread to compute
+	if plain {
 		*buf = r.Owners(Hash(key), replicas, (*buf)[:0])
 	} else {
 		*buf, _ = newSpread(ms).owners(r, Hash(key), replicas, (*buf)[:0], nil)
 	}
-	out := make([]Member, len(*buf))
-	for i, j := range *buf {
+	return membersAt(ms, *buf)
+}
+
+// membersAt are the members of ms at the indexes idx, in a new slice.
+func membersAt(ms []Member, idx []int) []Member {
+	out := make([]Member, len(idx))
+	for i, j := range idx {
 		out[i] = ms[j]
 	}
 	return out

@@ -71,7 +71,9 @@ func TestScale(t *testing.T) {
 	cfg := filepath.Join(dir, "c.yaml")
 	os.WriteFile(cfg, []byte(config(collectors)), 0o644)
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	p := startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen, "--log.level", "debug")
+	bin := buildBinary(t)
+	startup := startProfile(t, listen, "start")
+	p := startBinary(t, bin, "--config.file", cfg, "--web.listen-address", listen, "--log.level", "debug")
 	took := regexp.MustCompile(`msg=(reshard|"reshard skipped[^"]*") .*took=(\S+)`)
 	// lines returns the reshard log lines: "changed" or "skipped", with
 	// how long each took.
@@ -143,6 +145,7 @@ func TestScale(t *testing.T) {
 	steady, _ := rss()
 	os.WriteFile(cfg, []byte(config(collectors-1)), 0o644)
 	before := len(got)
+	startup() // one CPU profile at a time
 	profile := startProfile(t, listen, "reload")
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -181,7 +184,7 @@ func TestScale(t *testing.T) {
 }
 
 // startProfile, when PROMSHARD_SCALE_PROFILE names a directory, starts a
-// 15 s CPU profile of the binary and returns a function that waits for it
+// 15 s CPU profile of the binary (as soon as it listens) and returns a function that waits for it
 // and writes it there as name.pprof; otherwise it does nothing.
 func startProfile(t *testing.T, listen, name string) func() {
 	dir := os.Getenv("PROMSHARD_SCALE_PROFILE")
@@ -191,7 +194,11 @@ func startProfile(t *testing.T, listen, name string) func() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		resp, err := http.Get("http://" + listen + "/debug/pprof/profile?seconds=15")
+		var resp *http.Response
+		err := testenv.WaitFor(10*time.Second, 20*time.Millisecond, func() (err error) { // at the start, until the binary listens
+			resp, err = http.Get("http://" + listen + "/debug/pprof/profile?seconds=15")
+			return err
+		})
 		if err != nil {
 			t.Log(err)
 			return
