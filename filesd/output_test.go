@@ -1,8 +1,12 @@
 package filesd
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
@@ -219,5 +224,80 @@ func TestDirInherit(t *testing.T) {
 	want, merr := Marshal(gs, JSON)
 	if err != nil || merr != nil || string(b) != string(want) {
 		t.Fatalf("a.json after a reload:\n%s\nwant\n%s (%v %v)", b, want, err, merr)
+	}
+}
+
+// Over random pools, every file a Dir writes is byte-identical to a whole
+// encoding of its collector's groups (Marshal), whatever it copies, leaves
+// alone or inherits: collectors keep their very groups, get new ones or
+// groups sharing label sets, come and go; now and then a Dir replaces the
+// last one (a config reload, Inherit) and a file is changed by hand.
+func TestDirIsMarshalOverRandomPools(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 9))
+	var sets []model.LabelSet
+	for i := range 300 {
+		ls := model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("10.1.%d.%d:9100", i/100, i%100))}
+		if i%9 == 0 {
+			ls["rack"] = model.LabelValue(fmt.Sprint("r", i%4))
+		}
+		sets = append(sets, ls)
+	}
+	labelMaps := []model.LabelSet{nil, {"env": "prod"}, {"env": "dev", "team": "a"}, {"__promshard_pin__": "c1", "env": "x"}}
+	newGroups := func() []*targetgroup.Group {
+		gs := []*targetgroup.Group{}
+		for range rng.IntN(5) {
+			g := &targetgroup.Group{Source: fmt.Sprint("s", rng.IntN(4)), Labels: labelMaps[rng.IntN(len(labelMaps))]}
+			for range 1 + rng.IntN(20) {
+				g.Targets = append(g.Targets, sets[rng.IntN(len(sets))])
+			}
+			gs = append(gs, g)
+		}
+		return gs
+	}
+	dir := t.TempDir()
+	d, _ := NewDir(DirOptions{Dir: dir})
+	groups := map[string][]*targetgroup.Group{}
+	for step := range 300 {
+		next := map[string][]*targetgroup.Group{}
+		for i := range 6 {
+			id := fmt.Sprint("c", i)
+			switch gs, ok := groups[id]; {
+			case rng.IntN(12) == 0: // leaves, or stays away
+			case !ok || rng.IntN(3) == 0:
+				next[id] = newGroups()
+			case rng.IntN(4) == 0 && len(gs) > 0: // one group copied with a label set replaced, as Assign makes them
+				gs = slices.Clone(gs)
+				k := rng.IntN(len(gs))
+				c := *gs[k]
+				c.Targets = slices.Clone(c.Targets)
+				c.Targets[rng.IntN(len(c.Targets))] = sets[rng.IntN(len(sets))]
+				gs[k] = &c
+				next[id] = gs
+			default: // the very same groups
+				next[id] = gs
+			}
+		}
+		groups = next
+		if rng.IntN(15) == 0 { // a config reload
+			nd, _ := NewDir(DirOptions{Dir: dir})
+			if !nd.Inherit(d) {
+				t.Fatal("not inherited")
+			}
+			d = nd
+		}
+		if rng.IntN(10) == 0 && len(groups) > 0 { // a file changed by hand
+			ids := slices.Sorted(maps.Keys(groups))
+			os.WriteFile(filepath.Join(dir, ids[rng.IntN(len(ids))]+".json"), []byte("[]\n"), 0o644)
+		}
+		if _, err := d.Update(ctx, groups); err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		for id, gs := range groups {
+			want, _ := Marshal(gs, JSON)
+			if b, err := os.ReadFile(filepath.Join(dir, id+".json")); err != nil || !bytes.Equal(b, want) {
+				t.Fatalf("step %d: %s.json differs from Marshal (%v):\n%s\nwant\n%s", step, id, err, b, want)
+			}
+		}
 	}
 }
