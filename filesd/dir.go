@@ -317,13 +317,21 @@ func (d *Dir) Drifted() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []string
-	for name, was := range d.left {
-		if now, ok := stampOf(filepath.Join(d.opts.Dir, name)); !ok || now != was {
+	for name := range d.left {
+		if !d.asLeft(name) {
 			out = append(out, d.ids[name])
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// asLeft reports whether file name is there as this Dir last left it:
+// the same size and modification time.
+func (d *Dir) asLeft(name string) bool {
+	was, ok := d.left[name]
+	now, there := stampOf(filepath.Join(d.opts.Dir, name))
+	return ok && there && now == was
 }
 
 func (d *Dir) format(name string) Format {
@@ -364,21 +372,17 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 		byName[name] = id
 		enc, known := d.enc[name]
 		known = known && enc.Format == d.format(name)
-		if was, ok := d.left[name]; ok && known && d.ids[name] == id && sameRefs(d.in[name], groups[id]) {
-			if now, ok := stampOf(filepath.Join(d.opts.Dir, name)); ok && now.size == was.size && now.mod.Equal(was.mod) {
-				// The very groups of the file as this Dir left it: nothing to
-				// encode, read or write.
-				encs[name] = enc
-				files = append(files, struct{ id, name string }{id, name})
-				content[name], same[name] = nil, true
-				continue
-			}
-		}
 		if !known {
 			enc = &sdfile.Encoder{Format: d.format(name)}
 		}
 		encs[name] = enc
 		files = append(files, struct{ id, name string }{id, name})
+		if known && d.ids[name] == id && sameRefs(d.in[name], groups[id]) && d.asLeft(name) {
+			// The very groups of the file as this Dir left it: nothing to
+			// encode, read or write.
+			content[name], same[name] = nil, true
+			continue
+		}
 		todo = append(todo, encoding{id: id, name: name, enc: enc, known: known})
 	}
 	// The files are encoded side by side, each by its own encoder.

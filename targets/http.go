@@ -123,20 +123,19 @@ func (h *HTTPSD) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
 	h.mu.Lock()
 	last := h.last
 	h.mu.Unlock()
-	if last.groups != nil {
-		if last.etag != "" {
-			req.Header.Set("If-None-Match", last.etag)
-		}
-		if last.modified != "" {
-			req.Header.Set("If-Modified-Since", last.modified)
-		}
+	conditional := last.groups != nil && (last.etag != "" || last.modified != "") // a 304 then means last.groups
+	if conditional && last.etag != "" {
+		req.Header.Set("If-None-Match", last.etag)
+	}
+	if conditional && last.modified != "" {
+		req.Header.Set("If-Modified-Since", last.modified)
 	}
 	resp, err := h.opts.Client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", h.opts.URL, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotModified && last.groups != nil && (last.etag != "" || last.modified != "") {
+	if resp.StatusCode == http.StatusNotModified && conditional {
 		return slices.Clone(last.groups), nil
 	}
 	if resp.StatusCode != http.StatusOK {

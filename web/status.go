@@ -60,10 +60,9 @@ type statusJob struct {
 	Events      []promshard.Event
 	MoreEvents  int
 	// Placement counts the targets dropped by relabel_configs and those
-	// with an override; Isolated and Crowded are the isolated targets, alone
-	// on a collector or sharing one (no collector was free).
+	// with an override; Crowded are the isolated targets that share a
+	// collector, as none was free.
 	Placement promshard.PlacementCounts
-	Isolated  []string
 	Crowded   []string
 }
 
@@ -141,7 +140,7 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		if asg := snap.Assignment; asg != nil {
 			sj.Ring, sj.Replicas, sj.Targets, sj.Collectors = string(asg.Ring), asg.RequestedReplicas, asg.Targets, len(asg.Members)
 			sj.Bars, sj.Out, sj.Mean, sj.MeanPercent = statusBars(snap, jc.Balance.Capacity.MaxSeries)
-			sj.Isolated, sj.Crowded = asg.Isolated, asg.Crowded
+			sj.Crowded = asg.Crowded
 		}
 		for i := range (len(sj.Bars) + statusPerPage - 1) / statusPerPage {
 			sj.Pages = append(sj.Pages, i+1)

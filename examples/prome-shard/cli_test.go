@@ -108,15 +108,7 @@ func TestHTTPSurface(t *testing.T) {
 	startBinary(t, buildBinary(t), "--config.file", cfg, "--web.listen-address", listen, "--web.enable-lifecycle",
 		"--web.external-url", "https://example.org/shard/")
 	base := "http://" + listen + "/shard"
-	if err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
-		code, b, err := testenv.HTTPGet(context.Background(), base+"/-/ready")
-		if err != nil || code != 200 {
-			return fmt.Errorf("%s/-/ready: %d %q %v", base, code, b, err)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	waitReady(t, base)
 	noRedirect := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	defer noRedirect.CloseIdleConnections()
 	resp, err := noRedirect.Get("http://" + listen + "/")

@@ -601,6 +601,21 @@ func startCollectors(t *testing.T, client *api.Client, service string, n int, fi
 	return cs
 }
 
+// waitReady waits until the binary serving base (its URL, route prefix
+// included) answers /-/ready with 200.
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	if err := testenv.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
+		code, b, err := testenv.HTTPGet(context.Background(), base+"/-/ready")
+		if err != nil || code != 200 {
+			return fmt.Errorf("%s/-/ready: %d %q %v", base, code, b, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func writeConfig(t *testing.T, body string) string {
 	t.Helper()
 	dir := t.TempDir()

@@ -60,15 +60,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 	cfg = strings.Replace(cfg, "dir: out/demo", "dir: OUT", 1)
 	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, cfg), "--web.listen-address", listen)
 	base := "http://" + listen
-	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
-		code, b, err := testenv.HTTPGet(context.Background(), base+"/-/ready")
-		if err != nil || code != 200 {
-			return fmt.Errorf("ready: %d %s %v", code, b, err)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	waitReady(t, base)
 	want, err := assignment(listen)
 	if err != nil {
 		t.Fatal(err)
@@ -261,15 +253,7 @@ jobs:
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	startBinary(t, buildBinary(t), "--config.file", writeConfig(t, cfg), "--web.listen-address", listen)
 	base := "http://" + listen
-	if err := testenv.WaitFor(30*time.Second, 100*time.Millisecond, func() error {
-		code, b, err := testenv.HTTPGet(context.Background(), base+"/-/ready")
-		if err != nil || code != 200 {
-			return fmt.Errorf("ready: %d %s %v", code, b, err)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	waitReady(t, base)
 	_, b, err := testenv.HTTPGet(context.Background(), base+"/api/v1/explain?target=10.0.4.1:9100")
 	var ex []struct{ Owners []string }
 	if err != nil || json.Unmarshal(b, &ex) != nil || len(ex) != 1 || len(ex[0].Owners) != 1 {
