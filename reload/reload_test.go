@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,7 +24,28 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv("PROMSHARD_TEST_AWAIT_SIGHUP") != "" {
+		awaitSIGHUP()
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// awaitSIGHUP is the process TestSignal signals: the test binary itself,
+// which takes SIGHUP back even when it started with it ignored (as under
+// nohup, which a plain "sleep" would inherit), and exits 42 on it, or 0
+// after 30 s.
+func awaitSIGHUP() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGHUP)
+	os.Stdout.WriteString("ready\n")
+	select {
+	case <-c:
+		os.Exit(42)
+	case <-time.After(30 * time.Second):
+		os.Exit(0)
+	}
+}
 
 func server(t *testing.T, h http.HandlerFunc) Collector {
 	srv := httptest.NewServer(h)
@@ -145,8 +167,16 @@ func TestNewHTTPValidates(t *testing.T) {
 }
 
 func TestSignal(t *testing.T) {
-	cmd := exec.Command("sleep", "30")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PROMSHARD_TEST_AWAIT_SIGHUP=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stdout.Read(make([]byte, 1)); err != nil { // it prints once it listens for SIGHUP
 		t.Fatal(err)
 	}
 	pidFile := filepath.Join(t.TempDir(), "prometheus.pid")
@@ -160,8 +190,8 @@ func TestSignal(t *testing.T) {
 	}
 	err = cmd.Wait()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGHUP {
-		t.Fatalf("process ended with %v, want SIGHUP", err)
+	if !errors.As(err, &ee) || ee.ExitCode() != 42 {
+		t.Fatalf("process ended with %v, want the exit on SIGHUP (42)", err)
 	}
 	if err := s.Reload(context.Background(), Collector{ID: "local"}); err == nil {
 		t.Fatal("signal to an exited process succeeded")

@@ -143,6 +143,7 @@ func TestScale(t *testing.T) {
 	}
 	s1, c1 := fetch()
 	steady, _ := rss()
+	heapProfile(t, listen)
 	os.WriteFile(cfg, []byte(config(collectors-1)), 0o644)
 	before := len(got)
 	startup() // one CPU profile at a time
@@ -181,6 +182,23 @@ func TestScale(t *testing.T) {
 	n := float64(groups * perGroup)
 	t.Logf("scale: 1,000,000 targets in one file_sd file, 100 collectors: first reshard %s; unchanged refreshes %s (the provider's fetch %.3f s each, in the background); changed reshard (a collector removed through SIGHUP) %s; RSS after the refreshes %.0f MB (%.0f B/target), peak %.0f MB (%.2f× steady)",
 		first[1], strings.Join(skipped[:3], ", "), perFetch, changed, steady/1e6, steady/n, peak/1e6, peak/steady)
+}
+
+// heapProfile, when PROMSHARD_SCALE_PROFILE names a directory, writes the
+// binary's heap profile (after a collection) there as heap.pprof.
+func heapProfile(t *testing.T, listen string) {
+	dir := os.Getenv("PROMSHARD_SCALE_PROFILE")
+	if dir == "" {
+		return
+	}
+	resp, err := http.Get("http://" + listen + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	os.WriteFile(filepath.Join(dir, "heap.pprof"), b, 0o644)
 }
 
 // startProfile, when PROMSHARD_SCALE_PROFILE names a directory, starts a
