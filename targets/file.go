@@ -56,6 +56,7 @@ type fileState struct {
 	stable bool   // the file was already a second old when read: the same size and time mean the same bytes
 	hash   uint64 // of its path and content
 	groups []*targetgroup.Group
+	parsed *sdfile.Parsed // each group's text, to give back the groups of those that did not change (JSON)
 }
 
 // Inherit takes over what prev, a File this one replaces (a config
@@ -103,19 +104,33 @@ func (f *File) load(p string, parse bool) (uint64, []*targetgroup.Group, error) 
 	h := xxhash.New()
 	hashFile(h, p, b)
 	fs := &fileState{size: st.Size(), mtime: st.ModTime(), hash: h.Sum64(), stable: time.Since(st.ModTime()) >= stableAge}
+	if old != nil {
+		fs.parsed = old.parsed // what the groups' texts gave, for the parse that follows a look without one
+	}
 	switch {
 	case old != nil && old.hash == fs.hash && old.groups != nil:
 		fs.groups = old.groups // the same bytes: the same groups, not parsed again
 	case parse:
-		format, _ := sdfile.FormatOf(p) // the globs end in a file_sd extension
-		gs, err := sdfile.Parse(b, format)
+		source := func(i int) string { return fmt.Sprintf("%s:%d", p, i) }
+		var gs []*targetgroup.Group
+		if format, _ := sdfile.FormatOf(p); format == sdfile.JSON { // the globs end in a file_sd extension
+			// The groups whose text did not change are those of the last
+			// parse, their label sets too: one group changed in a
+			// thousand makes one group's label sets, not a million.
+			gs, fs.parsed, err = sdfile.ParseReusing(b, fs.parsed, source)
+		} else if gs, err = sdfile.Parse(b, format); err == nil {
+			for i, g := range gs {
+				if g != nil {
+					g.Source = source(i)
+				}
+			}
+		}
 		if err != nil {
 			return 0, nil, fmt.Errorf("parse %s: %w", p, err)
 		}
 		fs.groups = make([]*targetgroup.Group, 0, len(gs))
-		for i, g := range gs {
+		for _, g := range gs {
 			if g != nil {
-				g.Source = fmt.Sprintf("%s:%d", p, i)
 				fs.groups = append(fs.groups, g)
 			}
 		}

@@ -697,3 +697,54 @@ func TestFileNotParsedAgainWhenUnchanged(t *testing.T) {
 		t.Fatalf("a fresh rewrite of the same size: %v", gs)
 	}
 }
+
+// A JSON file in which one group changed gives back the very groups of the
+// others, also when a look for changes (Run's) read it first, and after a
+// File replaced another: what was built from them (a writer's encoded
+// files) stays theirs, and a million label sets are not made again.
+func TestFileChangedGroupAloneIsParsed(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "t.json")
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := `{"labels": {"team": "a"}, "targets": ["a:1", "a:2"]}`, `{"labels": {"team": "b"}, "targets": ["b:1"]}`
+	write("[" + a + "," + b + "]")
+	f, err := NewFile(FileOptions{Files: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := f.Targets(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("[" + a + `, {"labels": {"team": "b"}, "targets": ["b:1", "b:2"]}]`)
+	f.fingerprint() // Run looks first
+	second, err := f.Targets(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second[0] != first[0] || second[1] == first[1] || len(second[1].Targets) != 2 {
+		t.Fatalf("one group changed: got %v after %v", second, first)
+	}
+	write(`[{"targets": ["c:1"]}, ` + a + "]") // a moves: a new group with a's label sets, and its new source
+	next, _ := NewFile(FileOptions{Files: []string{p}})
+	next.Inherit(f)
+	third, err := next.Targets(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third[1] == first[0] || &third[1].Targets[0] != &first[0].Targets[0] || third[1].Source != p+":1" || first[0].Source != p+":0" {
+		t.Fatalf("a group that moved: %v (was %v)", third[1], first[0])
+	}
+	if _, err := next.Targets(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	write("[" + a + ", oops")
+	if _, err := next.Targets(context.Background()); err == nil || !strings.Contains(err.Error(), "parse "+p) {
+		t.Fatalf("malformed file: %v", err)
+	}
+}

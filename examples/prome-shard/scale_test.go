@@ -29,33 +29,10 @@ func TestScale(t *testing.T) {
 	}
 	dir := t.TempDir()
 	const groups, perGroup, collectors = 1000, 1000, 100
-	f, err := os.Create(filepath.Join(dir, "targets.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := bufio.NewWriter(f)
-	w.WriteString("[")
-	for g := range groups {
-		if g > 0 {
-			w.WriteString(",")
-		}
-		fmt.Fprintf(w, `{"labels": {"env": "prod", "team": "t%d", "dc": "dc%d"}, "targets": [`, g%50, g%3)
-		for i := range perGroup {
-			if i > 0 {
-				w.WriteString(",")
-			}
-			n := g*perGroup + i
-			fmt.Fprintf(w, `"10.%d.%d.%d:9100"`, n>>16, n>>8&255, n&255)
-		}
-		w.WriteString("]}")
-	}
-	w.WriteString("]")
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	pool := filepath.Join(dir, "targets.json")
+	writePool(t, pool, groups, perGroup, 0)
 	old := time.Now().Add(-time.Hour) // written long before the run, as a real source is
-	os.Chtimes(filepath.Join(dir, "targets.json"), old, old)
+	os.Chtimes(pool, old, old)
 	members := func(n int) string {
 		var b strings.Builder
 		for i := range n {
@@ -126,6 +103,7 @@ func TestScale(t *testing.T) {
 	}
 	first := waitFor("the first reshard", func(l [][2]string) bool { return len(l) >= 1 })[0]
 	s0, c0 := fetch()
+	cpu0 := cpuSeconds(t, p.cmd.Process.Pid)
 	got := waitFor("three unchanged refreshes", func(l [][2]string) bool {
 		n := 0
 		for _, x := range l {
@@ -142,6 +120,7 @@ func TestScale(t *testing.T) {
 		}
 	}
 	s1, c1 := fetch()
+	cpu1 := cpuSeconds(t, p.cmd.Process.Pid)
 	steady, _ := rss()
 	heapProfile(t, listen)
 	os.WriteFile(cfg, []byte(config(collectors-1)), 0o644)
@@ -166,8 +145,28 @@ func TestScale(t *testing.T) {
 			break
 		}
 	}
-	_, peak := rss()
 	profile()
+	// The targets change in one group of the thousand: a target is added.
+	before = len(got)
+	cpuT := cpuSeconds(t, p.cmd.Process.Pid)
+	writePool(t, pool, groups, perGroup, 1)
+	got = waitFor("the reshard of the changed targets", func(l [][2]string) bool {
+		for _, x := range l[before:] {
+			if x[0] == "changed" {
+				return true
+			}
+		}
+		return false
+	})
+	var retarget string
+	for _, x := range got[before:] {
+		if x[0] == "changed" {
+			retarget = x[1]
+			break
+		}
+	}
+	cpuRetarget := cpuSeconds(t, p.cmd.Process.Pid) - cpuT
+	_, peak := rss()
 	if b, err := os.ReadFile(p.log); err == nil { // what the reload did, step by step
 		for _, l := range strings.Split(string(b), "\n") {
 			if strings.Contains(l, "msg=reshard ") || strings.Contains(l, "running") || strings.Contains(l, "stopped") {
@@ -175,13 +174,72 @@ func TestScale(t *testing.T) {
 			}
 		}
 	}
-	perFetch := 0.0
+	perFetch, perRefresh := 0.0, 0.0
 	if c1 > c0 {
 		perFetch = (s1 - s0) / (c1 - c0)
+		perRefresh = (cpu1 - cpu0) / (c1 - c0)
 	}
 	n := float64(groups * perGroup)
-	t.Logf("scale: 1,000,000 targets in one file_sd file, 100 collectors: first reshard %s; unchanged refreshes %s (the provider's fetch %.3f s each, in the background); changed reshard (a collector removed through SIGHUP) %s; RSS after the refreshes %.0f MB (%.0f B/target), peak %.0f MB (%.2f× steady)",
-		first[1], strings.Join(skipped[:3], ", "), perFetch, changed, steady/1e6, steady/n, peak/1e6, peak/steady)
+	t.Logf("scale: 1,000,000 targets in one file_sd file, 100 collectors: first reshard %s; unchanged refreshes %s (the provider's fetch %.3f s each, in the background; the process's CPU %.3f s per refresh); changed reshard (a collector removed through SIGHUP) %s; one group of the file changed: reshard %s, the process's CPU %.2f s from the write to the reshard's end; RSS after the refreshes %.0f MB (%.0f B/target), peak %.0f MB (%.2f× steady)",
+		first[1], strings.Join(skipped[:3], ", "), perFetch, perRefresh, changed, retarget, cpuRetarget, steady/1e6, steady/n, peak/1e6, peak/steady)
+}
+
+// writePool writes the pool's file_sd file (groups of perGroup targets,
+// three group labels; group 0 has extra more targets) atomically, as a
+// generator would.
+func writePool(t *testing.T, path string, groups, perGroup, extra int) {
+	t.Helper()
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	w.WriteString("[")
+	for g := range groups {
+		if g > 0 {
+			w.WriteString(",")
+		}
+		fmt.Fprintf(w, `{"labels": {"env": "prod", "team": "t%d", "dc": "dc%d"}, "targets": [`, g%50, g%3)
+		n := perGroup
+		if g == 0 {
+			n += extra
+		}
+		for i := range n {
+			if i > 0 {
+				w.WriteString(",")
+			}
+			n := g*perGroup + i
+			if i >= perGroup {
+				n = groups*perGroup + i
+			}
+			fmt.Fprintf(w, `"10.%d.%d.%d:9100"`, n>>16, n>>8&255, n&255)
+		}
+		w.WriteString("]}")
+	}
+	w.WriteString("]")
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cpuSeconds is the user and system CPU time process pid has used.
+func cpuSeconds(t *testing.T, pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fields after the command (which may hold spaces) in parentheses.
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100 // USER_HZ: 100 on Linux
 }
 
 // heapProfile, when PROMSHARD_SCALE_PROFILE names a directory, writes the

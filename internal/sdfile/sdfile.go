@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"go.yaml.in/yaml/v2"
@@ -381,4 +382,110 @@ func Decode(r io.Reader, maxTargets int) ([]*targetgroup.Group, error) {
 		return nil, fmt.Errorf("malformed JSON: %w", err)
 	}
 	return out, nil
+}
+
+// Parsed is what [ParseReusing] keeps of one parse of a JSON file_sd file
+// for the next: each group's raw text, by hash, with the group parsed from
+// it. The zero value (or nil) holds nothing.
+type Parsed struct {
+	groups map[uint64]parsedGroup
+}
+
+// parsedGroup is a group and the length of the text it was parsed from
+// (checked with the hash).
+type parsedGroup struct {
+	g *targetgroup.Group
+	n int
+}
+
+// ParseReusing is Parse for JSON that gives back the very groups of prev
+// (the same *Group, its Labels and its target label sets) for every group
+// whose text is byte for byte what it was when prev was parsed: a file of a
+// thousand groups where one changed parses one group and makes the label
+// sets of one group, not a million. It returns the groups, in file order
+// (nil for a null entry, as Parse), and what the next call needs; prev is
+// not modified. setSource, when not nil, gives group i its Source: a group
+// given back whose Source is not that is a new Group sharing its Labels
+// and Targets, so that a group handed out before is never changed. Errors,
+// and YAML, are Parse's: on any error the whole text is parsed again by
+// Parse, for its message.
+func ParseReusing(b []byte, prev *Parsed, setSource func(i int) string) ([]*targetgroup.Group, *Parsed, error) {
+	gs, next, ok := parseReusing(b, prev, setSource)
+	if ok {
+		return gs, next, nil
+	}
+	gs, err := Parse(b, JSON)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, g := range gs { // a text the fast path does not take (a top-level null): nothing to remember
+		if g != nil && setSource != nil {
+			g.Source = setSource(i)
+		}
+	}
+	return gs, &Parsed{}, nil
+}
+
+// parseReusing is ParseReusing's fast path; ok is false when the text is
+// anything but a list of well-formed groups.
+func parseReusing(b []byte, prev *Parsed, setSource func(i int) string) (gs []*targetgroup.Group, next *Parsed, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return nil, nil, false
+	}
+	var old map[uint64]parsedGroup
+	if prev != nil {
+		old = prev.groups
+	}
+	next = &Parsed{groups: make(map[uint64]parsedGroup, len(old))}
+	gs = make([]*targetgroup.Group, 0, len(old)) // "[]" is an empty list, as Parse reads it
+	var raw json.RawMessage // one buffer for every group's text
+	for i := 0; dec.More(); i++ {
+		if err := dec.Decode(&raw); err != nil {
+			return nil, nil, false
+		}
+		if string(raw) == "null" {
+			gs = append(gs, nil)
+			continue
+		}
+		h := xxhash.Sum64(raw)
+		src := ""
+		if setSource != nil {
+			src = setSource(i)
+		}
+		if _, twice := next.groups[h]; !twice {
+			if was, ok := old[h]; ok && was.n == len(raw) {
+				g := was.g
+				if g.Source != src {
+					g = &targetgroup.Group{Source: src, Labels: g.Labels, Targets: g.Targets}
+				}
+				next.groups[h] = parsedGroup{g, len(raw)}
+				gs = append(gs, g)
+				continue
+			}
+		}
+		g := &targetgroup.Group{}
+		gd := json.NewDecoder(bytes.NewReader(raw))
+		gd.DisallowUnknownFields()
+		if err := gd.Decode(g); err != nil {
+			return nil, nil, false
+		}
+		if g.Labels == nil {
+			g.Labels = model.LabelSet{}
+		}
+		for _, t := range g.Targets {
+			if t[model.AddressLabel] == "" {
+				return nil, nil, false
+			}
+		}
+		g.Source = src
+		if _, twice := next.groups[h]; !twice { // a text that repeats is parsed apart: no label set is in two groups
+			next.groups[h] = parsedGroup{g, len(raw)}
+		}
+		gs = append(gs, g)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, nil, false
+	}
+	return gs, next, true
 }

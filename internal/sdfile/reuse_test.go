@@ -1,0 +1,107 @@
+package sdfile
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+func source(i int) string { return fmt.Sprintf("f.json:%d", i) }
+
+// sameAsParse fails unless ParseReusing's answer for b, given prev, is
+// Parse's (with sources set), error for error.
+func sameAsParse(t *testing.T, b []byte, prev *Parsed) ([]*targetgroup.Group, *Parsed) {
+	t.Helper()
+	want, werr := Parse(b, JSON)
+	for i, g := range want {
+		if g != nil {
+			g.Source = source(i)
+		}
+	}
+	got, next, err := ParseReusing(b, prev, source)
+	if fmt.Sprint(err) != fmt.Sprint(werr) {
+		t.Fatalf("%q: error %v, Parse's %v", b, err, werr)
+	}
+	if err == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: got %v, Parse gives %v", b, got, want)
+	}
+	if err == nil && next == nil {
+		t.Fatalf("%q: no Parsed for the next call", b)
+	}
+	return got, next
+}
+
+// ParseReusing gives back the groups (and their label sets) whose text did
+// not change, a new group sharing them where only the index changed, and
+// parses the rest, always agreeing with Parse.
+func TestParseReusingGivesBackUnchangedGroups(t *testing.T) {
+	g := func(label string, addrs ...string) string {
+		return fmt.Sprintf(`{"labels": {"team": %q}, "targets": ["%s"]}`, label, strings.Join(addrs, `", "`))
+	}
+	a, b, c := g("a", "10.0.0.1:80", "10.0.0.2:80"), g("b", "10.0.1.1:80"), g("c", "10.0.2.1:80")
+	first, p1 := sameAsParse(t, []byte("["+a+",\n"+b+",\n"+c+"]"), nil)
+
+	// b changes: a and c are the very groups of the first parse.
+	b2 := g("b", "10.0.1.1:80", "10.0.1.2:80")
+	second, p2 := sameAsParse(t, []byte("[ "+a+", "+b2+", "+c+" ]"), p1)
+	if second[0] != first[0] || second[2] != first[2] {
+		t.Fatal("unchanged groups were parsed again")
+	}
+	if second[1] == first[1] || identity(second[1].Targets[0]) == identity(first[1].Targets[0]) {
+		t.Fatal("the changed group shares the old one's label sets")
+	}
+
+	// A group inserted first: the others' indices, so sources, change; their
+	// label sets stay, the groups handed out before are not modified.
+	d := g("d", "10.0.3.1:80")
+	third, _ := sameAsParse(t, []byte("["+d+","+a+","+b2+","+c+"]"), p2)
+	if third[1] == second[0] || identity(third[1].Targets[0]) != identity(second[0].Targets[0]) ||
+		identity(third[1].Labels) != identity(second[0].Labels) {
+		t.Fatal("a group that moved should be a new group sharing its labels and label sets")
+	}
+	if second[0].Source != source(0) || third[1].Source != source(1) {
+		t.Fatalf("sources: was %q, now %q", second[0].Source, third[1].Source)
+	}
+
+	// A text twice in one file: the two groups share no label set.
+	twice, p4 := sameAsParse(t, []byte("["+a+","+a+"]"), p2)
+	if identity(twice[0].Targets[0]) == identity(twice[1].Targets[0]) {
+		t.Fatal("two groups of one parse share a label set")
+	}
+	again, _ := sameAsParse(t, []byte("["+a+","+a+"]"), p4)
+	if identity(again[0].Targets[0]) == identity(again[1].Targets[0]) {
+		t.Fatal("two groups of one parse share a label set")
+	}
+
+	// Nulls, an empty list, a top-level null, and every error are Parse's.
+	for _, s := range []string{"[null, " + a + "]", "[]", "null", " [ ] ", `[{"targets": ["x:1"], "oops": 1}]`,
+		`[{"targets": [""]}]`, `[{"targets": ["x:1"]}`, `{"targets": ["x:1"]}`, "", `[{"targets": "x"}]`,
+		`[{"labels": {"a": 1}, "targets": ["x:1"]}]`, "[" + a + "] trailing"} {
+		sameAsParse(t, []byte(s), p2)
+	}
+	// After an error, the Parsed of before still serves.
+	if _, _, err := ParseReusing([]byte("[oops"), p2, source); err == nil {
+		t.Fatal("malformed JSON accepted")
+	}
+	if got, _ := sameAsParse(t, []byte("["+a+"]"), p2); got[0] != first[0] {
+		t.Fatal("an unchanged group was parsed again")
+	}
+}
+
+// FuzzParseReusing: whatever two texts, parsing the second given what the
+// first gave agrees with Parse.
+func FuzzParseReusing(f *testing.F) {
+	a := `{"labels": {"team": "a"}, "targets": ["10.0.0.1:80"]}`
+	b := `{"targets": ["10.0.0.2:80", "10.0.0.3:80"]}`
+	f.Add("["+a+","+b+"]", "["+b+","+a+"]")
+	f.Add("["+a+"]", "["+a+","+a+",null]")
+	f.Add("null", "[]")
+	f.Add("["+a+"]", `[{"targets": [""]}]`)
+	f.Fuzz(func(t *testing.T, first, second string) {
+		_, p, _ := ParseReusing([]byte(first), nil, source)
+		sameAsParse(t, []byte(second), p)
+	})
+}
