@@ -439,7 +439,7 @@ func parseReusing(b []byte, prev *Parsed, setSource func(i int) string) (gs []*t
 	}
 	next = &Parsed{groups: make(map[uint64]parsedGroup, len(old))}
 	gs = make([]*targetgroup.Group, 0, len(old)) // "[]" is an empty list, as Parse reads it
-	var raw json.RawMessage // one buffer for every group's text
+	var raw json.RawMessage                      // one buffer for every group's text
 	for i := 0; dec.More(); i++ {
 		if err := dec.Decode(&raw); err != nil {
 			return nil, nil, false
