@@ -184,9 +184,18 @@ func (hs *handoffs) plan(written, next map[string][]*targetgroup.Group, ringKey 
 	for _, m := range alive {
 		isAlive[m.ID] = true
 	}
-	old := placements(written)
+	olds, news := written, next
+	if len(hs.pending) == 0 {
+		// A collector whose output holds the very groups it gets neither
+		// keeps nor waits for a target: only the others are compared (at a
+		// start over outputs that are right, none).
+		if olds, news = differing(written, next); len(olds) == 0 && len(news) == 0 {
+			return next, 0
+		}
+	}
+	old := placements(olds)
 	pending := map[string]*handoff{}
-	for k, np := range placements(next) {
+	for k, np := range placements(news) {
 		op := old[k]
 		if op == nil {
 			continue // a new target: nobody to hand it over
@@ -227,6 +236,23 @@ func (hs *handoffs) plan(written, next map[string][]*targetgroup.Group, ringKey 
 	hs.pending = pending
 	hs.m.handoffsPending.WithLabelValues(hs.job).Set(float64(len(pending)))
 	return withKept(next, pending), len(pending)
+}
+
+// differing is written and next without the collectors that have the
+// very same groups (the same pointers, in order) in both.
+func differing(written, next map[string][]*targetgroup.Group) (olds, news map[string][]*targetgroup.Group) {
+	olds, news = map[string][]*targetgroup.Group{}, map[string][]*targetgroup.Group{}
+	for id, gs := range written {
+		if n, ok := next[id]; !ok || !slices.Equal(gs, n) {
+			olds[id] = gs
+		}
+	}
+	for id, gs := range next {
+		if w, ok := written[id]; !ok || !slices.Equal(gs, w) {
+			news[id] = gs
+		}
+	}
+	return olds, news
 }
 
 // withKept returns groups with each pending target added back to the

@@ -3,13 +3,16 @@ package promshard
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
@@ -17,6 +20,7 @@ import (
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/shard"
+	"github.com/promshard/promshard/watch"
 )
 
 // fakeScrapes is a hand-off confirmer: a collector the test marks as
@@ -278,4 +282,66 @@ func TestHandoffFromWhatIsOnDisk(t *testing.T) {
 			t.Fatal("no target kept by its old owner")
 		}
 	})
+}
+
+// The hand-off plan leaves out the collectors whose output holds the very
+// groups they get: over random old and new owners, with some collectors
+// unchanged, it plans what a plan that compares every collector plans.
+func TestPlanSkipsUnchangedCollectors(t *testing.T) {
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	ids := []string{"a", "b", "c", "d", "e"}
+	alive := []watch.Member{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}, {ID: "e"}}
+	for round := range 50 {
+		targets := make([]model.LabelSet, 60)
+		for i := range targets {
+			targets[i] = model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d", i))}
+		}
+		// owners gives each target up to two random owners among pick.
+		owners := func(pick []string) map[string][]*targetgroup.Group {
+			out := map[string][]*targetgroup.Group{}
+			for _, id := range pick {
+				out[id] = []*targetgroup.Group{{Source: "s", Targets: nil}}
+			}
+			for _, tg := range targets {
+				for _, id := range slices.Compact([]string{pick[rng.IntN(len(pick))], pick[rng.IntN(len(pick))]}) {
+					out[id][0].Targets = append(out[id][0].Targets, tg)
+				}
+			}
+			return out
+		}
+		written := owners(ids)
+		next := owners(ids[2:]) // c, d, e
+		same := ids[:rng.IntN(3)]
+		for _, id := range same { // unchanged: the very groups; they also keep their targets
+			next[id] = written[id]
+		}
+		// The control: the unchanged collectors given equal, not the same, groups.
+		control := maps.Clone(next)
+		for _, id := range same {
+			control[id] = []*targetgroup.Group{{Source: "s", Targets: slices.Clone(written[id][0].Targets)}}
+		}
+		plan := func(next map[string][]*targetgroup.Group) (string, string) {
+			hs := newHandoffs("node", "", time.Minute, m, slog.New(slog.DiscardHandler))
+			out, kept := hs.plan(written, next, fmt.Sprint(round), alive, time.Unix(0, 0), false, shard.Diff{})
+			var pend []string
+			for _, k := range slices.Sorted(maps.Keys(hs.pending)) {
+				h := hs.pending[k]
+				pend = append(pend, fmt.Sprint(k, h.keep, h.wait))
+			}
+			var got []string
+			for _, id := range slices.Sorted(maps.Keys(out)) {
+				got = append(got, fmt.Sprint(id, flat(out[id])))
+			}
+			return fmt.Sprint(kept, pend), fmt.Sprint(got)
+		}
+		p1, g1 := plan(next)
+		p2, g2 := plan(control)
+		if p1 != p2 || g1 != g2 {
+			t.Fatalf("round %d, unchanged %v:\nplanned %s\n%s\nwant %s\n%s", round, same, p1, g1, p2, g2)
+		}
+	}
 }

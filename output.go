@@ -66,6 +66,19 @@ type Holder interface {
 	Held() (map[string][]*targetgroup.Group, error)
 }
 
+// HeldComparer is a Holder that compares what its collectors hold with
+// what the Sharder is about to give them (next): a collector whose output
+// holds exactly that gets next's very groups back, and only the others are
+// read back. A start over outputs that are already right ([filesd.Dir]
+// after a restart) then makes no label set per target, and the hand-off
+// finds nothing to move without comparing a target.
+//
+// [filesd.Dir]: https://pkg.go.dev/github.com/promshard/promshard/filesd#Dir.HeldAgainst
+type HeldComparer interface {
+	Holder
+	HeldAgainst(next map[string][]*targetgroup.Group) (map[string][]*targetgroup.Group, error)
+}
+
 // held reads what the first Holder holds, its groups given the Source of
 // the same target in next (file_sd keeps no source) so that it compares
 // with what the Sharder places; nil without a Holder or on an error.
@@ -73,21 +86,35 @@ func (o outputs) held(next map[string][]*targetgroup.Group) map[string][]*target
 	if len(o.holders) == 0 {
 		return nil
 	}
-	held, err := o.holders[0].Held()
+	h := o.holders[0]
+	var held map[string][]*targetgroup.Group
+	var err error
+	if hc, ok := h.(HeldComparer); ok {
+		held, err = hc.HeldAgainst(next)
+	} else {
+		held, err = h.Held()
+	}
 	if err != nil || len(held) == 0 {
 		return nil
 	}
-	source := map[string]string{} // group labels and address → the source next has it in
-	for _, gs := range next {
-		for _, g := range gs {
-			ls := g.Labels.String()
-			for _, t := range g.Targets {
-				source[ls+string(t[model.AddressLabel])] = g.Source
-			}
-		}
-	}
+	var source map[string]string // group labels and address → the source next has it in; built if needed
 	out := make(map[string][]*targetgroup.Group, len(held))
 	for id, gs := range held {
+		if n, ok := next[id]; ok && slices.Equal(gs, n) { // the very groups of next: their sources are next's
+			out[id] = gs
+			continue
+		}
+		if source == nil {
+			source = map[string]string{}
+			for _, gs := range next {
+				for _, g := range gs {
+					ls := g.Labels.String()
+					for _, t := range g.Targets {
+						source[ls+string(t[model.AddressLabel])] = g.Source
+					}
+				}
+			}
+		}
 		for _, g := range gs {
 			ls := g.Labels.String()
 			bySource := map[string]*targetgroup.Group{}

@@ -300,6 +300,88 @@ func (d *Dir) Held() (map[string][]*targetgroup.Group, error) {
 	return out, nil
 }
 
+// HeldAgainst is Held that compares first: a collector whose file holds,
+// byte for byte, what a Sync of next would write for it gets next's very
+// groups back, and only the other files are parsed. A process that starts
+// over files that are already right (a restart, a -once run, a new leader)
+// then pays an encoding of each file instead of a label set per target
+// read back, and the Sync that follows with the same groups writes nothing
+// and encodes nothing: the Dir knows those files for its own.
+func (d *Dir) HeldAgainst(next map[string][]*targetgroup.Group) (map[string][]*targetgroup.Group, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	owned, err := d.readManifest()
+	if err != nil {
+		return nil, err
+	}
+	type check struct {
+		id, name string
+		enc      *sdfile.Encoder
+		read     bool // the file was read and understood
+		same     bool // and it is what next gives it
+		groups   []*targetgroup.Group
+	}
+	checks := make([]check, 0, len(owned))
+	for _, name := range slices.Sorted(maps.Keys(owned)) {
+		checks = append(checks, check{id: owned[name], name: name})
+	}
+	var wg sync.WaitGroup // the files are compared, or parsed, side by side
+	next2 := make(chan *check)
+	for range min(runtime.GOMAXPROCS(0), len(checks)) {
+		wg.Go(func() {
+			for c := range next2 {
+				b, err := os.ReadFile(filepath.Join(d.opts.Dir, c.name))
+				if err != nil {
+					continue
+				}
+				if gs, ok := next[c.id]; ok {
+					if name, err := d.render(c.id); err == nil && name == c.name {
+						enc := &sdfile.Encoder{Format: d.format(c.name)}
+						if out, err := enc.Marshal(gs, nil); err == nil && bytes.Equal(out, b) {
+							c.enc, c.read, c.same, c.groups = enc, true, true, gs
+							continue
+						}
+					}
+				}
+				f, err := sdfile.FormatOf(c.name)
+				if err != nil {
+					continue
+				}
+				if gs, err := sdfile.Parse(b, f); err == nil {
+					c.read, c.groups = true, slices.DeleteFunc(gs, func(g *targetgroup.Group) bool { return g == nil })
+				}
+			}
+		})
+	}
+	for i := range checks {
+		next2 <- &checks[i]
+	}
+	close(next2)
+	wg.Wait()
+	out := map[string][]*targetgroup.Group{}
+	for _, c := range checks {
+		if !c.read {
+			continue // unreadable or unparsable: left out, as Held does
+		}
+		out[c.id] = c.groups
+		if !c.same {
+			continue
+		}
+		st, ok := stampOf(filepath.Join(d.opts.Dir, c.name))
+		if !ok {
+			continue
+		}
+		if d.left == nil {
+			d.left, d.ids, d.in, d.enc = map[string]fileStamp{}, map[string]string{}, map[string][]groupRef{}, map[string]*sdfile.Encoder{}
+		}
+		if d.enc == nil {
+			d.enc = map[string]*sdfile.Encoder{}
+		}
+		d.left[c.name], d.ids[c.name], d.in[c.name], d.enc[c.name] = st, c.id, refsOf(c.groups), c.enc
+	}
+	return out, nil
+}
+
 // PathOf returns the path of a collector's file.
 func (d *Dir) PathOf(id string) (string, error) {
 	name, err := d.render(id)

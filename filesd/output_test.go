@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -298,6 +299,68 @@ func TestDirIsMarshalOverRandomPools(t *testing.T) {
 			if b, err := os.ReadFile(filepath.Join(dir, id+".json")); err != nil || !bytes.Equal(b, want) {
 				t.Fatalf("step %d: %s.json differs from Marshal (%v):\n%s\nwant\n%s", step, id, err, b, want)
 			}
+		}
+	}
+}
+
+// A Dir that starts over files that are right (a restart) gets the very
+// groups it is given back for them from HeldAgainst, parses only the
+// others, as Held reads them, and then writes and encodes nothing for the
+// files that were right.
+func TestDirHeldAgainst(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	before, err := NewDir(DirOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := sample()
+	if _, err := before.Update(ctx, map[string][]*targetgroup.Group{"a": gs[:1], "b": gs[1:], "c": {}}); err != nil {
+		t.Fatal(err)
+	}
+	stamp := func(name string) time.Time {
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.ModTime()
+	}
+	old := time.Now().Add(-time.Hour) // so that a write would show
+	for _, n := range []string{"a.json", "b.json", "c.json"} {
+		os.Chtimes(filepath.Join(dir, n), old, old)
+	}
+	os.WriteFile(filepath.Join(dir, "c.json"), []byte(`[{"targets": ["x:1"]}]`), 0o644) // c's was changed by hand
+
+	after, _ := NewDir(DirOptions{Dir: dir}) // a new process: the same content in new groups
+	again := sample()
+	next := map[string][]*targetgroup.Group{"a": again[:1], "b": {tg("cmdb/db", nil, addr("10.0.1.2:9187"))}, "c": {}}
+	held, err := after.HeldAgainst(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := after.Held()
+	if !slices.Equal(held["a"], next["a"]) {
+		t.Fatal("a's file is right: want next's very groups back")
+	}
+	for _, id := range []string{"b", "c"} { // b's holds other targets, c's was changed: both read back
+		if slices.Equal(held[id], next[id]) || !slices.Equal(flatten(held[id]), flatten(plain[id])) {
+			t.Fatalf("%s: held %v, want what Held reads, %v", id, flatten(held[id]), flatten(plain[id]))
+		}
+	}
+	res, err := after.Sync(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Written, []string{"b", "c"}) || !slices.Equal(res.Unchanged, []string{"a"}) {
+		t.Fatalf("written %v, unchanged %v: want b and c written, a left alone", res.Written, res.Unchanged)
+	}
+	if !stamp("a.json").Equal(old) {
+		t.Fatal("a.json was written again")
+	}
+	for id, gs := range next {
+		b, _ := os.ReadFile(filepath.Join(dir, id+".json"))
+		if want, _ := Marshal(gs, JSON); string(b) != string(want) {
+			t.Fatalf("%s.json:\n%s\nwant\n%s", id, b, want)
 		}
 	}
 }

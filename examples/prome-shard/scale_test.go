@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -174,14 +176,28 @@ func TestScale(t *testing.T) {
 			}
 		}
 	}
+	// The same config run once (--once): its peak RSS, after the daemon
+	// stopped, from the kernel's account of the child.
+	p.stop(t)
+	once := exec.Command(bin, "--config.file", cfg, "--web.listen-address", listen, "--once")
+	once.Env = append(os.Environ(), asMain+"=1")
+	var onceOut bytes.Buffer
+	once.Stdout, once.Stderr = &onceOut, &onceOut
+	onceStart := time.Now()
+	if err := once.Run(); err != nil {
+		t.Fatalf("--once: %v\n%s", err, onceOut.Bytes())
+	}
+	onceTook := time.Since(onceStart)
+	t.Logf("--once:\n%s", onceOut.Bytes())
+	oncePeak := float64(once.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) * 1024
 	perFetch, perRefresh := 0.0, 0.0
 	if c1 > c0 {
 		perFetch = (s1 - s0) / (c1 - c0)
 		perRefresh = (cpu1 - cpu0) / (c1 - c0)
 	}
 	n := float64(groups * perGroup)
-	t.Logf("scale: 1,000,000 targets in one file_sd file, 100 collectors: first reshard %s; unchanged refreshes %s (the provider's fetch %.3f s each, in the background; the process's CPU %.3f s per refresh); changed reshard (a collector removed through SIGHUP) %s; one group of the file changed: reshard %s, the process's CPU %.2f s from the write to the reshard's end; RSS after the refreshes %.0f MB (%.0f B/target), peak %.0f MB (%.2f× steady)",
-		first[1], strings.Join(skipped[:3], ", "), perFetch, perRefresh, changed, retarget, cpuRetarget, steady/1e6, steady/n, peak/1e6, peak/steady)
+	t.Logf("scale: 1,000,000 targets in one file_sd file, 100 collectors: first reshard %s; unchanged refreshes %s (the provider's fetch %.3f s each, in the background; the process's CPU %.3f s per refresh); changed reshard (a collector removed through SIGHUP) %s; one group of the file changed: reshard %s, the process's CPU %.2f s from the write to the reshard's end; RSS after the refreshes %.0f MB (%.0f B/target), peak %.0f MB (%.2f× steady); --once: %s, peak RSS %.0f MB (%.2f× steady)",
+		first[1], strings.Join(skipped[:3], ", "), perFetch, perRefresh, changed, retarget, cpuRetarget, steady/1e6, steady/n, peak/1e6, peak/steady, onceTook.Round(time.Millisecond), oncePeak/1e6, oncePeak/steady)
 }
 
 // writePool writes the pool's file_sd file (groups of perGroup targets,
