@@ -143,3 +143,55 @@ func procStatus(field string) uint64 {
 	}
 	return 0
 }
+
+// BenchmarkHandoffScale is a scale-out with hand-offs on, at 1M targets
+// (1,000 groups of 1,000): 100 collectors, then a 101st joins, so every
+// collector hands about 1% of its targets over to it. It reports the
+// joining pass (the plan compares what the outputs hold with the new
+// assignment, target by target) and the heap it allocated.
+func BenchmarkHandoffScale(b *testing.B) {
+	const groups, per, collectors = 1000, 1000, 101
+	var gs targets.Static
+	for i := range groups {
+		g := &targetgroup.Group{Source: fmt.Sprint("src-", i), Labels: model.LabelSet{"env": "prod"}}
+		for k := range per {
+			g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("10.%d.%d.%d:9100", i/250, i%250, k%250+k/250))})
+		}
+		gs = append(gs, g)
+	}
+	ms := make([]watch.Member, collectors)
+	for i := range ms {
+		ms[i] = watch.Member{ID: fmt.Sprintf("collector-%03d", i), Address: "10.200.0.1", Port: 9090 + i}
+	}
+	ctx := context.Background()
+	var join time.Duration
+	var alloc uint64
+	for b.Loop() {
+		s, err := New([]Job{{Name: "node", Targets: gs, TargetOptions: targets.JobOptions{MaxDrop: 1},
+			Outputs: []Output{nopOutput{}}}}, Options{Handoff: HandoffOptions{Enabled: true}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		j := s.byName["node"]
+		j.setMembers(ms[:collectors-1], nil)
+		j.fetch(ctx)
+		if _, err := j.reshard(ctx, reasonTimer, false); err != nil {
+			b.Fatal(err)
+		}
+		j.setMembers(ms, nil)
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		start := time.Now()
+		if _, err := j.reshard(ctx, reasonMembers, false); err != nil {
+			b.Fatal(err)
+		}
+		join += time.Since(start)
+		runtime.ReadMemStats(&m1)
+		alloc += m1.TotalAlloc - m0.TotalAlloc
+		if j.hand.count() == 0 {
+			b.Fatal("a collector joined and nothing was handed over")
+		}
+	}
+	b.ReportMetric(float64(join.Milliseconds())/float64(b.N), "join-ms")
+	b.ReportMetric(float64(alloc)/float64(b.N)/groups/per, "join-alloc-B/target")
+}

@@ -41,12 +41,12 @@ type handoffs struct {
 	log     *slog.Logger
 
 	mu          sync.Mutex
-	pending     map[string]*handoff
+	pending     map[targetAt]*handoff
 	lastMembers string // memberKey of the ring at the last plan
 }
 
 func newHandoffs(job, self string, timeout time.Duration, m *metrics, log *slog.Logger) *handoffs {
-	return &handoffs{job: job, self: self, timeout: timeout, m: m, log: log, pending: map[string]*handoff{}}
+	return &handoffs{job: job, self: self, timeout: timeout, m: m, log: log, pending: map[targetAt]*handoff{}}
 }
 
 // setSelf names the Self collector's member ID in self mode. Nil-safe.
@@ -128,13 +128,17 @@ type placement struct {
 	target model.LabelSet
 }
 
+// targetAt names a target for the hand-off: its group's source and its
+// address, both shared with the groups (no string is built per target).
+type targetAt struct{ source, addr string }
+
 // placements indexes groups by target (its group's source and its address).
-func placements(groups map[string][]*targetgroup.Group) map[string]*placement {
-	out := map[string]*placement{}
+func placements(groups map[string][]*targetgroup.Group) map[targetAt]*placement {
+	out := map[targetAt]*placement{}
 	for _, id := range slices.Sorted(maps.Keys(groups)) {
 		for _, g := range groups[id] {
 			for _, t := range g.Targets {
-				key := g.Source + "\x00" + string(t[model.AddressLabel])
+				key := targetAt{g.Source, string(t[model.AddressLabel])}
 				p := out[key]
 				if p == nil {
 					p = &placement{group: g, target: t}
@@ -194,7 +198,7 @@ func (hs *handoffs) plan(written, next map[string][]*targetgroup.Group, ringKey 
 		}
 	}
 	old := placements(olds)
-	pending := map[string]*handoff{}
+	pending := map[targetAt]*handoff{}
 	for k, np := range placements(news) {
 		op := old[k]
 		if op == nil {
@@ -258,7 +262,7 @@ func differing(written, next map[string][]*targetgroup.Group) (olds, news map[st
 // withKept returns groups with each pending target added back to the
 // outputs of the old owners that keep it, in groups of its own source and
 // labels after the member's others, in a fixed order.
-func withKept(groups map[string][]*targetgroup.Group, pending map[string]*handoff) map[string][]*targetgroup.Group {
+func withKept(groups map[string][]*targetgroup.Group, pending map[targetAt]*handoff) map[string][]*targetgroup.Group {
 	if len(pending) == 0 {
 		return groups
 	}

@@ -225,10 +225,10 @@ func TestWithKept(t *testing.T) {
 	g1 := &targetgroup.Group{Source: "s1", Labels: model.LabelSet{"env": "a"}}
 	g2 := &targetgroup.Group{Source: "s2"} // c's, which must not grow
 	t1, t2, t3 := model.LabelSet{model.AddressLabel: "h1"}, model.LabelSet{model.AddressLabel: "h2"}, model.LabelSet{model.AddressLabel: "h3"}
-	pending := map[string]*handoff{
-		"x": {group: g2, target: t3, keep: []string{"a"}},
-		"y": {group: g1, target: t2, keep: []string{"a", "b"}},
-		"z": {group: g1, target: t1, keep: []string{"a"}},
+	pending := map[targetAt]*handoff{
+		{"s2", "h3"}: {group: g2, target: t3, keep: []string{"a"}},
+		{"s1", "h2"}: {group: g1, target: t2, keep: []string{"a", "b"}},
+		{"s1", "h1"}: {group: g1, target: t1, keep: []string{"a"}},
 	}
 	for range 5 {
 		out := withKept(map[string][]*targetgroup.Group{"a": {}, "b": {}, "c": {g2}}, pending)
@@ -328,10 +328,10 @@ func TestPlanSkipsUnchangedCollectors(t *testing.T) {
 			hs := newHandoffs("node", "", time.Minute, m, slog.New(slog.DiscardHandler))
 			out, kept := hs.plan(written, next, fmt.Sprint(round), alive, time.Unix(0, 0), false, shard.Diff{})
 			var pend []string
-			for _, k := range slices.Sorted(maps.Keys(hs.pending)) {
-				h := hs.pending[k]
+			for k, h := range hs.pending {
 				pend = append(pend, fmt.Sprint(k, h.keep, h.wait))
 			}
+			slices.Sort(pend)
 			var got []string
 			for _, id := range slices.Sorted(maps.Keys(out)) {
 				got = append(got, fmt.Sprint(id, flat(out[id])))
