@@ -273,6 +273,11 @@ func heapProfile(t *testing.T, listen string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	os.WriteFile(filepath.Join(dir, "heap.pprof"), b, 0o644)
+	if resp, err := http.Get("http://" + listen + "/debug/pprof/heap?debug=1"); err == nil { // with the runtime's memory statistics
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		os.WriteFile(filepath.Join(dir, "heap.txt"), b, 0o644)
+	}
 }
 
 // startProfile, when PROMSHARD_SCALE_PROFILE names a directory, starts a

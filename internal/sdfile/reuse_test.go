@@ -79,7 +79,15 @@ func TestParseReusingGivesBackUnchangedGroups(t *testing.T) {
 	// Nulls, an empty list, a top-level null, and every error are Parse's.
 	for _, s := range []string{"[null, " + a + "]", "[]", "null", " [ ] ", `[{"targets": ["x:1"], "oops": 1}]`,
 		`[{"targets": [""]}]`, `[{"targets": ["x:1"]}`, `{"targets": ["x:1"]}`, "", `[{"targets": "x"}]`,
-		`[{"labels": {"a": 1}, "targets": ["x:1"]}]`, "[" + a + "] trailing"} {
+		`[{"labels": {"a": 1}, "targets": ["x:1"]}]`, "[" + a + "] trailing",
+		// The forms the hand-read path takes, and those it leaves to encoding/json.
+		`[{"labels": {"b": "2", "a": ""}, "targets": ["x:1", "y:2"]}]`, "[ {\n\t\"targets\" : [ \"x:1\" ] ,\"labels\":{ } } ]",
+		`[{}]`, `[{"targets": []}]`, `[{"labels": {}}]`, `[{"Targets": ["x:1"]}]`, `[{"targets": ["x\u003a1"]}]`,
+		`[{"targets": ["x:1"], "targets": ["y:2"]}]`, `[{"labels": {"a": "1", "a": "2"}, "targets": ["x:1"]}]`,
+		`[{"labels": {"a-b": "1"}, "targets": ["x:1"]}]`, `[{"labels": {"": "1"}, "targets": ["x:1"]}]`,
+		`[{"labels": {"é": "1"}, "targets": ["x:1"]}]`, `[{"labels": {"a": "é"}, "targets": ["é:1"]}]`,
+		`[{"targets": null}]`, `[{"labels": null, "targets": ["x:1"]}]`, `[{"targets": ["x:1", null]}]`,
+		`[{"targets": ["x:1"], "labels": {"a": "1"}}, {"targets": ["x:1"]}]`} {
 		sameAsParse(t, []byte(s), p2)
 	}
 	// After an error, the Parsed of before still serves.
@@ -100,8 +108,28 @@ func FuzzParseReusing(f *testing.F) {
 	f.Add("["+a+"]", "["+a+","+a+",null]")
 	f.Add("null", "[]")
 	f.Add("["+a+"]", `[{"targets": [""]}]`)
+	f.Add("[]", `[{"labels": {"a": "1", "a": "2"}, "targets": ["x:1"]}, {"TARGETS": ["y"]}]`)
+	f.Add("[]", "[ {\n\"labels\" : {\"a\":\"\\u0041\"}, \"targets\":[\"x:1\" ,\"y:2\"]} ]")
 	f.Fuzz(func(t *testing.T, first, second string) {
 		_, p, _ := ParseReusing([]byte(first), nil, source)
 		sameAsParse(t, []byte(second), p)
 	})
+}
+
+// The common form of a group is read by hand; the rest is left to
+// encoding/json (what it gives is checked against Parse above).
+func TestSimpleGroupTakesTheCommonForm(t *testing.T) {
+	for s, want := range map[string]bool{
+		`{"labels": {"env": "prod", "team": "a"}, "targets": ["10.0.0.1:9100", "10.0.0.2:9100"]}`: true,
+		"{ \"targets\" : [ ] }":                  true,
+		`{"targets": ["x\u003a1"]}`:              false, // an escape
+		`{"Targets": ["x:1"]}`:                   false, // encoding/json matches names without case
+		`{"targets": ["x:1"], "oops": 1}`:        false,
+		`{"labels": {"a.b": "1"}}`:               false, // a name not every version accepts
+		`{"targets": ["x:1"], "targets": ["y"]}`: false,
+	} {
+		if _, ok := simpleGroup([]byte(s)); ok != want {
+			t.Errorf("%s: simple %v, want %v", s, ok, want)
+		}
+	}
 }

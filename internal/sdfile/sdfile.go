@@ -464,11 +464,12 @@ func parseReusing(b []byte, prev *Parsed, setSource func(i int) string) (gs []*t
 				continue
 			}
 		}
-		g := &targetgroup.Group{}
-		gd := json.NewDecoder(bytes.NewReader(raw))
-		gd.DisallowUnknownFields()
-		if err := gd.Decode(g); err != nil {
-			return nil, nil, false
+		g, simple := simpleGroup(raw)
+		if !simple {
+			g = &targetgroup.Group{}
+			if err := g.UnmarshalJSON(raw); err != nil {
+				return nil, nil, false
+			}
 		}
 		if g.Labels == nil {
 			g.Labels = model.LabelSet{}
@@ -488,4 +489,159 @@ func parseReusing(b []byte, prev *Parsed, setSource func(i int) string) (gs []*t
 		return nil, nil, false
 	}
 	return gs, next, true
+}
+
+// simpleGroup reads the text of one file_sd group, as the JSON decoder
+// has already checked it, when it takes the common form: an object with
+// "targets", a list of strings, and "labels", an object of strings, each
+// at most once, every string plain printable ASCII without escapes, every
+// label name one that all Prometheus versions accept, and no address
+// empty. Anything else is not simple, and is left to encoding/json. The
+// strings are carved from one copy of the text and the list of targets is
+// made once: the garbage of a parse is about the text, not a temporary
+// string per target and the decoder's copies.
+func simpleGroup(raw []byte) (*targetgroup.Group, bool) {
+	text := string(raw)
+	i := 0
+	space := func() {
+		for i < len(text) && (text[i] == ' ' || text[i] == '\n' || text[i] == '\t' || text[i] == '\r') {
+			i++
+		}
+	}
+	// str reads a plain string at i.
+	str := func() (string, bool) {
+		if i >= len(text) || text[i] != '"' {
+			return "", false
+		}
+		start := i + 1
+		for j := start; j < len(text); j++ {
+			switch c := text[j]; {
+			case c == '"':
+				i = j + 1
+				return text[start:j], true
+			case c < 0x20 || c > 0x7e || c == '\\':
+				return "", false
+			}
+		}
+		return "", false
+	}
+	// next reads the separator after an element: more reports a comma.
+	next := func(end byte) (more, ok bool) {
+		space()
+		if i < len(text) && text[i] == ',' {
+			i++
+			space()
+			return true, true
+		}
+		if i < len(text) && text[i] == end {
+			i++
+			return false, true
+		}
+		return false, false
+	}
+	g := &targetgroup.Group{}
+	seenTargets := false
+	space()
+	if i >= len(text) || text[i] != '{' {
+		return nil, false
+	}
+	i++
+	space()
+	if i < len(text) && text[i] == '}' {
+		g.Targets = []model.LabelSet{}
+		return g, i+1 == len(strings.TrimRight(text, " \n\t\r"))
+	}
+	for {
+		key, ok := str()
+		if !ok {
+			return nil, false
+		}
+		space()
+		if i >= len(text) || text[i] != ':' {
+			return nil, false
+		}
+		i++
+		space()
+		if i >= len(text) {
+			return nil, false
+		}
+		switch {
+		case key == "targets" && !seenTargets && text[i] == '[':
+			seenTargets = true
+			i++
+			space()
+			// At most one target per comma after here: the list is made once.
+			g.Targets = make([]model.LabelSet, 0, strings.Count(text[i:], ",")+1)
+			if i < len(text) && text[i] == ']' {
+				i++
+				break
+			}
+			for {
+				a, ok := str()
+				if !ok || a == "" {
+					return nil, false
+				}
+				g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(a)})
+				more, ok := next(']')
+				if !ok {
+					return nil, false
+				}
+				if !more {
+					break
+				}
+			}
+		case key == "labels" && g.Labels == nil && text[i] == '{':
+			i++
+			space()
+			g.Labels = model.LabelSet{}
+			if i < len(text) && text[i] == '}' {
+				i++
+				break
+			}
+			for {
+				name, ok := str()
+				if !ok || !labels.ValidName(name) {
+					return nil, false
+				}
+				if _, twice := g.Labels[model.LabelName(name)]; twice {
+					return nil, false
+				}
+				space()
+				if i >= len(text) || text[i] != ':' {
+					return nil, false
+				}
+				i++
+				space()
+				v, ok := str()
+				if !ok {
+					return nil, false
+				}
+				g.Labels[model.LabelName(name)] = model.LabelValue(v)
+				more, ok := next('}')
+				if !ok {
+					return nil, false
+				}
+				if !more {
+					break
+				}
+			}
+		default:
+			return nil, false
+		}
+		more, ok := next('}')
+		if !ok {
+			return nil, false
+		}
+		if !more {
+			break
+		}
+	}
+	space()
+	if i != len(text) {
+		return nil, false
+	}
+	if g.Targets == nil {
+		g.Targets = []model.LabelSet{}
+	}
+	return g, true
 }
