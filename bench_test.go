@@ -42,18 +42,9 @@ func BenchmarkReshardScaleFiles(b *testing.B) { reshardScale(b, true) }
 
 func reshardScale(b *testing.B, files bool) {
 	const groups, per, collectors = 1000, 1000, 100
-	var gs targets.Static
-	for i := range groups {
-		g := &targetgroup.Group{Source: fmt.Sprint("src-", i), Labels: model.LabelSet{"env": "prod", "team": model.LabelValue(fmt.Sprint("t", i%10))}}
-		for k := range per {
-			g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("10.%d.%d.%d:9100", i/250, i%250, k%250+k/250))})
-		}
-		gs = append(gs, g)
-	}
-	ms := make([]watch.Member, collectors)
-	for i := range ms {
-		ms[i] = watch.Member{ID: fmt.Sprintf("collector-%03d", i), Address: "10.200.0.1", Port: 9090 + i}
-	}
+	gs, ms := scalePool(groups, per, collectors, func(i int) model.LabelSet {
+		return model.LabelSet{"env": "prod", "team": model.LabelValue(fmt.Sprint("t", i%10))}
+	})
 	ctx := context.Background()
 	var full, unchanged, forced, left time.Duration
 	var heap, peak, rss uint64
@@ -128,6 +119,24 @@ func reshardScale(b *testing.B, files bool) {
 	}
 }
 
+// scalePool is the benchmarks' pool: groups of per targets (group i with
+// labels(i)) and collectors members.
+func scalePool(groups, per, collectors int, labels func(i int) model.LabelSet) (targets.Static, []watch.Member) {
+	var gs targets.Static
+	for i := range groups {
+		g := &targetgroup.Group{Source: fmt.Sprint("src-", i), Labels: labels(i)}
+		for k := range per {
+			g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("10.%d.%d.%d:9100", i/250, i%250, k%250+k/250))})
+		}
+		gs = append(gs, g)
+	}
+	ms := make([]watch.Member, collectors)
+	for i := range ms {
+		ms[i] = watch.Member{ID: fmt.Sprintf("collector-%03d", i), Address: "10.200.0.1", Port: 9090 + i}
+	}
+	return gs, ms
+}
+
 // resetPeakRSS starts the process's peak RSS (VmHWM) anew, where Linux
 // allows it.
 func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
@@ -151,18 +160,7 @@ func procStatus(field string) uint64 {
 // assignment, target by target) and the heap it allocated.
 func BenchmarkHandoffScale(b *testing.B) {
 	const groups, per, collectors = 1000, 1000, 101
-	var gs targets.Static
-	for i := range groups {
-		g := &targetgroup.Group{Source: fmt.Sprint("src-", i), Labels: model.LabelSet{"env": "prod"}}
-		for k := range per {
-			g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("10.%d.%d.%d:9100", i/250, i%250, k%250+k/250))})
-		}
-		gs = append(gs, g)
-	}
-	ms := make([]watch.Member, collectors)
-	for i := range ms {
-		ms[i] = watch.Member{ID: fmt.Sprintf("collector-%03d", i), Address: "10.200.0.1", Port: 9090 + i}
-	}
+	gs, ms := scalePool(groups, per, collectors, func(int) model.LabelSet { return model.LabelSet{"env": "prod"} })
 	ctx := context.Background()
 	var join time.Duration
 	var alloc uint64

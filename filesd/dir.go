@@ -325,39 +325,29 @@ func (d *Dir) HeldAgainst(next map[string][]*targetgroup.Group) (map[string][]*t
 	for _, name := range slices.Sorted(maps.Keys(owned)) {
 		checks = append(checks, check{id: owned[name], name: name})
 	}
-	var wg sync.WaitGroup // the files are compared, or parsed, side by side
-	next2 := make(chan *check)
-	for range min(runtime.GOMAXPROCS(0), len(checks)) {
-		wg.Go(func() {
-			for c := range next2 {
-				b, err := os.ReadFile(filepath.Join(d.opts.Dir, c.name))
-				if err != nil {
-					continue
-				}
-				if gs, ok := next[c.id]; ok {
-					if name, err := d.render(c.id); err == nil && name == c.name {
-						enc := &sdfile.Encoder{Format: d.format(c.name)}
-						if out, err := enc.Marshal(gs, nil); err == nil && bytes.Equal(out, b) {
-							c.enc, c.read, c.same, c.groups = enc, true, true, gs
-							continue
-						}
-					}
-				}
-				f, err := sdfile.FormatOf(c.name)
-				if err != nil {
-					continue
-				}
-				if gs, err := sdfile.Parse(b, f); err == nil {
-					c.read, c.groups = true, slices.DeleteFunc(gs, func(g *targetgroup.Group) bool { return g == nil })
+	sideBySide(len(checks), func(i int) { // the files are compared, or parsed, side by side
+		c := &checks[i]
+		b, err := os.ReadFile(filepath.Join(d.opts.Dir, c.name))
+		if err != nil {
+			return
+		}
+		if gs, ok := next[c.id]; ok {
+			if name, err := d.render(c.id); err == nil && name == c.name {
+				enc := &sdfile.Encoder{Format: d.format(c.name)}
+				if out, err := enc.Marshal(gs, nil); err == nil && bytes.Equal(out, b) {
+					c.enc, c.read, c.same, c.groups = enc, true, true, gs
+					return
 				}
 			}
-		})
-	}
-	for i := range checks {
-		next2 <- &checks[i]
-	}
-	close(next2)
-	wg.Wait()
+		}
+		f, err := sdfile.FormatOf(c.name)
+		if err != nil {
+			return
+		}
+		if gs, err := sdfile.Parse(b, f); err == nil {
+			c.read, c.groups = true, slices.DeleteFunc(gs, func(g *targetgroup.Group) bool { return g == nil })
+		}
+	})
 	out := map[string][]*targetgroup.Group{}
 	for _, c := range checks {
 		if !c.read {
@@ -372,7 +362,7 @@ func (d *Dir) HeldAgainst(next map[string][]*targetgroup.Group) (map[string][]*t
 			continue
 		}
 		if d.left == nil {
-			d.left, d.ids, d.in, d.enc = map[string]fileStamp{}, map[string]string{}, map[string][]groupRef{}, map[string]*sdfile.Encoder{}
+			d.left, d.ids, d.in = map[string]fileStamp{}, map[string]string{}, map[string][]groupRef{}
 		}
 		if d.enc == nil {
 			d.enc = map[string]*sdfile.Encoder{}
@@ -468,23 +458,13 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 		todo = append(todo, encoding{id: id, name: name, enc: enc, known: known})
 	}
 	// The files are encoded side by side, each by its own encoder.
-	var wg sync.WaitGroup
-	next := make(chan *encoding)
-	for range min(runtime.GOMAXPROCS(0), len(todo)) {
-		wg.Go(func() {
-			for e := range next {
-				if e.known { // what did not change is copied from the file as written
-					e.written, _ = os.ReadFile(filepath.Join(d.opts.Dir, e.name))
-				}
-				e.out, e.err = e.enc.Marshal(groups[e.id], e.written)
-			}
-		})
-	}
-	for i := range todo {
-		next <- &todo[i]
-	}
-	close(next)
-	wg.Wait()
+	sideBySide(len(todo), func(i int) {
+		e := &todo[i]
+		if e.known { // what did not change is copied from the file as written
+			e.written, _ = os.ReadFile(filepath.Join(d.opts.Dir, e.name))
+		}
+		e.out, e.err = e.enc.Marshal(groups[e.id], e.written)
+	})
 	for _, e := range todo {
 		if e.err != nil {
 			return res, fmt.Errorf("filesd: collector %q: %w", e.id, e.err)
@@ -595,6 +575,24 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 	slices.Sort(res.Removed)
 	d.m.duration.Observe(time.Since(start).Seconds())
 	return res, errors.Join(errs...)
+}
+
+// sideBySide runs f(0) … f(n-1), as many at once as Go has processors.
+func sideBySide(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(runtime.GOMAXPROCS(0), n) {
+		wg.Go(func() {
+			for i := range next {
+				f(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 // removeStaleTemps removes temp files that a crash between the create and

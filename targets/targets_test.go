@@ -654,15 +654,7 @@ func bearer(token string) *http.Client {
 func TestFileNotParsedAgainWhenUnchanged(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "t.json")
-	write := func(body string, at time.Time) {
-		t.Helper()
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(p, at, at); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(body string, at time.Time) { t.Helper(); writeAt(t, p, body, at) }
 	old := time.Now().Add(-time.Hour)
 	write(`[{"targets": ["a:1"]}]`, old)
 	f, err := NewFile(FileOptions{Files: []string{p}})
@@ -705,12 +697,7 @@ func TestFileNotParsedAgainWhenUnchanged(t *testing.T) {
 func TestFileChangedGroupAloneIsParsed(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "t.json")
-	write := func(body string) {
-		t.Helper()
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(body string) { t.Helper(); writeAt(t, p, body, time.Now()) }
 	a, b := `{"labels": {"team": "a"}, "targets": ["a:1", "a:2"]}`, `{"labels": {"team": "b"}, "targets": ["b:1"]}`
 	write("[" + a + "," + b + "]")
 	f, err := NewFile(FileOptions{Files: []string{p}})
@@ -746,5 +733,16 @@ func TestFileChangedGroupAloneIsParsed(t *testing.T) {
 	write("[" + a + ", oops")
 	if _, err := next.Targets(context.Background()); err == nil || !strings.Contains(err.Error(), "parse "+p) {
 		t.Fatalf("malformed file: %v", err)
+	}
+}
+
+// writeAt writes body to p with the modification time at.
+func writeAt(t *testing.T, p, body string, at time.Time) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, at, at); err != nil {
+		t.Fatal(err)
 	}
 }

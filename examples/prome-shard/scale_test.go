@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -103,6 +104,16 @@ func TestScale(t *testing.T) {
 		return metric(t, listen, "promshard_targets_fetch_duration_seconds_sum", ""),
 			metric(t, listen, "promshard_targets_fetch_duration_seconds_count", "")
 	}
+	// nextChanged waits for the first changed reshard after the before-th
+	// line, and returns how long it took and the lines so far.
+	nextChanged := func(what string, before int) (string, [][2]string) {
+		t.Helper()
+		got := waitFor(what, func(l [][2]string) bool {
+			return slices.ContainsFunc(l[before:], func(x [2]string) bool { return x[0] == "changed" })
+		})
+		i := slices.IndexFunc(got[before:], func(x [2]string) bool { return x[0] == "changed" })
+		return got[before+i][1], got
+	}
 	first := waitFor("the first reshard", func(l [][2]string) bool { return len(l) >= 1 })[0]
 	s0, c0 := fetch()
 	cpu0 := cpuSeconds(t, p.cmd.Process.Pid)
@@ -132,41 +143,13 @@ func TestScale(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	got = waitFor("the changed reshard", func(l [][2]string) bool {
-		for _, x := range l[before:] {
-			if x[0] == "changed" {
-				return true
-			}
-		}
-		return false
-	})
-	var changed string
-	for _, x := range got[before:] {
-		if x[0] == "changed" {
-			changed = x[1]
-			break
-		}
-	}
+	changed, got := nextChanged("the changed reshard", before)
 	profile()
 	// The targets change in one group of the thousand: a target is added.
 	before = len(got)
 	cpuT := cpuSeconds(t, p.cmd.Process.Pid)
 	writePool(t, pool, groups, perGroup, 1)
-	got = waitFor("the reshard of the changed targets", func(l [][2]string) bool {
-		for _, x := range l[before:] {
-			if x[0] == "changed" {
-				return true
-			}
-		}
-		return false
-	})
-	var retarget string
-	for _, x := range got[before:] {
-		if x[0] == "changed" {
-			retarget = x[1]
-			break
-		}
-	}
+	retarget, _ := nextChanged("the reshard of the changed targets", before)
 	cpuRetarget := cpuSeconds(t, p.cmd.Process.Pid) - cpuT
 	_, peak := rss()
 	if b, err := os.ReadFile(p.log); err == nil { // what the reload did, step by step
@@ -188,7 +171,6 @@ func TestScale(t *testing.T) {
 		t.Fatalf("--once: %v\n%s", err, onceOut.Bytes())
 	}
 	onceTook := time.Since(onceStart)
-	t.Logf("--once:\n%s", onceOut.Bytes())
 	oncePeak := float64(once.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) * 1024
 	perFetch, perRefresh := 0.0, 0.0
 	if c1 > c0 {

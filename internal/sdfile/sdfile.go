@@ -539,6 +539,16 @@ func simpleGroup(raw []byte) (*targetgroup.Group, bool) {
 		}
 		return false, false
 	}
+	// colon reads the colon between a key and its value.
+	colon := func() bool {
+		space()
+		if i >= len(text) || text[i] != ':' {
+			return false
+		}
+		i++
+		space()
+		return i < len(text)
+	}
 	g := &targetgroup.Group{}
 	seenTargets := false
 	space()
@@ -547,22 +557,13 @@ func simpleGroup(raw []byte) (*targetgroup.Group, bool) {
 	}
 	i++
 	space()
-	if i < len(text) && text[i] == '}' {
-		g.Targets = []model.LabelSet{}
-		return g, i+1 == len(strings.TrimRight(text, " \n\t\r"))
-	}
-	for {
-		key, ok := str()
-		if !ok {
-			return nil, false
-		}
-		space()
-		if i >= len(text) || text[i] != ':' {
-			return nil, false
-		}
+	empty := i < len(text) && text[i] == '}'
+	if empty {
 		i++
-		space()
-		if i >= len(text) {
+	}
+	for more := !empty; more; {
+		key, ok := str()
+		if !ok || !colon() {
 			return nil, false
 		}
 		switch {
@@ -603,15 +604,9 @@ func simpleGroup(raw []byte) (*targetgroup.Group, bool) {
 				if !ok || !labels.ValidName(name) {
 					return nil, false
 				}
-				if _, twice := g.Labels[model.LabelName(name)]; twice {
+				if _, twice := g.Labels[model.LabelName(name)]; twice || !colon() {
 					return nil, false
 				}
-				space()
-				if i >= len(text) || text[i] != ':' {
-					return nil, false
-				}
-				i++
-				space()
 				v, ok := str()
 				if !ok {
 					return nil, false
@@ -628,12 +623,8 @@ func simpleGroup(raw []byte) (*targetgroup.Group, bool) {
 		default:
 			return nil, false
 		}
-		more, ok := next('}')
-		if !ok {
+		if more, ok = next('}'); !ok {
 			return nil, false
-		}
-		if !more {
-			break
 		}
 	}
 	space()
