@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/audit"
+	"github.com/promshard/promshard/internal/labels"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/watch"
 )
@@ -40,9 +41,28 @@ type handoffs struct {
 	m       *metrics
 	log     *slog.Logger
 
+	// compareAll compares every target, not only those of unmatched
+	// groups: the reference the tests hold the plan to.
+	compareAll bool
+
 	mu          sync.Mutex
 	pending     map[targetAt]*handoff
 	lastMembers string // memberKey of the ring at the last plan
+	// ver counts the changes to pending made outside a plan (hand-offs
+	// that end, a reset, an adoption): a pass over the same inputs at the
+	// same version would plan the same.
+	ver uint64
+}
+
+// version is the count of changes to the pending hand-offs made outside
+// a plan. Nil-safe: 0.
+func (hs *handoffs) version() uint64 {
+	if hs == nil {
+		return 0
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return hs.ver
 }
 
 func newHandoffs(job, self string, timeout time.Duration, m *metrics, log *slog.Logger) *handoffs {
@@ -70,6 +90,7 @@ func (hs *handoffs) adopt(prev *handoffs) bool {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	hs.pending, hs.lastMembers = pending, ring
+	hs.ver++
 	return len(pending) > 0
 }
 
@@ -106,6 +127,7 @@ func (hs *handoffs) reset() {
 	defer hs.mu.Unlock()
 	clear(hs.pending)
 	hs.lastMembers = ""
+	hs.ver++
 	hs.m.handoffsPending.WithLabelValues(hs.job).Set(0)
 }
 
@@ -132,13 +154,21 @@ type placement struct {
 // address, both shared with the groups (no string is built per target).
 type targetAt struct{ source, addr string }
 
-// placements indexes groups by target (its group's source and its address).
-func placements(groups map[string][]*targetgroup.Group) map[targetAt]*placement {
-	out := map[targetAt]*placement{}
+// placements indexes groups by target (its group's source and its
+// address), only the targets named in only, and not those of the groups in
+// skip.
+func placements(groups map[string][]*targetgroup.Group, only map[targetAt]struct{}, skip map[*targetgroup.Group]bool) map[targetAt]*placement {
+	out := make(map[targetAt]*placement, len(only))
 	for _, id := range slices.Sorted(maps.Keys(groups)) {
 		for _, g := range groups[id] {
+			if skip[g] {
+				continue
+			}
 			for _, t := range g.Targets {
 				key := targetAt{g.Source, string(t[model.AddressLabel])}
+				if _, ok := only[key]; !ok {
+					continue
+				}
 				p := out[key]
 				if p == nil {
 					p = &placement{group: g, target: t}
@@ -197,9 +227,21 @@ func (hs *handoffs) plan(written, next map[string][]*targetgroup.Group, ringKey 
 			return next, 0
 		}
 	}
-	old := placements(olds)
+	// Only targets that a collector loses can be handed over, and those
+	// pending: the others are left out before the look at every owner.
+	// With none pending, a collector that holds a target on both sides
+	// neither keeps nor waits for it, so the groups paired on both sides
+	// are not looked at.
+	only, same := unmatched(olds, news, hs.compareAll)
+	if len(hs.pending) > 0 {
+		same = nil
+	}
+	for k := range hs.pending {
+		only[k] = struct{}{}
+	}
+	old := placements(olds, only, same)
 	pending := map[targetAt]*handoff{}
-	for k, np := range placements(news) {
+	for k, np := range placements(news, only, same) {
 		op := old[k]
 		if op == nil {
 			continue // a new target: nobody to hand it over
@@ -259,6 +301,39 @@ func differing(written, next map[string][]*targetgroup.Group) (olds, news map[st
 	return olds, news
 }
 
+// unmatched names the targets that a collector can have lost: those of
+// its old groups that [pairs] finds no identical new group for (a target
+// that no collector lost is handed over to nobody, whatever it gains). It
+// returns the paired groups of both sides as same: each holds targets its
+// collector has on both sides. With all, it names every target and pairs
+// nothing.
+func unmatched(olds, news map[string][]*targetgroup.Group, all bool) (only map[targetAt]struct{}, same map[*targetgroup.Group]bool) {
+	only, same = map[targetAt]struct{}{}, map[*targetgroup.Group]bool{}
+	for id, gs := range olds {
+		var inOld, inNew []bool
+		if !all {
+			inOld, inNew = pairs(gs, news[id])
+		}
+		for i, g := range gs {
+			switch {
+			case g == nil:
+			case inOld != nil && inOld[i]:
+				same[g] = true
+			default:
+				for _, t := range g.Targets {
+					only[targetAt{g.Source, string(t[model.AddressLabel])}] = struct{}{}
+				}
+			}
+		}
+		for i, g := range news[id] {
+			if inNew != nil && inNew[i] {
+				same[g] = true
+			}
+		}
+	}
+	return only, same
+}
+
 // withKept returns groups with each pending target added back to the
 // outputs of the old owners that keep it, in groups of its own source and
 // labels after the member's others, in a fixed order.
@@ -272,16 +347,26 @@ func withKept(groups map[string][]*targetgroup.Group, pending map[targetAt]*hand
 			kept[id] = append(kept[id], h)
 		}
 	}
+	text := map[uintptr]string{} // each labels map as text, rendered once
+	labelsOf := func(h *handoff) string {
+		k := labels.Identity(h.group.Labels)
+		s, ok := text[k]
+		if !ok {
+			s = h.group.Labels.String()
+			text[k] = s
+		}
+		return s
+	}
 	out := maps.Clone(groups)
 	for id, hs := range kept {
 		slices.SortFunc(hs, func(a, b *handoff) int {
 			return cmp.Or(strings.Compare(a.group.Source, b.group.Source),
-				strings.Compare(a.group.Labels.String(), b.group.Labels.String()), strings.Compare(a.addr(), b.addr()))
+				strings.Compare(labelsOf(a), labelsOf(b)), strings.Compare(a.addr(), b.addr()))
 		})
 		gs := slices.Clone(out[id])
 		var last *handoff
 		for _, h := range hs {
-			if last == nil || last.group != h.group {
+			if last == nil || last.group.Source != h.group.Source || labelsOf(last) != labelsOf(h) {
 				gs = append(gs, &targetgroup.Group{Source: h.group.Source, Labels: h.group.Labels})
 			}
 			g := gs[len(gs)-1]
@@ -346,6 +431,9 @@ func (hs *handoffs) confirm(seen map[string]map[string]audit.Scrape, now time.Ti
 		}
 		delete(hs.pending, k)
 		done++
+	}
+	if done > 0 {
+		hs.ver++
 	}
 	hs.m.handoffsPending.WithLabelValues(hs.job).Set(float64(len(hs.pending)))
 	return done

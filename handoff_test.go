@@ -19,6 +19,7 @@ import (
 
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/filesd"
+	"github.com/promshard/promshard/internal/labels"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/watch"
 )
@@ -141,6 +142,41 @@ func TestHandoffConfirmed(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestRefreshSkippedWhileHandoffsPend: a timer refresh over the same
+// inputs while hand-offs are pending plans nothing new and is skipped (at a
+// million targets a plan costs a second); a hand-off that ends makes the
+// next pass write the outputs without the kept targets.
+func TestRefreshSkippedWhileHandoffsPend(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, f := startHandoff(t, 1)
+		h.members("a", "b")
+		h.members("a", "b", "c")
+		moving := h.pendingHandoffs()
+		if moving == 0 {
+			t.Fatal("c joined and nothing was handed over")
+		}
+		time.Sleep(DefaultRefreshInterval + time.Second)
+		synctest.Wait()
+		snap, _ := h.s.Snapshot("node")
+		if !snap.Last.Skipped || snap.Last.Reason != reasonTimer {
+			t.Fatalf("the refresh with %d hand-offs pending: reason %v, skipped %v; want a skipped timer pass",
+				moving, snap.Last.Reason, snap.Last.Skipped)
+		}
+		if got := countHolders(t, h, 1); got != moving {
+			t.Fatalf("after the skipped refresh %d over-held, want %d", got, moving)
+		}
+		f.set("c", true)
+		time.Sleep(handoffPoll + time.Millisecond)
+		synctest.Wait()
+		if over := countHolders(t, h, 1); over != 0 {
+			t.Fatalf("%d targets still over-held after c scraped", over)
+		}
+		if snap, _ := h.s.Snapshot("node"); snap.Last.Skipped {
+			t.Fatal("the pass after the hand-offs ended was skipped")
+		}
+	})
 }
 
 func TestHandoffTimeoutAndCancel(t *testing.T) {
@@ -343,5 +379,110 @@ func TestPlanSkipsUnchangedCollectors(t *testing.T) {
 		if p1 != p2 || g1 != g2 {
 			t.Fatalf("round %d, unchanged %v:\nplanned %s\n%s\nwant %s\n%s", round, same, p1, g1, p2, g2)
 		}
+	}
+}
+
+// TestPlanComparesOnlyUnmatchedGroups holds the plan, which compares only
+// the targets of groups a collector has on one side, to one that compares
+// every target, over random moves between collectors, with groups shared
+// from one side to the other as the assignment shares them, and a second
+// plan over the first's pending hand-offs.
+func TestPlanComparesOnlyUnmatchedGroups(t *testing.T) {
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 9))
+	ids := []string{"a", "b", "c", "d", "e", "f"}
+	groupLabels := []model.LabelSet{{"env": "prod"}, {"env": "dev"}, nil}
+	var alive []watch.Member
+	for _, id := range ids[:5] {
+		alive = append(alive, watch.Member{ID: id})
+	}
+	planned, narrowed := 0, 0
+	for round := range 100 {
+		targets := make([]model.LabelSet, 80)
+		for i := range targets {
+			targets[i] = model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d", i))}
+		}
+		groupOf := func(i int) (string, model.LabelSet) { return fmt.Sprint("s", i%3), groupLabels[i%len(groupLabels)] }
+		// assign gives each target one or two owners among pick, and
+		// reuses a collector's group of prev when it holds the same
+		// targets (as a reshard shares what did not change).
+		assign := func(pick []string, prev map[string][]*targetgroup.Group, move int) map[string][]*targetgroup.Group {
+			out := map[string][]*targetgroup.Group{}
+			for i, tg := range targets {
+				var own []string
+				if prev != nil && rng.IntN(100) >= move {
+					for id, gs := range prev {
+						if slices.Contains(pick, id) && slices.ContainsFunc(gs, func(g *targetgroup.Group) bool {
+							return slices.ContainsFunc(g.Targets, func(x model.LabelSet) bool { return labels.Identity(x) == labels.Identity(tg) })
+						}) {
+							own = append(own, id)
+						}
+					}
+				}
+				if len(own) == 0 {
+					own = slices.Compact([]string{pick[rng.IntN(len(pick))], pick[rng.IntN(len(pick))]})
+				}
+				src, ls := groupOf(i)
+				for _, id := range own {
+					k := slices.IndexFunc(out[id], func(g *targetgroup.Group) bool { return g.Source == src })
+					if k < 0 {
+						out[id] = append(out[id], &targetgroup.Group{Source: src, Labels: ls})
+						k = len(out[id]) - 1
+					}
+					out[id][k].Targets = append(out[id][k].Targets, tg)
+				}
+			}
+			for id, gs := range out { // the groups that did not change are the very ones
+				for k, g := range gs {
+					if i := slices.IndexFunc(prev[id], func(o *targetgroup.Group) bool {
+						return o.Source == g.Source && labels.SameSets(o.Targets, g.Targets)
+					}); i >= 0 {
+						gs[k] = prev[id][i]
+					}
+				}
+			}
+			return out
+		}
+		written := assign(ids[:5], nil, 0)
+		next := assign(ids[rng.IntN(2):], written, rng.IntN(30))
+		then := assign(ids[rng.IntN(2):4], next, rng.IntN(30))
+		fast := newHandoffs("node", "", time.Minute, m, slog.New(slog.DiscardHandler))
+		ref := newHandoffs("node", "", time.Minute, m, slog.New(slog.DiscardHandler))
+		ref.compareAll = true
+		run := func(hs *handoffs, written, next map[string][]*targetgroup.Group, key string) (string, map[string][]*targetgroup.Group) {
+			out, kept := hs.plan(written, next, key, alive, time.Unix(int64(round), 0), false, shard.Diff{})
+			var pend, got []string
+			for k, h := range hs.pending {
+				pend = append(pend, fmt.Sprint(k, h.keep, h.wait, h.since.Unix()))
+			}
+			slices.Sort(pend)
+			for _, id := range slices.Sorted(maps.Keys(out)) {
+				for _, g := range out[id] {
+					got = append(got, fmt.Sprint(id, g.Source, g.Labels, flat([]*targetgroup.Group{g})))
+				}
+			}
+			return fmt.Sprint(kept, pend, got), out
+		}
+		some, _ := unmatched(written, next, false)
+		every, _ := unmatched(written, next, true)
+		if len(some) < len(every) {
+			narrowed++
+		}
+		f1, fout := run(fast, written, next, "1")
+		r1, rout := run(ref, written, next, "1")
+		planned += fast.count()
+		if f1 != r1 {
+			t.Fatalf("round %d, first plan:\n%s\nwant\n%s", round, f1, r1)
+		}
+		f2, _ := run(fast, fout, then, "2")
+		if r2, _ := run(ref, rout, then, "2"); f2 != r2 {
+			t.Fatalf("round %d, second plan:\n%s\nwant\n%s", round, f2, r2)
+		}
+	}
+	if planned == 0 || narrowed == 0 {
+		t.Fatalf("hand-offs planned %d, plans that compared fewer targets %d: the rounds test nothing", planned, narrowed)
 	}
 }

@@ -206,6 +206,7 @@ type job struct {
 	// (no kept hand-off, no failed write); nil when unknown.
 	writtenOf *shard.Assignment
 	lastKey   uint64          // inputs of the last pass that left the outputs as planned
+	lastHand  uint64          // the hand-offs' version at that pass (handoffs.version)
 	asgKey    uint64          // inputs of the assignment in the snapshot
 	draining  map[string]bool // collectors draining at the last reshard
 	selfID    string          // self mode: the Self collector's member ID (Self, or Self@SelfNode)
@@ -701,7 +702,11 @@ func (j *job) reshard(ctx context.Context, reason Reason, wait bool) (rep Report
 	}
 	stepping := j.guard != nil && written != nil && gp.limit >= 0
 	key := j.fp.inputKey(in.targets.Fingerprint^costKey, in.members, in.leavers)
-	if !wait && key == j.lastKey && !reason.forces() && j.hand.count() == 0 && !stepping {
+	// Pending hand-offs do not change by themselves between passes: only
+	// their end (confirmed, timed out) or a reset does, and it bumps the
+	// version, read before the plan so that one ending after it is seen.
+	hand := j.hand.version()
+	if !wait && key == j.lastKey && hand == j.lastHand && !reason.forces() && !stepping {
 		return rep, j.keep(ctx, &rep)
 	}
 	j.lastKey = 0 // set again only when this pass succeeds
@@ -829,7 +834,7 @@ func (j *job) standby(ctx context.Context, rep *Report, ring shard.Ring, asg *sh
 		j.hand.reset()
 	}
 	j.written, j.writtenOf = nil, nil
-	j.lastKey, j.asgKey = key, key
+	j.lastKey, j.lastHand, j.asgKey = key, j.hand.version(), key
 	j.stateMu.Lock()
 	j.snap.Assignment, j.snap.Ring, j.snap.Members, j.snap.Leavers = asg, ring, in.members, in.leavers
 	j.snap.Groups, j.snap.Handoffs = asg.Groups, 0
@@ -848,7 +853,7 @@ func (j *job) commit(ctx context.Context, rep *Report, ring shard.Ring, asg *sha
 	prev, prevMembers := j.snap.Assignment, j.snap.Members
 	j.stateMu.RUnlock()
 	rep.Diff = shard.Compare(prev, asg)
-	groups, kept := asg.Groups, 0
+	groups, kept, hand := asg.Groups, 0, j.hand.version()
 	// A target can leave a collector of both only when the diff from what
 	// the outputs hold, exactly, says so.
 	exact := prev != nil && j.writtenOf == prev
@@ -917,10 +922,9 @@ func (j *job) commit(ctx context.Context, rep *Report, ring shard.Ring, asg *sha
 			}
 		}
 	}
-	if kept == 0 { // outputs that hold kept targets must be written again when the hand-offs end
-		j.lastKey = key
-	}
-	j.asgKey = key
+	// Outputs that hold kept targets are written again when the hand-offs
+	// end: that bumps their version.
+	j.lastKey, j.lastHand, j.asgKey = key, hand, key
 	var heaviest map[string][]shard.TargetLoad
 	if costs := j.bal.table(); costs != nil {
 		heaviest = shard.Heaviest(asg, costs.placed, heaviestN)

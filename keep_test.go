@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/filesd"
@@ -418,4 +421,81 @@ func TestSelfModeFindsItsInstance(t *testing.T) {
 			t.Fatalf("promshard_self_missing %v", v)
 		}
 	})
+}
+
+// TestUnionSkipsIdenticalGroups holds union, which leaves out the groups of
+// b identical to one of a and looks only at a's groups of the sources b's
+// others have, to the union of every target, over random lists that share
+// groups as one reshard's assignment shares them with the next.
+func TestUnionSkipsIdenticalGroups(t *testing.T) {
+	// every is the union looking at every target: a's groups, then b's
+	// targets that a lacks, by source and address, in groups of their own.
+	every := func(a, b []*targetgroup.Group) []*targetgroup.Group {
+		type key struct{ src, addr string }
+		have := map[key]bool{}
+		for _, g := range a {
+			for _, t := range g.Targets {
+				have[key{g.Source, string(t[model.AddressLabel])}] = true
+			}
+		}
+		out := slices.Clone(a)
+		for _, g := range b {
+			var extra []model.LabelSet
+			for _, t := range g.Targets {
+				if !have[key{g.Source, string(t[model.AddressLabel])}] {
+					extra = append(extra, t)
+				}
+			}
+			if len(extra) > 0 {
+				out = append(out, &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: extra})
+			}
+		}
+		return out
+	}
+	text := func(gs []*targetgroup.Group) string {
+		var b strings.Builder
+		for _, g := range gs {
+			fmt.Fprintln(&b, g.Source, g.Labels, flat([]*targetgroup.Group{g}))
+		}
+		return b.String()
+	}
+	rng := rand.New(rand.NewPCG(5, 1))
+	sets := make([]model.LabelSet, 40)
+	for i := range sets {
+		sets[i] = model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d", i))}
+	}
+	labels := []model.LabelSet{{"env": "prod"}, {"env": "dev"}}
+	group := func() *targetgroup.Group {
+		g := &targetgroup.Group{Source: fmt.Sprint("s", rng.IntN(3)), Labels: labels[rng.IntN(2)]}
+		for range 1 + rng.IntN(6) {
+			g.Targets = append(g.Targets, sets[rng.IntN(len(sets))])
+		}
+		return g
+	}
+	skipped := 0
+	for round := range 300 {
+		var a, b []*targetgroup.Group
+		for range rng.IntN(6) {
+			a = append(a, group())
+		}
+		for range rng.IntN(6) {
+			switch r := rng.IntN(3); {
+			case r == 0 && len(a) > 0: // the very group of a
+				b = append(b, a[rng.IntN(len(a))])
+			case r == 1 && len(a) > 0: // an equal copy: the same label sets
+				g := a[rng.IntN(len(a))]
+				b = append(b, &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: slices.Clone(g.Targets)})
+				skipped++
+			default:
+				b = append(b, group())
+			}
+		}
+		got, want := text(union(a, b)), text(every(a, b))
+		if got != want {
+			t.Fatalf("round %d: union\n%s\nwant\n%s", round, got, want)
+		}
+	}
+	if skipped == 0 {
+		t.Fatal("no round had a group of b identical to one of a")
+	}
 }

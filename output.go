@@ -290,26 +290,80 @@ func targetKey(src uint64, t model.LabelSet) uint64 {
 	return ilabels.Mix(src ^ xxhash.Sum64String(string(t[model.AddressLabel])))
 }
 
+// pairs matches each group of b with a group of a that is identical: the
+// same source, the same labels map and the very label sets of its targets,
+// in order, as the assignment shares them from one reshard to the next. It
+// reports, for each group of a and of b, whether it found its pair; an
+// empty group pairs with nothing. Groups are compared by identity, never
+// read, so that a collector's thousand groups cost a thousand lookups.
+func pairs(a, b []*targetgroup.Group) (inA, inB []bool) {
+	type groupKey struct {
+		source        string
+		labels, first uintptr
+		n             int
+	}
+	keyOf := func(g *targetgroup.Group) groupKey {
+		return groupKey{source: g.Source, labels: ilabels.Identity(g.Labels), first: ilabels.Identity(g.Targets[0]), n: len(g.Targets)}
+	}
+	inA, inB = make([]bool, len(a)), make([]bool, len(b))
+	byKey := make(map[groupKey][]int, len(a))
+	for i, g := range a {
+		if g != nil && len(g.Targets) > 0 {
+			k := keyOf(g)
+			byKey[k] = append(byKey[k], i)
+		}
+	}
+	for j, g := range b {
+		if g == nil || len(g.Targets) == 0 {
+			continue
+		}
+		k := keyOf(g)
+		at := slices.IndexFunc(byKey[k], func(i int) bool { return ilabels.SameSets(a[i].Targets, g.Targets) })
+		if at < 0 {
+			continue
+		}
+		inA[byKey[k][at]], inB[j] = true, true
+		byKey[k] = slices.Delete(byKey[k], at, at+1)
+	}
+	return inA, inB
+}
+
 // union is a's groups, then those targets of b that a does not have, in
 // groups of their own source and labels. It is a itself when b adds
-// nothing.
+// nothing. A group of b identical to one of a adds nothing, and only a's
+// groups of the sources that b's others have are looked at.
 func union(a, b []*targetgroup.Group) []*targetgroup.Group {
 	if len(b) == 0 || (len(a) == len(b) && &a[0] == &b[0]) {
 		return a
 	}
-	n := 0
-	for _, g := range a {
-		n += len(g.Targets)
+	_, inB := pairs(a, b)
+	sources := map[string]bool{}
+	for j, g := range b {
+		if !inB[j] && g != nil && len(g.Targets) > 0 {
+			sources[g.Source] = true
+		}
 	}
-	have := make(map[uint64]struct{}, n)
+	if len(sources) == 0 {
+		if a == nil {
+			return []*targetgroup.Group{}
+		}
+		return a
+	}
+	have := map[uint64]struct{}{}
 	for _, g := range a {
+		if g == nil || !sources[g.Source] {
+			continue
+		}
 		src := xxhash.Sum64String(g.Source)
 		for _, t := range g.Targets {
 			have[targetKey(src, t)] = struct{}{}
 		}
 	}
 	out := a
-	for _, g := range b {
+	for j, g := range b {
+		if inB[j] || g == nil {
+			continue
+		}
 		var extra []model.LabelSet
 		src := xxhash.Sum64String(g.Source)
 		for _, t := range g.Targets {

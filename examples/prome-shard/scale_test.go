@@ -22,8 +22,9 @@ import (
 
 // TestScale (make scale) runs the binary a user runs on a million targets
 // in one file_sd file (1,000 groups of 1,000, three group labels) and 100
-// static collectors: the first reshard, three unchanged refreshes, and a
-// changed reshard (a collector removed through SIGHUP), with RSS and peak
+// static collectors: the first reshard, three unchanged refreshes, a
+// changed reshard (a collector removed through SIGHUP), a change of one
+// group, and the collector back (a scale-out with hand-offs), with RSS and peak
 // RSS from /proc. It prints the figures; it asserts only that they were
 // measured. PROMSHARD_SCALE=1 runs it.
 func TestScale(t *testing.T) {
@@ -149,8 +150,18 @@ func TestScale(t *testing.T) {
 	before = len(got)
 	cpuT := cpuSeconds(t, p.cmd.Process.Pid)
 	writePool(t, pool, groups, perGroup, 1)
-	retarget, _ := nextChanged("the reshard of the changed targets", before)
+	retarget, got := nextChanged("the reshard of the changed targets", before)
 	cpuRetarget := cpuSeconds(t, p.cmd.Process.Pid) - cpuT
+	// The collector removed comes back (SIGHUP): every other hands it
+	// about 1% of its targets, kept until the hand-offs end.
+	os.WriteFile(cfg, []byte(config(collectors)), 0o644)
+	before = len(got)
+	profile = startProfile(t, listen, "join")
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	joined, _ := nextChanged("the reshard of the collector that came back", before)
+	profile()
 	_, peak := rss()
 	if b, err := os.ReadFile(p.log); err == nil { // what the reload did, step by step
 		for _, l := range strings.Split(string(b), "\n") {
@@ -178,8 +189,8 @@ func TestScale(t *testing.T) {
 		perRefresh = (cpu1 - cpu0) / (c1 - c0)
 	}
 	n := float64(groups * perGroup)
-	t.Logf("scale: 1,000,000 targets in one file_sd file, 100 collectors: first reshard %s; unchanged refreshes %s (the provider's fetch %.3f s each, in the background; the process's CPU %.3f s per refresh); changed reshard (a collector removed through SIGHUP) %s; one group of the file changed: reshard %s, the process's CPU %.2f s from the write to the reshard's end; RSS after the refreshes %.0f MB (%.0f B/target), peak %.0f MB (%.2f× steady); --once: %s, peak RSS %.0f MB (%.2f× steady)",
-		first[1], strings.Join(skipped[:3], ", "), perFetch, perRefresh, changed, retarget, cpuRetarget, steady/1e6, steady/n, peak/1e6, peak/steady, onceTook.Round(time.Millisecond), oncePeak/1e6, oncePeak/steady)
+	t.Logf("scale: 1,000,000 targets in one file_sd file, 100 collectors: first reshard %s; unchanged refreshes %s (the provider's fetch %.3f s each, in the background; the process's CPU %.3f s per refresh); changed reshard (a collector removed through SIGHUP) %s; one group of the file changed: reshard %s, the process's CPU %.2f s from the write to the reshard's end; the collector back (SIGHUP, hand-offs on): reshard %s; RSS after the refreshes %.0f MB (%.0f B/target), peak %.0f MB (%.2f× steady); --once: %s, peak RSS %.0f MB (%.2f× steady)",
+		first[1], strings.Join(skipped[:3], ", "), perFetch, perRefresh, changed, retarget, cpuRetarget, joined, steady/1e6, steady/n, peak/1e6, peak/steady, onceTook.Round(time.Millisecond), oncePeak/1e6, oncePeak/steady)
 }
 
 // writePool writes the pool's file_sd file (groups of perGroup targets,

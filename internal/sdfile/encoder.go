@@ -2,11 +2,12 @@ package sdfile
 
 import (
 	"fmt"
-	"reflect"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/labels"
 )
 
 // Encoder is Marshal for one file written again and again (a collector's
@@ -79,14 +80,14 @@ func (e *Encoder) Marshal(groups []*targetgroup.Group, last []byte) ([]byte, err
 		if g == nil || len(g.Targets) == 0 {
 			continue
 		}
-		k := groupKey{source: g.Source, labels: identity(g.Labels)}
+		k := groupKey{source: g.Source, labels: labels.Identity(g.Labels)}
 		k.nth = nth[k]
 		nth[groupKey{source: k.source, labels: k.labels}]++
 		if f == JSON && wrote {
 			out = append(out, ",\n"...)
 		}
 		from := len(out)
-		if s, ok := prev[k]; ok && sameSets(s.targets, g.Targets) {
+		if s, ok := prev[k]; ok && labels.SameSets(s.targets, g.Targets) {
 			out = append(out, last[s.from:s.to]...)
 		} else {
 			var err error
@@ -110,21 +111,4 @@ func (e *Encoder) Marshal(groups []*targetgroup.Group, last []byte) ([]byte, err
 	}
 	e.sum, e.size, e.spans = xxhash.Sum64(out), len(out), spans
 	return out, nil
-}
-
-// identity is the address of a map, or 0 for nil.
-func identity(m model.LabelSet) uintptr { return reflect.ValueOf(m).Pointer() }
-
-// sameSets reports whether a and b hold the same label sets (the same
-// maps), in the same order.
-func sameSets(a, b []model.LabelSet) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if identity(a[i]) != identity(b[i]) {
-			return false
-		}
-	}
-	return true
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/labels"
 )
 
 func source(i int) string { return fmt.Sprintf("f.json:%d", i) }
@@ -50,7 +52,7 @@ func TestParseReusingGivesBackUnchangedGroups(t *testing.T) {
 	if second[0] != first[0] || second[2] != first[2] {
 		t.Fatal("unchanged groups were parsed again")
 	}
-	if second[1] == first[1] || identity(second[1].Targets[0]) == identity(first[1].Targets[0]) {
+	if second[1] == first[1] || labels.Identity(second[1].Targets[0]) == labels.Identity(first[1].Targets[0]) {
 		t.Fatal("the changed group shares the old one's label sets")
 	}
 
@@ -58,8 +60,8 @@ func TestParseReusingGivesBackUnchangedGroups(t *testing.T) {
 	// label sets stay, the groups handed out before are not modified.
 	d := g("d", "10.0.3.1:80")
 	third, _ := sameAsParse(t, []byte("["+d+","+a+","+b2+","+c+"]"), p2)
-	if third[1] == second[0] || identity(third[1].Targets[0]) != identity(second[0].Targets[0]) ||
-		identity(third[1].Labels) != identity(second[0].Labels) {
+	if third[1] == second[0] || labels.Identity(third[1].Targets[0]) != labels.Identity(second[0].Targets[0]) ||
+		labels.Identity(third[1].Labels) != labels.Identity(second[0].Labels) {
 		t.Fatal("a group that moved should be a new group sharing its labels and label sets")
 	}
 	if second[0].Source != source(0) || third[1].Source != source(1) {
@@ -68,11 +70,11 @@ func TestParseReusingGivesBackUnchangedGroups(t *testing.T) {
 
 	// A text twice in one file: the two groups share no label set.
 	twice, p4 := sameAsParse(t, []byte("["+a+","+a+"]"), p2)
-	if identity(twice[0].Targets[0]) == identity(twice[1].Targets[0]) {
+	if labels.Identity(twice[0].Targets[0]) == labels.Identity(twice[1].Targets[0]) {
 		t.Fatal("two groups of one parse share a label set")
 	}
 	again, _ := sameAsParse(t, []byte("["+a+","+a+"]"), p4)
-	if identity(again[0].Targets[0]) == identity(again[1].Targets[0]) {
+	if labels.Identity(again[0].Targets[0]) == labels.Identity(again[1].Targets[0]) {
 		t.Fatal("two groups of one parse share a label set")
 	}
 
