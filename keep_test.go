@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/filesd"
+	"github.com/promshard/promshard/internal/labels"
 )
 
 // hangingProvider answers once, then hangs until its context ends.
@@ -464,9 +466,9 @@ func TestUnionSkipsIdenticalGroups(t *testing.T) {
 	for i := range sets {
 		sets[i] = model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d", i))}
 	}
-	labels := []model.LabelSet{{"env": "prod"}, {"env": "dev"}}
+	groupLabels := []model.LabelSet{{"env": "prod"}, {"env": "dev"}}
 	group := func() *targetgroup.Group {
-		g := &targetgroup.Group{Source: fmt.Sprint("s", rng.IntN(3)), Labels: labels[rng.IntN(2)]}
+		g := &targetgroup.Group{Source: fmt.Sprint("s", rng.IntN(3)), Labels: groupLabels[rng.IntN(2)]}
 		for range 1 + rng.IntN(6) {
 			g.Targets = append(g.Targets, sets[rng.IntN(len(sets))])
 		}
@@ -497,5 +499,56 @@ func TestUnionSkipsIdenticalGroups(t *testing.T) {
 	}
 	if skipped == 0 {
 		t.Fatal("no round had a group of b identical to one of a")
+	}
+}
+
+// heldStub is a Holder whose files hold copies of its groups: new label
+// sets and labels maps, and no source, as a parse of file_sd gives.
+type heldStub map[string][]*targetgroup.Group
+
+func (h heldStub) Held() (map[string][]*targetgroup.Group, error) {
+	out := map[string][]*targetgroup.Group{}
+	for id, gs := range h {
+		out[id] = []*targetgroup.Group{}
+		for _, g := range gs {
+			c := &targetgroup.Group{Labels: maps.Clone(g.Labels)}
+			for _, t := range g.Targets {
+				c.Targets = append(c.Targets, maps.Clone(t))
+			}
+			out[id] = append(out[id], c)
+		}
+	}
+	return out, nil
+}
+
+// What is read back gets the source, the labels map and the label set each
+// target has in next, first in its own collector's groups: the hand-off
+// then pairs the groups that did not change and compares only the others.
+func TestHeldSharesNextSets(t *testing.T) {
+	set := func(a string) model.LabelSet { return model.LabelSet{model.AddressLabel: model.LabelValue(a)} }
+	l1, l2 := model.LabelSet{"env": "prod"}, model.LabelSet{"env": "dev"}
+	t1, t2, t3, t4 := set("h1"), set("h2"), set("h3"), set("h4")
+	next := map[string][]*targetgroup.Group{
+		"a": {{Source: "s1", Labels: l1, Targets: []model.LabelSet{t1, t2}}, {Source: "s2", Labels: l2, Targets: []model.LabelSet{t3}}},
+		"b": {{Source: "s1", Labels: l1, Targets: []model.LabelSet{t4}}},
+	}
+	// a's file still holds h4, which moves to b; b's file is empty.
+	disk := heldStub{
+		"a": {{Labels: l1, Targets: []model.LabelSet{t1, t2}}, {Labels: l2, Targets: []model.LabelSet{t3}}, {Labels: l1, Targets: []model.LabelSet{t4}}},
+		"b": {},
+	}
+	got := outputs{holders: []Holder{disk}}.held(next)
+	a := got["a"]
+	if len(a) != 3 || a[0].Source != "s1" || a[1].Source != "s2" || a[2].Source != "s1" {
+		t.Fatalf("a holds %v, want s1, s2 and s1 (h4, from b's groups)", a)
+	}
+	for i, want := range []*targetgroup.Group{next["a"][0], next["a"][1], next["b"][0]} {
+		if labels.Identity(a[i].Labels) != labels.Identity(want.Labels) || !labels.SameSets(a[i].Targets, want.Targets) {
+			t.Fatalf("a's group %d %v: not next's very labels and sets", i, a[i])
+		}
+	}
+	only, _ := unmatched(got, next, false)
+	if len(only) != 1 || !maps.Equal(only, map[targetAt]struct{}{{"s1", "h4"}: {}}) {
+		t.Fatalf("compared %v, want h4 alone", only)
 	}
 }

@@ -97,44 +97,93 @@ func (o outputs) held(next map[string][]*targetgroup.Group) map[string][]*target
 	if err != nil || len(held) == 0 {
 		return nil
 	}
-	var source map[string]string // group labels and address → the source next has it in; built if needed
+	// A target read back is given the source, the labels map and the label
+	// set it has in next: first in its collector's own next groups, then,
+	// for those not found there (targets it keeps, or lost), in any.
+	type heldKey struct{ labels, addr string }
+	type heldAt struct {
+		source         string
+		labels, target model.LabelSet
+	}
+	index := func(into map[heldKey]heldAt, gs []*targetgroup.Group, only map[string]bool) {
+		for _, g := range gs {
+			ls, rendered := "", false // rendered once, when a target is indexed
+			for _, t := range g.Targets {
+				addr := string(t[model.AddressLabel])
+				if only != nil && !only[addr] {
+					continue
+				}
+				if !rendered {
+					ls, rendered = g.Labels.String(), true
+				}
+				if _, ok := into[heldKey{ls, addr}]; !ok {
+					into[heldKey{ls, addr}] = heldAt{g.Source, g.Labels, t}
+				}
+			}
+		}
+	}
 	out := make(map[string][]*targetgroup.Group, len(held))
-	for id, gs := range held {
+	type pass struct {
+		id  string
+		own map[heldKey]heldAt
+	}
+	var passes []pass
+	missing := map[string]bool{} // addresses not in their collector's next groups
+	for _, id := range slices.Sorted(maps.Keys(held)) {
+		gs := held[id]
 		if n, ok := next[id]; ok && slices.Equal(gs, n) { // the very groups of next: their sources are next's
 			out[id] = gs
 			continue
 		}
-		if source == nil {
-			source = map[string]string{}
-			for _, gs := range next {
-				for _, g := range gs {
-					ls := g.Labels.String()
-					for _, t := range g.Targets {
-						source[ls+string(t[model.AddressLabel])] = g.Source
-					}
+		own := map[heldKey]heldAt{}
+		index(own, next[id], nil)
+		for _, g := range gs {
+			ls := g.Labels.String()
+			for _, t := range g.Targets {
+				if _, ok := own[heldKey{ls, string(t[model.AddressLabel])}]; !ok {
+					missing[string(t[model.AddressLabel])] = true
 				}
 			}
 		}
-		for _, g := range gs {
+		passes = append(passes, pass{id, own})
+	}
+	anywhere := map[heldKey]heldAt{}
+	if len(missing) > 0 {
+		for _, id := range slices.Sorted(maps.Keys(next)) {
+			index(anywhere, next[id], missing)
+		}
+	}
+	for _, p := range passes {
+		for _, g := range held[p.id] {
 			ls := g.Labels.String()
 			bySource := map[string]*targetgroup.Group{}
 			var order []string
 			for _, t := range g.Targets {
-				src := source[ls+string(t[model.AddressLabel])]
-				ng := bySource[src]
+				k := heldKey{ls, string(t[model.AddressLabel])}
+				at, ok := p.own[k]
+				if !ok {
+					at, ok = anywhere[k]
+				}
+				ng := bySource[at.source]
 				if ng == nil {
-					ng = &targetgroup.Group{Source: src, Labels: g.Labels}
-					bySource[src] = ng
-					order = append(order, src)
+					ng = &targetgroup.Group{Source: at.source, Labels: g.Labels}
+					if ok {
+						ng.Labels = at.labels
+					}
+					bySource[at.source] = ng
+					order = append(order, at.source)
+				}
+				if ok && len(at.target) == 1 && len(t) == 1 {
+					t = at.target // the very set of next: the hand-off pairs what did not change
 				}
 				ng.Targets = append(ng.Targets, t)
 			}
 			for _, src := range order {
-				out[id] = append(out[id], bySource[src])
+				out[p.id] = append(out[p.id], bySource[src])
 			}
 		}
-		if out[id] == nil {
-			out[id] = []*targetgroup.Group{}
+		if out[p.id] == nil {
+			out[p.id] = []*targetgroup.Group{}
 		}
 	}
 	return out

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/promshard/promshard/internal/promutil"
@@ -291,7 +292,7 @@ func (d *Dir) Held() (map[string][]*targetgroup.Group, error) {
 		if err != nil {
 			continue
 		}
-		gs, err := sdfile.Parse(b, f)
+		gs, err := sdfile.ParseKnown(b, f, nil)
 		if err != nil {
 			continue
 		}
@@ -306,7 +307,10 @@ func (d *Dir) Held() (map[string][]*targetgroup.Group, error) {
 // over files that are already right (a restart, a -once run, a new leader)
 // then pays an encoding of each file instead of a label set per target
 // read back, and the Sync that follows with the same groups writes nothing
-// and encodes nothing: the Dir knows those files for its own.
+// and encodes nothing: the Dir knows those files for its own. A file that
+// differs shares the label sets of its collector's next groups for the
+// targets it has in common with them (a file that holds a few targets more,
+// or fewer, makes label sets for those alone).
 func (d *Dir) HeldAgainst(next map[string][]*targetgroup.Group) (map[string][]*targetgroup.Group, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -344,7 +348,7 @@ func (d *Dir) HeldAgainst(next map[string][]*targetgroup.Group) (map[string][]*t
 		if err != nil {
 			return
 		}
-		if gs, err := sdfile.Parse(b, f); err == nil {
+		if gs, err := sdfile.ParseKnown(b, f, knownOf(next[c.id])); err == nil {
 			c.read, c.groups = true, slices.DeleteFunc(gs, func(g *targetgroup.Group) bool { return g == nil })
 		}
 	})
@@ -370,6 +374,34 @@ func (d *Dir) HeldAgainst(next map[string][]*targetgroup.Group) (map[string][]*t
 		d.left[c.name], d.ids[c.name], d.in[c.name], d.enc[c.name] = st, c.id, refsOf(c.groups), c.enc
 	}
 	return out, nil
+}
+
+// knownOf indexes the targets of gs that have an address alone by it, for
+// [sdfile.ParseKnown]: a file read back shares the label sets of the
+// collector's next groups rather than making one per target. Nil for no
+// groups.
+func knownOf(gs []*targetgroup.Group) func(addr string) model.LabelSet {
+	if len(gs) == 0 {
+		return nil
+	}
+	n := 0
+	for _, g := range gs {
+		if g != nil {
+			n += len(g.Targets)
+		}
+	}
+	m := make(map[string]model.LabelSet, n)
+	for _, g := range gs {
+		if g == nil {
+			continue
+		}
+		for _, t := range g.Targets {
+			if len(t) == 1 {
+				m[string(t[model.AddressLabel])] = t
+			}
+		}
+	}
+	return func(addr string) model.LabelSet { return m[addr] }
 }
 
 // PathOf returns the path of a collector's file.

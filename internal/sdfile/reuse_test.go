@@ -1,11 +1,13 @@
 package sdfile
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/internal/labels"
@@ -113,9 +115,84 @@ func FuzzParseReusing(f *testing.F) {
 	f.Add("[]", `[{"labels": {"a": "1", "a": "2"}, "targets": ["x:1"]}, {"TARGETS": ["y"]}]`)
 	f.Add("[]", "[ {\n\"labels\" : {\"a\":\"\\u0041\"}, \"targets\":[\"x:1\" ,\"y:2\"]} ]")
 	f.Fuzz(func(t *testing.T, first, second string) {
-		_, p, _ := ParseReusing([]byte(first), nil, source)
+		gs, p, _ := ParseReusing([]byte(first), nil, source)
 		sameAsParse(t, []byte(second), p)
+		knownAsParse(t, []byte(second), gs)
 	})
+}
+
+// knownAsParse fails unless ParseKnown's answer for b, knowing the targets
+// of the groups in from, is Parse's, error for error, and every target it
+// knows is the very set known.
+func knownAsParse(t *testing.T, b []byte, from []*targetgroup.Group) {
+	t.Helper()
+	known := map[string]model.LabelSet{}
+	for _, g := range from {
+		for _, ts := range targetsOf(g) {
+			if len(ts) == 1 {
+				known[string(ts[model.AddressLabel])] = ts
+			}
+		}
+	}
+	want, werr := Parse(b, JSON)
+	got, err := ParseKnown(b, JSON, func(a string) model.LabelSet { return known[a] })
+	if fmt.Sprint(err) != fmt.Sprint(werr) {
+		t.Fatalf("%q: error %v, Parse's %v", b, err, werr)
+	}
+	if err == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: got %v, Parse gives %v", b, got, want)
+	}
+	for _, g := range got {
+		for _, ts := range targetsOf(g) {
+			if k, ok := known[string(ts[model.AddressLabel])]; ok && len(ts) == 1 && labels.Identity(k) != labels.Identity(ts) && simpleText(b) {
+				t.Fatalf("%q: target %v is a new set, not the one known", b, ts)
+			}
+		}
+	}
+}
+
+// targetsOf is g's targets; none for a null group.
+func targetsOf(g *targetgroup.Group) []model.LabelSet {
+	if g == nil {
+		return nil
+	}
+	return g.Targets
+}
+
+// simpleText reports whether every group of b is in the form read by hand.
+func simpleText(b []byte) bool {
+	var raws []json.RawMessage
+	if json.Unmarshal(b, &raws) != nil {
+		return false
+	}
+	for _, r := range raws {
+		if _, ok := simpleGroup(r, nil); !ok && string(r) != "null" {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseKnown makes a label set only for a target it does not know.
+func TestParseKnownSharesKnownSets(t *testing.T) {
+	known := model.LabelSet{model.AddressLabel: "10.0.0.1:80"}
+	gs, err := ParseKnown([]byte(`[{"labels": {"env": "a"}, "targets": ["10.0.0.1:80", "10.0.0.2:80"]}]`), JSON,
+		func(a string) model.LabelSet {
+			if a == "10.0.0.1:80" {
+				return known
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := gs[0].Targets
+	if len(ts) != 2 || labels.Identity(ts[0]) != labels.Identity(known) || ts[1][model.AddressLabel] != "10.0.0.2:80" {
+		t.Fatalf("targets %v: want the known set first, then a new one", ts)
+	}
+	if _, err := ParseKnown([]byte(`[{"targets": [""]}]`), JSON, nil); err == nil || !strings.Contains(err.Error(), "empty address") {
+		t.Fatalf("an empty address: %v, want Parse's error", err)
+	}
 }
 
 // The common form of a group is read by hand; the rest is left to
@@ -130,7 +207,7 @@ func TestSimpleGroupTakesTheCommonForm(t *testing.T) {
 		`{"labels": {"a.b": "1"}}`:               false, // a name not every version accepts
 		`{"targets": ["x:1"], "targets": ["y"]}`: false,
 	} {
-		if _, ok := simpleGroup([]byte(s)); ok != want {
+		if _, ok := simpleGroup([]byte(s), nil); ok != want {
 			t.Errorf("%s: simple %v, want %v", s, ok, want)
 		}
 	}

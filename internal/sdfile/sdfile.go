@@ -329,6 +329,22 @@ func Parse(b []byte, f Format) ([]*targetgroup.Group, error) {
 	return gs, nil
 }
 
+// ParseKnown is Parse that takes a target's label set from known, when it
+// has one for the address, instead of making one: a file read back to be
+// compared with what is about to be written (its collector's next groups)
+// makes a label set only for a target those lack. known must give a set
+// of the address alone, or nil; the sets it gives are shared, read-only.
+// A JSON text in the common form is read by hand, as ParseReusing reads
+// it; any other text, and YAML, is Parse's.
+func ParseKnown(b []byte, f Format, known func(addr string) model.LabelSet) ([]*targetgroup.Group, error) {
+	if f == JSON {
+		if gs, _, ok := parseReusing(b, nil, nil, known); ok {
+			return gs, nil
+		}
+	}
+	return Parse(b, f)
+}
+
 // Decode reads a JSON list of groups (an http_sd answer) group by group, as
 // Prometheus does (unknown fields and empty addresses are errors), without
 // holding the raw answer: a target that repeats one already read with the
@@ -410,7 +426,7 @@ type parsedGroup struct {
 // and YAML, are Parse's: on any error the whole text is parsed again by
 // Parse, for its message.
 func ParseReusing(b []byte, prev *Parsed, setSource func(i int) string) ([]*targetgroup.Group, *Parsed, error) {
-	gs, next, ok := parseReusing(b, prev, setSource)
+	gs, next, ok := parseReusing(b, prev, setSource, nil)
 	if ok {
 		return gs, next, nil
 	}
@@ -428,7 +444,7 @@ func ParseReusing(b []byte, prev *Parsed, setSource func(i int) string) ([]*targ
 
 // parseReusing is ParseReusing's fast path; ok is false when the text is
 // anything but a list of well-formed groups.
-func parseReusing(b []byte, prev *Parsed, setSource func(i int) string) (gs []*targetgroup.Group, next *Parsed, ok bool) {
+func parseReusing(b []byte, prev *Parsed, setSource func(i int) string, known func(addr string) model.LabelSet) (gs []*targetgroup.Group, next *Parsed, ok bool) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
 		return nil, nil, false
@@ -464,7 +480,7 @@ func parseReusing(b []byte, prev *Parsed, setSource func(i int) string) (gs []*t
 				continue
 			}
 		}
-		g, simple := simpleGroup(raw)
+		g, simple := simpleGroup(raw, known)
 		if !simple {
 			g = &targetgroup.Group{}
 			if err := g.UnmarshalJSON(raw); err != nil {
@@ -499,8 +515,10 @@ func parseReusing(b []byte, prev *Parsed, setSource func(i int) string) (gs []*t
 // empty. Anything else is not simple, and is left to encoding/json. The
 // strings are carved from one copy of the text and the list of targets is
 // made once: the garbage of a parse is about the text, not a temporary
-// string per target and the decoder's copies.
-func simpleGroup(raw []byte) (*targetgroup.Group, bool) {
+// string per target and the decoder's copies. known, when not nil, gives
+// the label set of a target by its address (a set of that address alone)
+// when it has one, instead of a new one.
+func simpleGroup(raw []byte, known func(addr string) model.LabelSet) (*targetgroup.Group, bool) {
 	text := string(raw)
 	i := 0
 	space := func() {
@@ -582,7 +600,14 @@ func simpleGroup(raw []byte) (*targetgroup.Group, bool) {
 				if !ok || a == "" {
 					return nil, false
 				}
-				g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(a)})
+				var t model.LabelSet
+				if known != nil {
+					t = known(a)
+				}
+				if t == nil {
+					t = model.LabelSet{model.AddressLabel: model.LabelValue(a)}
+				}
+				g.Targets = append(g.Targets, t)
 				more, ok := next(']')
 				if !ok {
 					return nil, false
