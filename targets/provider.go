@@ -8,8 +8,10 @@ import (
 )
 
 // Provider returns the target groups of one job. Implementations must be
-// safe for concurrent use and must not keep or modify the returned groups
-// after returning them.
+// safe for concurrent use and must not modify the returned groups after
+// returning them; one that keeps a group to return it again when it did not
+// change (targets.File) saves its validation: the registry checks a
+// *Group it has seen, with as many targets, only once.
 type Provider interface {
 	Targets(ctx context.Context) ([]*targetgroup.Group, error)
 }

@@ -104,6 +104,8 @@ type Result struct {
 	// changed label changes it (but for a 64-bit collision). It is computed
 	// as the fetch is validated, at no extra pass over the targets.
 	Fingerprint uint64
+
+	checks map[*targetgroup.Group]groupCheck // how each group of the fetch was validated
 }
 
 // Age returns how old the groups are at now.
@@ -223,7 +225,7 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 	j.mu.Lock()
 	prev := j.last
 	j.mu.Unlock()
-	valid, invalid, fp, err := r.fetch(ctx, j)
+	valid, invalid, fp, checks, err := r.fetch(ctx, j, prev.checks)
 	if n, last := (Result{Groups: valid}).Targets(), prev.Targets(); err == nil && last > 0 && n < last &&
 		float64(last-n) > j.opts.maxDrop()*float64(last) {
 		// A sudden large drop is often a source caught mid-write (a YAML
@@ -236,7 +238,7 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-t.C:
-			v2, inv2, fp2, err2 := r.fetch(ctx, j)
+			v2, inv2, fp2, checks2, err2 := r.fetch(ctx, j, checks)
 			n2 := (Result{Groups: v2}).Targets()
 			switch {
 			case err2 != nil:
@@ -249,7 +251,7 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 			case float64(last-n2) > j.opts.maxDrop()*float64(last):
 				err = fmt.Errorf("%w: from %d to %d, then %d other targets: the source is still changing", ErrSuddenDrop, last, n, n2)
 			}
-			valid, invalid, fp = v2, inv2, fp2
+			valid, invalid, fp, checks = v2, inv2, fp2, checks2
 		}
 		t.Stop()
 	}
@@ -268,7 +270,7 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 		// built from them (a writer's encoded files) is known for theirs.
 		valid = prev.Groups
 	}
-	res := Result{Groups: valid, Fetched: time.Now(), Invalid: invalid, Fingerprint: fp}
+	res := Result{Groups: valid, Fetched: time.Now(), Invalid: invalid, Fingerprint: fp, checks: checks}
 	j.mu.Lock()
 	j.last = res
 	j.mu.Unlock()
@@ -284,8 +286,9 @@ func (r *Registry) Targets(ctx context.Context, name string) (Result, error) {
 type timeouter interface{ Timeout() time.Duration }
 
 // fetch reads a job's provider once, within the timeout, and validates what
-// it returned. An empty answer is an error unless the job allows it.
-func (r *Registry) fetch(ctx context.Context, j *job) (valid []*targetgroup.Group, invalid []*GroupError, fp uint64, err error) {
+// it returned (a group checked in prev, the same *Group, is not checked
+// again). An empty answer is an error unless the job allows it.
+func (r *Registry) fetch(ctx context.Context, j *job, prev map[*targetgroup.Group]groupCheck) (valid []*targetgroup.Group, invalid []*GroupError, fp uint64, checks map[*targetgroup.Group]groupCheck, err error) {
 	start := time.Now()
 	timeout := r.opts.Timeout
 	if tp, ok := j.p.(timeouter); ok {
@@ -299,16 +302,16 @@ func (r *Registry) fetch(ctx context.Context, j *job) (valid []*targetgroup.Grou
 		err = fmt.Errorf("timed out after %v (%v)", timeout, cmp.Or(err, error(context.DeadlineExceeded)))
 	}
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, nil, err
 	}
-	valid, invalid, fp = validate(j.name, groups)
+	valid, invalid, fp, checks = validate(j.name, groups, prev)
 	if (Result{Groups: valid}).Targets() == 0 && !j.opts.AllowEmpty {
 		err = ErrEmpty
 		if len(invalid) > 0 {
 			err = fmt.Errorf("%w (%d groups invalid, first: %v)", ErrEmpty, len(invalid), invalid[0])
 		}
 	}
-	return valid, invalid, fp, err
+	return valid, invalid, fp, checks, err
 }
 
 // Seed gives a job a last good result before its provider has answered:

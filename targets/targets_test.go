@@ -746,3 +746,34 @@ func writeAt(t *testing.T, p, body string, at time.Time) {
 		t.Fatal(err)
 	}
 }
+
+// validate checks a group it has seen (the same *Group, as many targets)
+// once: what it gave back then, invalid parts and fingerprint included,
+// stands; a new group is checked.
+func TestValidateChecksAGroupOnce(t *testing.T) {
+	good := &targetgroup.Group{Source: "a", Labels: model.LabelSet{"env": "prod"},
+		Targets: []model.LabelSet{{model.AddressLabel: "h1:80"}, {model.AddressLabel: "h2:80"}}}
+	part := &targetgroup.Group{Source: "b", Targets: []model.LabelSet{{model.AddressLabel: "h3:80"}, {"x": "no address"}}}
+	v1, inv1, fp1, checks := validate("node", []*targetgroup.Group{good, part}, nil)
+	// The check is reused: an entry that says nothing valid would stand.
+	was := checks[good].fp
+	checks[good] = groupCheck{n: len(good.Targets), fp: 7}
+	v2, inv2, fp2, _ := validate("node", []*targetgroup.Group{good, part}, checks)
+	if len(v2) != 1 || v2[0] != v1[1] || fp2 != fp1-was+7 {
+		t.Fatalf("with a check in hand: valid %v fp %x, want the part alone, the stored fingerprint", v2, fp2)
+	}
+	if len(inv2) != 1 || inv2[0] != inv1[0] {
+		t.Fatalf("invalid %v, want the same error as the first check %v", inv2, inv1)
+	}
+	// A new group, equal in content, is checked.
+	again := &targetgroup.Group{Source: good.Source, Labels: good.Labels, Targets: good.Targets}
+	v3, _, fp3, _ := validate("node", []*targetgroup.Group{again, part}, checks)
+	if len(v3) != 2 || v3[0] != again || fp3 != fp1 {
+		t.Fatalf("a new group: valid %v fp %x, want it checked, fp %x", v3, fp3, fp1)
+	}
+	// A group with more targets than when it was checked is checked again.
+	checks[again] = groupCheck{n: 1}
+	if v4, _, fp4, _ := validate("node", []*targetgroup.Group{again, part}, checks); len(v4) != 2 || fp4 != fp1 {
+		t.Fatalf("a group whose targets changed: valid %v fp %x, want it checked again", v4, fp4)
+	}
+}

@@ -31,51 +31,82 @@ func (e *GroupError) Error() string {
 // (in a copy: the input is not modified). Nil and empty groups are dropped
 // silently.
 func Validate(job string, groups []*targetgroup.Group) (valid []*targetgroup.Group, invalid []*GroupError) {
-	valid, invalid, _ = validate(job, groups)
+	valid, invalid, _, _ = validate(job, groups, nil)
 	return valid, invalid
 }
 
+// groupCheck is what validate made of one group: what of it is valid (nil:
+// nothing), what is not, and its share of the fingerprint. Groups are
+// read-only once handed over, so the same *Group with as many targets is
+// the same check: a provider that gives back the groups that did not change
+// (targets.File) has only the others checked.
+type groupCheck struct {
+	valid   *targetgroup.Group
+	invalid []*GroupError
+	fp      uint64
+	n       int
+}
+
 // validate is Validate that also fingerprints what it keeps (see
-// [Result.Fingerprint]), in the same pass over the labels.
-func validate(job string, groups []*targetgroup.Group) (valid []*targetgroup.Group, invalid []*GroupError, fp uint64) {
+// [Result.Fingerprint]), in the same pass over the labels. A group checked
+// in prev (the checks of the last fetch) is not checked again; checks are
+// those of this fetch.
+func validate(job string, groups []*targetgroup.Group, prev map[*targetgroup.Group]groupCheck) (valid []*targetgroup.Group, invalid []*GroupError, fp uint64, checks map[*targetgroup.Group]groupCheck) {
 	valid = make([]*targetgroup.Group, 0, len(groups))
+	checks = make(map[*targetgroup.Group]groupCheck, len(groups))
 	for _, g := range groups {
 		if g == nil || len(g.Targets) == 0 {
 			continue
 		}
-		r, gh := labels.CheckHash(g.Labels)
-		if r != "" {
-			invalid = append(invalid, &GroupError{Job: job, Source: g.Source, Reason: "group " + r})
-			continue
+		c, ok := prev[g]
+		if !ok || c.n != len(g.Targets) {
+			c = check(job, g)
 		}
-		gh = xxhash.Sum64String(g.Source) ^ labels.Mix(gh)
-		var kept []model.LabelSet // nil while every target is good
-		for i, t := range g.Targets {
-			r, th := labels.CheckHash(t)
-			if r == "" && t[model.AddressLabel] != "" {
-				fp += labels.Mix(gh ^ th)
-			}
-			if t[model.AddressLabel] == "" {
-				r = fmt.Sprintf("target %d (%v) has no __address__", i, t)
-			} else if r != "" {
-				r = fmt.Sprintf("target %q %s", t[model.AddressLabel], r)
-			}
-			switch {
-			case r != "":
-				invalid = append(invalid, &GroupError{Job: job, Source: g.Source, Reason: r})
-				if kept == nil {
-					kept = append(make([]model.LabelSet, 0, len(g.Targets)-1), g.Targets[:i]...)
-				}
-			case kept != nil:
-				kept = append(kept, t)
-			}
-		}
-		switch {
-		case kept == nil:
-			valid = append(valid, g)
-		case len(kept) > 0:
-			valid = append(valid, &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: kept})
+		checks[g] = c
+		fp += c.fp
+		invalid = append(invalid, c.invalid...)
+		if c.valid != nil {
+			valid = append(valid, c.valid)
 		}
 	}
-	return valid, invalid, fp
+	return valid, invalid, fp, checks
+}
+
+// check validates one group.
+func check(job string, g *targetgroup.Group) (c groupCheck) {
+	c.n = len(g.Targets)
+	r, gh := labels.CheckHash(g.Labels)
+	if r != "" {
+		c.invalid = []*GroupError{{Job: job, Source: g.Source, Reason: "group " + r}}
+		return c
+	}
+	gh = xxhash.Sum64String(g.Source) ^ labels.Mix(gh)
+	var kept []model.LabelSet // nil while every target is good
+	for i, t := range g.Targets {
+		r, th := labels.CheckHash(t)
+		if r == "" && t[model.AddressLabel] != "" {
+			c.fp += labels.Mix(gh ^ th)
+		}
+		if t[model.AddressLabel] == "" {
+			r = fmt.Sprintf("target %d (%v) has no __address__", i, t)
+		} else if r != "" {
+			r = fmt.Sprintf("target %q %s", t[model.AddressLabel], r)
+		}
+		switch {
+		case r != "":
+			c.invalid = append(c.invalid, &GroupError{Job: job, Source: g.Source, Reason: r})
+			if kept == nil {
+				kept = append(make([]model.LabelSet, 0, len(g.Targets)-1), g.Targets[:i]...)
+			}
+		case kept != nil:
+			kept = append(kept, t)
+		}
+	}
+	switch {
+	case kept == nil:
+		c.valid = g
+	case len(kept) > 0:
+		c.valid = &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: kept}
+	}
+	return c
 }
