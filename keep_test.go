@@ -551,4 +551,28 @@ func TestHeldSharesNextSets(t *testing.T) {
 	if len(only) != 1 || !maps.Equal(only, map[targetAt]struct{}{{"s1", "h4"}: {}}) {
 		t.Fatalf("compared %v, want h4 alone", only)
 	}
+	// A reader that shares next's label sets (filesd.Dir) gets next's very
+	// groups back for those it holds whole; the others as above.
+	shared := heldShared(disk)
+	got = outputs{holders: []Holder{shared}}.held(next)
+	if a := got["a"]; len(a) != 3 || a[0] != next["a"][0] || a[1] != next["a"][1] || a[2] == next["b"][0] ||
+		a[2].Source != "s1" || !labels.SameSets(a[2].Targets, next["b"][0].Targets) {
+		t.Fatalf("with shared sets a holds %v, want next's two groups, then h4 in a group of its own", a)
+	}
+}
+
+// heldShared is a Holder whose files hold its groups' very label sets in
+// new groups with copied labels, as filesd.Dir reads a file back against
+// next.
+type heldShared map[string][]*targetgroup.Group
+
+func (h heldShared) Held() (map[string][]*targetgroup.Group, error) {
+	out := map[string][]*targetgroup.Group{}
+	for id, gs := range h {
+		out[id] = []*targetgroup.Group{}
+		for _, g := range gs {
+			out[id] = append(out[id], &targetgroup.Group{Labels: maps.Clone(g.Labels), Targets: slices.Clone(g.Targets)})
+		}
+	}
+	return out, nil
 }

@@ -124,8 +124,9 @@ func (o outputs) held(next map[string][]*targetgroup.Group) map[string][]*target
 	}
 	out := make(map[string][]*targetgroup.Group, len(held))
 	type pass struct {
-		id  string
-		own map[heldKey]heldAt
+		id   string
+		own  map[heldKey]heldAt                        // the collector's next targets; nil when every group was found whole
+		same map[*targetgroup.Group]*targetgroup.Group // a group read back that is one of next's, by its label sets
 	}
 	var passes []pass
 	missing := map[string]bool{} // addresses not in their collector's next groups
@@ -135,17 +136,45 @@ func (o outputs) held(next map[string][]*targetgroup.Group) map[string][]*target
 			out[id] = gs
 			continue
 		}
-		own := map[heldKey]heldAt{}
-		index(own, next[id], nil)
+		// A group read back with the label sets of one of next's groups
+		// (a reader that shares them: filesd.Dir), in order, and its labels,
+		// is that group: no target of it is looked up one by one.
+		type firstKey struct {
+			first uintptr
+			n     int
+		}
+		byFirst := map[firstKey][]*targetgroup.Group{}
+		for _, g := range next[id] {
+			if g != nil && len(g.Targets) > 0 {
+				k := firstKey{ilabels.Identity(g.Targets[0]), len(g.Targets)}
+				byFirst[k] = append(byFirst[k], g)
+			}
+		}
+		p := pass{id: id, same: map[*targetgroup.Group]*targetgroup.Group{}}
 		for _, g := range gs {
+			if len(g.Targets) == 0 {
+				continue
+			}
+			k := firstKey{ilabels.Identity(g.Targets[0]), len(g.Targets)}
+			if i := slices.IndexFunc(byFirst[k], func(n *targetgroup.Group) bool {
+				return ilabels.SameSets(n.Targets, g.Targets) && n.Labels.Equal(g.Labels)
+			}); i >= 0 {
+				p.same[g] = byFirst[k][i]
+				byFirst[k] = slices.Delete(byFirst[k], i, i+1)
+				continue
+			}
+			if p.own == nil {
+				p.own = map[heldKey]heldAt{}
+				index(p.own, next[id], nil)
+			}
 			ls := g.Labels.String()
 			for _, t := range g.Targets {
-				if _, ok := own[heldKey{ls, string(t[model.AddressLabel])}]; !ok {
+				if _, ok := p.own[heldKey{ls, string(t[model.AddressLabel])}]; !ok {
 					missing[string(t[model.AddressLabel])] = true
 				}
 			}
 		}
-		passes = append(passes, pass{id, own})
+		passes = append(passes, p)
 	}
 	anywhere := map[heldKey]heldAt{}
 	if len(missing) > 0 {
@@ -155,6 +184,10 @@ func (o outputs) held(next map[string][]*targetgroup.Group) map[string][]*target
 	}
 	for _, p := range passes {
 		for _, g := range held[p.id] {
+			if ng, ok := p.same[g]; ok {
+				out[p.id] = append(out[p.id], ng)
+				continue
+			}
 			ls := g.Labels.String()
 			bySource := map[string]*targetgroup.Group{}
 			var order []string

@@ -136,7 +136,7 @@ func TestScale(t *testing.T) {
 	s1, c1 := fetch()
 	cpu1 := cpuSeconds(t, p.cmd.Process.Pid)
 	steady, _ := rss()
-	heapProfile(t, listen)
+	heapProfile(t, listen, "heap")
 	os.WriteFile(cfg, []byte(config(collectors-1)), 0o644)
 	before := len(got)
 	startup() // one CPU profile at a time
@@ -162,6 +162,7 @@ func TestScale(t *testing.T) {
 	}
 	joined, _ := nextChanged("the reshard of the collector that came back", before)
 	profile()
+	heapProfile(t, listen, "joined") // against heap.pprof: what the reload, the change and the return allocated
 	_, peak := rss()
 	if b, err := os.ReadFile(p.log); err == nil { // what the reload did, step by step
 		for _, l := range strings.Split(string(b), "\n") {
@@ -252,8 +253,9 @@ func cpuSeconds(t *testing.T, pid int) float64 {
 }
 
 // heapProfile, when PROMSHARD_SCALE_PROFILE names a directory, writes the
-// binary's heap profile (after a collection) there as heap.pprof.
-func heapProfile(t *testing.T, listen string) {
+// binary's heap profile (after a collection) there as name.pprof, with
+// the runtime's memory statistics as name.txt.
+func heapProfile(t *testing.T, listen, name string) {
 	dir := os.Getenv("PROMSHARD_SCALE_PROFILE")
 	if dir == "" {
 		return
@@ -265,11 +267,11 @@ func heapProfile(t *testing.T, listen string) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	os.WriteFile(filepath.Join(dir, "heap.pprof"), b, 0o644)
+	os.WriteFile(filepath.Join(dir, name+".pprof"), b, 0o644)
 	if resp, err := http.Get("http://" + listen + "/debug/pprof/heap?debug=1"); err == nil { // with the runtime's memory statistics
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		os.WriteFile(filepath.Join(dir, "heap.txt"), b, 0o644)
+		os.WriteFile(filepath.Join(dir, name+".txt"), b, 0o644)
 	}
 }
 
