@@ -502,18 +502,25 @@ func TestUnionSkipsIdenticalGroups(t *testing.T) {
 	}
 }
 
-// heldStub is a Holder whose files hold copies of its groups: new label
-// sets and labels maps, and no source, as a parse of file_sd gives.
-type heldStub map[string][]*targetgroup.Group
+// heldStub is a Holder whose files hold its groups in new groups with
+// copied labels and no source, as a parse of file_sd gives: with share, the
+// very label sets (as filesd.Dir reads a file back against next), else
+// copies of them too.
+type heldStub struct {
+	groups map[string][]*targetgroup.Group
+	share  bool
+}
 
 func (h heldStub) Held() (map[string][]*targetgroup.Group, error) {
 	out := map[string][]*targetgroup.Group{}
-	for id, gs := range h {
+	for id, gs := range h.groups {
 		out[id] = []*targetgroup.Group{}
 		for _, g := range gs {
-			c := &targetgroup.Group{Labels: maps.Clone(g.Labels)}
-			for _, t := range g.Targets {
-				c.Targets = append(c.Targets, maps.Clone(t))
+			c := &targetgroup.Group{Labels: maps.Clone(g.Labels), Targets: slices.Clone(g.Targets)}
+			if !h.share {
+				for i, t := range c.Targets {
+					c.Targets[i] = maps.Clone(t)
+				}
 			}
 			out[id] = append(out[id], c)
 		}
@@ -533,11 +540,11 @@ func TestHeldSharesNextSets(t *testing.T) {
 		"b": {{Source: "s1", Labels: l1, Targets: []model.LabelSet{t4}}},
 	}
 	// a's file still holds h4, which moves to b; b's file is empty.
-	disk := heldStub{
+	disk := map[string][]*targetgroup.Group{
 		"a": {{Labels: l1, Targets: []model.LabelSet{t1, t2}}, {Labels: l2, Targets: []model.LabelSet{t3}}, {Labels: l1, Targets: []model.LabelSet{t4}}},
 		"b": {},
 	}
-	got := outputs{holders: []Holder{disk}}.held(next)
+	got := outputs{holders: []Holder{heldStub{groups: disk}}}.held(next)
 	a := got["a"]
 	if len(a) != 3 || a[0].Source != "s1" || a[1].Source != "s2" || a[2].Source != "s1" {
 		t.Fatalf("a holds %v, want s1, s2 and s1 (h4, from b's groups)", a)
@@ -553,26 +560,9 @@ func TestHeldSharesNextSets(t *testing.T) {
 	}
 	// A reader that shares next's label sets (filesd.Dir) gets next's very
 	// groups back for those it holds whole; the others as above.
-	shared := heldShared(disk)
-	got = outputs{holders: []Holder{shared}}.held(next)
+	got = outputs{holders: []Holder{heldStub{groups: disk, share: true}}}.held(next)
 	if a := got["a"]; len(a) != 3 || a[0] != next["a"][0] || a[1] != next["a"][1] || a[2] == next["b"][0] ||
 		a[2].Source != "s1" || !labels.SameSets(a[2].Targets, next["b"][0].Targets) {
 		t.Fatalf("with shared sets a holds %v, want next's two groups, then h4 in a group of its own", a)
 	}
-}
-
-// heldShared is a Holder whose files hold its groups' very label sets in
-// new groups with copied labels, as filesd.Dir reads a file back against
-// next.
-type heldShared map[string][]*targetgroup.Group
-
-func (h heldShared) Held() (map[string][]*targetgroup.Group, error) {
-	out := map[string][]*targetgroup.Group{}
-	for id, gs := range h {
-		out[id] = []*targetgroup.Group{}
-		for _, g := range gs {
-			out[id] = append(out[id], &targetgroup.Group{Labels: maps.Clone(g.Labels), Targets: slices.Clone(g.Targets)})
-		}
-	}
-	return out, nil
 }

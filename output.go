@@ -143,24 +143,18 @@ func (o outputs) held(next map[string][]*targetgroup.Group) map[string][]*target
 			first uintptr
 			n     int
 		}
-		byFirst := map[firstKey][]*targetgroup.Group{}
-		for _, g := range next[id] {
-			if g != nil && len(g.Targets) > 0 {
-				k := firstKey{ilabels.Identity(g.Targets[0]), len(g.Targets)}
-				byFirst[k] = append(byFirst[k], g)
-			}
-		}
 		p := pass{id: id, same: map[*targetgroup.Group]*targetgroup.Group{}}
-		for _, g := range gs {
+		found := pairBy(next[id], gs, func(g *targetgroup.Group) firstKey {
+			return firstKey{ilabels.Identity(g.Targets[0]), len(g.Targets)}
+		}, func(n, g *targetgroup.Group) bool {
+			return ilabels.SameSets(n.Targets, g.Targets) && n.Labels.Equal(g.Labels)
+		})
+		for j, g := range gs {
 			if len(g.Targets) == 0 {
 				continue
 			}
-			k := firstKey{ilabels.Identity(g.Targets[0]), len(g.Targets)}
-			if i := slices.IndexFunc(byFirst[k], func(n *targetgroup.Group) bool {
-				return ilabels.SameSets(n.Targets, g.Targets) && n.Labels.Equal(g.Labels)
-			}); i >= 0 {
-				p.same[g] = byFirst[k][i]
-				byFirst[k] = slices.Delete(byFirst[k], i, i+1)
+			if i := found[j]; i >= 0 {
+				p.same[g] = next[id][i]
 				continue
 			}
 			if p.own == nil {
@@ -384,30 +378,43 @@ func pairs(a, b []*targetgroup.Group) (inA, inB []bool) {
 		labels, first uintptr
 		n             int
 	}
-	keyOf := func(g *targetgroup.Group) groupKey {
-		return groupKey{source: g.Source, labels: ilabels.Identity(g.Labels), first: ilabels.Identity(g.Targets[0]), n: len(g.Targets)}
-	}
 	inA, inB = make([]bool, len(a)), make([]bool, len(b))
-	byKey := make(map[groupKey][]int, len(a))
+	for j, i := range pairBy(a, b, func(g *targetgroup.Group) groupKey {
+		return groupKey{source: g.Source, labels: ilabels.Identity(g.Labels), first: ilabels.Identity(g.Targets[0]), n: len(g.Targets)}
+	}, func(x, y *targetgroup.Group) bool { return ilabels.SameSets(x.Targets, y.Targets) }) {
+		if i >= 0 {
+			inA[i], inB[j] = true, true
+		}
+	}
+	return inA, inB
+}
+
+// pairBy gives, for each group of b, the index of the group of a it pairs
+// with, or -1: groups of a are looked up by key and taken by same, each
+// once. Nil and empty groups pair with nothing.
+func pairBy[K comparable](a, b []*targetgroup.Group, key func(*targetgroup.Group) K, same func(x, y *targetgroup.Group) bool) []int {
+	byKey := make(map[K][]int, len(a))
 	for i, g := range a {
 		if g != nil && len(g.Targets) > 0 {
-			k := keyOf(g)
+			k := key(g)
 			byKey[k] = append(byKey[k], i)
 		}
 	}
+	out := make([]int, len(b))
 	for j, g := range b {
+		out[j] = -1
 		if g == nil || len(g.Targets) == 0 {
 			continue
 		}
-		k := keyOf(g)
-		at := slices.IndexFunc(byKey[k], func(i int) bool { return ilabels.SameSets(a[i].Targets, g.Targets) })
+		k := key(g)
+		at := slices.IndexFunc(byKey[k], func(i int) bool { return same(a[i], g) })
 		if at < 0 {
 			continue
 		}
-		inA[byKey[k][at]], inB[j] = true, true
+		out[j] = byKey[k][at]
 		byKey[k] = slices.Delete(byKey[k], at, at+1)
 	}
-	return inA, inB
+	return out
 }
 
 // union is a's groups, then those targets of b that a does not have, in
