@@ -8,9 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/prometheus/discovery/targetgroup"
-
 	"github.com/promshard/promshard/audit"
+	"github.com/promshard/promshard/internal/tstore"
 	"github.com/promshard/promshard/watch"
 )
 
@@ -85,13 +84,13 @@ func collectorsOf(snap Snapshot, known, left []watch.Member, url func(watch.Memb
 // auditJob is what an audit of the job reads: in central mode the whole
 // assignment; in self mode only this collector's share.
 func auditJob(name, pool string, snap Snapshot, collectors []audit.Collector) audit.Job {
-	aj := audit.Job{Name: name, ScrapePool: pool, Assignment: snap.Groups, Generation: snap.Generation,
+	aj := audit.Job{Name: name, ScrapePool: pool, Compact: snap.Groups, Generation: snap.Generation,
 		Collectors: collectors}
 	if snap.Assignment != nil {
 		aj.Unplaced = snap.Assignment.Unplaced
 	}
 	if self := snap.Self; self != "" {
-		aj.Assignment, aj.Unplaced = map[string][]*targetgroup.Group{self: snap.Groups[self]}, nil
+		aj.Compact, aj.Unplaced = map[string][]*tstore.Group{self: snap.Groups[self]}, nil
 	}
 	return aj
 }

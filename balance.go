@@ -15,10 +15,9 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/audit"
+	"github.com/promshard/promshard/internal/tstore"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/watch"
 )
@@ -297,7 +296,7 @@ func (b *balancer) firstBadCap(id, v string) bool {
 // and publishes it when publish is set (an elected leader). It runs in the
 // reshard of a copy that decides, before the assignment, with that
 // reshard's members and targets.
-func (b *balancer) adopt(ctx context.Context, publish bool, sms []shard.Member, members []watch.Member, groups []*targetgroup.Group) error {
+func (b *balancer) adopt(ctx context.Context, publish bool, sms []shard.Member, members []watch.Member, groups []*tstore.Group) error {
 	b.mu.Lock()
 	next := b.next
 	b.next = nil
@@ -340,9 +339,9 @@ func (b *balancer) adopt(ctx context.Context, publish bool, sms []shard.Member, 
 // changed costs are taken largest change first, as many as the limit
 // allows. The smallest step is taken even when it moves more: from count
 // to costs with none changed (the bound alone), or one changed cost.
-func limitMoves(ring shard.Ring, groups []*targetgroup.Group, opts shard.Options, cur, next map[uint64]uint64,
+func limitMoves(ring shard.Ring, groups []*tstore.Group, opts shard.Options, cur, next map[uint64]uint64,
 	fraction float64) (map[uint64]uint64, int, int, error) {
-	base, err := shard.Assign(ring, groups, opts)
+	base, err := shard.AssignCompact(ring, groups, opts)
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -350,7 +349,7 @@ func limitMoves(ring shard.Ring, groups []*targetgroup.Group, opts shard.Options
 	moves := func(t map[uint64]uint64) (int, error) {
 		o := opts
 		o.Costs = shard.NewCosts(t)
-		a, err := shard.Assign(ring, groups, o)
+		a, err := shard.AssignCompact(ring, groups, o)
 		if err != nil {
 			return 0, err
 		}
@@ -483,8 +482,8 @@ func measured(a *shard.Assignment, cur map[uint64]uint64, got map[string]uint64)
 	}
 	for _, gs := range a.Groups {
 		for _, g := range gs {
-			for _, t := range g.Targets {
-				add(string(t[model.AddressLabel]))
+			for _, addr := range g.Targets {
+				add(addr)
 			}
 		}
 	}

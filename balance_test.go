@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/model"
 
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/shard"
@@ -71,8 +70,8 @@ func loads(a *shard.Assignment, costs map[string]uint64) map[string]uint64 {
 	out := map[string]uint64{}
 	for id, gs := range a.Groups {
 		for _, g := range gs {
-			for _, t := range g.Targets {
-				out[id] += costs[string(t[model.AddressLabel])]
+			for _, addr := range g.Targets {
+				out[id] += costs[addr]
 			}
 		}
 	}

@@ -10,11 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
-
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/internal/labels"
+	"github.com/promshard/promshard/internal/tstore"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/watch"
 )
@@ -134,20 +132,20 @@ func (hs *handoffs) reset() {
 // handoff is a target on its way from live collectors to new ones: the old
 // owners keep it in their outputs until every new owner scrapes it.
 type handoff struct {
-	group  *targetgroup.Group // its group in the new assignment (source, labels)
-	target model.LabelSet
-	keep   []string // old owners, alive, that still hold it
-	wait   []string // new owners not yet seen scraping it
-	since  time.Time
+	group *tstore.Group // its group in the new assignment (source, labels)
+	at    int           // and its index there
+	keep  []string      // old owners, alive, that still hold it
+	wait  []string      // new owners not yet seen scraping it
+	since time.Time
 }
 
-func (h *handoff) addr() string { return string(h.target[model.AddressLabel]) }
+func (h *handoff) addr() string { return h.group.Targets[h.at] }
 
 // placement is where a target is written.
 type placement struct {
 	owners []string
-	group  *targetgroup.Group
-	target model.LabelSet
+	group  *tstore.Group
+	at     int
 }
 
 // targetAt names a target for the hand-off: its group's source and its
@@ -157,21 +155,21 @@ type targetAt struct{ source, addr string }
 // placements indexes groups by target (its group's source and its
 // address), only the targets named in only, and not those of the groups in
 // skip.
-func placements(groups map[string][]*targetgroup.Group, only map[targetAt]struct{}, skip map[*targetgroup.Group]bool) map[targetAt]*placement {
+func placements(groups map[string][]*tstore.Group, only map[targetAt]struct{}, skip map[*tstore.Group]bool) map[targetAt]*placement {
 	out := make(map[targetAt]*placement, len(only))
 	for _, id := range slices.Sorted(maps.Keys(groups)) {
 		for _, g := range groups[id] {
 			if skip[g] {
 				continue
 			}
-			for _, t := range g.Targets {
-				key := targetAt{g.Source, string(t[model.AddressLabel])}
+			for i, addr := range g.Targets {
+				key := targetAt{g.Source, addr}
 				if _, ok := only[key]; !ok {
 					continue
 				}
 				p := out[key]
 				if p == nil {
-					p = &placement{group: g, target: t}
+					p = &placement{group: g, at: i}
 					out[key] = p
 				}
 				if !slices.Contains(p.owners, id) {
@@ -201,7 +199,7 @@ func placements(groups map[string][]*targetgroup.Group, only map[targetAt]struct
 // with: then, with no hand-off pending, a diff in which no live collector
 // loses a target plans nothing, without a look at the targets (a collector
 // that left moves only its own).
-func (hs *handoffs) plan(written, next map[string][]*targetgroup.Group, ringKey string, alive []watch.Member, now time.Time, exact bool, diff shard.Diff) (groups map[string][]*targetgroup.Group, kept int) {
+func (hs *handoffs) plan(written, next map[string][]*tstore.Group, ringKey string, alive []watch.Member, now time.Time, exact bool, diff shard.Diff) (groups map[string][]*tstore.Group, kept int) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	changed := ringKey != hs.lastMembers
@@ -261,7 +259,7 @@ func (hs *handoffs) plan(written, next map[string][]*targetgroup.Group, ringKey 
 		if len(keep) == 0 || len(wait) == 0 {
 			continue
 		}
-		h := &handoff{group: np.group, target: np.target, keep: keep, wait: wait, since: now}
+		h := &handoff{group: np.group, at: np.at, keep: keep, wait: wait, since: now}
 		if p != nil {
 			h.since = p.since
 		}
@@ -286,8 +284,8 @@ func (hs *handoffs) plan(written, next map[string][]*targetgroup.Group, ringKey 
 
 // differing is written and next without the collectors that have the
 // very same groups (the same pointers, in order) in both.
-func differing(written, next map[string][]*targetgroup.Group) (olds, news map[string][]*targetgroup.Group) {
-	olds, news = map[string][]*targetgroup.Group{}, map[string][]*targetgroup.Group{}
+func differing(written, next map[string][]*tstore.Group) (olds, news map[string][]*tstore.Group) {
+	olds, news = map[string][]*tstore.Group{}, map[string][]*tstore.Group{}
 	for id, gs := range written {
 		if n, ok := next[id]; !ok || !slices.Equal(gs, n) {
 			olds[id] = gs
@@ -307,8 +305,8 @@ func differing(written, next map[string][]*targetgroup.Group) (olds, news map[st
 // returns the paired groups of both sides as same: each holds targets its
 // collector has on both sides. With all, it names every target and pairs
 // nothing.
-func unmatched(olds, news map[string][]*targetgroup.Group, all bool) (only map[targetAt]struct{}, same map[*targetgroup.Group]bool) {
-	only, same = map[targetAt]struct{}{}, map[*targetgroup.Group]bool{}
+func unmatched(olds, news map[string][]*tstore.Group, all bool) (only map[targetAt]struct{}, same map[*tstore.Group]bool) {
+	only, same = map[targetAt]struct{}{}, map[*tstore.Group]bool{}
 	for id, gs := range olds {
 		var inOld, inNew []bool
 		if !all {
@@ -320,8 +318,8 @@ func unmatched(olds, news map[string][]*targetgroup.Group, all bool) (only map[t
 			case inOld != nil && inOld[i]:
 				same[g] = true
 			default:
-				for _, t := range g.Targets {
-					only[targetAt{g.Source, string(t[model.AddressLabel])}] = struct{}{}
+				for _, addr := range g.Targets {
+					only[targetAt{g.Source, addr}] = struct{}{}
 				}
 			}
 		}
@@ -337,7 +335,7 @@ func unmatched(olds, news map[string][]*targetgroup.Group, all bool) (only map[t
 // withKept returns groups with each pending target added back to the
 // outputs of the old owners that keep it, in groups of its own source and
 // labels after the member's others, in a fixed order.
-func withKept(groups map[string][]*targetgroup.Group, pending map[targetAt]*handoff) map[string][]*targetgroup.Group {
+func withKept(groups map[string][]*tstore.Group, pending map[targetAt]*handoff) map[string][]*tstore.Group {
 	if len(pending) == 0 {
 		return groups
 	}
@@ -367,10 +365,9 @@ func withKept(groups map[string][]*targetgroup.Group, pending map[targetAt]*hand
 		var last *handoff
 		for _, h := range hs {
 			if last == nil || last.group.Source != h.group.Source || labelsOf(last) != labelsOf(h) {
-				gs = append(gs, &targetgroup.Group{Source: h.group.Source, Labels: h.group.Labels})
+				gs = append(gs, &tstore.Group{Source: h.group.Source, Labels: h.group.Labels})
 			}
-			g := gs[len(gs)-1]
-			g.Targets = append(g.Targets, h.target)
+			gs[len(gs)-1].Append(h.group, h.at)
 			last = h
 		}
 		out[id] = gs

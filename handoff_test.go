@@ -20,6 +20,7 @@ import (
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/internal/labels"
+	"github.com/promshard/promshard/internal/tstore"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/watch"
 )
@@ -258,17 +259,16 @@ func TestHandoffTimeoutAndCancel(t *testing.T) {
 // withKept adds each kept target in a group of its own source and labels,
 // after the member's others, the same way whatever the map order.
 func TestWithKept(t *testing.T) {
-	g1 := &targetgroup.Group{Source: "s1", Labels: model.LabelSet{"env": "a"}}
-	g2 := &targetgroup.Group{Source: "s2"} // c's, which must not grow
-	t1, t2, t3 := model.LabelSet{model.AddressLabel: "h1"}, model.LabelSet{model.AddressLabel: "h2"}, model.LabelSet{model.AddressLabel: "h3"}
+	g1 := &tstore.Group{Source: "s1", Labels: model.LabelSet{"env": "a"}, Targets: []string{"h2", "h1"}}
+	g2 := &tstore.Group{Source: "s2", Targets: []string{"h3"}} // c's, which must not grow
 	pending := map[targetAt]*handoff{
-		{"s2", "h3"}: {group: g2, target: t3, keep: []string{"a"}},
-		{"s1", "h2"}: {group: g1, target: t2, keep: []string{"a", "b"}},
-		{"s1", "h1"}: {group: g1, target: t1, keep: []string{"a"}},
+		{"s2", "h3"}: {group: g2, at: 0, keep: []string{"a"}},
+		{"s1", "h2"}: {group: g1, at: 0, keep: []string{"a", "b"}},
+		{"s1", "h1"}: {group: g1, at: 1, keep: []string{"a"}},
 	}
 	for range 5 {
-		out := withKept(map[string][]*targetgroup.Group{"a": {}, "b": {}, "c": {g2}}, pending)
-		if got := fmt.Sprint(flat(out["a"]), len(out["a"]), flat(out["b"]), flat(out["c"])); got != "[h1 h2 h3] 2 [h2] []" {
+		out := withKept(map[string][]*tstore.Group{"a": {}, "b": {}, "c": {g2}}, pending)
+		if got := fmt.Sprint(flatc(out["a"]), len(out["a"]), flatc(out["b"]), flatc(out["c"]), len(g2.Targets), len(g1.Targets)); got != "[h1 h2 h3] 2 [h2] [h3] 1 2" {
 			t.Fatal(got)
 		}
 	}
@@ -360,9 +360,10 @@ func TestPlanSkipsUnchangedCollectors(t *testing.T) {
 		for _, id := range same {
 			control[id] = []*targetgroup.Group{{Source: "s", Targets: slices.Clone(written[id][0].Targets)}}
 		}
+		cv := compactor{}
 		plan := func(next map[string][]*targetgroup.Group) (string, string) {
 			hs := newHandoffs("node", "", time.Minute, m, slog.New(slog.DiscardHandler))
-			out, kept := hs.plan(written, next, fmt.Sprint(round), alive, time.Unix(0, 0), false, shard.Diff{})
+			out, kept := hs.plan(cv.each(written), cv.each(next), fmt.Sprint(round), alive, time.Unix(0, 0), false, shard.Diff{})
 			var pend []string
 			for k, h := range hs.pending {
 				pend = append(pend, fmt.Sprint(k, h.keep, h.wait))
@@ -370,7 +371,7 @@ func TestPlanSkipsUnchangedCollectors(t *testing.T) {
 			slices.Sort(pend)
 			var got []string
 			for _, id := range slices.Sorted(maps.Keys(out)) {
-				got = append(got, fmt.Sprint(id, flat(out[id])))
+				got = append(got, fmt.Sprint(id, flatc(out[id])))
 			}
 			return fmt.Sprint(kept, pend), fmt.Sprint(got)
 		}
@@ -452,7 +453,7 @@ func TestPlanComparesOnlyUnmatchedGroups(t *testing.T) {
 		fast := newHandoffs("node", "", time.Minute, m, slog.New(slog.DiscardHandler))
 		ref := newHandoffs("node", "", time.Minute, m, slog.New(slog.DiscardHandler))
 		ref.compareAll = true
-		run := func(hs *handoffs, written, next map[string][]*targetgroup.Group, key string) (string, map[string][]*targetgroup.Group) {
+		run := func(hs *handoffs, written, next map[string][]*tstore.Group, key string) (string, map[string][]*tstore.Group) {
 			out, kept := hs.plan(written, next, key, alive, time.Unix(int64(round), 0), false, shard.Diff{})
 			var pend, got []string
 			for k, h := range hs.pending {
@@ -461,24 +462,26 @@ func TestPlanComparesOnlyUnmatchedGroups(t *testing.T) {
 			slices.Sort(pend)
 			for _, id := range slices.Sorted(maps.Keys(out)) {
 				for _, g := range out[id] {
-					got = append(got, fmt.Sprint(id, g.Source, g.Labels, flat([]*targetgroup.Group{g})))
+					got = append(got, fmt.Sprint(id, g.Source, g.Labels, flatc([]*tstore.Group{g})))
 				}
 			}
 			return fmt.Sprint(kept, pend, got), out
 		}
-		some, _ := unmatched(written, next, false)
-		every, _ := unmatched(written, next, true)
+		cv := compactor{}
+		cw, cn := cv.each(written), cv.each(next)
+		some, _ := unmatched(cw, cn, false)
+		every, _ := unmatched(cw, cn, true)
 		if len(some) < len(every) {
 			narrowed++
 		}
-		f1, fout := run(fast, written, next, "1")
-		r1, rout := run(ref, written, next, "1")
+		f1, fout := run(fast, cw, cn, "1")
+		r1, rout := run(ref, cw, cn, "1")
 		planned += fast.count()
 		if f1 != r1 {
 			t.Fatalf("round %d, first plan:\n%s\nwant\n%s", round, f1, r1)
 		}
-		f2, _ := run(fast, fout, then, "2")
-		if r2, _ := run(ref, rout, then, "2"); f2 != r2 {
+		f2, _ := run(fast, fout, cv.each(then), "2")
+		if r2, _ := run(ref, rout, cv.each(then), "2"); f2 != r2 {
 			t.Fatalf("round %d, second plan:\n%s\nwant\n%s", round, f2, r2)
 		}
 	}

@@ -232,10 +232,10 @@ func changeEvents(prev, next *shard.Assignment, leavers []watch.Member, diff sha
 // targetsOf counts a member's targets in a and lists the first few.
 func targetsOf(a *shard.Assignment, id string) (n int, list []string) {
 	for _, g := range a.Groups[id] {
-		for _, t := range g.Targets {
+		for _, addr := range g.Targets {
 			n++
 			if len(list) < eventTargetN {
-				list = append(list, string(t["__address__"]))
+				list = append(list, addr)
 			}
 		}
 	}

@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/relabel"
 
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/elect"
 	"github.com/promshard/promshard/internal/tick"
+	"github.com/promshard/promshard/internal/tstore"
 	"github.com/promshard/promshard/reload"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/targets"
@@ -201,7 +201,7 @@ type job struct {
 
 	// The pass's own state: one reshard at a time.
 	passMu  sync.Mutex
-	written map[string][]*targetgroup.Group // what the outputs hold
+	written map[string][]*tstore.Group // what the outputs hold
 	// writtenOf is the assignment whose groups, exactly, the outputs hold
 	// (no kept hand-off, no failed write); nil when unknown.
 	writtenOf *shard.Assignment
@@ -784,7 +784,7 @@ func (j *job) place(key uint64, in inputs, opts shard.Options) (shard.Ring, *sha
 	if err != nil {
 		return nil, nil, fmt.Errorf("job %q: %w", j.cfg.Name, err)
 	}
-	if asg, err = shard.Assign(ring, in.targets.Groups, opts); err != nil {
+	if asg, err = shard.AssignCompact(ring, in.targets.Groups, opts); err != nil {
 		return nil, nil, fmt.Errorf("job %q: %w", j.cfg.Name, err)
 	}
 	return ring, asg, nil
@@ -876,7 +876,7 @@ func (j *job) commit(ctx context.Context, rep *Report, ring shard.Ring, asg *sha
 	}
 	var werr error
 	if !j.s.opts.DryRun {
-		var held map[string][]*targetgroup.Group
+		var held map[string][]*tstore.Group
 		held, rep.Changed, werr = j.outs.write(ctx, j.selfOnly(j.written), j.selfOnly(groups),
 			rep.Diff.Moved > 0 && len(j.outs.files) > 0, loses)
 		if j.cfg.Self == "" {
@@ -995,16 +995,16 @@ func (j *job) finish(ctx context.Context, rep *Report, err error) {
 
 // selfOnly narrows groups to the Self collector in self mode: every output
 // gets only its entry (an empty list when it has none).
-func (j *job) selfOnly(groups map[string][]*targetgroup.Group) map[string][]*targetgroup.Group {
+func (j *job) selfOnly(groups map[string][]*tstore.Group) map[string][]*tstore.Group {
 	self := j.cfg.Self
 	if self == "" || groups == nil {
 		return groups
 	}
 	gs := groups[cmp.Or(j.selfID, self)]
 	if gs == nil {
-		gs = []*targetgroup.Group{}
+		gs = []*tstore.Group{}
 	}
-	return map[string][]*targetgroup.Group{self: gs}
+	return map[string][]*tstore.Group{self: gs}
 }
 
 // collectors describes the members to reload. A member's address comes from

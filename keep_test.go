@@ -25,6 +25,7 @@ import (
 
 	"github.com/promshard/promshard/filesd"
 	"github.com/promshard/promshard/internal/labels"
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // hangingProvider answers once, then hangs until its context ends.
@@ -492,7 +493,8 @@ func TestUnionSkipsIdenticalGroups(t *testing.T) {
 				b = append(b, group())
 			}
 		}
-		got, want := text(union(a, b)), text(every(a, b))
+		cv := compactor{}
+		got, want := text(tstore.All(union(cv.all(a), cv.all(b)))), text(every(a, b))
 		if got != want {
 			t.Fatalf("round %d: union\n%s\nwant\n%s", round, got, want)
 		}
@@ -519,7 +521,10 @@ func (h heldStub) Held() (map[string][]*targetgroup.Group, error) {
 			c := &targetgroup.Group{Labels: maps.Clone(g.Labels), Targets: slices.Clone(g.Targets)}
 			if !h.share {
 				for i, t := range c.Targets {
-					c.Targets[i] = maps.Clone(t)
+					c.Targets[i] = model.LabelSet{}
+					for k, v := range t {
+						c.Targets[i][k] = model.LabelValue(strings.Clone(string(v))) // not even the strings shared
+					}
 				}
 			}
 			out[id] = append(out[id], c)
@@ -544,25 +549,27 @@ func TestHeldSharesNextSets(t *testing.T) {
 		"a": {{Labels: l1, Targets: []model.LabelSet{t1, t2}}, {Labels: l2, Targets: []model.LabelSet{t3}}, {Labels: l1, Targets: []model.LabelSet{t4}}},
 		"b": {},
 	}
-	got := outputs{holders: []Holder{heldStub{groups: disk}}}.held(next)
+	cv := compactor{}
+	cnext := cv.each(next)
+	got := outputs{holders: []Holder{heldStub{groups: disk}}}.held(cnext)
 	a := got["a"]
 	if len(a) != 3 || a[0].Source != "s1" || a[1].Source != "s2" || a[2].Source != "s1" {
 		t.Fatalf("a holds %v, want s1, s2 and s1 (h4, from b's groups)", a)
 	}
-	for i, want := range []*targetgroup.Group{next["a"][0], next["a"][1], next["b"][0]} {
-		if labels.Identity(a[i].Labels) != labels.Identity(want.Labels) || !labels.SameSets(a[i].Targets, want.Targets) {
+	for i, want := range []*tstore.Group{cnext["a"][0], cnext["a"][1], cnext["b"][0]} {
+		if labels.Identity(a[i].Labels) != labels.Identity(want.Labels) || !tstore.SameTargets(a[i], want) {
 			t.Fatalf("a's group %d %v: not next's very labels and sets", i, a[i])
 		}
 	}
-	only, _ := unmatched(got, next, false)
+	only, _ := unmatched(got, cnext, false)
 	if len(only) != 1 || !maps.Equal(only, map[targetAt]struct{}{{"s1", "h4"}: {}}) {
 		t.Fatalf("compared %v, want h4 alone", only)
 	}
 	// A reader that shares next's label sets (filesd.Dir) gets next's very
 	// groups back for those it holds whole; the others as above.
-	got = outputs{holders: []Holder{heldStub{groups: disk, share: true}}}.held(next)
-	if a := got["a"]; len(a) != 3 || a[0] != next["a"][0] || a[1] != next["a"][1] || a[2] == next["b"][0] ||
-		a[2].Source != "s1" || !labels.SameSets(a[2].Targets, next["b"][0].Targets) {
+	got = outputs{holders: []Holder{heldStub{groups: disk, share: true}}}.held(cnext)
+	if a := got["a"]; len(a) != 3 || a[0] != cnext["a"][0] || a[1] != cnext["a"][1] || a[2] == cnext["b"][0] ||
+		a[2].Source != "s1" || !tstore.SameTargets(a[2], cnext["b"][0]) {
 		t.Fatalf("with shared sets a holds %v, want next's two groups, then h4 in a group of its own", a)
 	}
 }

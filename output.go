@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	ilabels "github.com/promshard/promshard/internal/labels"
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // Output is where a job's assignment goes after each reshard: a directory
@@ -79,37 +80,53 @@ type HeldComparer interface {
 	HeldAgainst(next map[string][]*targetgroup.Group) (map[string][]*targetgroup.Group, error)
 }
 
+// compactHeldComparer is a HeldComparer of the module's over groups in
+// their compact form: [filesd.Dir].
+//
+// [filesd.Dir]: https://pkg.go.dev/github.com/promshard/promshard/filesd#Dir.HeldAgainstCompact
+type compactHeldComparer interface {
+	HeldAgainstCompact(next map[string][]*tstore.Group) (map[string][]*tstore.Group, error)
+}
+
 // held reads what the first Holder holds, its groups given the Source of
 // the same target in next (file_sd keeps no source) so that it compares
 // with what the Sharder places; nil without a Holder or on an error.
-func (o outputs) held(next map[string][]*targetgroup.Group) map[string][]*targetgroup.Group {
+func (o outputs) held(next map[string][]*tstore.Group) map[string][]*tstore.Group {
 	if len(o.holders) == 0 {
 		return nil
 	}
-	h := o.holders[0]
-	var held map[string][]*targetgroup.Group
+	var held map[string][]*tstore.Group
 	var err error
-	if hc, ok := h.(HeldComparer); ok {
-		held, err = hc.HeldAgainst(next)
-	} else {
-		held, err = h.Held()
+	switch h := o.holders[0].(type) {
+	case compactHeldComparer:
+		held, err = h.HeldAgainstCompact(next)
+	case HeldComparer:
+		var tg map[string][]*targetgroup.Group
+		tg, err = h.HeldAgainst(tstore.AllOf(next))
+		held = tstore.FromAllOf(tg)
+	default:
+		var tg map[string][]*targetgroup.Group
+		tg, err = h.Held()
+		held = tstore.FromAllOf(tg)
 	}
 	if err != nil || len(held) == 0 {
 		return nil
 	}
-	// A target read back is given the source, the labels map and the label
-	// set it has in next: first in its collector's own next groups, then,
-	// for those not found there (targets it keeps, or lost), in any.
+	// A target read back is given the source, the labels map and the
+	// address string it has in next: first in its collector's own next
+	// groups, then, for those not found there (targets it keeps, or lost),
+	// in any.
 	type heldKey struct{ labels, addr string }
 	type heldAt struct {
-		source         string
-		labels, target model.LabelSet
+		source string
+		labels model.LabelSet
+		addr   string
+		own    bool // the target has labels of its own in next
 	}
-	index := func(into map[heldKey]heldAt, gs []*targetgroup.Group, only map[string]bool) {
+	index := func(into map[heldKey]heldAt, gs []*tstore.Group, only map[string]bool) {
 		for _, g := range gs {
 			ls, rendered := "", false // rendered once, when a target is indexed
-			for _, t := range g.Targets {
-				addr := string(t[model.AddressLabel])
+			for i, addr := range g.Targets {
 				if only != nil && !only[addr] {
 					continue
 				}
@@ -117,16 +134,16 @@ func (o outputs) held(next map[string][]*targetgroup.Group) map[string][]*target
 					ls, rendered = g.Labels.String(), true
 				}
 				if _, ok := into[heldKey{ls, addr}]; !ok {
-					into[heldKey{ls, addr}] = heldAt{g.Source, g.Labels, t}
+					into[heldKey{ls, addr}] = heldAt{g.Source, g.Labels, addr, g.OwnOf(i) != nil}
 				}
 			}
 		}
 	}
-	out := make(map[string][]*targetgroup.Group, len(held))
+	out := make(map[string][]*tstore.Group, len(held))
 	type pass struct {
 		id   string
-		own  map[heldKey]heldAt                        // the collector's next targets; nil when every group was found whole
-		same map[*targetgroup.Group]*targetgroup.Group // a group read back that is one of next's, by its label sets
+		own  map[heldKey]heldAt             // the collector's next targets; nil when every group was found whole
+		same map[*tstore.Group]*tstore.Group // a group read back that is one of next's, by its targets
 	}
 	var passes []pass
 	missing := map[string]bool{} // addresses not in their collector's next groups
@@ -136,19 +153,21 @@ func (o outputs) held(next map[string][]*targetgroup.Group) map[string][]*target
 			out[id] = gs
 			continue
 		}
-		// A group read back with the label sets of one of next's groups
-		// (a reader that shares them: filesd.Dir), in order, and its labels,
-		// is that group: no target of it is looked up one by one.
+		// A group read back with the targets of one of next's groups (a
+		// reader that shares their strings: filesd.Dir), in order, and its
+		// labels, is that group: no target of it is looked up one by one.
 		type firstKey struct {
 			first uintptr
 			n     int
 		}
-		p := pass{id: id, same: map[*targetgroup.Group]*targetgroup.Group{}}
-		found := pairBy(next[id], gs, func(g *targetgroup.Group) firstKey {
-			return firstKey{ilabels.Identity(g.Targets[0]), len(g.Targets)}
-		}, func(n, g *targetgroup.Group) bool {
-			return ilabels.SameSets(n.Targets, g.Targets) && n.Labels.Equal(g.Labels)
+		p := pass{id: id, same: map[*tstore.Group]*tstore.Group{}}
+		found := pairBy(next[id], gs, func(g *tstore.Group) firstKey {
+			return firstKey{tstore.Identity(g.Targets[0]), len(g.Targets)}
+		}, func(n, g *tstore.Group) bool {
+			return tstore.SameTargets(n, g) && n.Labels.Equal(g.Labels)
 		})
+		var rest []*tstore.Group // the groups read back that are none of next's
+		want := map[string]bool{}
 		for j, g := range gs {
 			if len(g.Targets) == 0 {
 				continue
@@ -157,14 +176,20 @@ func (o outputs) held(next map[string][]*targetgroup.Group) map[string][]*target
 				p.same[g] = next[id][i]
 				continue
 			}
-			if p.own == nil {
-				p.own = map[heldKey]heldAt{}
-				index(p.own, next[id], nil)
+			rest = append(rest, g)
+			for _, addr := range g.Targets {
+				want[addr] = true
 			}
+		}
+		if len(rest) > 0 { // only their addresses are indexed: a file with a few kept targets indexes a few
+			p.own = map[heldKey]heldAt{}
+			index(p.own, next[id], want)
+		}
+		for _, g := range rest {
 			ls := g.Labels.String()
-			for _, t := range g.Targets {
-				if _, ok := p.own[heldKey{ls, string(t[model.AddressLabel])}]; !ok {
-					missing[string(t[model.AddressLabel])] = true
+			for _, addr := range g.Targets {
+				if _, ok := p.own[heldKey{ls, addr}]; !ok {
+					missing[addr] = true
 				}
 			}
 		}
@@ -183,34 +208,34 @@ func (o outputs) held(next map[string][]*targetgroup.Group) map[string][]*target
 				continue
 			}
 			ls := g.Labels.String()
-			bySource := map[string]*targetgroup.Group{}
+			bySource := map[string]*tstore.Group{}
 			var order []string
-			for _, t := range g.Targets {
-				k := heldKey{ls, string(t[model.AddressLabel])}
+			for i, addr := range g.Targets {
+				k := heldKey{ls, addr}
 				at, ok := p.own[k]
 				if !ok {
 					at, ok = anywhere[k]
 				}
 				ng := bySource[at.source]
 				if ng == nil {
-					ng = &targetgroup.Group{Source: at.source, Labels: g.Labels}
+					ng = &tstore.Group{Source: at.source, Labels: g.Labels}
 					if ok {
 						ng.Labels = at.labels
 					}
 					bySource[at.source] = ng
 					order = append(order, at.source)
 				}
-				if ok && len(at.target) == 1 && len(t) == 1 {
-					t = at.target // the very set of next: the hand-off pairs what did not change
+				ng.Append(g, i)
+				if ok && !at.own && g.OwnOf(i) == nil {
+					ng.Targets[len(ng.Targets)-1] = at.addr // the very string of next: the hand-off pairs what did not change
 				}
-				ng.Targets = append(ng.Targets, t)
 			}
 			for _, src := range order {
 				out[p.id] = append(out[p.id], bySource[src])
 			}
 		}
 		if out[p.id] == nil {
-			out[p.id] = []*targetgroup.Group{}
+			out[p.id] = []*tstore.Group{}
 		}
 	}
 	return out
@@ -285,13 +310,35 @@ type Inheritor interface {
 	Inherit(prev any) bool
 }
 
+// compactOutput is an output of the module's that takes the groups in
+// their compact form: [filesd.Dir], [filesd.Handler], [filesd.MemberFile].
+// Any other output gets them as [targetgroup.Group] values.
+//
+// [filesd.Dir]: https://pkg.go.dev/github.com/promshard/promshard/filesd#Dir.UpdateCompact
+// [filesd.Handler]: https://pkg.go.dev/github.com/promshard/promshard/filesd#Handler.UpdateCompact
+// [filesd.MemberFile]: https://pkg.go.dev/github.com/promshard/promshard/filesd#MemberFile.UpdateCompact
+type compactOutput interface {
+	UpdateCompact(ctx context.Context, groups map[string][]*tstore.Group) ([]string, error)
+}
+
 // update hands groups to every output and returns the members whose output
-// changed.
-func (o outputs) update(ctx context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
+// changed. An output that takes no compact groups gets them made into
+// [targetgroup.Group] values, once for all such outputs.
+func (o outputs) update(ctx context.Context, groups map[string][]*tstore.Group) ([]string, error) {
 	var changed []string
 	var errs []error
+	var made map[string][]*targetgroup.Group
 	for _, out := range o.all {
-		ids, err := out.Update(ctx, groups)
+		var ids []string
+		var err error
+		if c, ok := out.(compactOutput); ok {
+			ids, err = c.UpdateCompact(ctx, groups)
+		} else {
+			if made == nil {
+				made = tstore.AllOf(groups)
+			}
+			ids, err = out.Update(ctx, made)
+		}
 		changed = append(changed, ids...)
 		if err != nil {
 			errs = append(errs, err)
@@ -311,8 +358,8 @@ func (o outputs) update(ctx context.Context, groups map[string][]*targetgroup.Gr
 // (the union), so that the next pass writes every member again. loses
 // reports whether a member of both may hold in old a target that next
 // lacks (nil: any may); for the others next alone is the first step.
-func (o outputs) write(ctx context.Context, old, next map[string][]*targetgroup.Group, twoSteps bool, loses func(id string) bool) (held map[string][]*targetgroup.Group, changed []string, err error) {
-	var first map[string][]*targetgroup.Group
+func (o outputs) write(ctx context.Context, old, next map[string][]*tstore.Group, twoSteps bool, loses func(id string) bool) (held map[string][]*tstore.Group, changed []string, err error) {
+	var first map[string][]*tstore.Group
 	if twoSteps && old != nil {
 		first = withLosses(old, next, loses)
 		if changed, err = o.update(ctx, first); err != nil {
@@ -334,10 +381,10 @@ func (o outputs) write(ctx context.Context, old, next map[string][]*targetgroup.
 
 // mergeHeld is what the outputs may hold after a write of next over old
 // failed part way: for each member the union of both.
-func mergeHeld(old, next map[string][]*targetgroup.Group) map[string][]*targetgroup.Group {
+func mergeHeld(old, next map[string][]*tstore.Group) map[string][]*tstore.Group {
 	out := maps.Clone(old)
 	if out == nil {
-		out = map[string][]*targetgroup.Group{}
+		out = map[string][]*tstore.Group{}
 	}
 	for id, gs := range next {
 		out[id] = union(gs, out[id])
@@ -347,7 +394,7 @@ func mergeHeld(old, next map[string][]*targetgroup.Group) map[string][]*targetgr
 
 // withLosses is next with, for each collector, the targets it held in old
 // and loses, and the old list of each collector that leaves.
-func withLosses(old, next map[string][]*targetgroup.Group, loses func(id string) bool) map[string][]*targetgroup.Group {
+func withLosses(old, next map[string][]*tstore.Group, loses func(id string) bool) map[string][]*tstore.Group {
 	out := maps.Clone(next)
 	for id, gs := range old {
 		switch _, ok := next[id]; {
@@ -362,26 +409,27 @@ func withLosses(old, next map[string][]*targetgroup.Group, loses func(id string)
 
 // targetKey identifies a target in a member's list: its group's source
 // (hashed once per group: src) and its address.
-func targetKey(src uint64, t model.LabelSet) uint64 {
-	return ilabels.Mix(src ^ xxhash.Sum64String(string(t[model.AddressLabel])))
+func targetKey(src uint64, addr string) uint64 {
+	return ilabels.Mix(src ^ xxhash.Sum64String(addr))
 }
 
 // pairs matches each group of b with a group of a that is identical: the
-// same source, the same labels map and the very label sets of its targets,
-// in order, as the assignment shares them from one reshard to the next. It
+// same source, the same labels map and the very targets (address strings
+// and label sets), in order, as the assignment shares them from one
+// reshard to the next. It
 // reports, for each group of a and of b, whether it found its pair; an
 // empty group pairs with nothing. Groups are compared by identity, never
 // read, so that a collector's thousand groups cost a thousand lookups.
-func pairs(a, b []*targetgroup.Group) (inA, inB []bool) {
+func pairs(a, b []*tstore.Group) (inA, inB []bool) {
 	type groupKey struct {
 		source        string
 		labels, first uintptr
 		n             int
 	}
 	inA, inB = make([]bool, len(a)), make([]bool, len(b))
-	for j, i := range pairBy(a, b, func(g *targetgroup.Group) groupKey {
-		return groupKey{source: g.Source, labels: ilabels.Identity(g.Labels), first: ilabels.Identity(g.Targets[0]), n: len(g.Targets)}
-	}, func(x, y *targetgroup.Group) bool { return ilabels.SameSets(x.Targets, y.Targets) }) {
+	for j, i := range pairBy(a, b, func(g *tstore.Group) groupKey {
+		return groupKey{source: g.Source, labels: ilabels.Identity(g.Labels), first: tstore.Identity(g.Targets[0]), n: len(g.Targets)}
+	}, tstore.SameTargets) {
 		if i >= 0 {
 			inA[i], inB[j] = true, true
 		}
@@ -392,7 +440,7 @@ func pairs(a, b []*targetgroup.Group) (inA, inB []bool) {
 // pairBy gives, for each group of b, the index of the group of a it pairs
 // with, or -1: groups of a are looked up by key and taken by same, each
 // once. Nil and empty groups pair with nothing.
-func pairBy[K comparable](a, b []*targetgroup.Group, key func(*targetgroup.Group) K, same func(x, y *targetgroup.Group) bool) []int {
+func pairBy[K comparable](a, b []*tstore.Group, key func(*tstore.Group) K, same func(x, y *tstore.Group) bool) []int {
 	byKey := make(map[K][]int, len(a))
 	for i, g := range a {
 		if g != nil && len(g.Targets) > 0 {
@@ -421,7 +469,7 @@ func pairBy[K comparable](a, b []*targetgroup.Group, key func(*targetgroup.Group
 // groups of their own source and labels. It is a itself when b adds
 // nothing. A group of b identical to one of a adds nothing, and only a's
 // groups of the sources that b's others have are looked at.
-func union(a, b []*targetgroup.Group) []*targetgroup.Group {
+func union(a, b []*tstore.Group) []*tstore.Group {
 	if len(b) == 0 || (len(a) == len(b) && &a[0] == &b[0]) {
 		return a
 	}
@@ -434,7 +482,7 @@ func union(a, b []*targetgroup.Group) []*targetgroup.Group {
 	}
 	if len(sources) == 0 {
 		if a == nil {
-			return []*targetgroup.Group{}
+			return []*tstore.Group{}
 		}
 		return a
 	}
@@ -444,8 +492,8 @@ func union(a, b []*targetgroup.Group) []*targetgroup.Group {
 			continue
 		}
 		src := xxhash.Sum64String(g.Source)
-		for _, t := range g.Targets {
-			have[targetKey(src, t)] = struct{}{}
+		for _, addr := range g.Targets {
+			have[targetKey(src, addr)] = struct{}{}
 		}
 	}
 	out := a
@@ -453,22 +501,22 @@ func union(a, b []*targetgroup.Group) []*targetgroup.Group {
 		if inB[j] || g == nil {
 			continue
 		}
-		var extra []model.LabelSet
+		var extra []int
 		src := xxhash.Sum64String(g.Source)
-		for _, t := range g.Targets {
-			if _, ok := have[targetKey(src, t)]; !ok {
-				extra = append(extra, t)
+		for i, addr := range g.Targets {
+			if _, ok := have[targetKey(src, addr)]; !ok {
+				extra = append(extra, i)
 			}
 		}
 		if len(extra) > 0 {
 			if len(out) == len(a) {
 				out = slices.Clip(slices.Clone(a))
 			}
-			out = append(out, &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: extra})
+			out = append(out, g.With(extra))
 		}
 	}
 	if out == nil {
-		out = []*targetgroup.Group{}
+		out = []*tstore.Group{}
 	}
 	return out
 }

@@ -9,12 +9,12 @@ import (
 	"sync"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 
 	ilabels "github.com/promshard/promshard/internal/labels"
 	"github.com/promshard/promshard/internal/sdfile"
+	"github.com/promshard/promshard/internal/tstore"
 	"github.com/promshard/promshard/shard"
 )
 
@@ -29,7 +29,7 @@ type placer struct {
 	pinStrict bool   // Job.PinFallback "none"
 
 	mu      sync.Mutex
-	byGroup map[*targetgroup.Group][]shard.Placement
+	byGroup map[*tstore.Group][]shard.Placement
 	counts  PlacementCounts // of the pool last prepared
 }
 
@@ -86,7 +86,7 @@ func newPlacer(jc Job) *placer {
 		key = model.AddressLabel
 	}
 	return &placer{rules: jc.Relabel, zoneLabel: jc.PreferZoneLabel, keyLabel: key, pinStrict: jc.PinFallback == PinFallbackNone,
-		byGroup: map[*targetgroup.Group][]shard.Placement{}}
+		byGroup: map[*tstore.Group][]shard.Placement{}}
 }
 
 // validatePlacement checks the job's placement rules.
@@ -138,10 +138,10 @@ const (
 // group not seen before is placed now (relabelled, its overrides read),
 // and groups no longer in the pool are forgotten. When no target has a
 // placement of its own, opts is left as it is: the plain path.
-func (p *placer) options(opts shard.Options, groups []*targetgroup.Group) shard.Options {
+func (p *placer) options(opts shard.Options, groups []*tstore.Group) shard.Options {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	next := make(map[*targetgroup.Group][]shard.Placement, len(groups))
+	next := make(map[*tstore.Group][]shard.Placement, len(groups))
 	lb := labels.NewBuilder(labels.EmptyLabels())
 	var counts PlacementCounts
 	some := false
@@ -161,20 +161,20 @@ func (p *placer) options(opts shard.Options, groups []*targetgroup.Group) shard.
 	}
 	p.byGroup, p.counts = next, counts
 	if some {
-		opts.Placement = placementOf(next)
+		opts.CompactPlacement = placementOf(next)
 	}
 	return opts
 }
 
 // placeGroup places each target of g; nil when none has a placement of
 // its own.
-func (p *placer) placeGroup(lb *labels.Builder, g *targetgroup.Group) []shard.Placement {
-	if !p.active() && !hasReserved(g.Labels) && !slices.ContainsFunc(g.Targets, hasReserved) {
+func (p *placer) placeGroup(lb *labels.Builder, g *tstore.Group) []shard.Placement {
+	if !p.active() && !hasReserved(g.Labels) && !slices.ContainsFunc(g.Own, hasReserved) {
 		return nil
 	}
 	var ps []shard.Placement
-	for i, t := range g.Targets {
-		if pl, _ := p.place(lb, g.Labels, t); pl != (shard.Placement{}) {
+	for i := range g.Targets {
+		if pl, _ := p.place(lb, g.Labels, g.Target(i)); pl != (shard.Placement{}) {
 			if ps == nil {
 				ps = make([]shard.Placement, len(g.Targets))
 			}
@@ -202,10 +202,10 @@ func hasReserved(ls model.LabelSet) bool {
 
 // placementOf answers shard.Options.Placement from a table, remembering
 // the last group's answers (Assign asks group by group).
-func placementOf(t map[*targetgroup.Group][]shard.Placement) func(*targetgroup.Group, int) shard.Placement {
-	var last *targetgroup.Group
+func placementOf(t map[*tstore.Group][]shard.Placement) func(*tstore.Group, int) shard.Placement {
+	var last *tstore.Group
 	var ps []shard.Placement
-	return func(g *targetgroup.Group, i int) shard.Placement {
+	return func(g *tstore.Group, i int) shard.Placement {
 		if g != last {
 			last, ps = g, t[g]
 		}

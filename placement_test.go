@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/model/relabel"
 	"go.yaml.in/yaml/v2"
 
+	"github.com/promshard/promshard/internal/tstore"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/targets"
 	"github.com/promshard/promshard/watch"
@@ -175,13 +176,14 @@ func BenchmarkRelabel(b *testing.B) {
 	for _, again := range []bool{false, true} {
 		b.Run(fmt.Sprintf("again=%v", again), func(b *testing.B) {
 			p := newPlacer(Job{Relabel: rs})
-			p.options(shard.Options{}, gs)
+			cgs := tstore.FromAll(gs)
+			p.options(shard.Options{}, cgs)
 			b.ReportAllocs()
 			for b.Loop() {
 				if !again {
-					p.byGroup = map[*targetgroup.Group][]shard.Placement{}
+					p.byGroup = map[*tstore.Group][]shard.Placement{}
 				}
-				p.options(shard.Options{}, gs)
+				p.options(shard.Options{}, cgs)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ns/target")
 		})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/elect"
+	"github.com/promshard/promshard/internal/tstore"
 	"github.com/promshard/promshard/reload"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/watch"
@@ -147,8 +148,11 @@ type Snapshot struct {
 	Audit                                  *audit.Report
 	UnscrapedSeconds, DoubleScrapedSeconds float64
 	// Groups is what the outputs hold: the assignment's groups, plus the
-	// targets that old owners keep while hand-offs are pending.
-	Groups map[string][]*targetgroup.Group
+	// targets that old owners keep while hand-offs are pending, in the
+	// module's compact form (each target its address, a label set only for
+	// one with labels of its own); [Snapshot.GroupsOf] gives one
+	// collector's as [targetgroup.Group] values. Shared: read-only.
+	Groups map[string][]*tstore.Group
 	// Handoffs is the number of targets with a pending hand-off;
 	// HandoffsSince when the oldest of them began (zero without one).
 	Handoffs      int
@@ -196,3 +200,17 @@ type Snapshot struct {
 // Ready reports whether the job has an assignment in its outputs and its
 // last reshard succeeded.
 func (s Snapshot) Ready() bool { return s.Assignment != nil && s.Last.Err == nil }
+
+// GroupsOf returns what collector id's outputs hold (see Groups) as
+// [targetgroup.Group] values, a label set made for each target that is its
+// address alone; nil for a collector without an entry.
+func (s Snapshot) GroupsOf(id string) []*targetgroup.Group {
+	gs, ok := s.Groups[id]
+	if !ok {
+		return nil
+	}
+	if out := tstore.All(gs); out != nil {
+		return out
+	}
+	return []*targetgroup.Group{}
+}

@@ -7,8 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/prometheus/discovery/targetgroup"
-
+	"github.com/promshard/promshard/internal/tstore"
 	"github.com/promshard/promshard/reload"
 	"github.com/promshard/promshard/watch"
 )
@@ -146,8 +145,8 @@ func leaversOf(sick, drained []watch.Member, outs outputs) []watch.Member {
 }
 
 // withEmpty gives each leaver that holds nothing an empty list.
-func withEmpty(groups map[string][]*targetgroup.Group, leavers []watch.Member) map[string][]*targetgroup.Group {
-	var out map[string][]*targetgroup.Group
+func withEmpty(groups map[string][]*tstore.Group, leavers []watch.Member) map[string][]*tstore.Group {
+	var out map[string][]*tstore.Group
 	for _, m := range leavers {
 		if _, ok := groups[m.ID]; ok {
 			continue // it still keeps targets being handed over
@@ -155,7 +154,7 @@ func withEmpty(groups map[string][]*targetgroup.Group, leavers []watch.Member) m
 		if out == nil {
 			out = maps.Clone(groups)
 		}
-		out[m.ID] = []*targetgroup.Group{}
+		out[m.ID] = []*tstore.Group{}
 	}
 	if out == nil {
 		return groups

@@ -497,9 +497,9 @@ func (s *Sharder) Explain(job, target string) (shard.Explanation, error) {
 	if res, err := s.reg.Last(job); err == nil {
 	find:
 		for _, g := range res.Groups {
-			for _, t := range g.Targets {
-				if string(t[model.AddressLabel]) == target {
-					pl, note = j.rules.explain(g.Labels, t)
+			for i, addr := range g.Targets {
+				if addr == target {
+					pl, note = j.rules.explain(g.Labels, g.Target(i))
 					break find
 				}
 			}
@@ -536,7 +536,7 @@ func (s *Sharder) Simulate(ctx context.Context, job string, change shard.Change,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	sim, err := shard.Simulate(ctx, snap.Assignment.Ring, snap.Assignment.Members, res.Groups, j.rules.options(j.cfg.Shard, res.Groups), change, capacity)
+	sim, err := shard.SimulateCompact(ctx, snap.Assignment.Ring, snap.Assignment.Members, res.Groups, j.rules.options(j.cfg.Shard, res.Groups), change, capacity)
 	if err != nil || j.bal == nil || snap.Assignment.Cost == nil {
 		return sim, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"go.uber.org/goleak"
 
+	"github.com/promshard/promshard/internal/tstore"
 	"github.com/promshard/promshard/reload"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/targets"
@@ -194,6 +195,57 @@ func flat(gs []*targetgroup.Group) []string {
 	for _, g := range gs {
 		for _, t := range g.Targets {
 			out = append(out, string(t[model.AddressLabel]))
+		}
+	}
+	return out
+}
+
+// flatc is flat of compact groups.
+func flatc(gs []*tstore.Group) []string {
+	var out []string
+	for _, g := range gs {
+		out = append(out, g.Targets...)
+	}
+	return out
+}
+
+// compactor converts groups to the compact form the Sharder holds, the
+// same group (with as many targets) to the same compact group, so that
+// tests that share groups between two maps share them in compact form too.
+type compactor map[*targetgroup.Group]*tstore.Group
+
+func (c compactor) of(g *targetgroup.Group) *tstore.Group {
+	if g == nil {
+		return nil
+	}
+	if x, ok := c[g]; ok && len(x.Targets) == len(g.Targets) {
+		return x
+	}
+	x := tstore.From(g)
+	c[g] = x
+	return x
+}
+
+func (c compactor) all(gs []*targetgroup.Group) []*tstore.Group {
+	if gs == nil {
+		return nil
+	}
+	out := make([]*tstore.Group, len(gs))
+	for i, g := range gs {
+		out[i] = c.of(g)
+	}
+	return out
+}
+
+func (c compactor) each(m map[string][]*targetgroup.Group) map[string][]*tstore.Group {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string][]*tstore.Group, len(m))
+	for id, gs := range m {
+		out[id] = c.all(gs)
+		if out[id] == nil {
+			out[id] = []*tstore.Group{}
 		}
 	}
 	return out

@@ -17,9 +17,10 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // State is what the audit found for a target; see the package docs.
@@ -111,6 +112,9 @@ type Job struct {
 	ScrapePool string
 	// Assignment maps member IDs to their target groups.
 	Assignment map[string][]*targetgroup.Group
+	// Compact is Assignment in the module's compact form, as a Sharder
+	// holds it; when set, Assignment is not read.
+	Compact map[string][]*tstore.Group
 	// Collectors are read; one missing from Assignment intends nothing.
 	Collectors []Collector
 	// Unplaced are targets that the assignment left without collectors on
@@ -355,8 +359,12 @@ func (a *Auditor) Audit(ctx context.Context, job Job) (*Report, error) {
 		rep.seen[c.ID] = seen[i]
 	}
 
-	a.compare(rep, st, job.Assignment, job.Generation)
-	a.unplaced(rep, job.Assignment, job.Unplaced)
+	asg := job.Compact
+	if asg == nil {
+		asg = tstore.FromAllOf(job.Assignment)
+	}
+	a.compare(rep, st, asg, job.Generation)
+	a.unplaced(rep, asg, job.Unplaced)
 	rep.Took = time.Since(start)
 	a.m.observe(rep)
 	return rep, nil
@@ -364,7 +372,7 @@ func (a *Auditor) Audit(ctx context.Context, job Job) (*Report, error) {
 
 // compare judges every target of the assignment and every target a
 // collector that answered scrapes, filling rep (whose seen holds the reads).
-func (a *Auditor) compare(rep *Report, st *jobState, asg map[string][]*targetgroup.Group, gen uint64) {
+func (a *Auditor) compare(rep *Report, st *jobState, asg map[string][]*tstore.Group, gen uint64) {
 	start := rep.Time
 	same := gen != 0 && gen == st.gen // the targets did not move since the last audit
 	rep.order = slices.Sorted(maps.Keys(rep.seen))
@@ -386,8 +394,7 @@ func (a *Auditor) compare(rep *Report, st *jobState, asg map[string][]*targetgro
 		mh := xxhash.Sum64String(id)
 		matched := 0
 		for _, g := range gs {
-			for _, t := range g.Targets {
-				addr := string(t[model.AddressLabel])
+			for _, addr := range g.Targets {
 				if !same {
 					owners[addr] += mh // an order-independent fingerprint of the intended set
 				}
@@ -433,7 +440,7 @@ func (a *Auditor) compare(rep *Report, st *jobState, asg map[string][]*targetgro
 // unplaced adds the targets that the assignment gives to no collector and
 // that nobody scrapes to rep, as orphans (one that is scraped is already
 // extra; one with fewer collectors than replicas is judged by those).
-func (a *Auditor) unplaced(rep *Report, asg map[string][]*targetgroup.Group, addrs []string) {
+func (a *Auditor) unplaced(rep *Report, asg map[string][]*tstore.Group, addrs []string) {
 	if len(addrs) == 0 {
 		return
 	}
@@ -443,8 +450,8 @@ func (a *Auditor) unplaced(rep *Report, asg map[string][]*targetgroup.Group, add
 	}
 	for _, gs := range asg {
 		for _, g := range gs {
-			for _, t := range g.Targets {
-				delete(left, string(t[model.AddressLabel]))
+			for _, addr := range g.Targets {
+				delete(left, addr)
 			}
 		}
 	}
@@ -469,11 +476,11 @@ const (
 )
 
 // markExtra flags what a collector scrapes outside its share gs.
-func markExtra(flags map[string]uint8, got map[string]Scrape, gs []*targetgroup.Group) {
+func markExtra(flags map[string]uint8, got map[string]Scrape, gs []*tstore.Group) {
 	mine := make(map[string]bool)
 	for _, g := range gs {
-		for _, t := range g.Targets {
-			mine[string(t[model.AddressLabel])] = true
+		for _, addr := range g.Targets {
+			mine[addr] = true
 		}
 	}
 	for addr := range got {
@@ -485,7 +492,7 @@ func markExtra(flags map[string]uint8, got map[string]Scrape, gs []*targetgroup.
 
 // problems turns the flags into the report's sorted list of targets that
 // are not OK, counting each state.
-func (a *Auditor) problems(rep *Report, st *jobState, flags map[string]uint8, asg map[string][]*targetgroup.Group,
+func (a *Auditor) problems(rep *Report, st *jobState, flags map[string]uint8, asg map[string][]*tstore.Group,
 	now time.Time) []Target {
 	if len(flags) == 0 {
 		return nil
@@ -493,8 +500,7 @@ func (a *Auditor) problems(rep *Report, st *jobState, flags map[string]uint8, as
 	intended := map[string][]string{}
 	for _, id := range slices.Sorted(maps.Keys(asg)) {
 		for _, g := range asg[id] {
-			for _, t := range g.Targets {
-				addr := string(t[model.AddressLabel])
+			for _, addr := range g.Targets {
 				if _, bad := flags[addr]; bad && !slices.Contains(intended[addr], id) {
 					intended[addr] = append(intended[addr], id)
 				}

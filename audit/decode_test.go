@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // oracle is the same answer decoded by encoding/json.
@@ -216,10 +218,11 @@ func benchCompare(b *testing.B, generation uint64) {
 	}
 	a, _ := New(Options{Grace: 1})
 	st := a.state("node")
+	compact := tstore.FromAllOf(asg)
 	var rep *Report
 	for b.Loop() {
 		rep = &Report{Job: "node", Time: time.Now(), Counts: map[State]int{}, seen: seen}
-		a.compare(rep, st, asg, generation)
+		a.compare(rep, st, compact, generation)
 	}
 	if rep.Counts[OK] != collectors*per {
 		b.Fatalf("%+v", rep.Counts)

@@ -19,12 +19,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/model"
-
 	"github.com/prometheus/prometheus/discovery/targetgroup"
-	"github.com/promshard/promshard/internal/promutil"
 
+	"github.com/promshard/promshard/internal/promutil"
 	"github.com/promshard/promshard/internal/sdfile"
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // ErrBadMemberID means a collector ID cannot name a file inside the
@@ -89,6 +88,7 @@ type encoding struct {
 	enc          *sdfile.Encoder
 	known        bool // enc encoded the file as it is on disk: it copies what did not change
 	written, out []byte
+	same         bool // the file read back (written, dropped once encoded) is out
 	err          error
 }
 
@@ -96,12 +96,12 @@ type encoding struct {
 // many targets, in a file whose stamp is as it was left, needs no encoding
 // (groups are read-only once handed over).
 type groupRef struct {
-	g *targetgroup.Group
+	g *tstore.Group
 	n int
 }
 
 // refsOf are gs as groupRefs.
-func refsOf(gs []*targetgroup.Group) []groupRef {
+func refsOf(gs []*tstore.Group) []groupRef {
 	refs := make([]groupRef, len(gs))
 	for i, g := range gs {
 		refs[i] = groupRef{g, 0}
@@ -113,7 +113,7 @@ func refsOf(gs []*targetgroup.Group) []groupRef {
 }
 
 // sameRefs reports whether gs are the groups refs were taken of.
-func sameRefs(refs []groupRef, gs []*targetgroup.Group) bool {
+func sameRefs(refs []groupRef, gs []*tstore.Group) bool {
 	if len(refs) != len(gs) {
 		return false
 	}
@@ -267,8 +267,15 @@ func (d *Dir) CheckMember(id string) error {
 
 // Update is [Dir.Sync] as an output of a sharder: it returns the IDs of
 // the collectors whose file changed or was removed.
-func (d *Dir) Update(_ context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
-	res, err := d.Sync(groups)
+func (d *Dir) Update(ctx context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
+	return d.UpdateCompact(ctx, tstore.FromAllOf(groups))
+}
+
+// UpdateCompact is Update over groups in the module's compact form, as the
+// Sharder holds them: a group handed again (the same pointer) is known
+// without a look at its targets.
+func (d *Dir) UpdateCompact(_ context.Context, groups map[string][]*tstore.Group) ([]string, error) {
+	res, err := d.sync(groups)
 	return res.Changed(), err
 }
 
@@ -292,11 +299,11 @@ func (d *Dir) Held() (map[string][]*targetgroup.Group, error) {
 		if err != nil {
 			continue
 		}
-		gs, err := sdfile.ParseKnown(b, f, nil)
+		gs, err := sdfile.ParseCompact(b, f, nil)
 		if err != nil {
 			continue
 		}
-		out[id] = slices.DeleteFunc(gs, func(g *targetgroup.Group) bool { return g == nil })
+		out[id] = tstore.All(slices.DeleteFunc(gs, func(g *tstore.Group) bool { return g == nil }))
 	}
 	return out, nil
 }
@@ -312,6 +319,15 @@ func (d *Dir) Held() (map[string][]*targetgroup.Group, error) {
 // targets it has in common with them (a file that holds a few targets more,
 // or fewer, makes label sets for those alone).
 func (d *Dir) HeldAgainst(next map[string][]*targetgroup.Group) (map[string][]*targetgroup.Group, error) {
+	held, err := d.HeldAgainstCompact(tstore.FromAllOf(next))
+	return tstore.AllOf(held), err
+}
+
+// HeldAgainstCompact is HeldAgainst over groups in the module's compact
+// form, as the Sharder holds them: a file that differs shares the address
+// strings of its collector's next groups, and no label set is made for a
+// target that is its address alone.
+func (d *Dir) HeldAgainstCompact(next map[string][]*tstore.Group) (map[string][]*tstore.Group, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	owned, err := d.readManifest()
@@ -323,7 +339,7 @@ func (d *Dir) HeldAgainst(next map[string][]*targetgroup.Group) (map[string][]*t
 		enc      *sdfile.Encoder
 		read     bool // the file was read and understood
 		same     bool // and it is what next gives it
-		groups   []*targetgroup.Group
+		groups   []*tstore.Group
 	}
 	checks := make([]check, 0, len(owned))
 	for _, name := range slices.Sorted(maps.Keys(owned)) {
@@ -348,11 +364,11 @@ func (d *Dir) HeldAgainst(next map[string][]*targetgroup.Group) (map[string][]*t
 		if err != nil {
 			return
 		}
-		if gs, err := sdfile.ParseKnown(b, f, knownOf(next[c.id])); err == nil {
-			c.read, c.groups = true, slices.DeleteFunc(gs, func(g *targetgroup.Group) bool { return g == nil })
+		if gs, err := sdfile.ParseCompact(b, f, knownOf(next[c.id])); err == nil {
+			c.read, c.groups = true, slices.DeleteFunc(gs, func(g *tstore.Group) bool { return g == nil })
 		}
 	})
-	out := map[string][]*targetgroup.Group{}
+	out := map[string][]*tstore.Group{}
 	for _, c := range checks {
 		if !c.read {
 			continue // unreadable or unparsable: left out, as Held does
@@ -376,32 +392,26 @@ func (d *Dir) HeldAgainst(next map[string][]*targetgroup.Group) (map[string][]*t
 	return out, nil
 }
 
-// knownOf indexes the targets of gs that have an address alone by it, for
-// [sdfile.ParseKnown]: a file read back shares the label sets of the
-// collector's next groups rather than making one per target. Nil for no
-// groups.
-func knownOf(gs []*targetgroup.Group) func(addr string) model.LabelSet {
+// knownOf indexes the addresses of the targets of gs that are their
+// address alone, for [sdfile.ParseCompact]: a file read back shares the
+// address strings of the collector's next groups rather than holding its
+// own. Nil for no groups.
+func knownOf(gs []*tstore.Group) func(addr string) string {
 	if len(gs) == 0 {
 		return nil
 	}
-	n := 0
-	for _, g := range gs {
-		if g != nil {
-			n += len(g.Targets)
-		}
-	}
-	m := make(map[string]model.LabelSet, n)
+	m := make(map[string]string, tstore.Count(gs))
 	for _, g := range gs {
 		if g == nil {
 			continue
 		}
-		for _, t := range g.Targets {
-			if len(t) == 1 {
-				m[string(t[model.AddressLabel])] = t
+		for i, a := range g.Targets {
+			if g.OwnOf(i) == nil {
+				m[a] = a
 			}
 		}
 	}
-	return func(addr string) model.LabelSet { return m[addr] }
+	return func(addr string) string { return m[addr] }
 }
 
 // PathOf returns the path of a collector's file.
@@ -452,6 +462,11 @@ func (d *Dir) format(name string) Format {
 // and validated before any is written, so a bad label writes nothing. A
 // failure to write one file does not stop the others; the errors are joined.
 func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
+	return d.sync(tstore.FromAllOf(groups))
+}
+
+// sync is Sync over groups in the module's compact form.
+func (d *Dir) sync(groups map[string][]*tstore.Group) (SyncResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	start := time.Now()
@@ -496,12 +511,20 @@ func (d *Dir) Sync(groups map[string][]*targetgroup.Group) (SyncResult, error) {
 			e.written, _ = os.ReadFile(filepath.Join(d.opts.Dir, e.name))
 		}
 		e.out, e.err = e.enc.Marshal(groups[e.id], e.written)
+		e.same = e.written != nil && bytes.Equal(e.written, e.out)
+		e.written = nil // not held while the others are encoded
 	})
 	for _, e := range todo {
 		if e.err != nil {
 			return res, fmt.Errorf("filesd: collector %q: %w", e.id, e.err)
 		}
-		content[e.name], read[e.name] = e.out, e.written
+		content[e.name] = e.out
+		switch {
+		case e.same:
+			read[e.name] = e.out
+		case e.known: // read, and not what is written: not read again
+			read[e.name] = []byte{}
+		}
 	}
 	if d.opts.Create {
 		if err := os.MkdirAll(d.opts.Dir, 0o755); err != nil {

@@ -14,6 +14,9 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/sdfile"
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // DefaultParam is the query parameter that names the collector.
@@ -64,9 +67,14 @@ type served struct {
 // Set replaces what the handler serves. It validates every collector's
 // groups first; on error nothing changes.
 func (h *Handler) Set(groups map[string][]*targetgroup.Group) error {
+	return h.set(tstore.FromAllOf(groups))
+}
+
+// set is Set over groups in the module's compact form.
+func (h *Handler) set(groups map[string][]*tstore.Group) error {
 	next := make(map[string]served, len(groups))
 	for id, gs := range groups {
-		b, err := Marshal(gs, JSON)
+		b, err := sdfile.MarshalCompact(gs, JSON)
 		if err != nil {
 			return fmt.Errorf("filesd: http_sd for collector %q: %w", id, err)
 		}
@@ -110,12 +118,18 @@ func (h *Handler) retained(id string) bool {
 
 // Update is [Handler.Set] as an output of a sharder: it returns the IDs
 // of the collectors whose served content changed, appeared or disappeared.
-func (h *Handler) Update(_ context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
+func (h *Handler) Update(ctx context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
+	return h.UpdateCompact(ctx, tstore.FromAllOf(groups))
+}
+
+// UpdateCompact is Update over groups in the module's compact form, as the
+// Sharder holds them.
+func (h *Handler) UpdateCompact(_ context.Context, groups map[string][]*tstore.Group) ([]string, error) {
 	var prev map[string]served
 	if cur := h.cur.Load(); cur != nil {
 		prev = *cur
 	}
-	if err := h.Set(groups); err != nil {
+	if err := h.set(groups); err != nil {
 		return nil, err
 	}
 	next := *h.cur.Load()

@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // MemberFile is the file of one collector, for a sharder that runs beside
@@ -69,20 +71,26 @@ func (d *Dir) File(id string) (*MemberFile, error) {
 // Update writes groups[f.ID] (or an empty list) to the file, atomically,
 // unless it already holds that content. It returns f.ID when the file
 // changed.
-func (f *MemberFile) Update(_ context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
+func (f *MemberFile) Update(ctx context.Context, groups map[string][]*targetgroup.Group) ([]string, error) {
+	return f.UpdateCompact(ctx, map[string][]*tstore.Group{f.ID: tstore.FromAll(groups[f.ID])})
+}
+
+// UpdateCompact is Update over groups in the module's compact form, as
+// the Sharder holds them.
+func (f *MemberFile) UpdateCompact(_ context.Context, groups map[string][]*tstore.Group) ([]string, error) {
 	if f.ID == "" || f.Path == "" {
 		return nil, errors.New("filesd: MemberFile needs an ID and a Path")
 	}
 	gs := groups[f.ID]
 	if gs == nil {
-		gs = []*targetgroup.Group{}
+		gs = []*tstore.Group{}
 	}
 	if f.Create {
 		if err := os.MkdirAll(filepath.Dir(f.Path), 0o755); err != nil {
 			return nil, fmt.Errorf("filesd: %w", err)
 		}
 	}
-	changed, err := WriteFile(f.Path, gs, WriteOptions{Format: f.Format, Mode: f.Mode})
+	changed, err := writeFile(f.Path, gs, WriteOptions{Format: f.Format, Mode: f.Mode})
 	f.mu.Lock()
 	f.left, f.has = stampOf(f.Path)
 	f.has = f.has && err == nil

@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // Dir.Update, Handler.Update and MemberFile.Update report exactly the
@@ -334,20 +336,24 @@ func TestDirHeldAgainst(t *testing.T) {
 	after, _ := NewDir(DirOptions{Dir: dir}) // a new process: the same content in new groups
 	again := sample()
 	next := map[string][]*targetgroup.Group{"a": again[:1], "b": {tg("cmdb/db", nil, addr("10.0.1.2:9187"))}, "c": {}}
-	held, err := after.HeldAgainst(next)
+	compact := tstore.FromAllOf(next)
+	held, err := after.HeldAgainstCompact(compact)
 	if err != nil {
 		t.Fatal(err)
 	}
 	plain, _ := after.Held()
-	if !slices.Equal(held["a"], next["a"]) {
+	if !slices.Equal(held["a"], compact["a"]) {
 		t.Fatal("a's file is right: want next's very groups back")
 	}
 	for _, id := range []string{"b", "c"} { // b's holds other targets, c's was changed: both read back
-		if slices.Equal(held[id], next[id]) || !slices.Equal(flatten(held[id]), flatten(plain[id])) {
-			t.Fatalf("%s: held %v, want what Held reads, %v", id, flatten(held[id]), flatten(plain[id]))
+		if slices.Equal(held[id], compact[id]) || !slices.Equal(flatten(tstore.All(held[id])), flatten(plain[id])) {
+			t.Fatalf("%s: held %v, want what Held reads, %v", id, flatten(tstore.All(held[id])), flatten(plain[id]))
 		}
 	}
-	res, err := after.Sync(next)
+	if public, _ := after.HeldAgainst(next); !slices.Equal(flatten(public["b"]), flatten(plain["b"])) {
+		t.Fatalf("HeldAgainst: b holds %v, want %v", flatten(public["b"]), flatten(plain["b"]))
+	}
+	res, err := after.sync(compact)
 	if err != nil {
 		t.Fatal(err)
 	}

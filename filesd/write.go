@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/sdfile"
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // DefaultMode is the permission of written files: Prometheus, often another
@@ -29,13 +32,18 @@ type WriteOptions struct {
 // file already holds exactly that content. It reports whether the file
 // changed. Nothing is written when the groups do not validate.
 func WriteFile(path string, groups []*targetgroup.Group, opts WriteOptions) (changed bool, err error) {
+	return writeFile(path, tstore.FromAll(groups), opts)
+}
+
+// writeFile is WriteFile over groups in the module's compact form.
+func writeFile(path string, groups []*tstore.Group, opts WriteOptions) (changed bool, err error) {
 	f := opts.Format
 	if f == "" {
 		if f, err = FormatOf(path); err != nil {
 			return false, err
 		}
 	}
-	b, err := Marshal(groups, f)
+	b, err := sdfile.MarshalCompact(groups, f)
 	if err != nil {
 		return false, fmt.Errorf("filesd: %s: %w", path, err)
 	}

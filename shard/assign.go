@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/internal/labels"
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // Options configures [Assign]. The zero value assigns every target to one
@@ -54,6 +55,10 @@ type Options struct {
 	// still does not depend on the input's order. The written groups keep
 	// the input's labels.
 	Placement func(g *targetgroup.Group, i int) Placement
+	// CompactPlacement is Placement over the groups in the module's
+	// compact form (the Sharder's, which [AssignCompact] places); with it,
+	// Placement is not asked.
+	CompactPlacement func(g *tstore.Group, i int) Placement
 	// IsolateAbove, with Costs, isolates every target whose known cost is
 	// above it; zero means above the largest Capacity, when every member
 	// has one (a target no member can hold). An isolated target (or one
@@ -128,13 +133,16 @@ type Assignment struct {
 	Domains int
 	// Targets is the number of input targets assigned.
 	Targets int
-	// Groups holds each member's target groups, keyed by member ID. Every
-	// member has an entry, empty (not nil) when it has no targets, so that a
-	// writer can write an empty file for it. Groups are sorted by source and
-	// labels, targets by key hash and address; the order is stable. Groups
-	// share their Labels maps and target label sets with the input: treat
-	// them as read-only.
-	Groups map[string][]*targetgroup.Group
+	// Groups holds each member's target groups, keyed by member ID, in
+	// the module's compact form (each target its address, a label set only
+	// for one with labels of its own): [Assignment.GroupsOf] gives them as
+	// [targetgroup.Group] values. Every member has an entry, empty (not
+	// nil) when it has no targets, so that a writer can write an empty file
+	// for it. Groups are sorted by source and labels, targets by key hash
+	// and address; the order is stable. Groups share their Labels maps,
+	// addresses and target label sets with the input: treat them as
+	// read-only.
+	Groups map[string][]*tstore.Group
 	// Cost is each member's total cost, and Unplaced the addresses of the
 	// targets placed on fewer than Replicas members because no member had
 	// the capacity (both only with Options.Costs).
@@ -154,35 +162,58 @@ type Assignment struct {
 func (a *Assignment) Degraded() bool { return a.Replicas < a.RequestedReplicas }
 
 // Count returns the number of targets assigned to member id.
-func (a *Assignment) Count(id string) int {
-	n := 0
-	for _, g := range a.Groups[id] {
-		n += len(g.Targets)
+func (a *Assignment) Count(id string) int { return tstore.Count(a.Groups[id]) }
+
+// GroupsOf returns member id's groups as [targetgroup.Group] values (a
+// label set made for each target that is its address alone); nil for an
+// ID that is not a member.
+func (a *Assignment) GroupsOf(id string) []*targetgroup.Group {
+	gs, ok := a.Groups[id]
+	if !ok {
+		return nil
 	}
-	return n
+	if out := tstore.All(gs); out != nil {
+		return out
+	}
+	return []*targetgroup.Group{}
 }
 
 // Key returns the value [Assign] hashes to place target t of a group with
 // labels groupLabels, under the given key label ("" means __address__).
 func Key(t, groupLabels model.LabelSet, keyLabel model.LabelName) string {
+	return keyOf(t, string(t[model.AddressLabel]), groupLabels, keyLabel)
+}
+
+// keyOf is Key of a target by its own label set (nil when it has none)
+// and its address.
+func keyOf(own model.LabelSet, addr string, groupLabels model.LabelSet, keyLabel model.LabelName) string {
 	if keyLabel != "" && keyLabel != model.AddressLabel {
-		if v, ok := t[keyLabel]; ok && v != "" {
+		if v, ok := own[keyLabel]; ok && v != "" {
 			return string(v)
 		}
 		if v, ok := groupLabels[keyLabel]; ok && v != "" {
 			return string(v)
 		}
 	}
-	return string(t[model.AddressLabel])
+	return addr
 }
 
 // item is a target with its key hash, for sorting, and the failure domain
 // its first replica prefers (an index into the spread's domains; -1: none).
 type item struct {
 	hash   uint64
-	t      model.LabelSet
+	addr   string
+	own    model.LabelSet // its label set when it has labels besides __address__
 	prefer int32
 	ov     int32 // index into the Assign's overrides, or -1
+}
+
+// labels is the item's whole label set.
+func (it item) labels() model.LabelSet {
+	if it.own != nil {
+		return it.own
+	}
+	return model.LabelSet{model.AddressLabel: model.LabelValue(it.addr)}
 }
 
 // Assign places every target of groups on opts.Replicas distinct members of
@@ -195,6 +226,13 @@ type item struct {
 // source and labels are merged. A target without __address__ is an error
 // ([ErrNoAddress]), as is a ring without members ([ErrNoMembers]).
 func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, error) {
+	return AssignCompact(r, tstore.FromAll(groups), opts)
+}
+
+// AssignCompact is [Assign] over groups in the module's compact form, as
+// the Sharder holds them: no label set is made for a target that is its
+// address alone.
+func AssignCompact(r Ring, groups []*tstore.Group, opts Options) (*Assignment, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -211,17 +249,12 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		RequestedReplicas: req,
 		Replicas:          reps,
 		Domains:           sp.domains(),
-		Groups:            make(map[string][]*targetgroup.Group, len(members)),
+		Groups:            make(map[string][]*tstore.Group, len(members)),
 	}
 	for _, m := range members {
-		a.Groups[m.ID] = []*targetgroup.Group{}
+		a.Groups[m.ID] = []*tstore.Group{}
 	}
-	total := 0
-	for _, g := range groups {
-		if g != nil {
-			total += len(g.Targets)
-		}
-	}
+	total := tstore.Count(groups)
 	a.table.ids, a.table.owners = make([]uint64, 0, total), make([]int32, 0, total*reps)
 
 	byLabel := opts.keyed()
@@ -233,7 +266,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 		dst      = make([]int, 0, reps)
 		buf      []int
 		counts   = make([]int, len(members))
-		outs     = make([]*targetgroup.Group, len(members))
+		outs     = make([]*tstore.Group, len(members))
 		err      error
 		ovs      []Placement // the targets with overrides (Placement.override)
 		nown     []int32     // owners per target of the group, once any has an override
@@ -293,12 +326,12 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 			if it.ov >= 0 {
 				dst, buf = placeOverride(r, sp, iso.restOf(), ovs[it.ov], it.hash, reps, it.prefer, dst[:0], buf)
 				if len(dst) == 0 {
-					a.Unplaced = append(a.Unplaced, string(it.t[model.AddressLabel]))
+					a.Unplaced = append(a.Unplaced, it.addr)
 				}
 				for _, m := range dst {
 					owners = append(owners, int32(m))
 					if bal != nil {
-						a.Cost[members[m].ID] += bal.costOf(Hash(string(it.t[model.AddressLabel])))
+						a.Cost[members[m].ID] += bal.costOf(Hash(it.addr))
 					}
 				}
 				nown = append(nown, int32(len(dst)))
@@ -309,7 +342,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 			case bal != nil:
 				placed := bal.owners[k][i*reps : (i+1)*reps]
 				if slices.Contains(placed, -1) {
-					a.Unplaced = append(a.Unplaced, string(it.t[model.AddressLabel]))
+					a.Unplaced = append(a.Unplaced, it.addr)
 				}
 				for _, m := range placed {
 					owners = append(owners, iso.full(m))
@@ -343,8 +376,12 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 				nonzero++
 			}
 		}
-		slab := make([]targetgroup.Group, nonzero)
-		backing := make([]model.LabelSet, len(owners))
+		slab := make([]tstore.Group, nonzero)
+		backing := make([]string, len(owners))
+		var ownBacking []model.LabelSet // only when a target has labels of its own
+		if in.own {
+			ownBacking = make([]model.LabelSet, len(owners))
+		}
 		off := 0
 		for m, c := range counts {
 			outs[m] = nil
@@ -353,15 +390,24 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 			}
 			g := &slab[0]
 			slab = slab[1:]
-			*g = targetgroup.Group{Source: in.source, Labels: in.labels, Targets: backing[off : off : off+c]}
+			*g = tstore.Group{Source: in.source, Labels: in.labels, Targets: backing[off : off : off+c]}
+			if ownBacking != nil {
+				g.Own = ownBacking[off : off : off+c]
+			}
 			off += c
 			outs[m] = g
 			a.Groups[members[m].ID] = append(a.Groups[members[m].ID], g)
 		}
+		add := func(g *tstore.Group, it *item) {
+			g.Targets = append(g.Targets, it.addr)
+			if g.Own != nil {
+				g.Own = append(g.Own, it.own)
+			}
+		}
 		if nown == nil {
 			for i, m := range owners {
 				if m >= 0 {
-					outs[m].Targets = append(outs[m].Targets, items[i/reps].t)
+					add(outs[m], &items[i/reps])
 				}
 			}
 		} else {
@@ -369,7 +415,7 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 			for i, n := range nown {
 				for _, m := range owners[x : x+int(n)] {
 					if m >= 0 {
-						outs[m].Targets = append(outs[m].Targets, items[i].t)
+						add(outs[m], &items[i])
 					}
 				}
 				x += int(n)
@@ -384,7 +430,24 @@ func Assign(r Ring, groups []*targetgroup.Group, opts Options) (*Assignment, err
 // their address's hash (a key label, or Placement), so that their
 // identity must be hashed apart.
 func (o Options) keyed() bool {
-	return o.KeyLabel != "" && o.KeyLabel != model.AddressLabel || o.Placement != nil
+	return o.KeyLabel != "" && o.KeyLabel != model.AddressLabel || o.placing()
+}
+
+// placing reports whether a Placement is set.
+func (o Options) placing() bool { return o.Placement != nil || o.CompactPlacement != nil }
+
+// placerOf is the placement of g's targets, by index; nil without one. A
+// Placement over [targetgroup.Group] values is asked about g made into
+// one, once.
+func (o Options) placerOf(g *tstore.Group) func(i int) Placement {
+	switch {
+	case o.CompactPlacement != nil:
+		return func(i int) Placement { return o.CompactPlacement(g, i) }
+	case o.Placement != nil:
+		tg := g.Group()
+		return func(i int) Placement { return o.Placement(tg, i) }
+	}
+	return nil
 }
 
 // groupItems appends to items every target of a merged group with the hash
@@ -392,15 +455,16 @@ func (o Options) keyed() bool {
 func groupItems(in merged, opts Options, sp *spread, iso *isolation, ovs *[]Placement, items []item) ([]item, error) {
 	byLabel := opts.KeyLabel != "" && opts.KeyLabel != model.AddressLabel
 	for _, g := range in.parts {
-		for i, t := range g.Targets {
+		place := opts.placerOf(g)
+		for i, addr := range g.Targets {
 			h, err := placeHash(g, i, opts.KeyLabel, byLabel)
 			if err != nil {
 				return nil, err
 			}
 			prefer, ov := int32(-1), int32(-1)
 			var p Placement
-			if opts.Placement != nil {
-				if p = opts.Placement(g, i); p.Drop {
+			if place != nil {
+				if p = place(i); p.Drop {
 					continue
 				}
 				if p.Key != "" {
@@ -411,7 +475,7 @@ func groupItems(in merged, opts Options, sp *spread, iso *isolation, ovs *[]Plac
 				}
 			}
 			if iso != nil { // an isolated target: pinned to the member it owns
-				if m, ok := iso.own[isoKey{h, string(t[model.AddressLabel])}]; ok {
+				if m, ok := iso.own[isoKey{h, addr}]; ok {
 					p.Pin, p.PinStrict, p.Every, p.Replicas = iso.memberID(m), false, false, 0
 				}
 			}
@@ -419,7 +483,7 @@ func groupItems(in merged, opts Options, sp *spread, iso *isolation, ovs *[]Plac
 				ov = int32(len(*ovs))
 				*ovs = append(*ovs, p)
 			}
-			items = append(items, item{h, t, prefer, ov})
+			items = append(items, item{h, addr, g.OwnOf(i), prefer, ov})
 		}
 	}
 	return items, nil
@@ -427,16 +491,15 @@ func groupItems(in merged, opts Options, sp *spread, iso *isolation, ovs *[]Plac
 
 // placeHash is the hash that places target i of g: of its address, or of
 // the key label's value when byLabel.
-func placeHash(g *targetgroup.Group, i int, keyLabel model.LabelName, byLabel bool) (uint64, error) {
-	t := g.Targets[i]
-	addr := t[model.AddressLabel]
+func placeHash(g *tstore.Group, i int, keyLabel model.LabelName, byLabel bool) (uint64, error) {
+	addr := g.Targets[i]
 	if addr == "" {
-		return 0, fmt.Errorf("group %q target %d (%v): %w", g.Source, i, t, ErrNoAddress)
+		return 0, fmt.Errorf("group %q target %d (%v): %w", g.Source, i, g.OwnOf(i), ErrNoAddress)
 	}
 	if byLabel {
-		return Hash(Key(t, g.Labels, keyLabel)), nil
+		return Hash(keyOf(g.OwnOf(i), addr, g.Labels, keyLabel)), nil
 	}
-	return Hash(string(addr)), nil
+	return Hash(addr), nil
 }
 
 // compareItems orders targets by key hash, then address, then all labels, so
@@ -451,13 +514,13 @@ func compareItems(a, b item) int {
 // tieBreak orders targets whose keys hash alike: the same key (targets
 // grouped by a label) or a 64-bit collision.
 func tieBreak(a, b item) int {
-	if c := strings.Compare(string(a.t[model.AddressLabel]), string(b.t[model.AddressLabel])); c != 0 {
+	if c := strings.Compare(a.addr, b.addr); c != 0 {
 		return c
 	}
-	if a.t.Equal(b.t) { // the same target twice: no need to render both
+	if a.own == nil && b.own == nil || a.labels().Equal(b.labels()) { // the same target twice: no need to render both
 		return 0
 	}
-	return strings.Compare(a.t.String(), b.t.String())
+	return strings.Compare(a.labels().String(), b.labels().String())
 }
 
 // sortItems sorts items by compareItems (see radixSort). It returns the
@@ -508,17 +571,18 @@ type merged struct {
 	source string
 	labels model.LabelSet
 	key    string // labels as text, for ordering
-	parts  []*targetgroup.Group
+	parts  []*tstore.Group
+	own    bool // a target of a part has labels of its own
 }
 
 // mergeGroups sorts groups by source and labels and merges equal ones.
-func mergeGroups(groups []*targetgroup.Group) []merged {
+func mergeGroups(groups []*tstore.Group) []merged {
 	out := make([]merged, 0, len(groups))
 	for _, g := range groups {
 		if g == nil || len(g.Targets) == 0 {
 			continue
 		}
-		out = append(out, merged{source: g.Source, labels: g.Labels, parts: []*targetgroup.Group{g}})
+		out = append(out, merged{source: g.Source, labels: g.Labels, parts: []*tstore.Group{g}, own: g.Own != nil})
 	}
 	// Labels are only compared as text when sources tie.
 	slices.SortFunc(out, func(a, b merged) int { return strings.Compare(a.source, b.source) })
@@ -537,6 +601,7 @@ func mergeGroups(groups []*targetgroup.Group) []merged {
 	for i := range out {
 		if w > 0 && out[w-1].source == out[i].source && out[w-1].key == out[i].key {
 			out[w-1].parts = append(out[w-1].parts, out[i].parts...)
+			out[w-1].own = out[w-1].own || out[i].own
 			continue
 		}
 		out[w] = out[i]

@@ -6,8 +6,6 @@ import (
 	"math"
 	"math/bits"
 	"slices"
-
-	"github.com/prometheus/common/model"
 )
 
 // DefaultEpsilon is how far above its share of the total cost a member may
@@ -121,7 +119,7 @@ func newBalancer(r Ring, sp *spread, groups [][]item, reps int, opts Options) *b
 			}
 			h := it.hash // the address's hash, unless a key label placed it
 			if byLabel {
-				h = Hash(string(it.t[model.AddressLabel]))
+				h = Hash(it.addr)
 			}
 			order = append(order, ref{cost: h, hash: it.hash, k: int32(k), i: int32(i), prefer: it.prefer}) // cost: its key, for now
 		}
@@ -263,8 +261,7 @@ func Overloaded(a *Assignment, opts Options) []string {
 	}
 	for i, m := range a.Members {
 		for _, g := range a.Groups[m.ID] {
-			for _, t := range g.Targets {
-				addr := string(t[model.AddressLabel])
+			for _, addr := range g.Targets {
 				costs[i] = append(costs[i], cost(addr))
 				if n, ok := held[addr]; ok {
 					held[addr] = n + 1
@@ -444,8 +441,7 @@ func Heaviest(a *Assignment, costs *Costs, n int) map[string][]TargetLoad {
 		var top []TargetLoad // the n costliest so far, costliest first
 		var total uint64
 		for _, g := range gs {
-			for _, t := range g.Targets {
-				addr := string(t[model.AddressLabel])
+			for _, addr := range g.Targets {
 				c, ok := costs.Lookup(Hash(addr))
 				if !ok {
 					continue

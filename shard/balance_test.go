@@ -187,7 +187,7 @@ func BenchmarkBalance(b *testing.B) {
 			}
 			count.Cost = map[string]uint64{} // the series each member would carry by count
 			for _, m := range ms {
-				for _, g := range count.Groups[m.ID] {
+				for _, g := range count.GroupsOf(m.ID) {
 					for _, t := range g.Targets {
 						count.Cost[m.ID] += costs[Hash(string(t[model.AddressLabel]))]
 					}
@@ -329,7 +329,7 @@ func TestHeaviest(t *testing.T) {
 			t.Fatalf("%s: %+v", m.ID, l)
 		}
 		var best uint64
-		for _, gg := range a.Groups[m.ID] {
+		for _, gg := range a.GroupsOf(m.ID) {
 			for _, tt := range gg.Targets {
 				best = max(best, costs[string(tt[model.AddressLabel])])
 			}

@@ -88,8 +88,8 @@ func placements(a *Assignment) map[uint64][]string {
 	}
 	for _, m := range a.Members {
 		for _, g := range a.Groups[m.ID] {
-			for _, t := range g.Targets {
-				id := targetID(g.Source, g.Labels, t)
+			for _, addr := range g.Targets {
+				id := targetID(g.Source, g.Labels, addr)
 				if !slices.Contains(out[id], m.ID) {
 					out[id] = append(out[id], m.ID)
 				}
@@ -102,9 +102,9 @@ func placements(a *Assignment) map[uint64][]string {
 	return out
 }
 
-// targetID is the identity [Compare] uses for target t of a group with the
-// given source and labels.
-func targetID(source string, groupLabels, t model.LabelSet) uint64 {
+// targetID is the identity [Compare] uses for the target at addr of a
+// group with the given source and labels.
+func targetID(source string, groupLabels model.LabelSet, addr string) uint64 {
 	gid := xxhash.Sum64String(source) ^ uint64(groupLabels.Fingerprint())*31
-	return mix(gid ^ Hash(string(t[model.AddressLabel])))
+	return mix(gid ^ Hash(addr))
 }

@@ -46,7 +46,7 @@ func ExampleAssign() {
 		panic(err)
 	}
 	for _, m := range a.Members {
-		for _, g := range a.Groups[m.ID] {
+		for _, g := range a.GroupsOf(m.ID) {
 			fmt.Println(m.ID, g.Labels, g.Targets)
 		}
 	}
@@ -119,7 +119,7 @@ func ExampleAssign_placement() {
 	fmt.Println("targets:", a.Targets)
 	for _, m := range a.Members {
 		var addrs []string
-		for _, g := range a.Groups[m.ID] {
+		for _, g := range a.GroupsOf(m.ID) {
 			for _, t := range g.Targets {
 				addrs = append(addrs, string(t[model.AddressLabel]))
 			}

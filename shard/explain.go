@@ -62,12 +62,12 @@ func ExplainPlacement(r Ring, a *Assignment, target string, keyLabel model.Label
 		Key: target, Members: []string{}}
 	for _, m := range a.Members {
 		for _, g := range a.Groups[m.ID] {
-			for _, t := range g.Targets {
-				if string(t[model.AddressLabel]) != target {
+			for i, addr := range g.Targets {
+				if addr != target {
 					continue
 				}
 				e.InPool = true
-				e.Key = Key(t, g.Labels, keyLabel)
+				e.Key = keyOf(g.OwnOf(i), addr, g.Labels, keyLabel)
 				if len(e.Members) == 0 || e.Members[len(e.Members)-1] != m.ID {
 					e.Members = append(e.Members, m.ID)
 				}

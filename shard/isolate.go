@@ -87,17 +87,18 @@ func (o Options) isolateThreshold(members []Member) uint64 {
 func isolate(r Ring, groups []merged, opts Options) (*isolation, error) {
 	members := r.Members()
 	threshold := opts.isolateThreshold(members)
-	if opts.Placement == nil && threshold == 0 || len(members) < 2 {
+	if !opts.placing() && threshold == 0 || len(members) < 2 {
 		return nil, nil
 	}
 	byLabel := opts.KeyLabel != "" && opts.KeyLabel != model.AddressLabel
 	var cands []isoKey
 	for _, in := range groups {
 		for _, g := range in.parts {
-			for i, t := range g.Targets {
+			place := opts.placerOf(g)
+			for i, addr := range g.Targets {
 				var p Placement
-				if opts.Placement != nil {
-					if p = opts.Placement(g, i); p.Drop {
+				if place != nil {
+					if p = place(i); p.Drop {
 						continue
 					}
 				}
@@ -111,7 +112,6 @@ func isolate(r Ring, groups []merged, opts Options) (*isolation, error) {
 				if p.Key != "" {
 					h = Hash(p.Key)
 				}
-				addr := string(t[model.AddressLabel])
 				if opts.isolated(p, Hash(addr), threshold) {
 					cands = append(cands, isoKey{h, addr})
 				}

@@ -65,7 +65,7 @@ func dump(a *Assignment) string {
 	var b strings.Builder
 	for _, m := range a.Members {
 		fmt.Fprintf(&b, "member %s\n", m.ID)
-		for _, g := range a.Groups[m.ID] {
+		for _, g := range a.GroupsOf(m.ID) {
 			fmt.Fprintf(&b, " group %q %v\n", g.Source, g.Labels)
 			for _, t := range g.Targets {
 				fmt.Fprintf(&b, "  %v\n", t)
@@ -307,7 +307,7 @@ func TestBigGroupIsSpreadAndLabelsShared(t *testing.T) {
 		in[tg[model.AddressLabel]] = tg
 	}
 	for _, m := range a.Members {
-		groups := a.Groups[m.ID]
+		groups := a.GroupsOf(m.ID)
 		if len(groups) != 1 || len(groups[0].Targets) < 2000 {
 			t.Fatalf("%s: one group of 10000 targets should spread; got %d groups", m.ID, len(groups))
 		}

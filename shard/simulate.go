@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // Change is a what-if on a ring's members: some leave, some join, some get
@@ -127,6 +129,11 @@ type Simulation struct {
 // each target exactly as [Assign] does, so the moves are those a real
 // reshard with the changed members makes.
 func Simulate(ctx context.Context, kind Kind, members []Member, groups []*targetgroup.Group, opts Options, change Change, capacity int) (*Simulation, error) {
+	return SimulateCompact(ctx, kind, members, tstore.FromAll(groups), opts, change, capacity)
+}
+
+// SimulateCompact is [Simulate] over groups in the module's compact form.
+func SimulateCompact(ctx context.Context, kind Kind, members []Member, groups []*tstore.Group, opts Options, change Change, capacity int) (*Simulation, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -173,6 +180,7 @@ func Simulate(ctx context.Context, kind Kind, members []Member, groups []*target
 		if err := ctx.Err(); err != nil { // a caller that gave up stops the work, group by group
 			return nil, err
 		}
+		place := opts.placerOf(g)
 		for i := range g.Targets {
 			if i%4096 == 4095 && ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -183,8 +191,8 @@ func Simulate(ctx context.Context, kind Kind, members []Member, groups []*target
 			}
 			pb, pa := int32(-1), int32(-1)
 			var p Placement
-			if opts.Placement != nil {
-				p = opts.Placement(g, i)
+			if place != nil {
+				p = place(i)
 				if p.Drop {
 					continue
 				}
@@ -196,8 +204,8 @@ func Simulate(ctx context.Context, kind Kind, members []Member, groups []*target
 				}
 			}
 			sim.Targets++
-			db, buf = simOwners(rb, sb, isoB, p, h, string(g.Targets[i][model.AddressLabel]), sim.ReplicasBefore, pb, db[:0], buf)
-			da, buf = simOwners(ra, sa, isoA, p, h, string(g.Targets[i][model.AddressLabel]), sim.ReplicasAfter, pa, da[:0], buf)
+			db, buf = simOwners(rb, sb, isoB, p, h, g.Targets[i], sim.ReplicasBefore, pb, db[:0], buf)
+			da, buf = simOwners(ra, sa, isoA, p, h, g.Targets[i], sim.ReplicasAfter, pa, da[:0], buf)
 			lost, gained = lost[:0], gained[:0]
 			for _, m := range db {
 				cb[m]++

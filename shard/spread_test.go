@@ -59,7 +59,7 @@ func wantOwners(r Ring, key uint64, reps int) []string {
 func byAddress(a *Assignment) map[string][]string {
 	out := map[string][]string{}
 	for _, m := range a.Members {
-		for _, g := range a.Groups[m.ID] {
+		for _, g := range a.GroupsOf(m.ID) {
 			for _, t := range g.Targets {
 				out[string(t["__address__"])] = append(out[string(t["__address__"])], m.ID)
 			}

@@ -6,7 +6,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // Step is the way from prev to next in bounded steps: an assignment equal
@@ -41,18 +42,19 @@ func Step(prev, next *Assignment, limit int) (stepped *Assignment, left int) {
 	for _, id := range moves[limit:] {
 		stay[id] = true
 	}
-	groups := map[string][]*targetgroup.Group{}
+	groups := map[string][]*tstore.Group{}
 	pick := func(a *Assignment, keep bool) {
+		var idx []int
 		for id, gs := range a.Groups {
 			for _, g := range gs {
-				var ts []model.LabelSet
-				for _, t := range g.Targets {
-					if stay[targetID(g.Source, g.Labels, t)] == keep {
-						ts = append(ts, t)
+				idx = idx[:0]
+				for i, addr := range g.Targets {
+					if stay[targetID(g.Source, g.Labels, addr)] == keep {
+						idx = append(idx, i)
 					}
 				}
-				if len(ts) > 0 {
-					groups[id] = append(groups[id], &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: ts})
+				if len(idx) > 0 {
+					groups[id] = append(groups[id], g.With(idx))
 				}
 			}
 		}
@@ -69,7 +71,7 @@ func Step(prev, next *Assignment, limit int) (stepped *Assignment, left int) {
 	for _, m := range members {
 		gs := groups[m.ID]
 		if gs == nil {
-			gs = []*targetgroup.Group{}
+			gs = []*tstore.Group{}
 		}
 		groups[m.ID] = mergeSameGroups(gs)
 	}
@@ -81,32 +83,41 @@ func Step(prev, next *Assignment, limit int) (stepped *Assignment, left int) {
 
 // mergeSameGroups joins groups of one source and labels (Step's two halves
 // of a member's list), sorted by source and labels as Assign sorts them.
-func mergeSameGroups(gs []*targetgroup.Group) []*targetgroup.Group {
+func mergeSameGroups(gs []*tstore.Group) []*tstore.Group {
 	type key struct {
 		source string
 		labels model.Fingerprint
 	}
-	byKey := map[key]*targetgroup.Group{}
-	var out []*targetgroup.Group
+	byKey := map[key][]*tstore.Group{}
+	var keys []key
 	for _, g := range gs {
 		k := key{g.Source, g.Labels.Fingerprint()}
-		if have, ok := byKey[k]; ok {
-			have.Targets = append(have.Targets, g.Targets...)
-			continue
+		if _, ok := byKey[k]; !ok {
+			keys = append(keys, k)
 		}
-		byKey[k] = g
+		byKey[k] = append(byKey[k], g)
+	}
+	out := make([]*tstore.Group, 0, len(keys))
+	for _, k := range keys {
+		parts := byKey[k]
+		type ref struct{ part, i int }
+		var refs []ref
+		for p, g := range parts {
+			for i := range g.Targets {
+				refs = append(refs, ref{p, i})
+			}
+		}
+		slices.SortStableFunc(refs, func(a, b ref) int {
+			return strings.Compare(parts[a.part].Targets[a.i], parts[b.part].Targets[b.i])
+		})
+		g := &tstore.Group{Source: parts[0].Source, Labels: parts[0].Labels, Targets: make([]string, 0, len(refs))}
+		for _, r := range refs {
+			g.Append(parts[r.part], r.i)
+		}
 		out = append(out, g)
 	}
-	for _, g := range out {
-		slices.SortFunc(g.Targets, func(a, b model.LabelSet) int {
-			return strings.Compare(string(a[model.AddressLabel]), string(b[model.AddressLabel]))
-		})
-	}
-	slices.SortFunc(out, func(a, b *targetgroup.Group) int {
+	slices.SortFunc(out, func(a, b *tstore.Group) int {
 		return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.Labels.String(), b.Labels.String()))
 	})
-	if out == nil {
-		out = []*targetgroup.Group{}
-	}
 	return out
 }

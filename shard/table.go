@@ -54,7 +54,7 @@ func (t *ownerTable) add(in merged, items []item, owners, nown []int32, reps int
 	for _, it := range items {
 		id := it.hash
 		if byLabel {
-			id = Hash(string(it.t[model.AddressLabel]))
+			id = Hash(it.addr)
 		}
 		t.ids = append(t.ids, id)
 	}
@@ -103,7 +103,7 @@ func (t *ownerTable) addIrregular(in merged, items []item, owners, nown []int32,
 		}
 		id := it.hash
 		if byLabel {
-			id = Hash(string(it.t[model.AddressLabel]))
+			id = Hash(it.addr)
 		}
 		es[i] = entry{id, owners[x : x+n]}
 		x += n

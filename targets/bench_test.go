@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // BenchmarkFetchValidate100k fetches 100k targets from an http_sd endpoint
@@ -73,7 +75,7 @@ func BenchmarkHTTPAnswer(b *testing.B) {
 	before := ms.TotalAlloc
 	for b.Loop() {
 		gs, err := h.Targets(context.Background())
-		if err != nil || (Result{Groups: gs}).Targets() != 100_000 {
+		if err != nil || (Result{Groups: tstore.FromAll(gs)}).Targets() != 100_000 {
 			b.Fatal(err)
 		}
 	}

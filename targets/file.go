@@ -19,6 +19,7 @@ import (
 
 	"github.com/promshard/promshard/internal/sdfile"
 	"github.com/promshard/promshard/internal/tick"
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // DefaultFileInterval is how often a [File] checks its files for changes.
@@ -55,7 +56,7 @@ type fileState struct {
 	mtime  time.Time
 	stable bool   // the file was already a second old when read: the same size and time mean the same bytes
 	hash   uint64 // of its path and content
-	groups []*targetgroup.Group
+	groups []*tstore.Group
 	parsed *sdfile.Parsed // each group's text, to give back the groups of those that did not change (JSON)
 }
 
@@ -86,7 +87,7 @@ const stableAge = time.Second
 
 // load returns a file's hash, and its groups when parse is set, reading
 // and parsing only what changed since the last load.
-func (f *File) load(p string, parse bool) (uint64, []*targetgroup.Group, error) {
+func (f *File) load(p string, parse bool) (uint64, []*tstore.Group, error) {
 	st, err := os.Stat(p)
 	if err != nil {
 		return 0, nil, fmt.Errorf("read %s: %w", p, err)
@@ -112,13 +113,13 @@ func (f *File) load(p string, parse bool) (uint64, []*targetgroup.Group, error) 
 		fs.groups = old.groups // the same bytes: the same groups, not parsed again
 	case parse:
 		source := func(i int) string { return fmt.Sprintf("%s:%d", p, i) }
-		var gs []*targetgroup.Group
+		var gs []*tstore.Group
 		if format, _ := sdfile.FormatOf(p); format == sdfile.JSON { // the globs end in a file_sd extension
 			// The groups whose text did not change are those of the last
 			// parse, their label sets too: one group changed in a
 			// thousand makes one group's label sets, not a million.
 			gs, fs.parsed, err = sdfile.ParseReusing(b, fs.parsed, source)
-		} else if gs, err = sdfile.Parse(b, format); err == nil {
+		} else if gs, err = sdfile.ParseCompact(b, format, nil); err == nil {
 			for i, g := range gs {
 				if g != nil {
 					g.Source = source(i)
@@ -128,7 +129,7 @@ func (f *File) load(p string, parse bool) (uint64, []*targetgroup.Group, error) 
 		if err != nil {
 			return 0, nil, fmt.Errorf("parse %s: %w", p, err)
 		}
-		fs.groups = make([]*targetgroup.Group, 0, len(gs))
+		fs.groups = make([]*tstore.Group, 0, len(gs))
 		for _, g := range gs {
 			if g != nil {
 				fs.groups = append(fs.groups, g)
@@ -195,7 +196,15 @@ func (f *File) Check() error {
 
 // Targets reads and parses every file.
 func (f *File) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
-	var out []*targetgroup.Group
+	gs, err := f.compactTargets(ctx)
+	return tstore.All(gs), err
+}
+
+// compactTargets is Targets in the module's compact form, as a [Registry]
+// asks for them: a file's million addresses are a million strings carved
+// from its text, not a million label sets.
+func (f *File) compactTargets(ctx context.Context) ([]*tstore.Group, error) {
+	var out []*tstore.Group
 	h := xxhash.New()
 	for _, p := range f.paths() {
 		if err := ctx.Err(); err != nil {

@@ -13,9 +13,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
 	"github.com/promshard/promshard/internal/promutil"
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // Errors of the registry, wrapped with the job.
@@ -88,8 +89,11 @@ func (o JobOptions) confirmDelay() time.Duration {
 
 // Result is what [Registry.Targets] returns for a job.
 type Result struct {
-	// Groups are the valid groups of the last good fetch.
-	Groups []*targetgroup.Group
+	// Groups are the valid groups of the last good fetch, in the module's
+	// compact form (each target its address, a label set only for one with
+	// labels of its own): [Result.TargetGroups] gives them as
+	// [targetgroup.Group] values. They are shared: treat them as read-only.
+	Groups []*tstore.Group
 	// Fetched is when Groups were fetched; zero when there never was a
 	// good fetch.
 	Fetched time.Time
@@ -105,8 +109,12 @@ type Result struct {
 	// as the fetch is validated, at no extra pass over the targets.
 	Fingerprint uint64
 
-	checks map[*targetgroup.Group]groupCheck // how each group of the fetch was validated
+	checks map[*tstore.Group]groupCheck // how each group of the fetch was validated
 }
+
+// TargetGroups returns Groups as [targetgroup.Group] values (a label set
+// made for each target that is its address alone).
+func (r Result) TargetGroups() []*targetgroup.Group { return tstore.All(r.Groups) }
 
 // Age returns how old the groups are at now.
 func (r Result) Age(now time.Time) time.Duration {
@@ -118,11 +126,7 @@ func (r Result) Age(now time.Time) time.Duration {
 
 // Targets counts the targets of all groups.
 func (r Result) Targets() int {
-	n := 0
-	for _, g := range r.Groups {
-		n += len(g.Targets)
-	}
-	return n
+	return tstore.Count(r.Groups)
 }
 
 type job struct {
@@ -131,8 +135,37 @@ type job struct {
 	opts JobOptions
 
 	fetchMu sync.Mutex // serialises fetches of one job
-	mu      sync.Mutex // guards last: Last never waits for a fetch
-	last    Result
+	// conv is each group of the provider's last answer in compact form
+	// (providers that do not answer in it): a group given back is the
+	// same compact group, so its check is not made again. Under fetchMu.
+	conv map[*targetgroup.Group]*tstore.Group
+	mu   sync.Mutex // guards last: Last never waits for a fetch
+	last Result
+}
+
+// compactProvider is a provider that answers in the compact form: [File].
+type compactProvider interface {
+	compactTargets(ctx context.Context) ([]*tstore.Group, error)
+}
+
+// compact is the provider's answer in compact form: a group it gave back
+// from its last answer is the compact group made then.
+func (j *job) compact(groups []*targetgroup.Group) []*tstore.Group {
+	out := make([]*tstore.Group, 0, len(groups))
+	conv := make(map[*targetgroup.Group]*tstore.Group, len(groups))
+	for _, g := range groups {
+		if g == nil {
+			continue
+		}
+		c, ok := j.conv[g]
+		if !ok || len(c.Targets) != len(g.Targets) {
+			c = tstore.From(g)
+		}
+		conv[g] = c
+		out = append(out, c)
+	}
+	j.conv = conv
+	return out
 }
 
 // Registry maps job names to providers and keeps each job's last good
@@ -288,14 +321,22 @@ type timeouter interface{ Timeout() time.Duration }
 // fetch reads a job's provider once, within the timeout, and validates what
 // it returned (a group checked in prev, the same *Group, is not checked
 // again). An empty answer is an error unless the job allows it.
-func (r *Registry) fetch(ctx context.Context, j *job, prev map[*targetgroup.Group]groupCheck) (valid []*targetgroup.Group, invalid []*GroupError, fp uint64, checks map[*targetgroup.Group]groupCheck, err error) {
+func (r *Registry) fetch(ctx context.Context, j *job, prev map[*tstore.Group]groupCheck) (valid []*tstore.Group, invalid []*GroupError, fp uint64, checks map[*tstore.Group]groupCheck, err error) {
 	start := time.Now()
 	timeout := r.opts.Timeout
 	if tp, ok := j.p.(timeouter); ok {
 		timeout = max(timeout, tp.Timeout())
 	}
 	fctx, cancel := context.WithTimeout(ctx, timeout)
-	groups, err := j.p.Targets(fctx)
+	var groups []*tstore.Group
+	if cp, ok := j.p.(compactProvider); ok {
+		groups, err = cp.compactTargets(fctx)
+	} else {
+		var tgs []*targetgroup.Group
+		if tgs, err = j.p.Targets(fctx); err == nil {
+			groups = j.compact(tgs)
+		}
+	}
 	cancel()
 	r.m.duration.WithLabelValues(j.name).Observe(time.Since(start).Seconds())
 	if fctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {

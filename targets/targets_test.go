@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"go.uber.org/goleak"
+
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -455,7 +457,7 @@ func TestHTTPSDNotModified(t *testing.T) {
 			if other, _ := NewHTTPSD(HTTPSDOptions{URL: srv.URL + "/other"}); other.Inherit(h) || !next.Inherit(h) {
 				t.Fatal("Inherit: want it from the same URL only")
 			}
-			if gs, err := next.Targets(ctx); err != nil || len(gs) != 1 || (gs[0] != first.Groups[0]) != (tag == "none") {
+			if gs, err := next.Targets(ctx); err != nil || len(gs) != 1 || (tstore.From(gs[0]).Targets[0] != first.Groups[0].Targets[0] || tstore.Identity(tstore.From(gs[0]).Targets[0]) != tstore.Identity(first.Groups[0].Targets[0])) != (tag == "none") {
 				t.Fatalf("after a reload: %v %v, want the groups held", gs, err)
 			}
 			mu.Lock()
@@ -588,7 +590,7 @@ func TestHTTPDedupesAndCaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := (Result{Groups: gs}).Targets(); n != 4 {
+	if n := (Result{Groups: tstore.FromAll(gs)}).Targets(); n != 4 {
 		t.Fatalf("%d targets from 3000 entries with 4 distinct ones (2 addresses × 2 label sets)", n)
 	}
 	capped, _ := NewHTTPSD(HTTPSDOptions{URL: "http://sd.example/", MaxTargets: 3,
@@ -661,11 +663,11 @@ func TestFileNotParsedAgainWhenUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := f.Targets(context.Background())
+	first, err := f.compactTargets(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := f.Targets(context.Background())
+	again, _ := f.compactTargets(context.Background())
 	if len(again) != 1 || again[0] != first[0] {
 		t.Fatal("an unchanged file was parsed again")
 	}
@@ -677,15 +679,15 @@ func TestFileNotParsedAgainWhenUnchanged(t *testing.T) {
 	if !next.Inherit(f) {
 		t.Fatal("not inherited")
 	}
-	if gs, _ := next.Targets(context.Background()); len(gs) != 1 || gs[0] != first[0] {
+	if gs, _ := next.compactTargets(context.Background()); len(gs) != 1 || gs[0] != first[0] {
 		t.Fatal("an unchanged file was parsed again after a reload")
 	}
 	write(`[{"targets": ["b:2"]}]`, time.Now())
-	if gs, _ := f.Targets(context.Background()); string(gs[0].Targets[0][model.AddressLabel]) != "b:2" {
+	if gs, _ := f.compactTargets(context.Background()); gs[0].Targets[0] != "b:2" {
 		t.Fatalf("a changed file: %v", gs)
 	}
 	write(`[{"targets": ["c:3"]}]`, time.Now()) // the same size, written within the second
-	if gs, _ := f.Targets(context.Background()); string(gs[0].Targets[0][model.AddressLabel]) != "c:3" {
+	if gs, _ := f.compactTargets(context.Background()); gs[0].Targets[0] != "c:3" {
 		t.Fatalf("a fresh rewrite of the same size: %v", gs)
 	}
 }
@@ -704,13 +706,13 @@ func TestFileChangedGroupAloneIsParsed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := f.Targets(context.Background())
+	first, err := f.compactTargets(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	write("[" + a + `, {"labels": {"team": "b"}, "targets": ["b:1", "b:2"]}]`)
 	f.fingerprint() // Run looks first
-	second, err := f.Targets(context.Background())
+	second, err := f.compactTargets(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -720,18 +722,18 @@ func TestFileChangedGroupAloneIsParsed(t *testing.T) {
 	write(`[{"targets": ["c:1"]}, ` + a + "]") // a moves: a new group with a's label sets, and its new source
 	next, _ := NewFile(FileOptions{Files: []string{p}})
 	next.Inherit(f)
-	third, err := next.Targets(context.Background())
+	third, err := next.compactTargets(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if third[1] == first[0] || &third[1].Targets[0] != &first[0].Targets[0] || third[1].Source != p+":1" || first[0].Source != p+":0" {
 		t.Fatalf("a group that moved: %v (was %v)", third[1], first[0])
 	}
-	if _, err := next.Targets(context.Background()); err != nil {
+	if _, err := next.compactTargets(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	write("[" + a + ", oops")
-	if _, err := next.Targets(context.Background()); err == nil || !strings.Contains(err.Error(), "parse "+p) {
+	if _, err := next.compactTargets(context.Background()); err == nil || !strings.Contains(err.Error(), "parse "+p) {
 		t.Fatalf("malformed file: %v", err)
 	}
 }
@@ -751,14 +753,14 @@ func writeAt(t *testing.T, p, body string, at time.Time) {
 // once: what it gave back then, invalid parts and fingerprint included,
 // stands; a new group is checked.
 func TestValidateChecksAGroupOnce(t *testing.T) {
-	good := &targetgroup.Group{Source: "a", Labels: model.LabelSet{"env": "prod"},
-		Targets: []model.LabelSet{{model.AddressLabel: "h1:80"}, {model.AddressLabel: "h2:80"}}}
-	part := &targetgroup.Group{Source: "b", Targets: []model.LabelSet{{model.AddressLabel: "h3:80"}, {"x": "no address"}}}
-	v1, inv1, fp1, checks := validate("node", []*targetgroup.Group{good, part}, nil)
+	good := tstore.From(&targetgroup.Group{Source: "a", Labels: model.LabelSet{"env": "prod"},
+		Targets: []model.LabelSet{{model.AddressLabel: "h1:80"}, {model.AddressLabel: "h2:80"}}})
+	part := tstore.From(&targetgroup.Group{Source: "b", Targets: []model.LabelSet{{model.AddressLabel: "h3:80"}, {"x": "no address"}}})
+	v1, inv1, fp1, checks := validate("node", []*tstore.Group{good, part}, nil)
 	// The check is reused: an entry that says nothing valid would stand.
 	was := checks[good].fp
 	checks[good] = groupCheck{n: len(good.Targets), fp: 7}
-	v2, inv2, fp2, _ := validate("node", []*targetgroup.Group{good, part}, checks)
+	v2, inv2, fp2, _ := validate("node", []*tstore.Group{good, part}, checks)
 	if len(v2) != 1 || v2[0] != v1[1] || fp2 != fp1-was+7 {
 		t.Fatalf("with a check in hand: valid %v fp %x, want the part alone, the stored fingerprint", v2, fp2)
 	}
@@ -766,14 +768,14 @@ func TestValidateChecksAGroupOnce(t *testing.T) {
 		t.Fatalf("invalid %v, want the same error as the first check %v", inv2, inv1)
 	}
 	// A new group, equal in content, is checked.
-	again := &targetgroup.Group{Source: good.Source, Labels: good.Labels, Targets: good.Targets}
-	v3, _, fp3, _ := validate("node", []*targetgroup.Group{again, part}, checks)
+	again := &tstore.Group{Source: good.Source, Labels: good.Labels, Targets: good.Targets}
+	v3, _, fp3, _ := validate("node", []*tstore.Group{again, part}, checks)
 	if len(v3) != 2 || v3[0] != again || fp3 != fp1 {
 		t.Fatalf("a new group: valid %v fp %x, want it checked, fp %x", v3, fp3, fp1)
 	}
 	// A group with more targets than when it was checked is checked again.
 	checks[again] = groupCheck{n: 1}
-	if v4, _, fp4, _ := validate("node", []*targetgroup.Group{again, part}, checks); len(v4) != 2 || fp4 != fp1 {
+	if v4, _, fp4, _ := validate("node", []*tstore.Group{again, part}, checks); len(v4) != 2 || fp4 != fp1 {
 		t.Fatalf("a group whose targets changed: valid %v fp %x, want it checked again", v4, fp4)
 	}
 }

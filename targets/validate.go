@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/internal/labels"
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // GroupError says why a group, or one target of it, was not passed on.
@@ -31,7 +32,25 @@ func (e *GroupError) Error() string {
 // (in a copy: the input is not modified). Nil and empty groups are dropped
 // silently.
 func Validate(job string, groups []*targetgroup.Group) (valid []*targetgroup.Group, invalid []*GroupError) {
-	valid, invalid, _, _ = validate(job, groups, nil)
+	compact := make([]*tstore.Group, 0, len(groups))
+	orig := make(map[*tstore.Group]*targetgroup.Group, len(groups))
+	for _, g := range groups {
+		if c := tstore.From(g); c != nil {
+			compact = append(compact, c)
+			orig[c] = g
+		}
+	}
+	kept, invalid, _, _ := validate(job, compact, nil)
+	for _, g := range kept {
+		if o, whole := orig[g]; whole {
+			valid = append(valid, o) // every target good: the group itself
+		} else {
+			valid = append(valid, g.Group())
+		}
+	}
+	if valid == nil {
+		valid = []*targetgroup.Group{}
+	}
 	return valid, invalid
 }
 
@@ -41,7 +60,7 @@ func Validate(job string, groups []*targetgroup.Group) (valid []*targetgroup.Gro
 // the same check: a provider that gives back the groups that did not change
 // (targets.File) has only the others checked.
 type groupCheck struct {
-	valid   *targetgroup.Group
+	valid   *tstore.Group
 	invalid []*GroupError
 	fp      uint64
 	n       int
@@ -51,9 +70,9 @@ type groupCheck struct {
 // [Result.Fingerprint]), in the same pass over the labels. A group checked
 // in prev (the checks of the last fetch) is not checked again; checks are
 // those of this fetch.
-func validate(job string, groups []*targetgroup.Group, prev map[*targetgroup.Group]groupCheck) (valid []*targetgroup.Group, invalid []*GroupError, fp uint64, checks map[*targetgroup.Group]groupCheck) {
-	valid = make([]*targetgroup.Group, 0, len(groups))
-	checks = make(map[*targetgroup.Group]groupCheck, len(groups))
+func validate(job string, groups []*tstore.Group, prev map[*tstore.Group]groupCheck) (valid []*tstore.Group, invalid []*GroupError, fp uint64, checks map[*tstore.Group]groupCheck) {
+	valid = make([]*tstore.Group, 0, len(groups))
+	checks = make(map[*tstore.Group]groupCheck, len(groups))
 	for _, g := range groups {
 		if g == nil || len(g.Targets) == 0 {
 			continue
@@ -73,7 +92,7 @@ func validate(job string, groups []*targetgroup.Group, prev map[*targetgroup.Gro
 }
 
 // check validates one group.
-func check(job string, g *targetgroup.Group) (c groupCheck) {
+func check(job string, g *tstore.Group) (c groupCheck) {
 	c.n = len(g.Targets)
 	r, gh := labels.CheckHash(g.Labels)
 	if r != "" {
@@ -81,32 +100,44 @@ func check(job string, g *targetgroup.Group) (c groupCheck) {
 		return c
 	}
 	gh = xxhash.Sum64String(g.Source) ^ labels.Mix(gh)
-	var kept []model.LabelSet // nil while every target is good
-	for i, t := range g.Targets {
-		r, th := labels.CheckHash(t)
-		if r == "" && t[model.AddressLabel] != "" {
-			c.fp += labels.Mix(gh ^ th)
+	var kept []int // nil while every target is good
+	for i, addr := range g.Targets {
+		var r string
+		var th uint64
+		if t := g.OwnOf(i); t != nil {
+			r, th = labels.CheckHash(t)
+			if addr == "" {
+				r = fmt.Sprintf("target %d (%v) has no __address__", i, t)
+			}
+		} else {
+			r, th = labels.CheckAddressHash(addr)
+			if addr == "" {
+				r = fmt.Sprintf("target %d (%v) has no __address__", i, model.LabelSet{model.AddressLabel: ""})
+			}
 		}
-		if t[model.AddressLabel] == "" {
-			r = fmt.Sprintf("target %d (%v) has no __address__", i, t)
-		} else if r != "" {
-			r = fmt.Sprintf("target %q %s", t[model.AddressLabel], r)
+		if r == "" {
+			c.fp += labels.Mix(gh ^ th)
+		} else if addr != "" {
+			r = fmt.Sprintf("target %q %s", addr, r)
 		}
 		switch {
 		case r != "":
 			c.invalid = append(c.invalid, &GroupError{Job: job, Source: g.Source, Reason: r})
 			if kept == nil {
-				kept = append(make([]model.LabelSet, 0, len(g.Targets)-1), g.Targets[:i]...)
+				kept = make([]int, 0, len(g.Targets)-1)
+				for k := range i {
+					kept = append(kept, k)
+				}
 			}
 		case kept != nil:
-			kept = append(kept, t)
+			kept = append(kept, i)
 		}
 	}
 	switch {
 	case kept == nil:
 		c.valid = g
 	case len(kept) > 0:
-		c.valid = &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: kept}
+		c.valid = g.With(kept)
 	}
 	return c
 }

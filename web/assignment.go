@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard"
+	"github.com/promshard/promshard/internal/tstore"
 	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/watch"
 )
@@ -79,12 +80,10 @@ func Assignment(s *promshard.Sharder, name string) (JobAssignment, bool) {
 	for _, m := range snap.Members {
 		addr[m.ID] = m.HostPort()
 	}
-	addrs := func(gs []*targetgroup.Group) []string {
+	addrs := func(gs []*tstore.Group) []string {
 		out := []string{}
 		for _, g := range gs {
-			for _, t := range g.Targets {
-				out = append(out, string(t[model.AddressLabel]))
-			}
+			out = append(out, g.Targets...)
 		}
 		return out
 	}

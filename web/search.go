@@ -84,8 +84,8 @@ func (h *handler) serveSearch(w http.ResponseWriter, r *http.Request) {
 		byTarget := map[string]int{} // address → index in res.Targets, to gather a target's collectors
 		for _, id := range slices.Sorted(maps.Keys(snap.Groups)) {
 			for _, g := range snap.Groups[id] {
-				for _, t := range g.Targets {
-					addr := string(t[model.AddressLabel])
+				for i, addr := range g.Targets {
+					t := g.Target(i)
 					ls := func(n model.LabelName) (model.LabelValue, bool) {
 						if v, ok := t[n]; ok {
 							return v, true

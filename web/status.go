@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/common/model"
-
 	"github.com/promshard/promshard"
 	"github.com/promshard/promshard/audit"
 	"github.com/promshard/promshard/shard"
@@ -250,8 +248,8 @@ func isolatedOn(snap promshard.Snapshot, id string, n int) string {
 		return ""
 	}
 	for _, g := range asg.Groups[id] {
-		for _, t := range g.Targets {
-			if a := string(t[model.AddressLabel]); slices.Contains(asg.Isolated, a) {
+		for _, a := range g.Targets {
+			if slices.Contains(asg.Isolated, a) {
 				return a
 			}
 		}

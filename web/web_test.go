@@ -58,7 +58,7 @@ func TestHandler(t *testing.T) {
 		snap, _ := s.Snapshot("node")
 		owner := ""
 		for id := range maps.Keys(snap.Assignment.Groups) {
-			if slices.Contains(addrs(snap.Assignment.Groups[id]), "10.1.0.7:9100") {
+			if slices.Contains(addrs(snap.Assignment.GroupsOf(id)), "10.1.0.7:9100") {
 				owner = id
 			}
 		}

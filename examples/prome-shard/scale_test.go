@@ -183,6 +183,9 @@ func TestScale(t *testing.T) {
 		t.Fatalf("--once: %v\n%s", err, onceOut.Bytes())
 	}
 	onceTook := time.Since(onceStart)
+	if dir := os.Getenv("PROMSHARD_SCALE_PROFILE"); dir != "" { // with GODEBUG=gctrace=1, the heap at each collection
+		os.WriteFile(filepath.Join(dir, "once.log"), onceOut.Bytes(), 0o644)
+	}
 	oncePeak := float64(once.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) * 1024
 	perFetch, perRefresh := 0.0, 0.0
 	if c1 > c0 {

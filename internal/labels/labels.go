@@ -30,10 +30,7 @@ func Check(ls model.LabelSet) string {
 func CheckHash(ls model.LabelSet) (reason string, hash uint64) {
 	if len(ls) == 1 { // most targets: a look-up costs a fraction of an iteration's start
 		if v, ok := ls[model.AddressLabel]; ok {
-			if !ValidValue(string(v)) {
-				return fmt.Sprintf("label %q value is not valid UTF-8", model.AddressLabel), 0
-			}
-			return "", Mix(addressHash ^ (xxhash.Sum64String(string(v)) * 0x9e3779b97f4a7c15))
+			return CheckAddressHash(string(v))
 		}
 	}
 	for n, v := range ls {
@@ -46,6 +43,15 @@ func CheckHash(ls model.LabelSet) (reason string, hash uint64) {
 		hash += Mix(xxhash.Sum64String(string(n)) ^ (xxhash.Sum64String(string(v)) * 0x9e3779b97f4a7c15))
 	}
 	return "", hash
+}
+
+// CheckAddressHash is CheckHash of the set of an address alone, without
+// the set.
+func CheckAddressHash(addr string) (reason string, hash uint64) {
+	if !ValidValue(addr) {
+		return fmt.Sprintf("label %q value is not valid UTF-8", model.AddressLabel), 0
+	}
+	return "", Mix(addressHash ^ (xxhash.Sum64String(addr) * 0x9e3779b97f4a7c15))
 }
 
 var addressHash = xxhash.Sum64String(string(model.AddressLabel))

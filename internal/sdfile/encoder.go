@@ -5,19 +5,20 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/internal/labels"
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // Encoder is Marshal for one file written again and again (a collector's
 // share after each reshard). It remembers where each group's text was in
 // its last output, and a group with the same source, the same labels and
-// the same target label sets as then is copied from that output (handed
-// back by the caller: the file it wrote) rather than encoded again. Label
-// sets are compared by identity, not read: groups and label sets travel
-// shared and read-only, and the encoder keeps those it compares against
-// alive, so that an identity is never another's. When one collector of a
+// the same targets as then is copied from that output (handed back by the
+// caller: the file it wrote) rather than encoded again. Targets are
+// compared by identity, not read ([tstore.SameTargets]): groups, their
+// addresses and label sets travel shared and read-only, and the encoder
+// keeps those it compares against alive, so that an identity is never
+// another's. When one collector of a
 // hundred leaves, each other's file gains a target in about one group in
 // ten, and the rest is a copy. Its output is Marshal's, byte for byte. An
 // Encoder is not safe for concurrent use; the zero value writes JSON.
@@ -39,7 +40,7 @@ type groupKey struct {
 
 // span is where a group's text was in the last output.
 type span struct {
-	targets  []model.LabelSet // those encoded, kept so that their identities stay theirs
+	group    *tstore.Group // the one encoded, kept so that its identities stay its own
 	labels   model.LabelSet
 	from, to int
 }
@@ -48,7 +49,7 @@ type span struct {
 // output if the caller has it (the file as written, read back), else nil:
 // it is used only if it is that output, checked by size and hash, so the
 // Encoder does not keep a copy of every file in memory.
-func (e *Encoder) Marshal(groups []*targetgroup.Group, last []byte) ([]byte, error) {
+func (e *Encoder) Marshal(groups []*tstore.Group, last []byte) ([]byte, error) {
 	f := e.Format
 	if f == "" {
 		f = JSON
@@ -87,7 +88,7 @@ func (e *Encoder) Marshal(groups []*targetgroup.Group, last []byte) ([]byte, err
 			out = append(out, ",\n"...)
 		}
 		from := len(out)
-		if s, ok := prev[k]; ok && labels.SameSets(s.targets, g.Targets) {
+		if s, ok := prev[k]; ok && tstore.SameTargets(s.group, g) {
 			out = append(out, last[s.from:s.to]...)
 		} else {
 			var err error
@@ -100,7 +101,7 @@ func (e *Encoder) Marshal(groups []*targetgroup.Group, last []byte) ([]byte, err
 				out = appendYAMLEntries(out, entries)
 			}
 		}
-		spans[k] = span{targets: g.Targets, labels: g.Labels, from: from, to: len(out)}
+		spans[k] = span{group: g, labels: g.Labels, from: from, to: len(out)}
 		wrote = true
 	}
 	switch {

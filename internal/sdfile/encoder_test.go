@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // An Encoder writes what Marshal writes, byte for byte, call after call,
@@ -76,7 +78,7 @@ func TestEncoderIsMarshal(t *testing.T) {
 			case 1:
 				handed = bytes.Replace(slices.Clone(last), []byte("10.0."), []byte("10.9."), 1)
 			}
-			got, gerr := enc.Marshal(groups, handed)
+			got, gerr := enc.Marshal(tstore.FromAll(groups), handed)
 			if (werr == nil) != (gerr == nil) || !bytes.Equal(got, want) {
 				t.Fatalf("%s step %d: Encoder\n%s (%v)\nMarshal\n%s (%v)", f, step, got, gerr, want, werr)
 			}
@@ -85,11 +87,11 @@ func TestEncoderIsMarshal(t *testing.T) {
 		// A bad label: Marshal's error, and the next call is right again.
 		bad := &targetgroup.Group{Source: "bad", Labels: model.LabelSet{"0bad": "x"}, Targets: sets[:2]}
 		_, werr := Marshal(append(slices.Clone(groups), bad), f)
-		if _, err := enc.Marshal(append(slices.Clone(groups), bad), last); err == nil || err.Error() != werr.Error() {
+		if _, err := enc.Marshal(tstore.FromAll(append(slices.Clone(groups), bad)), last); err == nil || err.Error() != werr.Error() {
 			t.Fatalf("%s: a bad label: %v, want %v", f, err, werr)
 		}
 		want, _ := Marshal(groups, f)
-		if got, _ := enc.Marshal(groups, last); !bytes.Equal(got, want) {
+		if got, _ := enc.Marshal(tstore.FromAll(groups), last); !bytes.Equal(got, want) {
 			t.Fatalf("%s: after an error:\n%s\nwant\n%s", f, got, want)
 		}
 	}

@@ -7,17 +7,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
-
 	"github.com/promshard/promshard/internal/labels"
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 func source(i int) string { return fmt.Sprintf("f.json:%d", i) }
 
 // sameAsParse fails unless ParseReusing's answer for b, given prev, is
 // Parse's (with sources set), error for error.
-func sameAsParse(t *testing.T, b []byte, prev *Parsed) ([]*targetgroup.Group, *Parsed) {
+func sameAsParse(t *testing.T, b []byte, prev *Parsed) ([]*tstore.Group, *Parsed) {
 	t.Helper()
 	want, werr := Parse(b, JSON)
 	for i, g := range want {
@@ -29,8 +27,8 @@ func sameAsParse(t *testing.T, b []byte, prev *Parsed) ([]*targetgroup.Group, *P
 	if fmt.Sprint(err) != fmt.Sprint(werr) {
 		t.Fatalf("%q: error %v, Parse's %v", b, err, werr)
 	}
-	if err == nil && !reflect.DeepEqual(got, want) {
-		t.Fatalf("%q: got %v, Parse gives %v", b, got, want)
+	if err == nil && !reflect.DeepEqual(tstore.All(got), want) {
+		t.Fatalf("%q: got %v, Parse gives %v", b, tstore.All(got), want)
 	}
 	if err == nil && next == nil {
 		t.Fatalf("%q: no Parsed for the next call", b)
@@ -54,7 +52,7 @@ func TestParseReusingGivesBackUnchangedGroups(t *testing.T) {
 	if second[0] != first[0] || second[2] != first[2] {
 		t.Fatal("unchanged groups were parsed again")
 	}
-	if second[1] == first[1] || labels.Identity(second[1].Targets[0]) == labels.Identity(first[1].Targets[0]) {
+	if second[1] == first[1] || tstore.Identity(second[1].Targets[0]) == tstore.Identity(first[1].Targets[0]) {
 		t.Fatal("the changed group shares the old one's label sets")
 	}
 
@@ -62,7 +60,7 @@ func TestParseReusingGivesBackUnchangedGroups(t *testing.T) {
 	// label sets stay, the groups handed out before are not modified.
 	d := g("d", "10.0.3.1:80")
 	third, _ := sameAsParse(t, []byte("["+d+","+a+","+b2+","+c+"]"), p2)
-	if third[1] == second[0] || labels.Identity(third[1].Targets[0]) != labels.Identity(second[0].Targets[0]) ||
+	if third[1] == second[0] || tstore.Identity(third[1].Targets[0]) != tstore.Identity(second[0].Targets[0]) ||
 		labels.Identity(third[1].Labels) != labels.Identity(second[0].Labels) {
 		t.Fatal("a group that moved should be a new group sharing its labels and label sets")
 	}
@@ -72,11 +70,11 @@ func TestParseReusingGivesBackUnchangedGroups(t *testing.T) {
 
 	// A text twice in one file: the two groups share no label set.
 	twice, p4 := sameAsParse(t, []byte("["+a+","+a+"]"), p2)
-	if labels.Identity(twice[0].Targets[0]) == labels.Identity(twice[1].Targets[0]) {
+	if tstore.Identity(twice[0].Targets[0]) == tstore.Identity(twice[1].Targets[0]) {
 		t.Fatal("two groups of one parse share a label set")
 	}
 	again, _ := sameAsParse(t, []byte("["+a+","+a+"]"), p4)
-	if labels.Identity(again[0].Targets[0]) == labels.Identity(again[1].Targets[0]) {
+	if tstore.Identity(again[0].Targets[0]) == tstore.Identity(again[1].Targets[0]) {
 		t.Fatal("two groups of one parse share a label set")
 	}
 
@@ -121,42 +119,32 @@ func FuzzParseReusing(f *testing.F) {
 	})
 }
 
-// knownAsParse fails unless ParseKnown's answer for b, knowing the targets
-// of the groups in from, is Parse's, error for error, and every target it
-// knows is the very set known.
-func knownAsParse(t *testing.T, b []byte, from []*targetgroup.Group) {
+// knownAsParse fails unless ParseCompact's answer for b, knowing the
+// addresses of the groups in from, is Parse's, error for error, and every
+// address it knows is the very string known.
+func knownAsParse(t *testing.T, b []byte, from []*tstore.Group) {
 	t.Helper()
-	known := map[string]model.LabelSet{}
+	known := map[string]string{}
 	for _, g := range from {
-		for _, ts := range targetsOf(g) {
-			if len(ts) == 1 {
-				known[string(ts[model.AddressLabel])] = ts
-			}
+		for _, a := range g.TargetsOrNone() {
+			known[a] = a
 		}
 	}
 	want, werr := Parse(b, JSON)
-	got, err := ParseKnown(b, JSON, func(a string) model.LabelSet { return known[a] })
+	got, err := ParseCompact(b, JSON, func(a string) string { return known[a] })
 	if fmt.Sprint(err) != fmt.Sprint(werr) {
 		t.Fatalf("%q: error %v, Parse's %v", b, err, werr)
 	}
-	if err == nil && !reflect.DeepEqual(got, want) {
-		t.Fatalf("%q: got %v, Parse gives %v", b, got, want)
+	if err == nil && !reflect.DeepEqual(tstore.All(got), want) {
+		t.Fatalf("%q: got %v, Parse gives %v", b, tstore.All(got), want)
 	}
 	for _, g := range got {
-		for _, ts := range targetsOf(g) {
-			if k, ok := known[string(ts[model.AddressLabel])]; ok && len(ts) == 1 && labels.Identity(k) != labels.Identity(ts) && simpleText(b) {
-				t.Fatalf("%q: target %v is a new set, not the one known", b, ts)
+		for i, a := range g.TargetsOrNone() {
+			if k, ok := known[a]; ok && g.OwnOf(i) == nil && tstore.Identity(k) != tstore.Identity(a) && simpleText(b) {
+				t.Fatalf("%q: address %q is a new string, not the one known", b, a)
 			}
 		}
 	}
-}
-
-// targetsOf is g's targets; none for a null group.
-func targetsOf(g *targetgroup.Group) []model.LabelSet {
-	if g == nil {
-		return nil
-	}
-	return g.Targets
 }
 
 // simpleText reports whether every group of b is in the form read by hand.
@@ -173,24 +161,24 @@ func simpleText(b []byte) bool {
 	return true
 }
 
-// ParseKnown makes a label set only for a target it does not know.
-func TestParseKnownSharesKnownSets(t *testing.T) {
-	known := model.LabelSet{model.AddressLabel: "10.0.0.1:80"}
-	gs, err := ParseKnown([]byte(`[{"labels": {"env": "a"}, "targets": ["10.0.0.1:80", "10.0.0.2:80"]}]`), JSON,
-		func(a string) model.LabelSet {
-			if a == "10.0.0.1:80" {
+// ParseCompact holds a known address as the very string known.
+func TestParseCompactSharesKnownAddresses(t *testing.T) {
+	known := strings.Clone("10.0.0.1:80")
+	gs, err := ParseCompact([]byte(`[{"labels": {"env": "a"}, "targets": ["10.0.0.1:80", "10.0.0.2:80"]}]`), JSON,
+		func(a string) string {
+			if a == known {
 				return known
 			}
-			return nil
+			return ""
 		})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := gs[0].Targets
-	if len(ts) != 2 || labels.Identity(ts[0]) != labels.Identity(known) || ts[1][model.AddressLabel] != "10.0.0.2:80" {
-		t.Fatalf("targets %v: want the known set first, then a new one", ts)
+	if len(ts) != 2 || tstore.Identity(ts[0]) != tstore.Identity(known) || ts[1] != "10.0.0.2:80" || gs[0].Own != nil {
+		t.Fatalf("targets %v: want the known string first, then a new one", ts)
 	}
-	if _, err := ParseKnown([]byte(`[{"targets": [""]}]`), JSON, nil); err == nil || !strings.Contains(err.Error(), "empty address") {
+	if _, err := ParseCompact([]byte(`[{"targets": [""]}]`), JSON, nil); err == nil || !strings.Contains(err.Error(), "empty address") {
 		t.Fatalf("an empty address: %v, want Parse's error", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/promshard/promshard/internal/labels"
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // Format is the encoding of a file_sd file.
@@ -60,6 +61,11 @@ type entry struct {
 // in Prometheus). Nil or empty input gives an empty list. Label names are
 // checked with the legacy rules every Prometheus version accepts.
 func Marshal(groups []*targetgroup.Group, f Format) ([]byte, error) {
+	return MarshalCompact(tstore.FromAll(groups), f)
+}
+
+// MarshalCompact is Marshal over groups in the module's compact form.
+func MarshalCompact(groups []*tstore.Group, f Format) ([]byte, error) {
 	entries, err := toEntries(groups)
 	if err != nil {
 		return nil, err
@@ -73,7 +79,7 @@ func Marshal(groups []*targetgroup.Group, f Format) ([]byte, error) {
 	return nil, fmt.Errorf("format %q: want %q or %q", f, JSON, YAML)
 }
 
-func toEntries(groups []*targetgroup.Group) ([]entry, error) {
+func toEntries(groups []*tstore.Group) ([]entry, error) {
 	entries := make([]entry, 0, len(groups))
 	for gi, g := range groups {
 		var err error
@@ -86,7 +92,7 @@ func toEntries(groups []*targetgroup.Group) ([]entry, error) {
 
 // groupEntries appends the entries of group gi: its targets without labels
 // of their own, then one entry per set of own labels.
-func groupEntries(entries []entry, gi int, g *targetgroup.Group) ([]entry, error) {
+func groupEntries(entries []entry, gi int, g *tstore.Group) ([]entry, error) {
 	if g == nil || len(g.Targets) == 0 {
 		return entries, nil
 	}
@@ -96,9 +102,12 @@ func groupEntries(entries []entry, gi int, g *targetgroup.Group) ([]entry, error
 	}
 	plain := entry{Labels: base}
 	var own map[string]*entry // targets with labels of their own, by label text
-	for ti, t := range g.Targets {
-		addr, ok := t[model.AddressLabel]
-		if !ok || addr == "" {
+	for ti, a := range g.Targets {
+		addr, t := model.LabelValue(a), g.OwnOf(ti)
+		if t != nil {
+			addr = t[model.AddressLabel]
+		}
+		if addr == "" {
 			return nil, fmt.Errorf("group %d (source %q) target %d (%v): %w: no __address__", gi, g.Source, ti, t, ErrInvalidLabel)
 		}
 		if !labels.ValidValue(string(addr)) {
@@ -107,7 +116,7 @@ func groupEntries(entries []entry, gi int, g *targetgroup.Group) ([]entry, error
 			// address, so the target is refused, as Prometheus would.
 			return nil, fmt.Errorf("group %d (source %q) target %d (%q): %w: __address__ is not valid UTF-8", gi, g.Source, ti, addr, ErrInvalidLabel)
 		}
-		if len(t) == 1 {
+		if t == nil || len(t) == 1 {
 			if plain.Targets == nil {
 				plain.Targets = make([]string, 0, len(g.Targets)-ti)
 			}
@@ -329,20 +338,23 @@ func Parse(b []byte, f Format) ([]*targetgroup.Group, error) {
 	return gs, nil
 }
 
-// ParseKnown is Parse that takes a target's label set from known, when it
-// has one for the address, instead of making one: a file read back to be
-// compared with what is about to be written (its collector's next groups)
-// makes a label set only for a target those lack. known must give a set
-// of the address alone, or nil; the sets it gives are shared, read-only.
-// A JSON text in the common form is read by hand, as ParseReusing reads
-// it; any other text, and YAML, is Parse's.
-func ParseKnown(b []byte, f Format, known func(addr string) model.LabelSet) ([]*targetgroup.Group, error) {
+// ParseCompact is Parse into the module's compact form. known, when not
+// nil, gives the address string to hold for an address (one shared with
+// other groups: a file read back to be compared with what is about to be
+// written takes its collector's next addresses), or "" for a new one. A
+// JSON text in the common form is read by hand, as ParseReusing reads it;
+// any other text, and YAML, is Parse's.
+func ParseCompact(b []byte, f Format, known func(addr string) string) ([]*tstore.Group, error) {
 	if f == JSON {
 		if gs, _, ok := parseReusing(b, nil, nil, known); ok {
 			return gs, nil
 		}
 	}
-	return Parse(b, f)
+	gs, err := Parse(b, f)
+	if err != nil {
+		return nil, err
+	}
+	return tstore.FromAll(gs), nil
 }
 
 // Decode reads a JSON list of groups (an http_sd answer) group by group, as
@@ -410,7 +422,7 @@ type Parsed struct {
 // parsedGroup is a group and the length of the text it was parsed from
 // (checked with the hash).
 type parsedGroup struct {
-	g *targetgroup.Group
+	g *tstore.Group
 	n int
 }
 
@@ -425,15 +437,16 @@ type parsedGroup struct {
 // and Targets, so that a group handed out before is never changed. Errors,
 // and YAML, are Parse's: on any error the whole text is parsed again by
 // Parse, for its message.
-func ParseReusing(b []byte, prev *Parsed, setSource func(i int) string) ([]*targetgroup.Group, *Parsed, error) {
+func ParseReusing(b []byte, prev *Parsed, setSource func(i int) string) ([]*tstore.Group, *Parsed, error) {
 	gs, next, ok := parseReusing(b, prev, setSource, nil)
 	if ok {
 		return gs, next, nil
 	}
-	gs, err := Parse(b, JSON)
+	tgs, err := Parse(b, JSON)
 	if err != nil {
 		return nil, nil, err
 	}
+	gs = tstore.FromAll(tgs)
 	for i, g := range gs { // a text the fast path does not take (a top-level null): nothing to remember
 		if g != nil && setSource != nil {
 			g.Source = setSource(i)
@@ -444,7 +457,7 @@ func ParseReusing(b []byte, prev *Parsed, setSource func(i int) string) ([]*targ
 
 // parseReusing is ParseReusing's fast path; ok is false when the text is
 // anything but a list of well-formed groups.
-func parseReusing(b []byte, prev *Parsed, setSource func(i int) string, known func(addr string) model.LabelSet) (gs []*targetgroup.Group, next *Parsed, ok bool) {
+func parseReusing(b []byte, prev *Parsed, setSource func(i int) string, known func(addr string) string) (gs []*tstore.Group, next *Parsed, ok bool) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
 		return nil, nil, false
@@ -454,8 +467,8 @@ func parseReusing(b []byte, prev *Parsed, setSource func(i int) string, known fu
 		old = prev.groups
 	}
 	next = &Parsed{groups: make(map[uint64]parsedGroup, len(old))}
-	gs = make([]*targetgroup.Group, 0, len(old)) // "[]" is an empty list, as Parse reads it
-	var raw json.RawMessage                      // one buffer for every group's text
+	gs = make([]*tstore.Group, 0, len(old)) // "[]" is an empty list, as Parse reads it
+	var raw json.RawMessage                 // one buffer for every group's text
 	for i := 0; dec.More(); i++ {
 		if err := dec.Decode(&raw); err != nil {
 			return nil, nil, false
@@ -473,7 +486,7 @@ func parseReusing(b []byte, prev *Parsed, setSource func(i int) string, known fu
 			if was, ok := old[h]; ok && was.n == len(raw) {
 				g := was.g
 				if g.Source != src {
-					g = &targetgroup.Group{Source: src, Labels: g.Labels, Targets: g.Targets}
+					g = &tstore.Group{Source: src, Labels: g.Labels, Targets: g.Targets, Own: g.Own}
 				}
 				next.groups[h] = parsedGroup{g, len(raw)}
 				gs = append(gs, g)
@@ -482,18 +495,17 @@ func parseReusing(b []byte, prev *Parsed, setSource func(i int) string, known fu
 		}
 		g, simple := simpleGroup(raw, known)
 		if !simple {
-			g = &targetgroup.Group{}
-			if err := g.UnmarshalJSON(raw); err != nil {
+			tg := &targetgroup.Group{}
+			if err := tg.UnmarshalJSON(raw); err != nil {
 				return nil, nil, false
 			}
+			g = tstore.From(tg)
 		}
 		if g.Labels == nil {
 			g.Labels = model.LabelSet{}
 		}
-		for _, t := range g.Targets {
-			if t[model.AddressLabel] == "" {
-				return nil, nil, false
-			}
+		if slices.Contains(g.Targets, "") {
+			return nil, nil, false
 		}
 		g.Source = src
 		if _, twice := next.groups[h]; !twice { // a text that repeats is parsed apart: no label set is in two groups
@@ -516,9 +528,8 @@ func parseReusing(b []byte, prev *Parsed, setSource func(i int) string, known fu
 // strings are carved from one copy of the text and the list of targets is
 // made once: the garbage of a parse is about the text, not a temporary
 // string per target and the decoder's copies. known, when not nil, gives
-// the label set of a target by its address (a set of that address alone)
-// when it has one, instead of a new one.
-func simpleGroup(raw []byte, known func(addr string) model.LabelSet) (*targetgroup.Group, bool) {
+// the string to hold for an address, when it has one ("" when not).
+func simpleGroup(raw []byte, known func(addr string) string) (*tstore.Group, bool) {
 	text := string(raw)
 	i := 0
 	space := func() {
@@ -567,7 +578,7 @@ func simpleGroup(raw []byte, known func(addr string) model.LabelSet) (*targetgro
 		space()
 		return i < len(text)
 	}
-	g := &targetgroup.Group{}
+	g := &tstore.Group{}
 	seenTargets := false
 	space()
 	if i >= len(text) || text[i] != '{' {
@@ -590,7 +601,7 @@ func simpleGroup(raw []byte, known func(addr string) model.LabelSet) (*targetgro
 			i++
 			space()
 			// At most one target per comma after here: the list is made once.
-			g.Targets = make([]model.LabelSet, 0, strings.Count(text[i:], ",")+1)
+			g.Targets = make([]string, 0, strings.Count(text[i:], ",")+1)
 			if i < len(text) && text[i] == ']' {
 				i++
 				break
@@ -600,14 +611,12 @@ func simpleGroup(raw []byte, known func(addr string) model.LabelSet) (*targetgro
 				if !ok || a == "" {
 					return nil, false
 				}
-				var t model.LabelSet
 				if known != nil {
-					t = known(a)
+					if k := known(a); k != "" {
+						a = k
+					}
 				}
-				if t == nil {
-					t = model.LabelSet{model.AddressLabel: model.LabelValue(a)}
-				}
-				g.Targets = append(g.Targets, t)
+				g.Targets = append(g.Targets, a)
 				more, ok := next(']')
 				if !ok {
 					return nil, false
@@ -636,6 +645,9 @@ func simpleGroup(raw []byte, known func(addr string) model.LabelSet) (*targetgro
 				if !ok {
 					return nil, false
 				}
+				if known != nil { // a group read back against groups in hand: its text is not kept for its labels
+					name, v = strings.Clone(name), strings.Clone(v)
+				}
 				g.Labels[model.LabelName(name)] = model.LabelValue(v)
 				more, ok := next('}')
 				if !ok {
@@ -657,7 +669,7 @@ func simpleGroup(raw []byte, known func(addr string) model.LabelSet) (*targetgro
 		return nil, false
 	}
 	if g.Targets == nil {
-		g.Targets = []model.LabelSet{}
+		g.Targets = []string{}
 	}
 	return g, true
 }

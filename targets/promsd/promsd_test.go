@@ -13,11 +13,10 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
-	"go.uber.org/goleak"
-
 	_ "github.com/prometheus/prometheus/discovery/consul"
 	_ "github.com/prometheus/prometheus/discovery/file"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"go.uber.org/goleak"
 
 	"github.com/promshard/promshard/internal/testenv"
 	"github.com/promshard/promshard/targets"
@@ -55,7 +54,7 @@ func waitAddrs(t *testing.T, p *promsd.Discovery, want []string) []*targetgroup.
 		if err != nil {
 			return err
 		}
-		got = res.Groups
+		got = res.TargetGroups()
 		if !slices.Equal(addrs(got), want) {
 			return fmt.Errorf("targets %v", addrs(got))
 		}
