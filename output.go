@@ -142,7 +142,7 @@ func (o outputs) held(next map[string][]*tstore.Group) map[string][]*tstore.Grou
 	out := make(map[string][]*tstore.Group, len(held))
 	type pass struct {
 		id   string
-		own  map[heldKey]heldAt             // the collector's next targets; nil when every group was found whole
+		own  map[heldKey]heldAt              // the collector's next targets; nil when every group was found whole
 		same map[*tstore.Group]*tstore.Group // a group read back that is one of next's, by its targets
 	}
 	var passes []pass
