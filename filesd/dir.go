@@ -19,8 +19,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	ilabels "github.com/promshard/promshard/internal/labels"
 	"github.com/promshard/promshard/internal/promutil"
 	"github.com/promshard/promshard/internal/sdfile"
 	"github.com/promshard/promshard/internal/tstore"
@@ -393,25 +395,34 @@ func (d *Dir) HeldAgainstCompact(next map[string][]*tstore.Group) (map[string][]
 }
 
 // knownOf indexes the addresses of the targets of gs that are their
-// address alone, for [sdfile.ParseCompact]: a file read back shares the
-// address strings of the collector's next groups rather than holding its
-// own. Nil for no groups.
-func knownOf(gs []*tstore.Group) func(addr string) string {
+// address alone, and the groups' labels maps, for [sdfile.ParseCompact]: a
+// file read back shares the address strings and labels maps of the
+// collector's next groups rather than holding its own. Nil for no groups.
+func knownOf(gs []*tstore.Group) *sdfile.Known {
 	if len(gs) == 0 {
 		return nil
 	}
-	m := make(map[string]string, tstore.Count(gs))
+	addrs := make(map[string]string, tstore.Count(gs))
+	byHash := make(map[uint64][]model.LabelSet, len(gs))
+	seen := make(map[uintptr]bool, len(gs))
 	for _, g := range gs {
 		if g == nil {
 			continue
 		}
+		if id := ilabels.Identity(g.Labels); !seen[id] {
+			seen[id] = true
+			if _, h := ilabels.CheckHash(g.Labels); h != 0 || len(g.Labels) == 0 {
+				byHash[h] = append(byHash[h], g.Labels)
+			}
+		}
 		for i, a := range g.Targets {
 			if g.OwnOf(i) == nil {
-				m[a] = a
+				addrs[a] = a
 			}
 		}
 	}
-	return func(addr string) string { return m[addr] }
+	return &sdfile.Known{Addr: func(addr string) string { return addrs[addr] },
+		Labels: func(h uint64) []model.LabelSet { return byHash[h] }}
 }
 
 // PathOf returns the path of a collector's file.

@@ -40,9 +40,15 @@ func CheckHash(ls model.LabelSet) (reason string, hash uint64) {
 		if !ValidValue(string(v)) {
 			return fmt.Sprintf("label %q value is not valid UTF-8", n), 0
 		}
-		hash += Mix(xxhash.Sum64String(string(n)) ^ (xxhash.Sum64String(string(v)) * 0x9e3779b97f4a7c15))
+		hash += PairHash(string(n), string(v))
 	}
 	return "", hash
+}
+
+// PairHash is one label's share of CheckHash's hash: a set's hash is the
+// sum of its labels'.
+func PairHash(name, value string) uint64 {
+	return Mix(xxhash.Sum64String(name) ^ (xxhash.Sum64String(value) * 0x9e3779b97f4a7c15))
 }
 
 // CheckAddressHash is CheckHash of the set of an address alone, without

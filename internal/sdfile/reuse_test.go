@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/promshard/promshard/internal/labels"
 	"github.com/promshard/promshard/internal/tstore"
 )
@@ -125,13 +127,19 @@ func FuzzParseReusing(f *testing.F) {
 func knownAsParse(t *testing.T, b []byte, from []*tstore.Group) {
 	t.Helper()
 	known := map[string]string{}
+	sets := map[uint64][]model.LabelSet{}
 	for _, g := range from {
 		for _, a := range g.TargetsOrNone() {
 			known[a] = a
 		}
+		if g != nil {
+			_, h := labels.CheckHash(g.Labels)
+			sets[h] = append(sets[h], g.Labels)
+		}
 	}
 	want, werr := Parse(b, JSON)
-	got, err := ParseCompact(b, JSON, func(a string) string { return known[a] })
+	got, err := ParseCompact(b, JSON, &Known{Addr: func(a string) string { return known[a] },
+		Labels: func(h uint64) []model.LabelSet { return sets[h] }})
 	if fmt.Sprint(err) != fmt.Sprint(werr) {
 		t.Fatalf("%q: error %v, Parse's %v", b, err, werr)
 	}
@@ -164,19 +172,29 @@ func simpleText(b []byte) bool {
 // ParseCompact holds a known address as the very string known.
 func TestParseCompactSharesKnownAddresses(t *testing.T) {
 	known := strings.Clone("10.0.0.1:80")
+	env := model.LabelSet{"env": "a"}
+	_, h := labels.CheckHash(env)
 	gs, err := ParseCompact([]byte(`[{"labels": {"env": "a"}, "targets": ["10.0.0.1:80", "10.0.0.2:80"]}]`), JSON,
-		func(a string) string {
+		&Known{Addr: func(a string) string {
 			if a == known {
 				return known
 			}
 			return ""
-		})
+		}, Labels: func(x uint64) []model.LabelSet {
+			if x == h {
+				return []model.LabelSet{{"env": "b"}, env}
+			}
+			return nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := gs[0].Targets
 	if len(ts) != 2 || tstore.Identity(ts[0]) != tstore.Identity(known) || ts[1] != "10.0.0.2:80" || gs[0].Own != nil {
 		t.Fatalf("targets %v: want the known string first, then a new one", ts)
+	}
+	if labels.Identity(gs[0].Labels) != labels.Identity(env) {
+		t.Fatalf("labels %v: want the known map", gs[0].Labels)
 	}
 	if _, err := ParseCompact([]byte(`[{"targets": [""]}]`), JSON, nil); err == nil || !strings.Contains(err.Error(), "empty address") {
 		t.Fatalf("an empty address: %v, want Parse's error", err)

@@ -338,13 +338,51 @@ func Parse(b []byte, f Format) ([]*targetgroup.Group, error) {
 	return gs, nil
 }
 
-// ParseCompact is Parse into the module's compact form. known, when not
-// nil, gives the address string to hold for an address (one shared with
-// other groups: a file read back to be compared with what is about to be
-// written takes its collector's next addresses), or "" for a new one. A
-// JSON text in the common form is read by hand, as ParseReusing reads it;
-// any other text, and YAML, is Parse's.
-func ParseCompact(b []byte, f Format, known func(addr string) string) ([]*tstore.Group, error) {
+// Known is what a parse takes from groups in hand instead of making it: a
+// file read back to be compared with what is about to be written (its
+// collector's next groups) shares their address strings and labels maps,
+// and keeps none of its own text.
+type Known struct {
+	// Addr gives the string to hold for an address, or "" for a new one.
+	Addr func(addr string) string
+	// Labels gives the labels maps whose [labels.CheckHash] is hash.
+	Labels func(hash uint64) []model.LabelSet
+}
+
+// labels is the labels map of a group read with the given pairs (names
+// once each): one known with the same labels, else a new one, of strings
+// carved from the group's text unless known is set.
+func (k *Known) labels(pairs [][2]string) model.LabelSet {
+	if k != nil && k.Labels != nil {
+		var h uint64
+		for _, p := range pairs {
+			h += labels.PairHash(p[0], p[1])
+		}
+		for _, c := range k.Labels(h) {
+			if len(c) == len(pairs) && !slices.ContainsFunc(pairs, func(p [2]string) bool {
+				v, ok := c[model.LabelName(p[0])]
+				return !ok || string(v) != p[1]
+			}) {
+				return c
+			}
+		}
+	}
+	ls := make(model.LabelSet, len(pairs))
+	for _, p := range pairs {
+		name, v := p[0], p[1]
+		if k != nil { // the text is not kept for the labels of a group read back
+			name, v = strings.Clone(name), strings.Clone(v)
+		}
+		ls[model.LabelName(name)] = model.LabelValue(v)
+	}
+	return ls
+}
+
+// ParseCompact is Parse into the module's compact form, taking what known
+// (when not nil) has instead of making it. A JSON text in the common form
+// is read by hand, as ParseReusing reads it; any other text, and YAML, is
+// Parse's.
+func ParseCompact(b []byte, f Format, known *Known) ([]*tstore.Group, error) {
 	if f == JSON {
 		if gs, _, ok := parseReusing(b, nil, nil, known); ok {
 			return gs, nil
@@ -457,7 +495,7 @@ func ParseReusing(b []byte, prev *Parsed, setSource func(i int) string) ([]*tsto
 
 // parseReusing is ParseReusing's fast path; ok is false when the text is
 // anything but a list of well-formed groups.
-func parseReusing(b []byte, prev *Parsed, setSource func(i int) string, known func(addr string) string) (gs []*tstore.Group, next *Parsed, ok bool) {
+func parseReusing(b []byte, prev *Parsed, setSource func(i int) string, known *Known) (gs []*tstore.Group, next *Parsed, ok bool) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
 		return nil, nil, false
@@ -529,7 +567,7 @@ func parseReusing(b []byte, prev *Parsed, setSource func(i int) string, known fu
 // made once: the garbage of a parse is about the text, not a temporary
 // string per target and the decoder's copies. known, when not nil, gives
 // the string to hold for an address, when it has one ("" when not).
-func simpleGroup(raw []byte, known func(addr string) string) (*tstore.Group, bool) {
+func simpleGroup(raw []byte, known *Known) (*tstore.Group, bool) {
 	text := string(raw)
 	i := 0
 	space := func() {
@@ -579,7 +617,7 @@ func simpleGroup(raw []byte, known func(addr string) string) (*tstore.Group, boo
 		return i < len(text)
 	}
 	g := &tstore.Group{}
-	seenTargets := false
+	seenTargets, seenLabels := false, false
 	space()
 	if i >= len(text) || text[i] != '{' {
 		return nil, false
@@ -611,8 +649,8 @@ func simpleGroup(raw []byte, known func(addr string) string) (*tstore.Group, boo
 				if !ok || a == "" {
 					return nil, false
 				}
-				if known != nil {
-					if k := known(a); k != "" {
+				if known != nil && known.Addr != nil {
+					if k := known.Addr(a); k != "" {
 						a = k
 					}
 				}
@@ -625,12 +663,14 @@ func simpleGroup(raw []byte, known func(addr string) string) (*tstore.Group, boo
 					break
 				}
 			}
-		case key == "labels" && g.Labels == nil && text[i] == '{':
+		case key == "labels" && !seenLabels && text[i] == '{':
+			seenLabels = true
 			i++
 			space()
-			g.Labels = model.LabelSet{}
+			var pairs [][2]string
 			if i < len(text) && text[i] == '}' {
 				i++
+				g.Labels = model.LabelSet{}
 				break
 			}
 			for {
@@ -638,17 +678,14 @@ func simpleGroup(raw []byte, known func(addr string) string) (*tstore.Group, boo
 				if !ok || !labels.ValidName(name) {
 					return nil, false
 				}
-				if _, twice := g.Labels[model.LabelName(name)]; twice || !colon() {
+				if slices.ContainsFunc(pairs, func(p [2]string) bool { return p[0] == name }) || !colon() {
 					return nil, false
 				}
 				v, ok := str()
 				if !ok {
 					return nil, false
 				}
-				if known != nil { // a group read back against groups in hand: its text is not kept for its labels
-					name, v = strings.Clone(name), strings.Clone(v)
-				}
-				g.Labels[model.LabelName(name)] = model.LabelValue(v)
+				pairs = append(pairs, [2]string{name, v})
 				more, ok := next('}')
 				if !ok {
 					return nil, false
@@ -657,6 +694,7 @@ func simpleGroup(raw []byte, known func(addr string) string) (*tstore.Group, boo
 					break
 				}
 			}
+			g.Labels = known.labels(pairs)
 		default:
 			return nil, false
 		}
