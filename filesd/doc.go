@@ -26,4 +26,9 @@
 //
 // [Handler] serves the same content over HTTP for http_sd_configs, with
 // ETag and 304 support, so that no file needs copying at all.
+//
+// Each output takes [targetgroup.Group] values (Update, the border a user
+// sees) and, from a Sharder, the groups in the module's compact form
+// (UpdateCompact: each target its address), which it encodes without
+// making a label set per target.
 package filesd

@@ -5,7 +5,12 @@
 // [targetgroup.Group] values), [Assign] gives every target to R distinct
 // members, deterministically: the same members and targets, in any input
 // order, give the same result on every machine, so several promshard
-// processes agree without talking to each other.
+// processes agree without talking to each other. The [Assignment] holds
+// each member's groups in the module's compact form (each target its
+// address, a label set only for a target with labels of its own), so that a
+// million targets cost a string each, not a map each;
+// [Assignment.GroupsOf] gives them as [targetgroup.Group] values, and
+// [AssignCompact] places groups already in that form (the Sharder's).
 //
 // A [Ring] maps a 64-bit key hash to members. Rings are immutable values,
 // built once per member set and safe for concurrent lookups without locks.

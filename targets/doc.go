@@ -11,7 +11,11 @@
 // group is reported with its job, source and reason, and is not passed on),
 // and keeps each job's last good result: a provider that errors, times out
 // or unexpectedly returns nothing leaves the last good targets in place,
-// with their age, and the error in the result and in the metrics.
+// with their age, and the error in the result and in the metrics. It holds
+// the targets in the module's compact form ([Result.Groups]: a group's
+// source and labels once, each target its address, a label set only for a
+// target with labels of its own); [Result.TargetGroups] gives them back as
+// [targetgroup.Group] values.
 //
 // Adapters:
 //

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/internal/sdfile"
+	"github.com/promshard/promshard/internal/tstore"
 )
 
 // DefaultHTTPSDTimeout bounds one fetch of an [HTTPSD] provider.
@@ -64,7 +65,7 @@ type HTTPSD struct {
 // httpAnswer is a parsed answer with the validators the server gave it.
 type httpAnswer struct {
 	etag, modified string
-	groups         []*targetgroup.Group
+	groups         []*tstore.Group
 }
 
 var _ Provider = (*HTTPSD)(nil)
@@ -113,6 +114,14 @@ func (h *HTTPSD) Timeout() time.Duration { return h.opts.Timeout }
 
 // Targets fetches and parses the endpoint's answer.
 func (h *HTTPSD) Targets(ctx context.Context) ([]*targetgroup.Group, error) {
+	gs, err := h.compactTargets(ctx)
+	return tstore.All(gs), err
+}
+
+// compactTargets is Targets in the module's compact form, as a [Registry]
+// asks for them: the answer is decoded into address strings, not a label
+// set per target.
+func (h *HTTPSD) compactTargets(ctx context.Context) ([]*tstore.Group, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.opts.URL, nil)

@@ -10,8 +10,12 @@ import (
 // Provider returns the target groups of one job. Implementations must be
 // safe for concurrent use and must not modify the returned groups after
 // returning them; one that keeps a group to return it again when it did not
-// change (targets.File) saves its validation: the registry checks a
-// *Group it has seen, with as many targets, only once.
+// change saves its validation: the registry checks a *Group it has seen,
+// with as many targets, only once. The registry holds the groups in the
+// module's compact form (each target its address, a label set kept only
+// for a target with labels besides __address__): [File] and [HTTPSD]
+// answer it in that form, so that a fetch of a million file_sd targets
+// makes no label set at all.
 type Provider interface {
 	Targets(ctx context.Context) ([]*targetgroup.Group, error)
 }

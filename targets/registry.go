@@ -143,7 +143,8 @@ type job struct {
 	last Result
 }
 
-// compactProvider is a provider that answers in the compact form: [File].
+// compactProvider is a provider that answers in the compact form: [File]
+// and [HTTPSD].
 type compactProvider interface {
 	compactTargets(ctx context.Context) ([]*tstore.Group, error)
 }

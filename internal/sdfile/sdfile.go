@@ -400,7 +400,7 @@ func ParseCompact(b []byte, f Format, known *Known) ([]*tstore.Group, error) {
 // holding the raw answer: a target that repeats one already read with the
 // same labels is dropped as it comes, and more than maxTargets distinct
 // targets is an error.
-func Decode(r io.Reader, maxTargets int) ([]*targetgroup.Group, error) {
+func Decode(r io.Reader, maxTargets int) ([]*tstore.Group, error) {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	tok, err := dec.Token()
@@ -415,7 +415,7 @@ func Decode(r io.Reader, maxTargets int) ([]*targetgroup.Group, error) {
 	}
 	type key struct{ labels, addr string }
 	seen := map[key]struct{}{}
-	var out []*targetgroup.Group
+	var out []*tstore.Group
 	for i := 0; dec.More(); i++ {
 		var g struct {
 			Targets []string       `json:"targets"`
@@ -427,7 +427,7 @@ func Decode(r io.Reader, maxTargets int) ([]*targetgroup.Group, error) {
 		if g.Labels == nil {
 			g.Labels = model.LabelSet{}
 		}
-		tg := &targetgroup.Group{Labels: g.Labels, Targets: make([]model.LabelSet, 0, len(g.Targets))}
+		tg := &tstore.Group{Labels: g.Labels, Targets: make([]string, 0, len(g.Targets))}
 		ls := tg.Labels.String()
 		for _, a := range g.Targets {
 			if a == "" {
@@ -440,7 +440,7 @@ func Decode(r io.Reader, maxTargets int) ([]*targetgroup.Group, error) {
 				return nil, fmt.Errorf("more than %d distinct targets (HTTPSDOptions.MaxTargets)", maxTargets)
 			}
 			seen[key{ls, a}] = struct{}{}
-			tg.Targets = append(tg.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(a)})
+			tg.Targets = append(tg.Targets, a)
 		}
 		out = append(out, tg)
 	}
