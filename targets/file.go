@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -98,12 +99,16 @@ func (f *File) load(p string, parse bool) (uint64, []*tstore.Group, error) {
 	if old != nil && old.stable && st.Size() == old.size && st.ModTime().Equal(old.mtime) && (!parse || old.groups != nil) {
 		return old.hash, old.groups, nil
 	}
-	b, err := os.ReadFile(p)
-	if err != nil {
+	var b []byte
+	h := xxhash.New()
+	if parse {
+		if b, err = os.ReadFile(p); err != nil {
+			return 0, nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		hashFile(h, p, b)
+	} else if err = hashStream(h, p); err != nil { // a look for changes: the file is hashed as it is read, not held
 		return 0, nil, fmt.Errorf("read %s: %w", p, err)
 	}
-	h := xxhash.New()
-	hashFile(h, p, b)
 	fs := &fileState{size: st.Size(), mtime: st.ModTime(), hash: h.Sum64(), stable: time.Since(st.ModTime()) >= stableAge}
 	if old != nil {
 		fs.parsed = old.parsed // what the groups' texts gave, for the parse that follows a look without one
@@ -227,6 +232,19 @@ func hashFile(h *xxhash.Digest, path string, content []byte) {
 	_, _ = h.WriteString(path)
 	_, _ = h.WriteString("\x00")
 	_, _ = h.Write(content)
+}
+
+// hashStream is hashFile of the file at path, read a piece at a time.
+func hashStream(h *xxhash.Digest, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, _ = h.WriteString(path)
+	_, _ = h.WriteString("\x00")
+	_, err = io.Copy(h, f)
+	return err
 }
 
 // ParseFileSD parses file_sd content (JSON when isJSON, else YAML) as
