@@ -85,10 +85,13 @@ func (h *handler) serveSearch(w http.ResponseWriter, r *http.Request) {
 		for _, id := range slices.Sorted(maps.Keys(snap.Groups)) {
 			for _, g := range snap.Groups[id] {
 				for i, addr := range g.Targets {
-					t := g.Target(i)
+					own := g.OwnOf(i) // nil for a target that is its address alone: no set is made for it
 					ls := func(n model.LabelName) (model.LabelValue, bool) {
-						if v, ok := t[n]; ok {
+						if v, ok := own[n]; ok {
 							return v, true
+						}
+						if n == model.AddressLabel && own == nil {
+							return model.LabelValue(addr), true
 						}
 						v, ok := g.Labels[n]
 						return v, ok
@@ -108,7 +111,7 @@ func (h *handler) serveSearch(w http.ResponseWriter, r *http.Request) {
 					for n, v := range g.Labels {
 						f.Labels[string(n)] = string(v)
 					}
-					for n, v := range t {
+					for n, v := range g.Target(i) {
 						f.Labels[string(n)] = string(v)
 					}
 					byTarget[addr] = len(res.Targets)
