@@ -205,12 +205,5 @@ func (s Snapshot) Ready() bool { return s.Assignment != nil && s.Last.Err == nil
 // [targetgroup.Group] values, a label set made for each target that is its
 // address alone; nil for a collector without an entry.
 func (s Snapshot) GroupsOf(id string) []*targetgroup.Group {
-	gs, ok := s.Groups[id]
-	if !ok {
-		return nil
-	}
-	if out := tstore.All(gs); out != nil {
-		return out
-	}
-	return []*targetgroup.Group{}
+	return tstore.Of(s.Groups, id)
 }

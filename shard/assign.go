@@ -168,14 +168,7 @@ func (a *Assignment) Count(id string) int { return tstore.Count(a.Groups[id]) }
 // label set made for each target that is its address alone); nil for an
 // ID that is not a member.
 func (a *Assignment) GroupsOf(id string) []*targetgroup.Group {
-	gs, ok := a.Groups[id]
-	if !ok {
-		return nil
-	}
-	if out := tstore.All(gs); out != nil {
-		return out
-	}
-	return []*targetgroup.Group{}
+	return tstore.Of(a.Groups, id)
 }
 
 // Key returns the value [Assign] hashes to place target t of a group with

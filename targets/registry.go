@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
@@ -137,8 +138,10 @@ type job struct {
 	fetchMu sync.Mutex // serialises fetches of one job
 	// conv is each group of the provider's last answer in compact form
 	// (providers that do not answer in it): a group given back is the
-	// same compact group, so its check is not made again. Under fetchMu.
-	conv map[*targetgroup.Group]*tstore.Group
+	// same compact group, so its check is not made again. Its keys are
+	// weak: a provider that makes new groups for every answer does not
+	// have the old ones, and their label sets, kept. Under fetchMu.
+	conv map[weak.Pointer[targetgroup.Group]]*tstore.Group
 	mu   sync.Mutex // guards last: Last never waits for a fetch
 	last Result
 }
@@ -153,16 +156,17 @@ type compactProvider interface {
 // from its last answer is the compact group made then.
 func (j *job) compact(groups []*targetgroup.Group) []*tstore.Group {
 	out := make([]*tstore.Group, 0, len(groups))
-	conv := make(map[*targetgroup.Group]*tstore.Group, len(groups))
+	conv := make(map[weak.Pointer[targetgroup.Group]]*tstore.Group, len(groups))
 	for _, g := range groups {
 		if g == nil {
 			continue
 		}
-		c, ok := j.conv[g]
+		k := weak.Make(g)
+		c, ok := j.conv[k]
 		if !ok || len(c.Targets) != len(g.Targets) {
 			c = tstore.From(g)
 		}
-		conv[g] = c
+		conv[k] = c
 		out = append(out, c)
 	}
 	j.conv = conv

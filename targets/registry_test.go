@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/prometheus/common/model"
@@ -70,5 +71,32 @@ func TestUnchangedFetchKeepsTheGroups(t *testing.T) {
 	if changed.Groups[0] == first.Groups[0] || changed.Fingerprint == first.Fingerprint ||
 		changed.Groups[0].Targets[1] != "h3:1" {
 		t.Fatalf("a change kept the old groups: %v", changed.Groups[0])
+	}
+}
+
+// A provider that answers in groups (not the compact form) and gives back a
+// group of its last answer gets back the compact group made then, whose
+// check stands; a new group, even an equal one, is made and checked anew.
+func TestRegistryKeepsTheCompactFormOfAGroupGivenBack(t *testing.T) {
+	kept := &targetgroup.Group{Source: "a", Targets: []model.LabelSet{{model.AddressLabel: "h1:80"}}}
+	n := 0
+	fresh := func() *targetgroup.Group { // another target each time, so that the answer changes
+		n++
+		return &targetgroup.Group{Source: "b", Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d:80", n))}}}
+	}
+	r, _ := NewRegistry(RegistryOptions{})
+	r.Register("j", Func(func(context.Context) ([]*targetgroup.Group, error) {
+		return []*targetgroup.Group{kept, fresh()}, nil
+	}), JobOptions{})
+	first, err := r.Targets(context.Background(), "j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := r.Targets(context.Background(), "j")
+	if len(again.Groups) != 2 || again.Groups[0] != first.Groups[0] || again.Groups[1] == first.Groups[1] {
+		t.Fatalf("groups %v after %v: want the kept group's compact form again, the fresh one made anew", again.Groups, first.Groups)
+	}
+	if again.Groups[0].Own != nil || again.Groups[1].Targets[0] != "h2:80" || first.Groups[1].Targets[0] != "h1:80" {
+		t.Fatalf("compact form: %+v %+v", again.Groups[0], again.Groups[1])
 	}
 }

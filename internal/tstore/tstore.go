@@ -229,3 +229,16 @@ func (g *Group) TargetsOrNone() []string {
 	}
 	return g.Targets
 }
+
+// Of converts member id's groups in m back (see [Group.Group]): nil when
+// m has no entry for id, an empty list for an empty entry.
+func Of(m map[string][]*Group, id string) []*targetgroup.Group {
+	gs, ok := m[id]
+	if !ok {
+		return nil
+	}
+	if out := All(gs); out != nil {
+		return out
+	}
+	return []*targetgroup.Group{}
+}
