@@ -15,16 +15,60 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/promshard/promshard/filesd"
+	"github.com/promshard/promshard/internal/tstore"
+	"github.com/promshard/promshard/shard"
 	"github.com/promshard/promshard/targets"
 	"github.com/promshard/promshard/watch"
 )
 
 // nopOutput accepts every assignment and writes nothing: the benchmark
 // measures the Sharder, not a disk.
+// nopOutput writes nothing. It takes the compact groups, as the module's
+// own outputs do, so that a benchmark measures the Sharder's pass and not a
+// conversion for an output that writes nothing (a user's Output gets
+// targetgroup.Group values made for the call: BenchmarkOutputBorder).
 type nopOutput struct{}
 
 func (nopOutput) Update(context.Context, map[string][]*targetgroup.Group) ([]string, error) {
 	return nil, nil
+}
+
+func (nopOutput) UpdateCompact(context.Context, map[string][]*tstore.Group) ([]string, error) {
+	return nil, nil
+}
+
+// userOutput is an Output of a user's: it takes groups as
+// targetgroup.Group values only.
+type userOutput struct{}
+
+func (userOutput) Update(context.Context, map[string][]*targetgroup.Group) ([]string, error) {
+	return nil, nil
+}
+
+// BenchmarkOutputBorder measures what an output of a user's costs a pass
+// at 1M targets over 100 collectors: the groups are made into
+// targetgroup.Group values (a label set per target) for it.
+func BenchmarkOutputBorder(b *testing.B) {
+	gs, ms := scalePool(1000, 1000, 100, func(int) model.LabelSet { return model.LabelSet{"env": "prod"} })
+	sms := make([]shard.Member, len(ms))
+	for i, m := range ms {
+		sms[i] = shard.Member{ID: m.ID}
+	}
+	ring, err := shard.New(shard.DefaultKind, sms)
+	if err != nil {
+		b.Fatal(err)
+	}
+	asg, err := shard.Assign(ring, gs, shard.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	outs := newOutputs([]Output{userOutput{}})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := outs.update(context.Background(), asg.Groups); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // BenchmarkReshardScale reshards 1M targets (1,000 groups of 1,000) over
