@@ -13,6 +13,14 @@ import (
 	"github.com/promshard/promshard/internal/tstore"
 )
 
+// Group is a target group in the module's compact form: Source and Labels
+// once, Targets the targets' addresses, Own a label set only for a target
+// with labels besides __address__ (nil when there is none). It is the type
+// of [Assignment.Groups]' entries, and of targets.Result.Groups and
+// promshard.Snapshot.Groups, named here so that an embedder can name it.
+// Its methods (Len, Target, Group, …) read it; treat it as read-only.
+type Group = tstore.Group
+
 // Options configures [Assign]. The zero value assigns every target to one
 // member by its address.
 type Options struct {
