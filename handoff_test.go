@@ -439,7 +439,7 @@ func TestPlanComparesOnlyUnmatchedGroups(t *testing.T) {
 			for id, gs := range out { // the groups that did not change are the very ones
 				for k, g := range gs {
 					if i := slices.IndexFunc(prev[id], func(o *targetgroup.Group) bool {
-						return o.Source == g.Source && labels.SameSets(o.Targets, g.Targets)
+						return o.Source == g.Source && slices.EqualFunc(o.Targets, g.Targets, func(x, y model.LabelSet) bool { return labels.Identity(x) == labels.Identity(y) })
 					}); i >= 0 {
 						gs[k] = prev[id][i]
 					}
