@@ -139,6 +139,12 @@ type guard struct {
 	// had stayed the same for Window before they changed.
 	cur, base *shard.Assignment
 	curSince  time.Time
+	// let are the collectors an operator let go (ReleaseGuard): while the
+	// reference assignment still has them, they are not counted as leaving
+	// again, so that a pass soon after the release does not hold once more
+	// and move their targets back. One that is present again is taken off.
+	let      map[string]bool
+	lastHeld []string // the collectors the last check found gone
 }
 
 // wrote records what the outputs hold from now on.
@@ -184,19 +190,23 @@ func (g *guard) check(written *shard.Assignment, members, drained, sick []watch.
 	if g == nil || written == nil || g.cfg.Share >= 1 {
 		return p
 	}
-	g.mu.Lock()
-	prev := g.reference(written, now)
-	g.mu.Unlock()
 	present := map[string]bool{}
 	for _, m := range slices.Concat(members, drained) {
 		present[m.ID] = true
 	}
+	g.mu.Lock()
+	prev := g.reference(written, now)
 	var held []string
 	for _, m := range prev.Members {
-		if !present[m.ID] {
+		switch {
+		case present[m.ID]:
+			delete(g.let, m.ID)
+		case !g.let[m.ID]:
 			held = append(held, m.ID)
 		}
 	}
+	g.lastHeld = slices.Clone(held)
+	g.mu.Unlock()
 	ids := make([]string, len(members))
 	for i, m := range members {
 		ids[i] = m.ID
@@ -339,6 +349,14 @@ func (g *guard) release() bool {
 	defer g.mu.Unlock()
 	was := g.active || g.stepping
 	g.released, g.stepping = g.active, false
+	if was {
+		if g.let == nil {
+			g.let = map[string]bool{}
+		}
+		for _, id := range g.lastHeld {
+			g.let[id] = true
+		}
+	}
 	if was && !g.active {
 		g.set = "" // stepping after Settle: the next pass moves the rest at once
 	}

@@ -207,3 +207,32 @@ func TestPartitionGuardCountsTheWindow(t *testing.T) {
 		}
 	})
 }
+
+// An operator's release stands: a pass soon after it (within Window of the
+// move it let happen) does not count the collectors it moved away from as
+// leaving anew, and does not hold again or move the targets back.
+func TestPartitionGuardReleaseStands(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, Job{Guard: PartitionGuard{Settle: time.Minute}}, Options{RefreshInterval: time.Hour})
+		h.members("a", "b", "c", "d", "e")
+		h.members("a")
+		if ok, err := h.s.ReleaseGuard("node"); !ok || err != nil {
+			t.Fatalf("ReleaseGuard: %v %v", ok, err)
+		}
+		synctest.Wait()
+		if _, counts := h.out.snapshot(); counts["a"] != 100 {
+			t.Fatalf("after the release: %v", counts)
+		}
+		time.Sleep(time.Second) // within Window of the release's move
+		if _, err := h.s.Reshard(context.Background(), "node"); err != nil {
+			t.Fatal(err)
+		}
+		snap, _ := h.s.Snapshot("node")
+		if _, counts := h.out.snapshot(); counts["a"] != 100 || len(snap.Last.Held) > 0 {
+			t.Fatalf("a pass after the release: %v, held %v", counts, snap.Last.Held)
+		}
+		if v := testutil.ToFloat64(h.s.m.guard.WithLabelValues("node")); v != 0 {
+			t.Fatalf("promshard_partition_guard_active %v after the release", v)
+		}
+	})
+}
