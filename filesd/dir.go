@@ -411,9 +411,8 @@ func knownOf(gs []*tstore.Group) *sdfile.Known {
 		}
 		if id := ilabels.Identity(g.Labels); !seen[id] {
 			seen[id] = true
-			if _, h := ilabels.CheckHash(g.Labels); h != 0 || len(g.Labels) == 0 {
-				byHash[h] = append(byHash[h], g.Labels)
-			}
+			_, h := ilabels.CheckHash(g.Labels) // next's labels were validated: the hash is theirs
+			byHash[h] = append(byHash[h], g.Labels)
 		}
 		for i, a := range g.Targets {
 			if g.OwnOf(i) == nil {

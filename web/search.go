@@ -85,13 +85,9 @@ func (h *handler) serveSearch(w http.ResponseWriter, r *http.Request) {
 		for _, id := range slices.Sorted(maps.Keys(snap.Groups)) {
 			for _, g := range snap.Groups[id] {
 				for i, addr := range g.Targets {
-					own := g.OwnOf(i) // nil for a target that is its address alone: no set is made for it
-					ls := func(n model.LabelName) (model.LabelValue, bool) {
-						if v, ok := own[n]; ok {
+					ls := func(n model.LabelName) (model.LabelValue, bool) { // no set is made for a target that is its address alone
+						if v, ok := g.Label(i, n); ok {
 							return v, true
-						}
-						if n == model.AddressLabel && own == nil {
-							return model.LabelValue(addr), true
 						}
 						v, ok := g.Labels[n]
 						return v, ok

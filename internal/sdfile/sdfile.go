@@ -566,7 +566,8 @@ func parseReusing(b []byte, prev *Parsed, setSource func(i int) string, known *K
 // strings are carved from one copy of the text and the list of targets is
 // made once: the garbage of a parse is about the text, not a temporary
 // string per target and the decoder's copies. known, when not nil, gives
-// the string to hold for an address, when it has one ("" when not).
+// the address strings and labels maps to hold instead of new ones, and the
+// group then keeps none of its text for its labels.
 func simpleGroup(raw []byte, known *Known) (*tstore.Group, bool) {
 	text := string(raw)
 	i := 0

@@ -54,16 +54,18 @@ func (g *Group) Target(i int) model.LabelSet {
 	return model.LabelSet{model.AddressLabel: model.LabelValue(g.Targets[i])}
 }
 
-// Value is the value of label n of target i: its own, or its address
-// for __address__, else "".
-func (g *Group) Value(i int, n model.LabelName) model.LabelValue {
+// Label is label n of target i, from its own set, or its address for
+// __address__ of a target that is its address alone; ok is false when the
+// target has no such label (its group's labels are not looked at).
+func (g *Group) Label(i int, n model.LabelName) (v model.LabelValue, ok bool) {
 	if t := g.OwnOf(i); t != nil {
-		return t[n]
+		v, ok = t[n]
+		return v, ok
 	}
 	if n == model.AddressLabel {
-		return model.LabelValue(g.Targets[i])
+		return model.LabelValue(g.Targets[i]), true
 	}
-	return ""
+	return "", false
 }
 
 // Group is g as a [targetgroup.Group]: its Labels and own label sets
@@ -82,15 +84,9 @@ func (g *Group) Group() *targetgroup.Group {
 // With is a group of g's source and labels holding the targets at idx,
 // in that order.
 func (g *Group) With(idx []int) *Group {
-	out := &Group{Source: g.Source, Labels: g.Labels, Targets: make([]string, len(idx))}
-	for k, i := range idx {
-		out.Targets[k] = g.Targets[i]
-		if t := g.OwnOf(i); t != nil {
-			if out.Own == nil {
-				out.Own = make([]model.LabelSet, len(idx))
-			}
-			out.Own[k] = t
-		}
+	out := &Group{Source: g.Source, Labels: g.Labels, Targets: make([]string, 0, len(idx))}
+	for _, i := range idx {
+		out.Append(g, i)
 	}
 	return out
 }
@@ -161,11 +157,8 @@ func AllOf(m map[string][]*Group) map[string][]*targetgroup.Group {
 		return nil
 	}
 	out := make(map[string][]*targetgroup.Group, len(m))
-	for id, gs := range m {
-		out[id] = All(gs)
-		if out[id] == nil {
-			out[id] = []*targetgroup.Group{}
-		}
+	for id := range m {
+		out[id] = Of(m, id)
 	}
 	return out
 }
@@ -220,14 +213,6 @@ func Count(gs []*Group) int {
 		n += g.Len()
 	}
 	return n
-}
-
-// TargetsOrNone is g's addresses; none for a nil group.
-func (g *Group) TargetsOrNone() []string {
-	if g == nil {
-		return nil
-	}
-	return g.Targets
 }
 
 // Of converts member id's groups in m back (see [Group.Group]): nil when

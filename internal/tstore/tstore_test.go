@@ -40,8 +40,11 @@ func TestFromAndBack(t *testing.T) {
 			t.Fatalf("%v: back as %v", g, back)
 		}
 		for i, ts := range g.Targets {
-			if c.Value(i, model.AddressLabel) != ts[model.AddressLabel] || c.Value(i, "zone") != ts["zone"] {
-				t.Fatalf("%v target %d: values %q %q", g, i, c.Value(i, model.AddressLabel), c.Value(i, "zone"))
+			for _, n := range []model.LabelName{model.AddressLabel, "zone", "x", "env"} {
+				want, wok := ts[n]
+				if v, ok := c.Label(i, n); v != want || ok != wok {
+					t.Fatalf("%v target %d: label %s %q %v, want %q %v", g, i, n, v, ok, want, wok)
+				}
 			}
 			alone := len(ts) == 1 && ts[model.AddressLabel] != ""
 			if own := c.OwnOf(i); alone != (own == nil) || own != nil && reflect.ValueOf(own).Pointer() != reflect.ValueOf(ts).Pointer() {
